@@ -1,0 +1,89 @@
+"""The ``lucida`` command line.
+
+``lucida`` alone starts the GUI; subcommands work without a display. Each
+subcommand lives in ``app/commands/<name>.py`` with a ``register(subparsers)``
+function; heavy modules (Qt, VTK, onnxruntime) are imported only inside the
+command that needs them, so ``lucida --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from app.bootstrap import prepare_environment
+
+# Order is the order shown in --help.
+COMMAND_MODULES = ("library", "models", "infer", "view")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from app import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="lucida",
+        description="Lucida: offline medical image viewer with local AI assist. "
+        "Research use only, not for diagnostic use.",
+    )
+    parser.add_argument("--version", action="store_true", help="print version, runtime and exit")
+    parser.add_argument(
+        "--library",
+        metavar="PATH",
+        default=None,
+        help="library folder (default: $LUCIDA_LIBRARY or the user data directory)",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.set_defaults(func=None, version_string=__version__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"app.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"app.commands.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    prepare_environment()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if args.version:
+        from app.version_info import version_report
+
+        print(version_report())
+        return 0
+    if args.func is None:
+        from app.gui import run_gui
+
+        return run_gui(args)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one place turns errors into messages
+        from core.errors import LucidaError
+
+        if isinstance(exc, LucidaError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if os.environ.get("LUCIDA_DEBUG"):
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (set LUCIDA_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

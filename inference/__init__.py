@@ -1,0 +1,1 @@
+"""Lucida inference package."""

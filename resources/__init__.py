@@ -1,0 +1,1 @@
+"""Lucida resources package."""

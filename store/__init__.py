@@ -1,0 +1,1 @@
+"""Lucida store package."""

@@ -1,0 +1,1 @@
+"""Lucida viewer package."""
