@@ -40,7 +40,9 @@ def resample_array(
         offset=matrix[:3, 3],
         output_shape=target_shape,
         order=order,
-        mode="constant",
+        # grid-constant: a point within half a voxel of the edge still samples the
+        # edge voxel (nearest) instead of falling off the grid by round-off.
+        mode="grid-constant",
         cval=fill_value,
         prefilter=False,
     )

@@ -7,7 +7,7 @@ affine (``[k, j, i]`` index → LPS mm) and the series it belongs to.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ from core.errors import GeometryError
 FloatArray = npt.NDArray[np.float64]
 
 
-class WarningCode(str, Enum):
+class WarningCode(StrEnum):
     """Kinds of geometry and content problems a reader reports to the user."""
 
     GANTRY_TILT = "gantry_tilt"
@@ -103,7 +103,7 @@ class Volume:
         """Voxel value nearest to an LPS point; raises if it lies outside."""
         idx = np.rint(self.lps_to_index(lps_point)).astype(int)
         if np.any(idx < 0) or np.any(idx >= np.array(self.shape)):
-            raise GeometryError(f"LPS point {lps_point} is outside the volume")
+            raise GeometryError(f"LPS point {np.asarray(lps_point).tolist()} is outside the volume")
         return self.array[tuple(idx)]
 
     def center_lps(self) -> FloatArray:

@@ -1,0 +1,46 @@
+# Lucida — the two quick-start commands are `make run` and `make check`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+XVFB   := $(shell [ -z "$$DISPLAY" ] && command -v xvfb-run >/dev/null 2>&1 && echo 'xvfb-run -a -s "-screen 0 1920x1080x24"')
+
+.PHONY: run check setup lint typecheck imports test bench clean
+
+# Set up (system packages, virtual environment) and launch the app on the demo study.
+run: setup
+	$(BIN)/lucida
+
+# Set up and run every check and test: ruff, mypy --strict, import contracts, pytest.
+check: setup lint typecheck imports test
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+setup:
+	./packaging/system-deps.sh
+	$(MAKE) --no-print-directory $(VENV)/.installed
+
+lint:
+	$(BIN)/ruff check .
+
+typecheck:
+	$(BIN)/mypy
+
+imports:
+	$(BIN)/lint-imports
+
+test:
+	ORT_DISABLE_TELEMETRY=1 $(XVFB) $(BIN)/python -m pytest
+
+bench:
+	$(XVFB) $(BIN)/python bench/load_series.py
+	$(XVFB) $(BIN)/python bench/render.py
+	$(BIN)/python bench/inference.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian/Ubuntu packages Lucida needs (Qt 6 xcb + GL for VTK, Xvfb for
+# headless tests, dicom3tools for DICOM validation) when any is missing.
+# Safe to run repeatedly; does nothing on other systems.
+set -euo pipefail
+command -v dpkg >/dev/null 2>&1 || exit 0
+PKGS=(python3-venv xvfb xauth libgl1 libegl1 libglx-mesa0 libgl1-mesa-dri libfontconfig1
+      libdbus-1-3 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0
+      libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xinerama0
+      libxcb-xkb1 fonts-dejavu-core dicom3tools)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "Installing system packages: ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
