@@ -1,0 +1,473 @@
+"""The model pack manifest: pure data, strictly validated.
+
+A manifest says what a model expects and what it produces; every pre- and
+post-processing step comes from the fixed vocabulary below (no code, no
+expressions). Unknown keys are errors; ``schema_version`` gates future changes.
+
+Conventions used by the fields:
+
+* ``input.orientation`` names, for the model's grid axes ``(i, j, k)``, the
+  patient direction each axis *increases toward* (nibabel / DICOM letters:
+  ``RAS`` = i→Right, j→Anterior, k→Superior; ``LPS`` is DICOM's native grid;
+  ``LIA`` is FreeSurfer's conformed space).
+* ``input.axis_order`` says how those axes are laid out in the tensor:
+  ``"kji"`` = ``[k, j, i]`` (SimpleITK / Lucida order), ``"ijk"`` = ``[i, j, k]``
+  (nibabel order). The tensor is ``[batch, channel, a0, a1, a2]``.
+* ``tiling.patch_size`` and every other per-axis list are in tensor order.
+* ``input.spacing_mm`` is in grid order ``(i, j, k)``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from core.errors import ModelPackError
+
+SCHEMA_VERSION = 1
+_ORIENTATION_RE = re.compile(r"^[LRAPSI]{3}$")
+_SEMVER_RE = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- input -----------------------------------------------------------------
+
+
+class HUWindow(_Strict):
+    """Clip to ``[low, high]`` (Hounsfield units) and map linearly to ``[out_min, out_max]``."""
+
+    kind: Literal["hu_window"]
+    low: float
+    high: float
+    out_min: float = 0.0
+    out_max: float = 1.0
+    clip: bool = True
+
+    @model_validator(mode="after")
+    def _order(self) -> HUWindow:
+        if self.high <= self.low:
+            raise ValueError("high must be greater than low")
+        return self
+
+
+class ZScore(_Strict):
+    """Subtract the mean and divide by the standard deviation (optionally of nonzero voxels)."""
+
+    kind: Literal["zscore"]
+    nonzero_only: bool = False
+    mean: float | None = None  # fixed statistics (dataset-level) instead of per-image
+    std: float | None = Field(default=None, gt=0)
+
+
+class MinMax(_Strict):
+    """Map the image's minimum and maximum to ``[out_min, out_max]``."""
+
+    kind: Literal["minmax"]
+    out_min: float = 0.0
+    out_max: float = 1.0
+
+
+class Percentiles(_Strict):
+    """Map the ``lower``/``upper`` percentiles to ``[out_min, out_max]``, optionally clipping."""
+
+    kind: Literal["percentiles"]
+    lower: float = Field(ge=0, le=100)
+    upper: float = Field(ge=0, le=100)
+    out_min: float = 0.0
+    out_max: float = 1.0
+    clip: bool = True
+
+    @model_validator(mode="after")
+    def _order(self) -> Percentiles:
+        if self.upper <= self.lower:
+            raise ValueError("upper must be greater than lower")
+        return self
+
+
+class Conform(_Strict):
+    """FreeSurfer-style conform intensities: robust range to uint8 ``0..255``.
+
+    Like ``mri_convert --conform``: the ``0`` value maps to 0 and the
+    ``upper`` percentile of nonzero voxels to 255, clipped; ``scale_to`` can
+    then map ``0..255`` to e.g. ``0..1`` for networks trained that way.
+    """
+
+    kind: Literal["conform"]
+    upper_percentile: float = Field(default=99.9, gt=0, le=100)
+    scale_to: tuple[float, float] = (0.0, 255.0)
+
+
+class NoNormalization(_Strict):
+    kind: Literal["none"]
+
+
+Normalization = Annotated[
+    HUWindow | ZScore | MinMax | Percentiles | Conform | NoNormalization,
+    Field(discriminator="kind"),
+]
+
+
+class InputSpec(_Strict):
+    tensor_name: str | None = None
+    channels: int = Field(default=1, ge=1, le=1)  # multi-channel input: not yet supported
+    orientation: str = "LPS"
+    axis_order: Literal["kji", "ijk"] = "kji"
+    spacing_mm: tuple[float, float, float] | Literal["native"] = "native"
+    # A fixed grid centred on the volume (FreeSurfer conform: [256, 256, 256]).
+    shape: tuple[int, int, int] | None = None
+    normalization: Normalization = Field(default_factory=lambda: NoNormalization(kind="none"))
+    pad_value: float | Literal["min"] = "min"  # value of voxels outside the image
+    interpolation: Literal["linear", "bspline", "nearest"] = "linear"
+
+    @field_validator("orientation")
+    @classmethod
+    def _orientation(cls, value: str) -> str:
+        value = value.upper()
+        if not _ORIENTATION_RE.match(value):
+            raise ValueError(f"{value!r} is not a 3-letter orientation code such as LPS, RAS, LIA")
+        axes = {"L": "x", "R": "x", "P": "y", "A": "y", "S": "z", "I": "z"}
+        if len({axes[c] for c in value}) != 3:
+            raise ValueError(f"{value!r} uses one patient axis twice")
+        return value
+
+    @field_validator("spacing_mm")
+    @classmethod
+    def _spacing(
+        cls, value: tuple[float, float, float] | str
+    ) -> tuple[float, float, float] | str:
+        if not isinstance(value, str) and any(s <= 0 for s in value):
+            raise ValueError("every spacing must be > 0 mm")
+        return value
+
+    @field_validator("shape")
+    @classmethod
+    def _shape(cls, value: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if value is not None and any(s < 1 for s in value):
+            raise ValueError("every size must be >= 1")
+        return value
+
+
+# --- tiling ----------------------------------------------------------------
+
+
+class TilingSpec(_Strict):
+    """How the model-space volume is cut into network inputs.
+
+    ``sliding``: overlapping patches of ``patch_size``, output same size as input.
+    ``valid``: the network's output is its input minus ``output_margin`` voxels on
+    each side (e.g. unpadded convolutions); tiles are placed so outputs cover
+    the volume. ``whole``: the whole grid in one run (shape-agnostic networks),
+    padded up to a multiple of ``divisible_by``.
+    """
+
+    mode: Literal["sliding", "valid", "whole"] = "sliding"
+    patch_size: tuple[int, int, int] | None = None
+    overlap: float = Field(default=0.25, ge=0.0, lt=1.0)
+    blending: Literal["gaussian", "constant"] = "gaussian"
+    sigma_scale: float = Field(default=0.125, gt=0.0, le=1.0)
+    output_margin: tuple[int, int, int] = (0, 0, 0)
+    divisible_by: int = Field(default=1, ge=1)
+    batch_size: int = Field(default=2, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TilingSpec:
+        if self.mode in ("sliding", "valid") and self.patch_size is None:
+            raise ValueError(f"patch_size is required for {self.mode!r} tiling")
+        if self.patch_size is not None and any(p < 1 for p in self.patch_size):
+            raise ValueError("patch_size entries must be >= 1")
+        if any(m < 0 for m in self.output_margin):
+            raise ValueError("output_margin entries must be >= 0")
+        if self.mode != "valid" and any(self.output_margin):
+            raise ValueError("output_margin is only used with 'valid' tiling")
+        if self.mode == "valid" and self.patch_size is not None and any(
+            p - 2 * m < 1 for p, m in zip(self.patch_size, self.output_margin, strict=True)
+        ):
+            raise ValueError("output_margin leaves no output voxels in the patch")
+        return self
+
+
+# --- output ----------------------------------------------------------------
+
+
+class CodedConcept(_Strict):
+    scheme: str  # e.g. "SCT"
+    value: str
+    meaning: str
+
+
+class LabelSpec(_Strict):
+    value: int = Field(ge=1, le=65535)
+    name: str = Field(min_length=1)
+    color: tuple[int, int, int] = (255, 0, 0)
+    code: CodedConcept | None = None
+    channel: int | None = Field(default=None, ge=0)  # output channel (default: value)
+
+    @field_validator("color")
+    @classmethod
+    def _color(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        if any(not 0 <= c <= 255 for c in value):
+            raise ValueError("colour components must be 0..255")
+        return value
+
+
+class OutputSpec(_Strict):
+    """What the network returns, per voxel, in ``[batch, channel, a0, a1, a2]``."""
+
+    tensor_name: str | None = None
+    kind: Literal["segmentation_logits", "probabilities", "anomaly_map", "detections"]
+    activation: Literal["softmax", "sigmoid", "none"] = "none"
+    channels: int = Field(ge=1, le=512)
+    labels: list[LabelSpec] = Field(min_length=1)
+    # Channel shown as the heat map ("foreground" = 1 - background for softmax).
+    heatmap_channel: int | Literal["foreground", "none"] = "foreground"
+    heatmap_name: str = "probability"
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    min_finding_mm3: float = Field(default=0.0, ge=0.0)
+    accumulator_dtype: Literal["float32", "float16", "auto"] = "auto"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OutputSpec:
+        values = [lab.value for lab in self.labels]
+        if len(set(values)) != len(values):
+            raise ValueError("label values must be unique")
+        for lab in self.labels:
+            ch = lab.channel if lab.channel is not None else lab.value
+            if ch >= self.channels:
+                raise ValueError(
+                    f"label {lab.value} ({lab.name}) uses channel {ch} but the output "
+                    f"has {self.channels} channels"
+                )
+        if isinstance(self.heatmap_channel, int) and self.heatmap_channel >= self.channels:
+            raise ValueError("heatmap_channel is beyond the output channels")
+        if self.kind == "anomaly_map" and self.activation == "softmax":
+            raise ValueError("an anomaly map cannot use softmax")
+        return self
+
+
+# --- post-processing -------------------------------------------------------
+
+
+class ArgmaxStep(_Strict):
+    step: Literal["argmax"]
+
+
+class ThresholdStep(_Strict):
+    step: Literal["threshold"]
+    value: float | None = Field(default=None, ge=0.0, le=1.0)  # default: output.threshold
+
+
+class KeepLargestStep(_Strict):
+    step: Literal["keep_largest_component"]
+    labels: list[int] | None = None  # default: every label
+
+
+class FillHolesStep(_Strict):
+    step: Literal["fill_holes"]
+    labels: list[int] | None = None
+
+
+class RemoveSmallStep(_Strict):
+    step: Literal["remove_small_components"]
+    min_mm3: float = Field(ge=0.0)
+    labels: list[int] | None = None
+
+
+class MaskByStep(_Strict):
+    """Keep only voxels inside another model's labels (e.g. lung mask)."""
+
+    step: Literal["mask_by"]
+    model: str
+    labels: list[int] | None = None  # labels of the other model that count as inside
+    dilate_mm: float = Field(default=0.0, ge=0.0)
+
+
+class ComponentsStep(_Strict):
+    """Connected components of each label become findings."""
+
+    step: Literal["connected_components"]
+    labels: list[int] | None = None
+    min_mm3: float | None = Field(default=None, ge=0.0)  # default: output.min_finding_mm3
+    connectivity: Literal[6, 18, 26] = 26
+    max_findings: int = Field(default=500, ge=1)
+
+
+PostStep = Annotated[
+    ArgmaxStep
+    | ThresholdStep
+    | KeepLargestStep
+    | FillHolesStep
+    | RemoveSmallStep
+    | MaskByStep
+    | ComponentsStep,
+    Field(discriminator="step"),
+]
+
+
+# --- files and the whole manifest -----------------------------------------
+
+
+class OnnxFile(_Strict):
+    path: str
+    sha256: str
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        p = PurePosixPath(value)
+        if p.is_absolute() or ".." in p.parts or "\\" in value or not value.endswith(".onnx"):
+            raise ValueError(f"{value!r} must be a relative path to a .onnx file inside the pack")
+        return value
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha(cls, value: str) -> str:
+        value = value.lower()
+        if not _SHA256_RE.match(value):
+            raise ValueError("must be 64 hexadecimal digits (sha256)")
+        return value
+
+
+class Ensemble(_Strict):
+    combine: Literal["mean"] = "mean"  # member outputs are averaged after activation
+    weights: list[float] | None = None
+
+
+class MemoryHint(_Strict):
+    """Measured peak memory of one network run per patch voxel (bytes), if known."""
+
+    bytes_per_patch_voxel: float = Field(gt=0)
+
+
+class Manifest(_Strict):
+    schema_version: Literal[1]
+    id: str
+    name: str = Field(min_length=1)
+    version: str
+    authors: list[str] = Field(min_length=1)
+    license: str = Field(min_length=1)
+    citation: str = ""
+    intended_use: str = Field(min_length=1)
+    limitations: str = Field(min_length=1)
+    research_use_notice: str = Field(min_length=1)
+    model_card: str = "MODEL_CARD.md"
+    modality: list[str] = Field(min_length=1)  # DICOM Modality values, e.g. ["CT"]
+    body_part: list[str] = Field(default_factory=list)  # e.g. ["CHEST", "LUNG"]
+    min_spacing_mm: float | None = Field(default=None, gt=0)
+    max_spacing_mm: float | None = Field(default=None, gt=0)
+    min_slices: int = Field(default=1, ge=1)
+    input: InputSpec
+    tiling: TilingSpec
+    output: OutputSpec
+    postprocessing: list[PostStep] = Field(default_factory=list)
+    files: list[OnnxFile] = Field(min_length=1)
+    ensemble: Ensemble | None = None
+    memory: MemoryHint | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not _ID_RE.match(value):
+            raise ValueError(
+                "must be 2-64 characters of lowercase letters, digits, '.', '_' or '-'"
+            )
+        return value
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if not _SEMVER_RE.match(value):
+            raise ValueError(f"{value!r} is not a semantic version such as 1.2.0")
+        return value
+
+    @field_validator("modality", "body_part")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        return [v.strip().upper() for v in value]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        paths = [f.path for f in self.files]
+        if len(set(paths)) != len(paths):
+            raise ValueError("files lists the same path twice")
+        if len(self.files) > 1 and self.ensemble is None:
+            raise ValueError("several files need an 'ensemble' entry saying how to combine them")
+        if (
+            self.ensemble is not None
+            and self.ensemble.weights is not None
+            and len(self.ensemble.weights) != len(self.files)
+        ):
+            raise ValueError("ensemble.weights needs one weight per file")
+        if self.output.kind == "detections":
+            return self  # refused at run time, with a message (no box decoder yet)
+        steps = [s.step for s in self.postprocessing]
+        if "argmax" in steps and "threshold" in steps:
+            raise ValueError("postprocessing uses both argmax and threshold; choose one")
+        return self
+
+    @property
+    def label_steps(self) -> list[str]:
+        return [s.step for s in self.postprocessing]
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + item)
+    return "".join(parts) or "(top level)"
+
+
+def format_validation_error(exc: ValidationError, source: str = "manifest.json") -> str:
+    """``manifest.json: input.normalization.hu_window.low: ...`` lines, one per problem."""
+    lines = []
+    for err in exc.errors():
+        loc = _loc(tuple(err["loc"]))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not part of the manifest schema; check the spelling)"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        msg = msg.removeprefix("Value error, ")
+        lines.append(f"{source}: {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_manifest(data: bytes | str | dict[str, Any], source: str = "manifest.json") -> Manifest:
+    """Validate a manifest; raises ModelPackError naming each offending field."""
+    if isinstance(data, bytes | str):
+        try:
+            obj = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelPackError(f"{source}: not valid JSON ({exc})") from exc
+    else:
+        obj = data
+    if not isinstance(obj, dict):
+        raise ModelPackError(f"{source}: must be a JSON object")
+    version = obj.get("schema_version")
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise ModelPackError(
+            f"{source}: schema_version {version} is newer than this Lucida understands "
+            f"({SCHEMA_VERSION}); update Lucida to use this pack"
+        )
+    try:
+        return Manifest.model_validate(obj)
+    except ValidationError as exc:
+        raise ModelPackError(format_validation_error(exc, source)) from exc
