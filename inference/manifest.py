@@ -184,6 +184,9 @@ class TilingSpec(_Strict):
     output_margin: tuple[int, int, int] = (0, 0, 0)
     divisible_by: int = Field(default=1, ge=1)
     batch_size: int = Field(default=2, ge=1, le=64)
+    # How the volume is extended where tiles reach past it: the input's minimum
+    # ("constant"), or the nearest edge voxel ("edge").
+    padding: Literal["constant", "edge"] = "constant"
 
     @model_validator(mode="after")
     def _consistent(self) -> TilingSpec:
@@ -282,10 +285,14 @@ class FillHolesStep(_Strict):
     labels: list[int] | None = None
 
 
-class RemoveSmallStep(_Strict):
-    step: Literal["remove_small_components"]
-    min_mm3: float = Field(ge=0.0)
+class SizeFilterStep(_Strict):
+    """Remove connected components smaller than ``min_mm3`` or larger than ``max_mm3``."""
+
+    step: Literal["component_size_filter"]
+    min_mm3: float = Field(default=0.0, ge=0.0)
+    max_mm3: float | None = Field(default=None, gt=0.0)
     labels: list[int] | None = None
+    connectivity: Literal[6, 18, 26] = 26
 
 
 class MaskByStep(_Strict):
@@ -312,7 +319,7 @@ PostStep = Annotated[
     | ThresholdStep
     | KeepLargestStep
     | FillHolesStep
-    | RemoveSmallStep
+    | SizeFilterStep
     | MaskByStep
     | ComponentsStep,
     Field(discriminator="step"),

@@ -1,0 +1,136 @@
+"""Small dialogs: import report, About, keyboard shortcut sheet, volume warnings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QHeaderView,
+    QLabel,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+NOT_DIAGNOSTIC = "Research use only — not for diagnostic use."
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], parent: QWidget) -> QTableWidget:
+    table = QTableWidget(len(rows), len(headers), parent)
+    table.setHorizontalHeaderLabels(list(headers))
+    table.verticalHeader().setVisible(False)
+    table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+    table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+    table.setAlternatingRowColors(True)
+    table.setWordWrap(False)
+    for r, row in enumerate(rows):
+        for c, text in enumerate(row):
+            item = QTableWidgetItem(text)
+            item.setToolTip(text)
+            table.setItem(r, c, item)
+    header = table.horizontalHeader()
+    for c in range(len(headers) - 1):
+        header.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
+    header.setStretchLastSection(True)
+    return table
+
+
+class ImportReportDialog(QDialog):
+    """What an import found, and every file it skipped with the reason."""
+
+    def __init__(self, summary: str, skipped: Sequence[tuple[str, str]],
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("importReport")
+        self.setWindowTitle("Import report")
+        self.resize(820, 420)
+        layout = QVBoxLayout(self)
+        self.summary_label = QLabel(summary, self)
+        self.summary_label.setWordWrap(True)
+        layout.addWidget(self.summary_label)
+        if skipped:
+            layout.addWidget(QLabel(f"{len(skipped)} file(s) skipped:", self))
+        else:
+            layout.addWidget(QLabel("No file was skipped.", self))
+        self.table = _table(("File", "Reason"), [(p, r) for p, r in skipped], self)
+        self.table.setVisible(bool(skipped))
+        layout.addWidget(self.table, 1)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
+        buttons.rejected.connect(self.reject)
+        buttons.accepted.connect(self.accept)
+        layout.addWidget(buttons)
+
+    def skipped_rows(self) -> list[tuple[str, str]]:
+        rows = []
+        for r in range(self.table.rowCount()):
+            path_item, reason_item = self.table.item(r, 0), self.table.item(r, 1)
+            rows.append((path_item.text() if path_item else "",
+                         reason_item.text() if reason_item else ""))
+        return rows
+
+
+class WarningsDialog(QDialog):
+    """The geometry/content warnings of the open series, in plain language."""
+
+    def __init__(self, title: str, warnings: Sequence[str], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self.resize(640, 300)
+        layout = QVBoxLayout(self)
+        intro = QLabel("Lucida found these problems while loading the series. Distances and "
+                       "positions may be affected; check them before relying on the images.",
+                       self)
+        intro.setWordWrap(True)
+        layout.addWidget(intro)
+        self.table = _table(("Warning",), [(w,) for w in warnings], self)
+        layout.addWidget(self.table, 1)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+
+
+class AboutDialog(QDialog):
+    def __init__(self, version: str, runtime: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("aboutDialog")
+        self.setWindowTitle("About Lucida")
+        layout = QVBoxLayout(self)
+        title = QLabel(f"<h2>Lucida {version}</h2>", self)
+        layout.addWidget(title)
+        text = QLabel(
+            "Offline desktop viewer for CT and MR with local AI assist.<br>"
+            "Everything runs on this computer; no image leaves it.", self)
+        text.setWordWrap(True)
+        layout.addWidget(text)
+        self.notice = QLabel(f"<b>{NOT_DIAGNOSTIC}</b>", self)
+        self.notice.setObjectName("notDiagnostic")
+        self.notice.setWordWrap(True)
+        layout.addWidget(self.notice)
+        if runtime:
+            rt = QLabel(runtime, self)
+            rt.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            rt.setStyleSheet("color: #8a929b;")
+            layout.addWidget(rt)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok, self)
+        buttons.accepted.connect(self.accept)
+        layout.addWidget(buttons)
+
+
+class ShortcutsDialog(QDialog):
+    """Help → Keyboard shortcuts: every shortcut the window and the viewer answer to."""
+
+    def __init__(self, shortcuts: Sequence[tuple[str, str]], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("shortcutsDialog")
+        self.setWindowTitle("Keyboard shortcuts")
+        self.resize(520, 560)
+        layout = QVBoxLayout(self)
+        self.table = _table(("Keys", "Action"), list(shortcuts), self)
+        layout.addWidget(self.table, 1)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)

@@ -1,0 +1,970 @@
+"""Lucida's main window: library browser, viewing area, measurements, models.
+
+Wiring only: the viewer (``viewer.ViewerPanel``) draws, the store keeps the
+library and the measurements, ``dicomio`` reads series — all in background
+jobs (``app.workers``) whose results arrive by queued signals. The GUI thread
+never reads pixels from disk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QKeySequence,
+    QShowEvent,
+)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QDoubleSpinBox,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import __version__, workers
+from app.dialogs import (
+    NOT_DIAGNOSTIC,
+    AboutDialog,
+    ImportReportDialog,
+    ShortcutsDialog,
+    WarningsDialog,
+)
+from app.library_browser import LibraryBrowser
+from app.load_worker import demo_job, import_job, load_series_job
+from app.measurements_panel import MeasurementsPanel
+from app.settings import Preferences, save_preferences
+
+log = logging.getLogger(__name__)
+
+LAYOUTS = (("1x1", "Single view", "Ctrl+1"), ("1x3", "Three planes", "Ctrl+2"),
+           ("2x2", "Three planes + 3D", "Ctrl+3"))
+TOOLS = (("navigate", "Navigate / window", "N"), ("crosshair", "Crosshair", "X"),
+         ("distance", "Distance", "D"), ("angle", "Angle", "A"), ("ellipse", "Ellipse ROI", "E"),
+         ("rectangle", "Rectangle ROI", "B"), ("pan", "Pan", "P"), ("zoom", "Zoom", "Z"))
+SLAB_MODES = (("none", "Thin"), ("mip", "MIP"), ("minip", "MinIP"), ("mean", "Mean"))
+
+# Keys the slice views handle themselves (listed on the shortcut sheet).
+VIEWER_KEYS = (
+    ("Wheel / PgUp / PgDn / ↑ ↓", "Scroll one slice"),
+    ("Left click", "Move the crosshair (all views follow)"),
+    ("Left drag", "Window / level (or draw with the active tool)"),
+    ("Shift + left drag", "Drag the crosshair"),
+    ("Middle drag", "Pan"),
+    ("Right drag / Ctrl + wheel", "Zoom"),
+    ("1 … 8", "CT presets: brain, subdural, stroke, lung, mediastinum, abdomen, liver, bone"),
+    ("0", "Automatic window (percentiles)"),
+    ("R", "Reset zoom, pan and window of the view"),
+    ("Esc", "Cancel the measurement being drawn"),
+)
+
+
+class MainWindow(QMainWindow):
+    """The application window. Signals let tests and scripts follow loading."""
+
+    series_loading = Signal(object)  # series id
+    first_image_shown = Signal(object)  # series id, partial volume on screen
+    series_loaded = Signal(object)  # series id, whole volume on screen
+    load_failed = Signal(str)
+    load_cancelled = Signal(object)
+    import_done = Signal(object)  # ImportReport
+    demo_ready = Signal(object)  # demo series id
+
+    def __init__(self, library_dir: Path, prefs: Preferences, prefs_path: Path | None = None,
+                 state_path: Path | None = None, *, library: Any = None,
+                 open_demo: bool | None = None, interactive: bool = True) -> None:
+        super().__init__()
+        from store import Library
+
+        self.setObjectName("lucidaMainWindow")
+        self.setWindowTitle(f"Lucida {__version__} — research use only, not for diagnostic use")
+        self.library_dir = Path(library_dir)
+        self.prefs = prefs
+        self.prefs_path = prefs_path
+        self.state_path = state_path
+        self.interactive = interactive  # False: no modal dialogs (scripts, tests)
+        self._owns_library = library is None
+        self.library = library if library is not None else Library.open(self.library_dir)
+        self.current_series_id: Any = None
+        self.current_volume: Any = None
+        self._load_job: workers.Job | None = None
+        self._import_job: workers.Job | None = None
+        self._demo_job: workers.Job | None = None
+        self._shown_partial = False
+        self._shown_array: Any = None
+        self._auto_cursor: Any = None
+        self._restoring_measurements = False
+        self._restore_problem = ""
+        self._docks_sized = False
+        self.last_import_report: Any = None
+        self.last_dialog: Any = None
+        self.setAcceptDrops(True)
+        self.resize(1600, 1000)
+
+        from viewer import ViewerPanel, presets
+
+        self._presets: Any = presets
+        self.viewer: Any = ViewerPanel(self)
+        self.viewer.setObjectName("viewerPanel")
+
+        central = QWidget(self)
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        self.warning_banner = QLabel(self)
+        self.warning_banner.setObjectName("warningBanner")
+        self.warning_banner.setWordWrap(True)
+        self.warning_banner.setTextFormat(Qt.TextFormat.RichText)
+        self.warning_banner.linkActivated.connect(lambda _link: self.show_warnings())
+        self.warning_banner.hide()
+        column.addWidget(self.warning_banner)
+        column.addWidget(self.viewer, 1)
+        self.setCentralWidget(central)
+
+        self.browser = LibraryBrowser(self.library_dir, self)
+        self.browser.thumbnails_enabled = prefs.thumbnails
+        self.browser.open_requested.connect(self.open_series)
+        self.browser.import_requested.connect(self.choose_import_folder)
+        self.browser_dock = self._dock("Library", "libraryDock", self.browser,
+                                       Qt.DockWidgetArea.LeftDockWidgetArea)
+
+        self.measurements = MeasurementsPanel(self)
+        self.measurements.select_requested.connect(self._select_measurement)
+        self.measurements.delete_requested.connect(self._delete_measurement)
+        self.measurements_dock = self._dock("Measurements", "measurementsDock", self.measurements,
+                                            Qt.DockWidgetArea.RightDockWidgetArea)
+        self.models_panel: Any = None
+        self.models_dock: QDockWidget | None = None
+        self._mount_models_panel()
+
+        self.viewer.measurements_changed.connect(self._on_measurements_changed)
+        if hasattr(self.viewer, "window_level_changed"):
+            self.viewer.window_level_changed.connect(self._on_window_level)
+
+        self.slab_mode: QComboBox
+        self._cine_timer = QTimer(self)
+        self._cine_timer.timeout.connect(self._cine_step)
+        self._build_status_bar()
+        self._build_actions()
+        self._build_menus_and_toolbar()
+
+        self.set_layout(prefs.default_layout)
+        self.set_identity_visible(prefs.identity_visible)
+        self._state_restored = self._restore_window_state()
+        self.refresh_library()
+
+        want_demo = (prefs.open_demo_on_first_launch and not prefs.first_launch_done
+                     if open_demo is None else open_demo)
+        if want_demo:
+            QTimer.singleShot(0, self.open_demo)
+
+    # ------------------------------------------------------------------ building
+    def _dock(self, title: str, name: str, widget: QWidget,
+              area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _mount_models_panel(self) -> None:
+        try:
+            from app.models_panel import ModelsPanel
+        except ImportError:
+            return
+        try:
+            panel = ModelsPanel(self, library_dir=self.library_dir)
+        except Exception as exc:  # a broken optional panel must not stop the viewer
+            log.warning("models panel unavailable: %s", exc)
+            return
+        self.models_panel = panel
+        self.models_dock = self._dock("Models", "modelsDock", panel,
+                                      Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tabifyDockWidget(self.measurements_dock, self.models_dock)
+        self.measurements_dock.raise_()
+        panel.result_ready.connect(self._on_inference_result)
+        panel.error.connect(lambda message: self.set_status(f"Model: {message}"))
+        panel.status_message.connect(self.set_status)
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.status_label = QLabel("", self)
+        bar.addWidget(self.status_label, 1)
+        notice = QLabel(NOT_DIAGNOSTIC, self)
+        notice.setObjectName("notDiagnostic")
+        bar.addPermanentWidget(notice)
+        self.progress = QProgressBar(self)
+        self.progress.setRange(0, 1000)
+        self.progress.setFixedWidth(220)
+        self.progress.hide()
+        bar.addPermanentWidget(self.progress)
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.hide()
+        self.cancel_button.clicked.connect(self.cancel_background)
+        bar.addPermanentWidget(self.cancel_button)
+
+    def _action(self, text: str, slot: Any,
+                shortcut: str | QKeySequence | QKeySequence.StandardKey | None = None,
+                checkable: bool = False, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+        action.setCheckable(checkable)
+        if tip:
+            action.setToolTip(tip)
+            action.setStatusTip(tip)
+        if checkable:
+            action.toggled.connect(slot)
+        else:
+            action.triggered.connect(lambda _checked=False: slot())
+        self.addAction(action)  # shortcuts work even with menus hidden
+        return action
+
+    def _build_actions(self) -> None:
+        self.act_import = self._action("Import folder…", self.choose_import_folder,
+                                       QKeySequence.StandardKey.Open,
+                                       tip="Import a folder of DICOM files into the library")
+        self.act_import_files = self._action("Import files…", self.choose_import_files,
+                                             "Ctrl+Shift+O")
+        self.act_quit = self._action("Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.act_search = self._action("Find in library", self._focus_search,
+                                       QKeySequence.StandardKey.Find)
+        self.layout_actions: dict[str, QAction] = {}
+        group = QActionGroup(self)
+        group.setExclusive(True)
+        for name, text, key in LAYOUTS:
+            act = QAction(f"{text} ({name.replace('x', '×')})", self)
+            act.setShortcut(QKeySequence(key))
+            act.setCheckable(True)
+            act.setData(name)
+            act.triggered.connect(lambda _c=False, n=name: self.set_layout(n))
+            group.addAction(act)
+            self.addAction(act)
+            self.layout_actions[name] = act
+        self.act_identity = self._action("Show identifying text", self.set_identity_visible,
+                                         "Ctrl+I", checkable=True,
+                                         tip="Show or hide patient name, ID and birth date")
+        self.act_reset = self._action("Reset views", self._reset_views, "Ctrl+R")
+        self.tool_actions: dict[str, QAction] = {}
+        tool_group = QActionGroup(self)
+        tool_group.setExclusive(True)
+        for name, text, key in TOOLS:
+            act = QAction(text, self)
+            act.setShortcut(QKeySequence(key))
+            act.setCheckable(True)
+            act.triggered.connect(lambda _c=False, n=name: self.set_tool(n))
+            tool_group.addAction(act)
+            self.addAction(act)
+            self.tool_actions[name] = act
+        self.tool_actions["navigate"].setChecked(True)
+        self.act_cine = self._action("Play cine", self.set_cine_playing, "Space", checkable=True,
+                                     tip="Play through the slices of the series")
+        self.act_warnings = self._action("Series warnings…", self.show_warnings)
+        self.act_shortcuts = self._action("Keyboard shortcuts", self.show_shortcuts,
+                                          QKeySequence.StandardKey.HelpContents)
+        self.act_about = self._action("About Lucida", self.show_about)
+
+    def _build_menus_and_toolbar(self) -> None:
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        file_menu.addActions([self.act_import, self.act_import_files])
+        file_menu.addSeparator()
+        file_menu.addAction(self.act_quit)
+
+        view_menu = menu.addMenu("&View")
+        for act in self.layout_actions.values():
+            view_menu.addAction(act)
+        view_menu.addSeparator()
+        preset_menu = view_menu.addMenu("Window preset")
+        self.preset_actions: dict[str, QAction] = {}
+        if self._presets is not None:
+            for n, name in enumerate(self._presets.CT_PRESET_ORDER, start=1):
+                preset = self._presets.PRESETS[name]
+                text = f"{preset.label or name}  (W {preset.width:g} L {preset.level:g})"
+                act = QAction(f"{text}\t{n}", self)
+                act.triggered.connect(lambda _c=False, p=name: self.set_preset(p))
+                preset_menu.addAction(act)
+                self.preset_actions[name] = act
+            auto = QAction("Auto (percentiles)\t0", self)
+            auto.triggered.connect(lambda _c=False: self.set_preset(self._presets.AUTO))
+            preset_menu.addAction(auto)
+            self.preset_actions[self._presets.AUTO] = auto
+        slab_menu = view_menu.addMenu("Thick slab")
+        for mode, text in SLAB_MODES:
+            act = QAction(text, self)
+            act.triggered.connect(lambda _c=False, m=mode: self.slab_mode.setCurrentIndex(
+                [x for x, _ in SLAB_MODES].index(m)))
+            slab_menu.addAction(act)
+        vr_menu = view_menu.addMenu("3D preset")
+        volume_presets = getattr(self._presets, "VOLUME_PRESETS", {}) if self._presets else {}
+        for name, vp in volume_presets.items():
+            act = QAction(str(getattr(vp, "label", "") or name), self)
+            act.triggered.connect(lambda _c=False, n=name: self.viewer.set_3d_preset(n))
+            vr_menu.addAction(act)
+        view_menu.addSeparator()
+        view_menu.addAction(self.act_identity)
+        view_menu.addAction(self.act_reset)
+        view_menu.addAction(self.act_cine)
+        view_menu.addAction(self.act_warnings)
+        view_menu.addSeparator()
+        view_menu.addAction(self.browser_dock.toggleViewAction())
+        view_menu.addAction(self.measurements_dock.toggleViewAction())
+        if self.models_dock is not None:
+            view_menu.addAction(self.models_dock.toggleViewAction())
+
+        tools_menu = menu.addMenu("&Tools")
+        for act in self.tool_actions.values():
+            tools_menu.addAction(act)
+
+        if self.models_panel is not None and self.models_dock is not None:
+            models_menu = menu.addMenu("&Models")
+            models_menu.addAction(self.models_dock.toggleViewAction())
+            self.act_run_model = self._action("Run selected model", self._run_model, "Ctrl+M",
+                                              tip="Run the model chosen in the Models panel "
+                                              "on the open series")
+            models_menu.addAction(self.act_run_model)
+            self.act_cancel_model = self._action("Cancel model run", self.models_panel.cancel)
+            models_menu.addAction(self.act_cancel_model)
+
+        help_menu = menu.addMenu("&Help")
+        help_menu.addAction(self.act_shortcuts)
+        help_menu.addAction(self.act_about)
+
+        bar = QToolBar("Main", self)
+        bar.setObjectName("mainToolbar")
+        bar.setMovable(False)
+        bar.addAction(self.act_import)
+        bar.addSeparator()
+        for name in ("1x1", "1x3", "2x2"):
+            act = self.layout_actions[name]
+            act.setIconText(name.replace("x", "×"))
+            bar.addAction(act)
+        bar.addSeparator()
+        self.preset_combo = QComboBox(self)
+        self.preset_combo.setObjectName("presetCombo")
+        self.preset_combo.setToolTip("Window preset (keys 1–8, 0 = auto)")
+        self.preset_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.preset_combo.setMinimumContentsLength(12)
+        self.preset_combo.addItem("Window preset", "")
+        for name, act in self.preset_actions.items():
+            self.preset_combo.addItem(act.text().split("  (")[0].split("\t")[0], name)
+        self.preset_combo.activated.connect(self._on_preset_combo)
+        bar.addWidget(self.preset_combo)
+        bar.addSeparator()
+        for name in ("navigate", "distance", "angle", "ellipse", "rectangle"):
+            act = self.tool_actions[name]
+            act.setIconText(act.text().replace(" ROI", "").replace(" / window", ""))
+            bar.addAction(act)
+        bar.addSeparator()
+        bar.addWidget(QLabel(" Slab ", self))
+        self.slab_mode = QComboBox(self)
+        self.slab_mode.setObjectName("slabMode")
+        for mode, text in SLAB_MODES:
+            self.slab_mode.addItem(text, mode)
+        self.slab_mode.currentIndexChanged.connect(self._on_slab)
+        bar.addWidget(self.slab_mode)
+        self.slab_mm = QDoubleSpinBox(self)
+        self.slab_mm.setRange(1.0, 100.0)
+        self.slab_mm.setValue(10.0)
+        self.slab_mm.setSuffix(" mm")
+        self.slab_mm.setToolTip("Slab thickness")
+        self.slab_mm.valueChanged.connect(self._on_slab)
+        bar.addWidget(self.slab_mm)
+        bar.addSeparator()
+        self.act_cine.setIconText("▶ Cine")
+        bar.addAction(self.act_cine)
+        self.cine_fps = QSpinBox(self)
+        self.cine_fps.setRange(1, 60)
+        self.cine_fps.setValue(self.prefs.cine_fps)
+        self.cine_fps.setSuffix(" fps")
+        self.cine_fps.setToolTip("Cine speed (frames per second)")
+        self.cine_fps.valueChanged.connect(self._on_cine_fps)
+        bar.addWidget(self.cine_fps)
+        bar.addSeparator()
+        self.act_identity.setIconText("Identity")
+        bar.addAction(self.act_identity)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
+        self.toolbar = bar
+
+    # ------------------------------------------------------------------ library
+    def refresh_library(self) -> None:
+        self.browser.refresh(self.library)
+
+    def choose_import_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Import a folder of DICOM files")
+        if folder:
+            self.import_paths([Path(folder)])
+
+    def choose_import_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(
+            self, "Import DICOM files, DICOMDIR or .zip", "",
+            "DICOM and archives (*.dcm *.DCM *.ima *.zip DICOMDIR *);;All files (*)")
+        if files:
+            self.import_paths([Path(f) for f in files])
+
+    def import_paths(self, paths: Sequence[Path]) -> workers.Job | None:
+        """Import in the background; the report dialog opens when it is done."""
+        if self._import_job is not None and self._import_job.running:
+            self.set_status("An import is already running.")
+            return None
+        job = import_job(self.library_dir, list(paths))
+        job.progress.connect(self._on_progress)
+        job.finished.connect(self._on_import_finished)
+        job.failed.connect(lambda exc: self._on_job_failed("Import", exc))
+        job.cancelled.connect(lambda: self.set_status("Import cancelled."))
+        job.done.connect(self._on_job_done)
+        self._import_job = job
+        self._show_busy(f"Importing {len(paths)} item(s)…")
+        return job.start()
+
+    def _on_import_finished(self, report: Any) -> None:
+        self.last_import_report = report
+        self.refresh_library()
+        summary, skipped = describe_import_report(report)
+        self.set_status(summary)
+        dialog = ImportReportDialog(summary, skipped, self)
+        self.last_dialog = dialog
+        dialog.setModal(False)
+        dialog.show()
+        self.import_done.emit(report)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.import_paths(paths)
+
+    def _focus_search(self) -> None:
+        self.browser_dock.show()
+        self.browser.search.setFocus()
+        self.browser.search.selectAll()
+
+    # ------------------------------------------------------------------ demo
+    def open_demo(self) -> workers.Job:
+        job = demo_job(self.library_dir)
+        job.progress.connect(self._on_progress)
+        job.finished.connect(self._on_demo_ready)
+        job.failed.connect(lambda exc: self._on_job_failed("Demo study", exc))
+        job.done.connect(self._on_job_done)
+        self._demo_job = job
+        self._show_busy("Preparing the demo study…")
+        return job.start()
+
+    def _on_demo_ready(self, series_id: Any) -> None:
+        self.prefs.first_launch_done = True
+        self._save_prefs()
+        self.refresh_library()
+        self.demo_ready.emit(series_id)
+        self.open_series(series_id)
+
+    # ------------------------------------------------------------------ loading
+    def open_series(self, series_id: Any) -> workers.Job:
+        """Load a series in the background; the first slices appear as they arrive."""
+        if self._load_job is not None and self._load_job.running:
+            self._load_job.cancel()
+        self.set_cine_playing(False)
+        self.current_series_id = series_id
+        self.current_volume = None
+        self._shown_partial = False
+        self._auto_cursor = None
+        self.warning_banner.hide()
+        self.viewer.clear()
+        self.measurements.set_records([])
+        if self.models_panel is not None:
+            self.models_panel.set_volume(None)
+        job = load_series_job(self.library_dir, series_id)
+        job.progress.connect(self._on_progress)
+        job.partial.connect(lambda vol, j=job: self._on_partial(j, vol))
+        job.finished.connect(lambda vol, j=job: self._on_loaded(j, vol))
+        job.failed.connect(lambda exc, j=job: self._on_load_failed(j, exc))
+        job.cancelled.connect(lambda j=job: self._on_load_cancelled(j))
+        job.done.connect(self._on_job_done)
+        self._load_job = job
+        self.browser.select_series(series_id)
+        self._show_busy("Loading series…")
+        self.series_loading.emit(series_id)
+        return job.start()
+
+    @property
+    def load_job(self) -> workers.Job | None:
+        """The current (or last) series-loading job."""
+        return self._load_job
+
+    def cancel_loading(self) -> None:
+        if self._load_job is not None and self._load_job.running:
+            self._load_job.cancel()
+
+    def cancel_background(self) -> None:
+        for job in (self._load_job, self._import_job, self._demo_job):
+            if job is not None and job.running:
+                job.cancel()
+
+    def _on_partial(self, job: workers.Job, value: Any) -> None:
+        if job is not self._load_job or job.cancel_token.cancelled:
+            return
+        k, volume = value
+        if not self._shown_partial:
+            self._shown_partial = True
+            self._show_volume(volume)
+            # Show the slice that has arrived (the centre one may still be empty); once
+            # loading ends the cursor moves to the centre unless the user moved it.
+            lps = volume.index_to_lps(
+                (k, (volume.shape[1] - 1) / 2.0, (volume.shape[2] - 1) / 2.0))
+            self.viewer.set_cursor_lps(lps)
+            self._auto_cursor = np.asarray(self.viewer.cursor_lps(), dtype=float)
+            self.first_image_shown.emit(self.current_series_id)
+        else:
+            self._update_volume(volume)
+
+    def _show_volume(self, volume: Any) -> None:
+        self._shown_array = volume.array
+        self.viewer.set_volume(volume)
+        self._apply_initial_window(volume)
+
+    def _update_volume(self, volume: Any) -> None:
+        """More slices arrived: re-render, or re-attach when the reader widened the array."""
+        if volume.array is self._shown_array and getattr(self.viewer, "volume", volume) is volume:
+            self.viewer.refresh_slices()
+        else:
+            self._shown_array = volume.array
+            self.viewer.set_volume(volume)
+
+    def _on_loaded(self, job: workers.Job, volume: Any) -> None:
+        if job is not self._load_job:
+            return
+        if self._shown_partial:
+            self._update_volume(volume)
+            auto = self._auto_cursor
+            if auto is not None and np.allclose(self.viewer.cursor_lps(), auto):
+                self.viewer.set_cursor_lps(volume.center_lps())
+        else:
+            self._shown_partial = True
+            self._show_volume(volume)
+            self.first_image_shown.emit(self.current_series_id)
+        self._auto_cursor = None
+        finished = getattr(self.viewer, "loading_finished", None)
+        if callable(finished):
+            finished()
+        self._restore_measurements()
+        # Only now: measurement changes before this point are not the user's.
+        self.current_volume = volume
+        self._remember_recent(self.current_series_id)
+        if self.models_panel is not None:
+            self.models_panel.set_volume(volume)
+        self.setWindowTitle(f"Lucida — {describe_volume(volume)} — "
+                            "research use only, not for diagnostic use")
+        self._show_volume_warnings(volume)
+        n_warn = len(self.volume_warnings())
+        self.set_status(f"Loaded {describe_volume(volume)}  "
+                        f"{volume.shape[2]}×{volume.shape[1]}×{volume.shape[0]}"
+                        + (f", {n_warn} warning(s) — see the banner." if n_warn else "")
+                        + self._restore_problem)
+        self.series_loaded.emit(self.current_series_id)
+
+    def _remember_recent(self, series_id: Any) -> None:
+        if not isinstance(series_id, int):
+            return
+        recent = [series_id, *[s for s in self.prefs.recent_series if s != series_id]][:10]
+        if recent != self.prefs.recent_series:
+            self.prefs.recent_series = recent
+            self._save_prefs()
+
+    def _on_load_failed(self, job: workers.Job, exc: Exception) -> None:
+        if job is not self._load_job:
+            return
+        self.viewer.clear()
+        self.current_volume = None
+        self._on_job_failed("Opening the series", exc)
+        self.load_failed.emit(str(exc))
+
+    def _on_load_cancelled(self, job: workers.Job) -> None:
+        if job is not self._load_job:
+            return
+        self.set_status("Loading cancelled.")
+        if self.current_volume is None:
+            self.viewer.clear()
+        self.load_cancelled.emit(self.current_series_id)
+
+    def _apply_initial_window(self, volume: Any) -> None:
+        preset = self.prefs.last_preset
+        modality = str(getattr(volume, "modality", "")).upper()
+        if preset and modality == "CT" and self._presets is not None \
+                and preset in self._presets.PRESETS:
+            self.viewer.set_preset(preset)
+
+    # ------------------------------------------------------------------ warnings
+    def _show_volume_warnings(self, volume: Any) -> None:
+        warnings = [str(getattr(w, "message", w)) for w in getattr(volume, "warnings", [])]
+        if not warnings:
+            self.warning_banner.hide()
+            return
+        first = warnings[0]
+        more = f" (+{len(warnings) - 1} more)" if len(warnings) > 1 else ""
+        self.warning_banner.setText(
+            f"⚠ {first}{more} &nbsp; <a href='details' style='color:#f0d890'>Details…</a>")
+        self.warning_banner.show()
+
+    def volume_warnings(self) -> list[str]:
+        vol = self.current_volume
+        return [str(getattr(w, "message", w)) for w in getattr(vol, "warnings", [])] if vol else []
+
+    def show_warnings(self) -> None:
+        warnings = self.volume_warnings()
+        if not warnings:
+            self.set_status("The open series has no warnings.")
+            return
+        dialog = WarningsDialog("Series warnings", warnings, self)
+        self.last_dialog = dialog
+        dialog.show()
+
+    # ------------------------------------------------------------------ measurements
+    def _on_measurements_changed(self, *args: Any) -> None:
+        records = self.viewer.measurement_records()
+        self.measurements.set_records(records)
+        if self._restoring_measurements or self.current_series_id is None:
+            return
+        if self.current_volume is None:
+            return  # still loading: nothing the user drew yet
+        try:
+            self.library.save_measurements(self.current_series_id, records)
+        except Exception as exc:  # the user must know a measurement was not kept
+            log.exception("saving measurements failed")
+            self.set_status(f"Could not save measurements: {exc}")
+
+    def _restore_measurements(self) -> None:
+        self._restore_problem = ""
+        try:
+            records = self.library.load_measurements(self.current_series_id)
+        except Exception as exc:
+            log.warning("loading measurements failed: %s", exc)
+            records = []
+        self._restoring_measurements = True
+        try:
+            try:
+                self.viewer.load_measurement_records(list(records))
+            except (ValueError, TypeError, KeyError):
+                # Keep what can be read; say that something could not be.
+                good = []
+                for record in records:
+                    try:
+                        self.viewer.load_measurement_records([record])
+                    except (ValueError, TypeError, KeyError):
+                        continue
+                    good.append(record)
+                self.viewer.load_measurement_records(good)
+                self._restore_problem = (f" {len(records) - len(good)} saved measurement(s) "
+                                         "could not be restored.")
+        finally:
+            self._restoring_measurements = False
+        self.measurements.set_records(self.viewer.measurement_records())
+
+    def _select_measurement(self, index: int) -> None:
+        self.viewer.select_measurement(index)
+
+    def _delete_measurement(self, index: int) -> None:
+        self.viewer.delete_measurement(index)
+
+    # ------------------------------------------------------------------ models
+    def _on_inference_result(self, result: Any) -> None:
+        """Show a model's label map as an overlay — only on the series it was run on."""
+        label_map = getattr(result, "label_map", None)
+        volume = self.current_volume
+        if label_map is None or volume is None:
+            self.set_status("Model result ignored: no series is open.")
+            return
+        result_uid = str(getattr(label_map, "series_uid", "") or "")
+        if result_uid and volume.series_uid and result_uid != volume.series_uid:
+            self.set_status("Model result ignored: it belongs to another series than the one "
+                            "now open.")
+            return
+        if tuple(label_map.array.shape) != tuple(volume.shape) or not np.allclose(
+                label_map.affine, volume.affine, atol=1e-3):
+            self.set_status("Model result ignored: its grid differs from the open series.")
+            return
+        name = str(getattr(result, "model_name", "") or "AI result")
+        self.viewer.add_label_overlay(name, label_map)
+        n = len(getattr(result, "findings", []) or [])
+        self.set_status(f"{name}: overlay shown, {n} finding(s). Research use only.")
+
+    def _run_model(self) -> None:
+        if self.models_dock is not None:
+            self.models_dock.show()
+            self.models_dock.raise_()
+        if self.models_panel is not None:
+            self.models_panel.run_selected()
+
+    # ------------------------------------------------------------------ view state
+    def set_layout(self, name: str) -> None:
+        if name not in self.layout_actions:
+            name = "1x3"
+        self.viewer.set_layout(name)
+        self.layout_actions[name].setChecked(True)
+        if self.prefs.default_layout != name:
+            self.prefs.default_layout = name  # type: ignore[assignment]
+            self._save_prefs()
+
+    def current_layout(self) -> str:
+        for name, act in self.layout_actions.items():
+            if act.isChecked():
+                return name
+        return self.prefs.default_layout
+
+    def set_identity_visible(self, visible: bool) -> None:
+        visible = bool(visible)
+        self.viewer.set_identity_visible(visible)
+        self.browser.set_identity_visible(visible)
+        if self.act_identity.isChecked() != visible:
+            self.act_identity.blockSignals(True)
+            self.act_identity.setChecked(visible)
+            self.act_identity.blockSignals(False)
+        if self.prefs.identity_visible != visible:
+            self.prefs.identity_visible = visible
+            self._save_prefs()
+
+    def set_preset(self, name: str) -> None:
+        self.viewer.set_preset(name)
+        if self.prefs.last_preset != name:
+            self.prefs.last_preset = name
+            self._save_prefs()
+
+    def _on_preset_combo(self, index: int) -> None:
+        name = self.preset_combo.itemData(index)
+        if name:
+            self.set_preset(str(name))
+        self.preset_combo.setCurrentIndex(0)
+
+    def _on_window_level(self, width: float, level: float) -> None:
+        self.set_status(f"W {width:.0f}  L {level:.0f}", transient=True)
+
+    def set_tool(self, name: str) -> None:
+        self.viewer.set_tool(name)
+        act = self.tool_actions.get(name)
+        if act is not None and not act.isChecked():
+            act.setChecked(True)
+
+    def _on_slab(self, *args: Any) -> None:
+        mode = str(self.slab_mode.currentData())
+        self.slab_mm.setEnabled(mode != "none")
+        self.viewer.set_slab(mode, float(self.slab_mm.value()))
+
+    def _reset_views(self) -> None:
+        self.viewer.reset_views()
+
+    # ------------------------------------------------------------------ cine
+    def set_cine_playing(self, playing: bool) -> None:
+        playing = bool(playing) and self.current_volume is not None
+        if playing:
+            self._cine_timer.start(max(1, round(1000 / self.cine_fps.value())))
+        else:
+            self._cine_timer.stop()
+        if self.act_cine.isChecked() != playing:
+            self.act_cine.blockSignals(True)
+            self.act_cine.setChecked(playing)
+            self.act_cine.blockSignals(False)
+        self.act_cine.setIconText("❚❚ Cine" if playing else "▶ Cine")
+
+    def _on_cine_fps(self, fps: int) -> None:
+        self.prefs.cine_fps = int(fps)
+        self._save_prefs()
+        if self._cine_timer.isActive():
+            self._cine_timer.start(max(1, round(1000 / fps)))
+
+    def cine_step(self) -> int:
+        """Advance the cursor one acquired slice (k), wrapping; returns the new k."""
+        volume = self.current_volume
+        if volume is None:
+            return -1
+        cursor = getattr(self.viewer, "cursor_lps", None)
+        lps = np.asarray(cursor() if callable(cursor) else volume.center_lps(), dtype=float)
+        index = np.asarray(volume.lps_to_index(lps), dtype=float)
+        n_slices = volume.shape[0]
+        k = (round(index[0]) + 1) % n_slices
+        index[0] = k
+        self.viewer.set_cursor_lps(volume.index_to_lps(index))
+        return int(k)
+
+    def _cine_step(self) -> None:
+        self.cine_step()
+
+    # ------------------------------------------------------------------ dialogs
+    def shortcut_rows(self) -> list[tuple[str, str]]:
+        rows: list[tuple[str, str]] = []
+        for act in self.actions():
+            keys = act.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+            if keys:
+                rows.append((keys, act.text().replace("&", "").split("\t")[0]))
+        rows.extend(VIEWER_KEYS)
+        return rows
+
+    def show_shortcuts(self) -> None:
+        dialog = ShortcutsDialog(self.shortcut_rows(), self)
+        self.last_dialog = dialog
+        dialog.show()
+
+    def show_about(self) -> None:
+        runtime = ""
+        try:
+            from app.version_info import version_report
+
+            runtime = version_report()
+        except Exception:  # the About box works without the runtime report
+            runtime = ""
+        dialog = AboutDialog(__version__, runtime, self)
+        self.last_dialog = dialog
+        dialog.show()
+
+    # ------------------------------------------------------------------ status
+    def set_status(self, text: str, transient: bool = False) -> None:
+        if transient:
+            self.statusBar().showMessage(text, 2000)
+        else:
+            self.status_label.setText(text)
+
+    def _show_busy(self, text: str) -> None:
+        self.set_status(text)
+        self.progress.setValue(0)
+        self.progress.setFormat("%p%")
+        self.progress.show()
+        self.cancel_button.show()
+
+    def _on_progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(int(max(0.0, min(1.0, fraction)) * 1000))
+        if message:
+            self.progress.setFormat(f"{message} %p%")
+
+    def _on_job_done(self) -> None:
+        busy = any(j is not None and j.running
+                   for j in (self._load_job, self._import_job, self._demo_job))
+        if not busy:
+            self.progress.hide()
+            self.cancel_button.hide()
+
+    def _on_job_failed(self, what: str, exc: Exception) -> None:
+        from core.errors import LucidaError
+
+        text = str(exc) if isinstance(exc, LucidaError) else f"{type(exc).__name__}: {exc}"
+        log.warning("%s failed: %s", what, type(exc).__name__)
+        self.set_status(f"{what} failed: {text}")
+        if self.interactive:
+            box = QMessageBox(QMessageBox.Icon.Warning, f"{what} failed", text,
+                              QMessageBox.StandardButton.Ok, self)
+            self.last_dialog = box
+            box.show()
+
+    # ------------------------------------------------------------------ persistence
+    def _save_prefs(self) -> None:
+        if self.prefs_path is not None:
+            try:
+                save_preferences(self.prefs, self.prefs_path)
+            except OSError as exc:
+                log.warning("could not save preferences: %s", exc)
+
+    def _qsettings(self) -> QSettings | None:
+        if self.state_path is None:
+            return None
+        return QSettings(str(self.state_path), QSettings.Format.IniFormat)
+
+    def _restore_window_state(self) -> bool:
+        settings = self._qsettings()
+        if settings is None:
+            return False
+        geometry = settings.value("window/geometry")
+        state = settings.value("window/state")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        if isinstance(state, QByteArray):
+            return bool(self.restoreState(state))
+        return False
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if not self._state_restored and not self._docks_sized:
+            # First run: give the docks useful widths (only possible once shown).
+            self._docks_sized = True
+            self.resizeDocks([self.browser_dock, self.measurements_dock], [310, 300],
+                             Qt.Orientation.Horizontal)
+
+    def save_window_state(self) -> None:
+        settings = self._qsettings()
+        if settings is None:
+            return
+        settings.setValue("window/geometry", self.saveGeometry())
+        settings.setValue("window/state", self.saveState())
+        settings.setValue("window/layout", self.current_layout())
+        settings.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.set_cine_playing(False)
+        self.save_window_state()
+        self._save_prefs()
+        self.browser.stop()
+        self.cancel_background()
+        workers.cancel_all_and_wait(15000)
+        if self.models_panel is not None:
+            self.models_panel.shutdown()
+        close_viewer = getattr(self.viewer, "shutdown", None)
+        if callable(close_viewer):
+            close_viewer()
+        if self._owns_library:
+            self.library.close()
+        super().closeEvent(event)
+
+
+def describe_volume(volume: Any) -> str:
+    """Short non-identifying title: modality and series description."""
+    meta = getattr(volume, "metadata", {}) or {}
+    desc = str(meta.get("series_description") or meta.get("SeriesDescription") or "").strip()
+    modality = str(getattr(volume, "modality", "") or "").strip()
+    return " ".join(x for x in (modality, desc) if x) or "series"
+
+
+def describe_import_report(report: Any) -> tuple[str, list[tuple[str, str]]]:
+    """(summary line, [(file, reason)]) from an ImportReport."""
+    skipped_raw = list(getattr(report, "skipped", []) or [])
+    skipped: list[tuple[str, str]] = []
+    for item in skipped_raw:
+        if isinstance(item, tuple | list) and len(item) == 2:
+            skipped.append((str(item[0]), str(item[1])))
+        else:
+            path = getattr(item, "source", None) or getattr(item, "path", item)
+            skipped.append((str(path), str(getattr(item, "reason", ""))))
+    summary = getattr(report, "summary", None)
+    text = summary() if callable(summary) else (summary if isinstance(summary, str) else "")
+    if not text:
+        bits = []
+        for attr, label in (("files_seen", "file(s) examined"), ("instances_added", "added"),
+                            ("series_added", "new series"), ("studies_added", "new studies")):
+            value = getattr(report, attr, None)
+            if value is not None:
+                bits.append(f"{value} {label}")
+        bits.append(f"{len(skipped)} skipped")
+        text = "Import finished: " + ", ".join(bits) + "."
+    return text, skipped

@@ -1,0 +1,320 @@
+"""The Models panel: pick a model pack for the open series, read its card, run, cancel.
+
+Inference runs in a spawned worker process (``inference.worker.InferenceJob``);
+a QTimer polls it, so the GUI thread never blocks. The panel emits
+``result_ready(InferenceResult)`` for the main window to show as an overlay
+and ``error(str)`` for a message; it shows a small legend of the labels.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QPixmap
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = ["auto", "cpu", "cuda", "tensorrt", "directml", "coreml", "openvino"]
+POLL_MS = 100
+
+
+class ModelsPanel(QWidget):
+    """List packs, show the model card and input warnings, run / cancel with progress."""
+
+    result_ready = Signal(object)  # inference.InferenceResult
+    error = Signal(str)
+    status_message = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None, *, library_dir: Path | None = None,
+                 bundled_dir: Path | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("modelsPanel")
+        self._host = parent
+        if library_dir is None:
+            library_dir = getattr(parent, "library_dir", None)
+        if library_dir is None:
+            from app.paths import library_dir as default_library_dir
+
+            library_dir = default_library_dir()
+        self.library_dir = Path(library_dir)
+        from inference.registry import Registry
+
+        self.registry = Registry.for_library(self.library_dir)
+        if bundled_dir is not None:
+            self.registry.bundled_dir = Path(bundled_dir)
+        self._volume: Any = None
+        self._job: Any = None
+        self._packs: list[Any] = []
+        self._warnings: list[str] = []
+        self.last_result: Any = None
+
+        self.model_list = QListWidget(self)
+        self.model_list.setObjectName("modelList")
+        self.card = QTextBrowser(self)
+        self.card.setOpenExternalLinks(False)
+        self.card.setObjectName("modelCard")
+        self.warnings_label = QLabel(self)
+        self.warnings_label.setWordWrap(True)
+        self.warnings_label.setObjectName("inputWarnings")
+        self.warnings_label.setStyleSheet("color: #e0a030;")
+        self.confirm = QCheckBox("Run anyway: I have read the warnings", self)
+        self.provider_box = QComboBox(self)
+        self.provider_box.addItems(PROVIDERS)
+        self.threads_box = QSpinBox(self)
+        self.threads_box.setRange(0, 256)
+        self.threads_box.setSpecialValueText("auto")
+        self.run_button = QPushButton("Run", self)
+        self.cancel_button = QPushButton("Cancel", self)
+        self.progress = QProgressBar(self)
+        self.progress.setRange(0, 1000)
+        self.status = QLabel("", self)
+        self.status.setWordWrap(True)
+        self.legend = QListWidget(self)
+        self.legend.setObjectName("legend")
+        self.legend.setMaximumHeight(90)
+
+        form = QFormLayout()
+        form.addRow("Execution", self.provider_box)
+        form.addRow("Threads", self.threads_box)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Model packs (research use only):", self))
+        layout.addWidget(self.model_list, 1)
+        layout.addWidget(self.card, 2)
+        layout.addWidget(self.warnings_label)
+        layout.addWidget(self.confirm)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.legend)
+
+        self._timer = QTimer(self)
+        self._timer.setInterval(POLL_MS)
+        self._timer.timeout.connect(self._poll)
+        # Follows the host window's open series (``current_volume``) without it
+        # having to call set_volume(); a cheap identity check twice a second.
+        self._seen_volume: Any = None
+        self._watch = QTimer(self)
+        self._watch.setInterval(500)
+        self._watch.timeout.connect(self._check_host_volume)
+        if self._host is not None and hasattr(self._host, "current_volume"):
+            self._watch.start()
+        self.model_list.currentRowChanged.connect(self._on_model_changed)
+        self.confirm.toggled.connect(lambda _checked: self._update_buttons())
+        self.run_button.clicked.connect(self.run_selected)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.refresh()
+
+    # ------------------------------------------------------------------ state
+    def refresh(self) -> None:
+        """Reload the pack list (after an install or removal)."""
+        current = self.selected_pack_id()
+        self._packs = self.registry.list()
+        self.model_list.blockSignals(True)
+        self.model_list.clear()
+        for pack in self._packs:
+            m = pack.manifest
+            where = "bundled" if pack.bundled else "installed"
+            item = QListWidgetItem(f"{m.name}  ({m.version}, {'/'.join(m.modality)}, {where})")
+            item.setData(Qt.ItemDataRole.UserRole, pack.id)
+            self.model_list.addItem(item)
+        for problem in self.registry.problems:
+            item = QListWidgetItem(f"⚠ {problem.source.name}: unreadable pack")
+            item.setToolTip(problem.message)
+            item.setFlags(Qt.ItemFlag.NoItemFlags)
+            self.model_list.addItem(item)
+        self.model_list.blockSignals(False)
+        ids = [p.id for p in self._packs]
+        row = ids.index(current) if current in ids else (0 if ids else -1)
+        self.model_list.setCurrentRow(row)
+        self._on_model_changed(row)
+
+    def selected_pack(self) -> Any:
+        row = self.model_list.currentRow()
+        return self._packs[row] if 0 <= row < len(self._packs) else None
+
+    def selected_pack_id(self) -> str | None:
+        pack = self.selected_pack()
+        return pack.id if pack is not None else None
+
+    def select_pack(self, pack_id: str) -> None:
+        for row, pack in enumerate(self._packs):
+            if pack.id == pack_id:
+                self.model_list.setCurrentRow(row)
+                return
+        raise KeyError(pack_id)
+
+    def set_volume(self, volume: Any) -> None:
+        """The series the next run uses (the main window's open series by default)."""
+        self._volume = volume
+        self._update_warnings()
+
+    def _check_host_volume(self) -> None:
+        if self._volume is not None:
+            return
+        volume = getattr(self._host, "current_volume", None)
+        if volume is not self._seen_volume:
+            self._seen_volume = volume
+            self._update_warnings()
+
+    def current_volume(self) -> Any:
+        if self._volume is not None:
+            return self._volume
+        return getattr(self._host, "current_volume", None)
+
+    @property
+    def running(self) -> bool:
+        return self._job is not None
+
+    def input_warnings(self) -> list[str]:
+        pack, volume = self.selected_pack(), self.current_volume()
+        if pack is None or volume is None:
+            return []
+        from inference.checks import check_input
+
+        return check_input(volume, pack.manifest)
+
+    # ------------------------------------------------------------------ slots
+    def _on_model_changed(self, _row: int) -> None:
+        pack = self.selected_pack()
+        if pack is None:
+            self.card.setMarkdown("No model packs installed. Install one with "
+                                  "`lucida models install PACK`.")
+        else:
+            self.card.setMarkdown(pack.model_card())
+        self._update_warnings()
+
+    def _update_warnings(self) -> None:
+        warnings = self.input_warnings()
+        self._warnings = warnings
+        self.confirm.setChecked(False)
+        self.confirm.setVisible(bool(warnings))
+        self.warnings_label.setVisible(bool(warnings))
+        self.warnings_label.setText("\n".join(f"⚠ {w}" for w in warnings))
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        ready = self.selected_pack() is not None and self.current_volume() is not None
+        needs_confirm = bool(self._warnings)
+        self.run_button.setEnabled(
+            ready and not self.running and (not needs_confirm or self.confirm.isChecked()))
+        self.cancel_button.setEnabled(self.running)
+
+    def run_selected(self) -> bool:
+        """Start the selected pack on the current volume; False if it cannot start."""
+        if self.running:
+            return False
+        pack, volume = self.selected_pack(), self.current_volume()
+        if pack is None or volume is None:
+            self._fail("Open a series and choose a model first.")
+            return False
+        if self.input_warnings() and not self.confirm.isChecked():
+            self._fail("The series does not match the model: read the warnings and confirm.")
+            return False
+        from inference.worker import InferenceJob, JobOptions
+
+        provider = self.provider_box.currentText()
+        threads = self.threads_box.value() or None
+        try:
+            self._job = InferenceJob.start(
+                volume, pack.source, JobOptions(providers=provider, threads=threads),
+                work_dir=self.library_dir / "cache" / "inference")
+        except Exception as exc:  # e.g. disk full writing the job folder
+            self._fail(f"Could not start the model: {exc}")
+            return False
+        self.legend.clear()
+        self.progress.setValue(0)
+        self.status.setText(f"Starting {pack.manifest.name}…")
+        self._timer.start()
+        self._update_buttons()
+        return True
+
+    def cancel(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+            self.status.setText("Cancelling…")
+
+    def _poll(self) -> None:
+        job = self._job
+        if job is None:
+            self._timer.stop()
+            return
+        status = job.poll()
+        self.progress.setValue(round(status.fraction * 1000))
+        if not status.finished:
+            eta = f", about {status.eta_s:.0f} s left" if status.eta_s is not None else ""
+            self.status.setText(f"{status.message or 'running'} — {status.fraction:.0%}{eta}")
+            return
+        self._timer.stop()
+        self._job = None
+        try:
+            if status.state == "done":
+                result = job.result(timeout=5)
+                self.last_result = result
+                self._show_result(result)
+                self.result_ready.emit(result)
+            elif status.state == "cancelled":
+                self.status.setText("Cancelled.")
+                self.progress.setValue(0)
+            else:
+                self._fail(status.error or "inference failed")
+        except Exception as exc:  # one place turns failures into a message
+            self._fail(str(exc))
+        finally:
+            job.close()
+            self._update_buttons()
+
+    def _show_result(self, result: Any) -> None:
+        provider = str(result.provenance.get("provider", "")).removesuffix("ExecutionProvider")
+        seconds = result.provenance.get("timings_s", {}).get("total", 0.0)
+        text = (f"Done on {provider} in {seconds:.1f} s: {len(result.findings)} findings. "
+                "Research use only — not for diagnostic use.")
+        if result.notices:
+            text += "\n" + "\n".join(f"Note: {n}" for n in result.notices)
+        self.status.setText(text)
+        self.status_message.emit(text)
+        self.legend.clear()
+        for label in result.label_map.labels:
+            swatch = QPixmap(12, 12)
+            swatch.fill(QColor(*label.color_rgb))
+            item = QListWidgetItem(f"{label.value}: {label.name}")
+            item.setIcon(swatch)
+            self.legend.addItem(item)
+
+    def _fail(self, message: str) -> None:
+        self.status.setText(f"Error: {message}")
+        self.progress.setValue(0)
+        self.error.emit(message)
+
+    def closeEvent(self, event: Any) -> None:  # Qt naming
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Stop a running job (the worker process) and the timer."""
+        self._timer.stop()
+        self._watch.stop()
+        if self._job is not None:
+            self._job.close()
+            self._job = None

@@ -1,0 +1,333 @@
+"""Pixel decoding: a fast path for native (uncompressed) data, and codec choice.
+
+* **Native little-endian data** (Implicit/Explicit VR Little Endian, not
+  encapsulated): the header is parsed once (pydicom ``stop_before_pixels`` for
+  the first file, :mod:`dicomio.fastheader` for the others); the pixel bytes
+  are then read at their file offset straight into a numpy buffer — no second
+  parse, no copy through pydicom.
+* **Everything else** goes through pydicom's pixel decoders, trying each
+  available plugin for the transfer syntax in turn (pylibjpeg with
+  libjpeg/openjpeg/rle, pyjpegls, Pillow, pydicom's own): when one plugin fails
+  on a file the next is tried. Before them, encapsulated greyscale frames go
+  to imagecodecs (C decoders that release the GIL, so frames decode in
+  parallel threads) and then to GDCM through SimpleITK; python-gdcm's pydicom
+  plugin is excluded because it aborts the process on some corrupt data. A
+  file that none can decode raises :class:`DicomReadError` naming the
+  transfer syntax and each plugin's error.
+* Stored values are normalised the same way whichever decoder ran: bits above
+  BitsStored are masked (unsigned) or sign-extended (signed).
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import numpy as np
+import numpy.typing as npt
+from pydicom.dataset import Dataset
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from core.errors import DicomReadError
+
+log = logging.getLogger(__name__)
+
+NATIVE_LE = {str(ImplicitVRLittleEndian), str(ExplicitVRLittleEndian)}
+# Preferred plugin order; whatever pydicom reports as available is tried in this order.
+# pydicom's "gdcm" plugin (python-gdcm) is NOT used: on a corrupt JPEG 2000 codestream it
+# aborts the whole process ("terminate called after throwing ..."), which no try/except
+# can catch. GDCM is still tried, through SimpleITK, which reports errors as exceptions.
+PLUGIN_PREFERENCE = ("pylibjpeg", "pyjpegls", "pillow", "pydicom")
+EXCLUDED_PLUGINS = frozenset({"gdcm"})
+_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"}
+
+
+@dataclass(frozen=True)
+class PixelFormat:
+    """How one file's pixel data are stored."""
+
+    transfer_syntax: str
+    rows: int
+    columns: int
+    samples_per_pixel: int
+    bits_allocated: int
+    bits_stored: int
+    pixel_representation: int
+    photometric: str
+    number_of_frames: int
+    padding_value: int | None = None
+    padding_limit: int | None = None
+    pixel_offset: int | None = None  # file offset of native pixel bytes (fast path)
+    encapsulated_offset: int | None = None  # file offset of the first item of encapsulated data
+
+    @property
+    def is_colour(self) -> bool:
+        return self.samples_per_pixel > 1 or self.photometric.startswith(("PALETTE", "RGB", "YBR"))
+
+    @property
+    def stored_dtype(self) -> np.dtype[Any]:
+        if self.bits_allocated not in (1, 8, 16, 32):
+            raise DicomReadError(f"BitsAllocated {self.bits_allocated} is not supported")
+        size = max(self.bits_allocated, 8) // 8
+        kind = "i" if self.pixel_representation == 1 else "u"
+        return np.dtype(f"<{kind}{size}")
+
+    def stored_range(self) -> tuple[int, int]:
+        """Smallest and largest stored value BitsStored allows."""
+        bits = min(self.bits_stored, self.bits_allocated) if self.bits_stored else \
+            self.bits_allocated
+        if self.pixel_representation == 1:
+            return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        return 0, (1 << bits) - 1
+
+    def signed_value(self, value: int) -> int:
+        """A US/SS-ambiguous attribute (e.g. PixelPaddingValue) as the stored type."""
+        bits = self.bits_allocated if self.bits_allocated >= 8 else 16
+        value = int(value) & ((1 << bits) - 1)
+        if self.pixel_representation == 1 and value >= 1 << (bits - 1):
+            value -= 1 << bits
+        return value
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.rows * self.columns * self.samples_per_pixel * self.bits_allocated // 8
+
+
+def locate_native_pixels(fp: BinaryIO, transfer_syntax: str, fmt_bytes_needed: int,
+                         file_size: int | None) -> int | None:
+    """After ``dcmread(fp, stop_before_pixels=True)``: the file offset of native
+    pixel bytes, or None when the data are encapsulated / not next / not native."""
+    if transfer_syntax not in NATIVE_LE:
+        return None
+    start = fp.tell()
+    head = fp.read(12)
+    if len(head) < 8:
+        return None
+    group, element = struct.unpack("<HH", head[:4])
+    if (group, element) != (0x7FE0, 0x0010):
+        return None
+    if transfer_syntax == str(ImplicitVRLittleEndian):
+        (length,) = struct.unpack("<I", head[4:8])
+        offset = start + 8
+    else:
+        vr = head[4:6]
+        if vr in _LONG_VRS:
+            if len(head) < 12:
+                return None
+            (length,) = struct.unpack("<I", head[8:12])
+            offset = start + 12
+        else:
+            (length,) = struct.unpack("<H", head[6:8])
+            offset = start + 8
+    if length == 0xFFFFFFFF:
+        return None
+    if length < fmt_bytes_needed or (file_size is not None
+                                     and offset + fmt_bytes_needed > file_size):
+        available = length if file_size is None else min(length, file_size - offset)
+        raise DicomReadError(
+            f"pixel data are truncated: {fmt_bytes_needed} bytes needed, {available} present "
+            "(the file is incomplete or corrupt; copy it again from the source)")
+    return offset
+
+
+def read_native_frame(fp: BinaryIO, fmt: PixelFormat, frame: int) -> npt.NDArray[Any]:
+    """One frame of native single-sample data as a (rows, columns) array."""
+    if fmt.pixel_offset is None:
+        raise DicomReadError("internal: no pixel offset for the native fast path")
+    fp.seek(fmt.pixel_offset + frame * fmt.frame_bytes)
+    out = np.empty((fmt.rows, fmt.columns), dtype=fmt.stored_dtype)
+    got = fp.readinto(out.data.cast("B"))  # type: ignore[attr-defined]
+    if got != fmt.frame_bytes:
+        raise DicomReadError(
+            f"pixel data are truncated in frame {frame + 1}: {fmt.frame_bytes} bytes needed, "
+            f"{got} read")
+    return normalise_stored(out, fmt)
+
+
+def can_use_fast_path(fmt: PixelFormat) -> bool:
+    return (fmt.pixel_offset is not None and fmt.samples_per_pixel == 1
+            and fmt.bits_allocated in (8, 16, 32) and not fmt.is_colour)
+
+
+def normalise_stored(arr: npt.NDArray[Any], fmt: PixelFormat) -> npt.NDArray[Any]:
+    """Mask (unsigned) or sign-extend (signed) bits above BitsStored, in place if possible."""
+    if not np.issubdtype(arr.dtype, np.integer):
+        return arr
+    width = arr.dtype.itemsize * 8
+    bits = fmt.bits_stored
+    if not bits or bits >= width:
+        return arr
+    if fmt.pixel_representation == 1:
+        signed = arr.astype(np.dtype(f"i{arr.dtype.itemsize}"), copy=False)
+        shift = width - bits
+        return np.asarray((signed << shift) >> shift)
+    mask = (1 << bits) - 1
+    if arr.dtype.kind == "i":
+        arr = arr.astype(np.dtype(f"u{arr.dtype.itemsize}"))
+    np.bitwise_and(arr, mask, out=arr)
+    return arr
+
+
+# imagecodecs decoders (C, GIL released) per transfer syntax, tried in order.
+IMAGECODECS_SYNTAXES: dict[str, tuple[str, ...]] = {
+    "1.2.840.10008.1.2.4.57": ("jpeg8_decode", "ljpeg_decode", "jpegsof3_decode"),
+    "1.2.840.10008.1.2.4.70": ("jpeg8_decode", "ljpeg_decode", "jpegsof3_decode"),
+    "1.2.840.10008.1.2.4.50": ("jpeg8_decode",),
+    "1.2.840.10008.1.2.4.51": ("jpeg8_decode",),
+    "1.2.840.10008.1.2.4.80": ("jpegls_decode",),
+    "1.2.840.10008.1.2.4.81": ("jpegls_decode",),
+    "1.2.840.10008.1.2.4.90": ("jpeg2k_decode",),
+    "1.2.840.10008.1.2.4.91": ("jpeg2k_decode",),
+}
+
+
+def can_use_imagecodecs(fmt: PixelFormat) -> bool:
+    return (fmt.encapsulated_offset is not None and fmt.transfer_syntax in IMAGECODECS_SYNTAXES
+            and fmt.samples_per_pixel == 1 and not fmt.is_colour
+            and fmt.bits_allocated in (8, 16))
+
+
+def decode_frames_imagecodecs(fp: BinaryIO, fmt: PixelFormat,
+                              indices: list[int]) -> list[npt.NDArray[Any]]:
+    """Stored values of the given frames of an encapsulated greyscale file, decoded by
+    imagecodecs straight from the fragments (no second header parse)."""
+    import imagecodecs
+    from pydicom.encaps import generate_frames
+
+    if fmt.encapsulated_offset is None:
+        raise DicomReadError("internal: no encapsulated offset")
+    fp.seek(fmt.encapsulated_offset)
+    data = fp.read()
+    wanted = set(indices)
+    found: dict[int, bytes] = {}
+    for index, frame in enumerate(generate_frames(data, number_of_frames=fmt.number_of_frames)):
+        if index in wanted:
+            found[index] = frame
+        if len(found) == len(wanted):
+            break
+    out: list[npt.NDArray[Any]] = []
+    for index in indices:
+        if index not in found:
+            raise DicomReadError(f"frame {index + 1} is missing from the encapsulated data")
+        errors = []
+        arr: npt.NDArray[Any] | None = None
+        for name in IMAGECODECS_SYNTAXES[fmt.transfer_syntax]:
+            func = getattr(imagecodecs, name, None)
+            if func is None:
+                continue
+            try:
+                arr = np.asarray(func(found[index]))
+                break
+            except Exception as exc:  # codec errors have codec-specific types
+                errors.append(f"{name}: {exc}")
+        if arr is None:
+            raise DicomReadError("imagecodecs could not decode: " + "; ".join(errors))
+        if arr.shape != (fmt.rows, fmt.columns):
+            raise DicomReadError(f"imagecodecs returned shape {arr.shape}")
+        want = fmt.stored_dtype
+        arr = arr.view(want) if arr.dtype.itemsize == want.itemsize else arr.astype(want)
+        out.append(normalise_stored(np.array(arr, copy=True), fmt))
+    return out
+
+
+# Compressed syntaxes SimpleITK's GDCM decodes while releasing the GIL (parallel threads).
+SITK_SYNTAXES = {
+    "1.2.840.10008.1.2.4.57",  # JPEG Lossless
+    "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.5",  # RLE Lossless
+}
+
+
+def can_use_sitk(fmt: PixelFormat, slope: float, intercept: float, is_file: bool) -> bool:
+    """SimpleITK (GDCM) returns rescaled values; it is used only where they map back to
+    stored values exactly: one greyscale frame, MONOCHROME2, slope 1, integer intercept."""
+    return (is_file and fmt.transfer_syntax in SITK_SYNTAXES and fmt.number_of_frames == 1
+            and fmt.samples_per_pixel == 1 and fmt.photometric == "MONOCHROME2"
+            and fmt.bits_allocated in (8, 16) and slope == 1.0
+            and float(intercept).is_integer())
+
+
+def decode_file_sitk(path: str, fmt: PixelFormat, intercept: float) -> npt.NDArray[Any]:
+    """Stored values of a single-frame compressed file via SimpleITK's GDCM (GIL released)."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetImageIO("GDCMImageIO")
+    reader.SetFileName(path)
+    image = reader.Execute()
+    arr = sitk.GetArrayViewFromImage(image)
+    if arr.shape[-2:] != (fmt.rows, fmt.columns) or arr.size != fmt.rows * fmt.columns:
+        raise DicomReadError(f"SimpleITK returned shape {arr.shape}")
+    flat = np.asarray(arr).reshape(fmt.rows, fmt.columns)
+    stored: npt.NDArray[Any] = flat.astype(np.int64) - int(intercept)
+    lo, hi = fmt.stored_range()
+    if stored.size and (stored.min() < lo or stored.max() > hi):
+        raise DicomReadError("SimpleITK values do not map back to stored values")
+    return np.asarray(stored.astype(fmt.stored_dtype))
+
+
+def plugin_order(transfer_syntax: str) -> list[str]:
+    """Available decoding plugins for a transfer syntax, in preference order
+    (empty when the syntax needs none or pydicom knows no decoder)."""
+    from pydicom.pixels.decoders.base import get_decoder
+
+    try:
+        decoder = get_decoder(UID(transfer_syntax))
+    except Exception:  # pydicom raises NotImplementedError/ValueError for unknown syntaxes
+        return []
+    available = [p for p in decoder.available_plugins if p not in EXCLUDED_PLUGINS]
+    ordered = [p for p in PLUGIN_PREFERENCE if p in available]
+    return ordered + [p for p in available if p not in ordered]
+
+
+def decode_dataset(ds: Dataset, fmt: PixelFormat, where: str) -> npt.NDArray[Any]:
+    """All frames of a full dataset as stored values: (frames, rows, cols) for
+    greyscale, (frames, rows, cols, 3) RGB for colour. Tries each plugin."""
+    from pydicom.pixels.utils import pixel_array
+
+    ts = fmt.transfer_syntax
+    plugins = plugin_order(ts)
+    errors: list[str] = []
+    arr: npt.NDArray[Any] | None = None
+    for plugin in plugins or [""]:
+        try:
+            if plugin:
+                arr = pixel_array(ds, decoding_plugin=plugin)
+            else:
+                arr = pixel_array(ds)
+            break
+        except Exception as exc:  # each plugin fails in its own way; try the next
+            errors.append(f"{plugin or 'default'}: {type(exc).__name__}: {exc}"[:300])
+            log.debug("decoder %s failed on %s: %s", plugin, where, exc)
+    if arr is None:
+        name = UID(ts).name if ts else "unknown"
+        tried = "; ".join(errors) if errors else "no decoder is installed for it"
+        raise DicomReadError(
+            f"no available decoder could read transfer syntax {name} ({ts}): {tried}")
+    if fmt.photometric.startswith("PALETTE"):
+        from pydicom.pixels.processing import apply_color_lut
+
+        arr = apply_color_lut(arr, ds)
+    frames = fmt.number_of_frames
+    colour = arr.ndim >= 3 and arr.shape[-1] in (3, 4) and fmt.is_colour
+    if colour:
+        if arr.ndim == 3:
+            arr = arr[np.newaxis]
+    elif arr.ndim == 2:
+        arr = arr[np.newaxis]
+    if arr.shape[0] != frames and frames > 0:
+        raise DicomReadError(f"decoder returned {arr.shape[0]} frames, header says {frames}")
+    if not colour:
+        arr = normalise_stored(np.asarray(arr), fmt)
+    return np.asarray(arr)
+
+
+def luminance(rgb: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+    """ITU-R BT.601 luma of RGB samples (the last axis)."""
+    rgb = rgb[..., :3].astype(np.float32)
+    return np.asarray(0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2],
+                      dtype=np.float32)

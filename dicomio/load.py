@@ -1,0 +1,942 @@
+"""DICOM instances → one :class:`core.volume.Volume` with correct geometry.
+
+``plan_volume`` reads headers only (sort order, affine, shape, warnings);
+``read_volume`` adds the pixels, streaming slices to ``on_slice`` as they
+arrive. Geometry decisions (sorting, gantry tilt, uneven spacing, missing
+slices, duplicates) are documented in :mod:`dicomio.stack`; codec choice in
+:mod:`dicomio.decode`; enhanced multi-frame in :mod:`dicomio.multiframe`.
+
+Value decisions:
+
+* **Rescale.** Output = stored × RescaleSlope + RescaleIntercept (per frame
+  for enhanced objects); CT is in HU (``metadata["units"] == "HU"``). The
+  array is ``int16`` when every slope/intercept is integral and the values
+  fit; otherwise ``float32`` (exact for every 16-bit input). The int16 choice
+  is optimistic: if a slice turns out not to fit, the array is widened to
+  float32 once (``Volume.array`` is replaced; use the Volume passed to the
+  latest ``on_slice``). Resampled (tilted / uneven) volumes are rounded to
+  the nearest integer when int16.
+* **PixelPaddingValue** (and PixelPaddingRangeLimit) voxels become the
+  *background value*: −1024 HU (air) for CT, otherwise 0 (clipped into the
+  representable range). Unfilled slices while streaming and voxels outside
+  the source after de-tilting hold the same background value.
+* **Signed/unsigned** follow PixelRepresentation; bits above BitsStored are
+  masked or sign-extended (US/SS-ambiguous padding values are reinterpreted
+  accordingly).
+* **MONOCHROME1** is inverted so that higher = brighter:
+  ``v' = (lo + hi) − v`` with ``[lo, hi]`` the rescaled range of BitsStored;
+  the window centre is mapped the same way; ``metadata["inverted_monochrome1"]``.
+* **Colour** (RGB, YBR, PALETTE COLOR) images are converted to greyscale
+  luminance (ITU-R BT.601, float32) with a warning — Lucida's volumes are
+  scalar; nothing is rejected for being colour.
+* **Mixed orientations / sizes / pixel spacings** in one set of sources: the
+  majority is used and the others are left out with a warning (a localizer in
+  a CT series is the usual cause; the scanner in ``dicomio.scan`` normally
+  separates these stacks before they get here).
+* **No patient geometry** (projection X-ray, ultrasound, secondary capture):
+  a 1-slice volume (or a frame stack) with nominal geometry — rows along
+  patient P, columns along L, PixelSpacing/ImagerPixelSpacing or 1 mm — and a
+  warning saying so.
+* Files that cannot be read are left out with a warning when the rest of the
+  series loads (an undecodable file leaves its slice blank, warned); when
+  nothing loads, :class:`DicomReadError` gives the reason.
+
+Speed: headers are read once (pydicom for the first file, the lean reader of
+:mod:`dicomio.fastheader` for the rest); native pixel bytes are read at their
+file offset; compressed frames are decoded in a thread pool (imagecodecs and
+SimpleITK release the GIL). Results are consumed, rescaled and streamed to
+``on_slice`` in the calling thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from core.errors import DicomReadError, LucidaError
+from core.progress import CancelToken, ProgressSink
+from core.volume import Volume, VolumeWarning, WarningCode
+from dicomio.decode import (
+    PixelFormat,
+    can_use_fast_path,
+    can_use_imagecodecs,
+    can_use_sitk,
+    decode_dataset,
+    decode_file_sitk,
+    decode_frames_imagecodecs,
+    locate_native_pixels,
+    luminance,
+    read_native_frame,
+)
+from dicomio.fastheader import read_lean_header
+from dicomio.multiframe import enhanced_frames
+from dicomio.source import DicomSource
+from dicomio.stack import StackGeometry, TargetSlice, build_stack, same_orientation
+
+log = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+CT_AIR_HU = -1024
+
+__all__ = ["PlannedFrame", "VolumePlan", "plan_volume", "read_volume"]
+
+
+@dataclass(frozen=True)
+class PlannedFrame:
+    """One 2-D frame of a source file, with what is needed to read and rescale it."""
+
+    source: DicomSource
+    frame_index: int
+    fmt: PixelFormat
+    slope: float
+    intercept: float
+    position: tuple[float, float, float] | None
+    orientation: tuple[float, ...] | None
+    pixel_spacing: tuple[float, float] | None
+    instance_number: int
+
+
+@dataclass
+class VolumePlan:
+    """Header-only description of the volume ``read_volume`` will return."""
+
+    frames: list[PlannedFrame]  # sorted source frames (k order before any resampling)
+    geometry: StackGeometry
+    affine: FloatArray
+    shape: tuple[int, int, int]
+    modality: str
+    series_uid: str
+    frame_of_reference_uid: str
+    dtype: np.dtype[Any]
+    background: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+    identity: dict[str, str] = field(default_factory=dict)
+    warnings: list[VolumeWarning] = field(default_factory=list)
+
+    @property
+    def spacing_mm(self) -> FloatArray:
+        return np.asarray(np.linalg.norm(self.affine[:3, :3], axis=0), dtype=np.float64)
+
+    @property
+    def resampled(self) -> bool:
+        """True when output voxels are interpolated (de-tilt or uneven spacing)."""
+        return bool(self.metadata.get("resampled", False))
+
+    @property
+    def orientation_code(self) -> str:
+        from core.geometry import orientation_code
+
+        return orientation_code(self.affine)
+
+
+# --------------------------------------------------------------------------- headers
+
+
+@dataclass
+class _Header:
+    source: DicomSource
+    frames: list[PlannedFrame]
+    meta: dict[str, Any]
+    identity: dict[str, str]
+    sop_class_uid: str
+    series_uid: str
+    for_uid: str
+    modality: str
+    gantry_tilt: float | None
+    slice_step: float | None
+    has_geometry: bool
+
+
+def _as_source(item: DicomSource | Path | str) -> DicomSource:
+    if isinstance(item, DicomSource):
+        return item
+    return DicomSource(Path(item))
+
+
+def _num(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        if isinstance(value, (list, tuple)) or (hasattr(value, "__len__")
+                                                and not isinstance(value, (str, bytes))):
+            value = value[0]
+        return float(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _text(ds: Any, keyword: str) -> str:
+    value = ds.get(keyword)
+    return "" if value is None else str(value).strip()
+
+
+def _file_size(source: DicomSource) -> int | None:
+    if source.member is not None:
+        return None
+    try:
+        return source.path.stat().st_size
+    except OSError:
+        return None
+
+
+def _read_header(source: DicomSource, full: bool = True) -> _Header:
+    """Parse one file's header; raises DicomReadError with a specific reason.
+
+    With ``full=False`` only what sorting and decoding need is extracted (the
+    descriptive metadata and identity come from the first file of a series)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    from dicomio.classify import classify_sop_class, sop_class_name
+
+    size = _file_size(source)
+    if size == 0:
+        raise DicomReadError("empty file (0 bytes)")
+    try:
+        fp = source.open()
+    except (OSError, KeyError) as exc:
+        raise DicomReadError(f"cannot open the file: {exc}") from exc
+    with fp:
+        raw_dataset = False
+        lean = None if full else read_lean_header(fp, size)
+        ds: Any
+        try:
+            try:
+                if lean is not None:
+                    ds = lean[0]
+                else:
+                    fp.seek(0)
+                    ds = pydicom.dcmread(fp, stop_before_pixels=True)
+            except InvalidDicomError as exc:
+                fp.seek(0)
+                if not _looks_like_raw_dataset(fp.read(8)):
+                    raise DicomReadError(
+                        "not a DICOM Part 10 file (no 'DICM' marker after the 128-byte "
+                        "preamble)") from exc
+                # A bare dataset without preamble/meta (old files): read it as such.
+                fp.seek(0)
+                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+                raw_dataset = True
+        except DicomReadError:
+            raise
+        except Exception as exc:  # pydicom raises many types on corrupt headers
+            raise DicomReadError(
+                f"DICOM header is truncated or corrupt ({type(exc).__name__}: {exc})"[:300]
+            ) from exc
+        meta = getattr(ds, "file_meta", None)
+        ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+        if not ts:
+            ts = _encoding_syntax(ds)
+            raw_dataset = True
+        sop_class = _text(ds, "SOPClassUID") or (
+            _text(meta, "MediaStorageSOPClassUID") if meta is not None else "")
+        pixel_state, pixel_pos = _peek_pixels(fp, ts)
+        has_pixels = pixel_state != "absent"
+        kind = classify_sop_class(sop_class, has_pixel_data=has_pixels)
+        if not kind.is_image:
+            raise DicomReadError(
+                f"not an image: {sop_class_name(sop_class) or 'no SOP class'} ({kind.value}); "
+                "it is indexed as a non-image object")
+        if not has_pixels:
+            raise DicomReadError(
+                f"no pixel data ({sop_class_name(sop_class) or 'unknown SOP class'})")
+        if pixel_state == "float":
+            raise DicomReadError("float or double pixel data are not supported")
+        try:
+            rows, cols = int(ds.Rows), int(ds.Columns)
+            bits_alloc = int(ds.BitsAllocated)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise DicomReadError(f"image attributes missing or invalid: {exc}") from exc
+        if rows <= 0 or cols <= 0:
+            raise DicomReadError(f"image size {rows}×{cols} is empty")
+        fmt = PixelFormat(
+            transfer_syntax=ts,
+            rows=rows,
+            columns=cols,
+            samples_per_pixel=int(ds.get("SamplesPerPixel", 1) or 1),
+            bits_allocated=bits_alloc,
+            bits_stored=int(ds.get("BitsStored", bits_alloc) or bits_alloc),
+            pixel_representation=int(ds.get("PixelRepresentation", 0) or 0),
+            photometric=_text(ds, "PhotometricInterpretation") or "MONOCHROME2",
+            number_of_frames=max(int(_num(ds.get("NumberOfFrames")) or 1), 1),
+        )
+        pad = ds.get("PixelPaddingValue")
+        pad_limit = ds.get("PixelPaddingRangeLimit")
+        if pad is not None and not isinstance(pad, (bytes, str)):
+            fmt = _replace_fmt(fmt, padding_value=fmt.signed_value(int(pad)),
+                               padding_limit=None if pad_limit is None
+                               else fmt.signed_value(int(pad_limit)))
+        if pixel_state == "encapsulated" and not raw_dataset:
+            fmt = _replace_fmt(fmt, encapsulated_offset=pixel_pos + 12)
+        if pixel_state == "native" and not raw_dataset and can_use_fast_path(
+                _replace_fmt(fmt, pixel_offset=-1)):
+            fp.seek(pixel_pos)
+            offset = locate_native_pixels(fp, ts, fmt.frame_bytes * fmt.number_of_frames, size)
+            if offset is not None:
+                fmt = _replace_fmt(fmt, pixel_offset=offset)
+
+    modality = _text(ds, "Modality")
+    slope = _num(ds.get("RescaleSlope"))
+    intercept = _num(ds.get("RescaleIntercept"))
+    iop = ds.get("ImageOrientationPatient")
+    ipp = ds.get("ImagePositionPatient")
+    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    instance = int(_num(ds.get("InstanceNumber")) or 0)
+    thickness = _num(ds.get("SliceThickness"))
+    between = _num(ds.get("SpacingBetweenSlices"))
+    frames: list[PlannedFrame] = []
+    enhanced = (enhanced_frames(ds) if fmt.number_of_frames > 1
+                or "PerFrameFunctionalGroupsSequence" in ds else None)
+
+    def _vec(v: Any, n: int) -> tuple[float, ...] | None:
+        try:
+            out = tuple(float(x) for x in v)
+        except (TypeError, ValueError):
+            return None
+        return out if len(out) == n and all(np.isfinite(out)) else None
+
+    top_pos = _vec(ipp, 3) if ipp is not None else None
+    top_iop = _vec(iop, 6) if iop is not None else None
+    top_spacing = _vec(spacing, 2) if spacing is not None else None
+    if top_spacing is not None and min(top_spacing) <= 0:
+        alt = ds.get("ImagerPixelSpacing")
+        top_spacing = _vec(alt, 2) if alt is not None else None
+        if top_spacing is not None and min(top_spacing) <= 0:
+            top_spacing = None
+    step = between or thickness
+    window_center = _num(ds.get("WindowCenter")) if full else None
+    window_width = _num(ds.get("WindowWidth")) if full else None
+    has_geometry = True
+    for f in range(fmt.number_of_frames):
+        attrs = enhanced[f] if enhanced is not None and f < len(enhanced) else None
+        pos: tuple[float, ...] | None = attrs.position if attrs else None
+        ori: tuple[float, ...] | None = attrs.orientation if attrs else None
+        pix: tuple[float, ...] | None = attrs.pixel_spacing if attrs else None
+        if pos is None and fmt.number_of_frames == 1:
+            pos = top_pos
+        ori = ori or top_iop
+        pix = pix or top_spacing
+        if attrs is None and fmt.number_of_frames > 1 and top_pos is not None and top_iop:
+            # Legacy multi-frame (e.g. NM): frames along the normal at the slice step.
+            from dicomio.stack import normal_of
+
+            n = normal_of(top_iop)
+            pos = tuple(float(x) for x in np.asarray(top_pos) + n * f * (step or 1.0))
+        if attrs is not None:
+            if attrs.window_center is not None and window_center is None:
+                window_center, window_width = attrs.window_center, attrs.window_width
+            if attrs.slice_thickness is not None and step is None:
+                step = attrs.slice_thickness
+        if pos is None or ori is None:
+            has_geometry = False
+        fslope = attrs.slope if attrs and attrs.slope is not None else slope
+        ficpt = attrs.intercept if attrs and attrs.intercept is not None else intercept
+        frames.append(PlannedFrame(
+            source=source,
+            frame_index=f,
+            fmt=fmt,
+            slope=1.0 if fslope is None or fslope == 0 else float(fslope),
+            intercept=0.0 if ficpt is None else float(ficpt),
+            position=(pos[0], pos[1], pos[2]) if pos is not None else None,
+            orientation=tuple(ori) if ori is not None else None,
+            pixel_spacing=(float(pix[0]), float(pix[1])) if pix is not None else None,
+            instance_number=instance,
+        ))
+    rescale_type = _text(ds, "RescaleType")
+    if not rescale_type and enhanced is not None:
+        per = ds.get("SharedFunctionalGroupsSequence")
+        try:
+            rescale_type = str(per[0].PixelValueTransformationSequence[0].get("RescaleType", ""))
+        except (AttributeError, IndexError, TypeError):
+            rescale_type = ""
+    units = "HU" if modality == "CT" and rescale_type in ("", "HU") else rescale_type
+    if not full:
+        return _Header(source, frames, {"modality": modality, "units": units}, {}, sop_class,
+                       "", "", modality, _num(ds.get("GantryDetectorTilt")), step, has_geometry)
+    meta_out: dict[str, Any] = {
+        "modality": modality,
+        "series_description": _text(ds, "SeriesDescription"),
+        "study_description": _text(ds, "StudyDescription"),
+        "study_instance_uid": _text(ds, "StudyInstanceUID"),
+        "series_number": _text(ds, "SeriesNumber"),
+        "manufacturer": _text(ds, "Manufacturer"),
+        "body_part": _text(ds, "BodyPartExamined"),
+        "sop_class_uid": sop_class,
+        "rescale_type": rescale_type or units,
+        "units": units,
+        "window_center": window_center,
+        "window_width": window_width,
+        "photometric": fmt.photometric,
+        "bits_stored": fmt.bits_stored,
+        "pixel_representation": fmt.pixel_representation,
+        "slice_thickness": thickness,
+    }
+    identity = {
+        "patient_name": _text(ds, "PatientName"),
+        "patient_id": _text(ds, "PatientID"),
+        "patient_birth_date": _text(ds, "PatientBirthDate"),
+    }
+    return _Header(source, frames, meta_out, identity, sop_class, _text(ds, "SeriesInstanceUID"),
+                   _text(ds, "FrameOfReferenceUID"), modality, _num(ds.get("GantryDetectorTilt")),
+                   step, has_geometry)
+
+
+def _looks_like_raw_dataset(head: bytes) -> bool:
+    """True when a file starts like a bare little/big-endian dataset (group 0002/0008)."""
+    if len(head) < 8:
+        return False
+    group_le = int.from_bytes(head[:2], "little")
+    group_be = int.from_bytes(head[:2], "big")
+    return group_le in (0x0002, 0x0008) or group_be == 0x0008
+
+
+def _encoding_syntax(ds: Any) -> str:
+    """Transfer syntax UID of a dataset read without file meta, from its encoding."""
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    if little is False:
+        return "1.2.840.10008.1.2.2"
+    return "1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1"
+
+
+def _replace_fmt(fmt: PixelFormat, **changes: Any) -> PixelFormat:
+    from dataclasses import replace
+
+    return replace(fmt, **changes)
+
+
+def _peek_pixels(fp: Any, ts: str) -> tuple[str, int]:
+    """What follows the header: 'native', 'encapsulated', 'float', 'absent' or
+    'unknown' (deflated / big endian: cannot tell without a full parse)."""
+    import struct
+
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
+
+    pos = fp.tell()
+    if ts in (str(DeflatedExplicitVRLittleEndian), str(ExplicitVRBigEndian)):
+        return "unknown", pos
+    head = fp.read(12)
+    fp.seek(pos)
+    if len(head) < 8:
+        return "absent", pos
+    group, element = struct.unpack("<HH", head[:4])
+    if group != 0x7FE0:
+        return "absent", pos
+    if element in (0x0008, 0x0009):
+        return "float", pos
+    if element != 0x0010:
+        return "absent", pos
+    if ts == "1.2.840.10008.1.2":
+        (length,) = struct.unpack("<I", head[4:8])
+    elif head[4:6] in (b"OB", b"OW", b"UN") and len(head) >= 12:
+        (length,) = struct.unpack("<I", head[8:12])
+    else:
+        (length,) = struct.unpack("<H", head[6:8])
+    return ("encapsulated" if length == 0xFFFFFFFF else "native"), pos
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _read_headers(sources: Sequence[DicomSource | Path], progress: ProgressSink | None = None,
+                  cancel: CancelToken | None = None) -> tuple[list[_Header],
+                                                              list[tuple[str, str]]]:
+    headers: list[_Header] = []
+    failures: list[tuple[str, str]] = []
+    count = len(sources)
+    for n, item in enumerate(sources):
+        if n % 64 == 0:
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            if progress is not None and n:
+                progress(0.05 * n / count, f"reading headers {n}/{count}")
+        src = _as_source(item)
+        try:
+            headers.append(_read_header(src, full=not headers))
+        except LucidaError as exc:
+            failures.append((str(src), str(exc)))
+    return headers, failures
+
+
+def plan_volume(sources: Sequence[DicomSource | Path]) -> VolumePlan:
+    """Header-only plan: sorted frames, affine, shape, modality, warnings."""
+    if not sources:
+        raise DicomReadError("no files given")
+    headers, failures = _read_headers(sources)
+    return _plan_from_headers(headers, failures, len(sources))
+
+
+def _majority(items: list[Any], key: Callable[[Any], Any]) -> Any:
+    counts = Counter(key(x) for x in items)
+    return counts.most_common(1)[0][0]
+
+
+def _plan_from_headers(headers: list[_Header], failures: list[tuple[str, str]],
+                       total: int) -> VolumePlan:
+    warnings: list[VolumeWarning] = []
+    if not headers:
+        if total == 1 and failures:
+            raise DicomReadError(f"{failures[0][0]}: {failures[0][1]}")
+        reasons = Counter(reason for _, reason in failures)
+        summary = "; ".join(f"{n}× {r}" for r, n in reasons.most_common(3))
+        raise DicomReadError(f"none of the {total} files could be loaded: {summary}")
+    if failures:
+        reasons = Counter(reason for _, reason in failures)
+        summary = "; ".join(f"{n}× {r}" for r, n in reasons.most_common(3))
+        warnings.append(VolumeWarning(
+            WarningCode.OTHER, f"{len(failures)} of {total} files were left out: {summary}"))
+
+    frames = [f for h in headers for f in h.frames]
+    # Same image size.
+    size = _majority(frames, lambda f: (f.fmt.rows, f.fmt.columns))
+    other = [f for f in frames if (f.fmt.rows, f.fmt.columns) != size]
+    if other:
+        frames = [f for f in frames if (f.fmt.rows, f.fmt.columns) == size]
+        warnings.append(VolumeWarning(
+            WarningCode.OTHER,
+            f"{len(other)} image(s) of another size were left out; the volume uses the "
+            f"{size[0]}×{size[1]} images"))
+
+    geo = [f for f in frames if f.position is not None and f.orientation is not None]
+    if geo and len(geo) < len(frames):
+        warnings.append(VolumeWarning(
+            WarningCode.OTHER,
+            f"{len(frames) - len(geo)} image(s) without a patient position were left out"))
+        frames = geo
+    tilt = next((h.gantry_tilt for h in headers if h.gantry_tilt), None)
+    if geo:
+        ref = _majority(frames, lambda f: tuple(round(x, 3) for x in f.orientation or ()))
+        same = [f for f in frames if same_orientation(f.orientation or (), ref)]
+        if len(same) < len(frames):
+            warnings.append(VolumeWarning(
+                WarningCode.MIXED_ORIENTATION,
+                f"{len(frames) - len(same)} of {len(frames)} images have another orientation "
+                "(e.g. a localizer) and were left out; the volume uses the majority "
+                "orientation"))
+            frames = same
+        spacing_ref = _majority(
+            frames, lambda f: tuple(round(x, 4) for x in f.pixel_spacing or (1.0, 1.0)))
+        keep = [f for f in frames
+                if np.allclose(f.pixel_spacing or (1.0, 1.0), spacing_ref, atol=1e-3)]
+        if len(keep) < len(frames):
+            warnings.append(VolumeWarning(
+                WarningCode.OTHER,
+                f"{len(frames) - len(keep)} image(s) with another pixel spacing were left out"))
+            frames = keep
+        if frames[0].pixel_spacing is None:
+            warnings.append(VolumeWarning(
+                WarningCode.OTHER, "PixelSpacing is missing: 1 mm pixels are assumed"))
+        first_header = next(h for h in headers if h.source == frames[0].source)
+        geometry = build_stack(
+            [f.position for f in frames],  # type: ignore[misc]
+            frames[0].orientation or (),
+            frames[0].pixel_spacing or (1.0, 1.0),
+            size[0], size[1],
+            tie_break=[f.instance_number * 100000 + f.frame_index for f in frames],
+            single_slice_step_mm=first_header.slice_step or 1.0,
+            gantry_tilt_deg=tilt,
+        )
+    else:
+        # No patient geometry: nominal grid, frames in instance/frame order.
+        frames = sorted(frames, key=lambda f: (f.instance_number, str(f.source), f.frame_index))
+        first_header = next(h for h in headers if h.source == frames[0].source)
+        step = first_header.slice_step or 1.0
+        geometry = build_stack(
+            [(0.0, 0.0, k * step) for k in range(len(frames))],
+            (1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
+            frames[0].pixel_spacing or (1.0, 1.0),
+            size[0], size[1],
+            single_slice_step_mm=step,
+        )
+        what = "image has" if len(frames) == 1 else f"{len(frames)} frames have"
+        warnings.append(VolumeWarning(
+            WarningCode.OTHER,
+            f"the {what} no patient position/orientation (e.g. projection X-ray, ultrasound, "
+            "secondary capture): shown with nominal geometry (columns → patient left, rows → "
+            "posterior"
+            + ("" if len(frames) == 1 else f", frames {step:g} mm apart in frame order")
+            + "); not for 3-D measurements"))
+    warnings.extend(geometry.warnings)
+    ordered = [frames[i] for i in geometry.order]
+
+    colour = any(f.fmt.is_colour for f in ordered)
+    integral = all(float(f.slope).is_integer() and float(f.intercept).is_integer()
+                   for f in ordered)
+    dtype = np.dtype(np.int16) if integral and not colour else np.dtype(np.float32)
+    if colour:
+        warnings.append(VolumeWarning(
+            WarningCode.OTHER,
+            f"colour image ({ordered[0].fmt.photometric}) converted to greyscale luminance"))
+    first = headers[0]  # the fully parsed header: descriptive metadata and identity
+    modality = first.modality
+    lo, hi = _rescaled_range(ordered[0])
+    if modality == "CT" and first.meta["units"] == "HU":
+        background = float(CT_AIR_HU)
+    else:
+        background = float(min(max(0.0, lo), hi))
+    meta = dict(first.meta)
+    used_sources = {f.source for f in ordered}
+    monochrome1 = any(f.fmt.photometric == "MONOCHROME1" for f in ordered)
+    if monochrome1 and meta.get("window_center") is not None:
+        meta["window_center"] = (lo + hi) - float(meta["window_center"])
+    meta.update({
+        "transfer_syntaxes": {f.fmt.transfer_syntax for f in ordered},
+        "number_of_instances": len(used_sources),
+        "number_of_frames": len(ordered),
+        "inverted_monochrome1": monochrome1,
+        "pixel_padding_value": ordered[0].fmt.padding_value,
+        "padding_mapped_to": background if ordered[0].fmt.padding_value is not None else None,
+        "background_value": background,
+        "slice_positions_mm": [float(x) for x in geometry.positions_mm],
+        "gantry_tilt_deg": tilt,
+        "converted_from_colour": colour,
+    })
+    interpolated = bool(np.any(geometry.shifts != 0)) or any(
+        t.lo != t.hi and 0.0 < t.weight < 1.0 for t in geometry.targets)
+    meta["resampled"] = interpolated
+    if interpolated:
+        warnings.append(VolumeWarning(
+            WarningCode.RESAMPLED,
+            f"resampled from {len(ordered)} source slices to a regular "
+            f"{geometry.shape[0]}×{geometry.shape[1]}×{geometry.shape[2]} grid"))
+    return VolumePlan(
+        frames=ordered,
+        geometry=geometry,
+        affine=geometry.affine,
+        shape=geometry.shape,
+        modality=modality,
+        series_uid=first.series_uid,
+        frame_of_reference_uid=first.for_uid,
+        dtype=dtype,
+        background=background,
+        metadata=meta,
+        identity=dict(first.identity),
+        warnings=warnings,
+    )
+
+
+def _rescaled_range(frame: PlannedFrame) -> tuple[float, float]:
+    lo_s, hi_s = frame.fmt.stored_range()
+    a = lo_s * frame.slope + frame.intercept
+    b = hi_s * frame.slope + frame.intercept
+    return (min(a, b), max(a, b))
+
+
+# --------------------------------------------------------------------------- pixels
+
+
+def _decode_file(frames: list[tuple[int, PlannedFrame]]) -> list[tuple[int, npt.NDArray[Any]]]:
+    """Stored values of the requested frames of one file: [(k, array), ...]."""
+    source = frames[0][1].source
+    fmt = frames[0][1].fmt
+    out: list[tuple[int, npt.NDArray[Any]]] = []
+    try:
+        if can_use_fast_path(fmt):
+            with source.open() as fp:
+                for k, fr in frames:
+                    out.append((k, read_native_frame(fp, fmt, fr.frame_index)))
+            return out
+        first = frames[0][1]
+        if can_use_imagecodecs(fmt):
+            try:
+                with source.open() as fp:
+                    arrays = decode_frames_imagecodecs(
+                        fp, fmt, [fr.frame_index for _, fr in frames])
+                return [(k, a) for (k, _), a in zip(frames, arrays, strict=True)]
+            except ImportError:
+                pass
+            except Exception as exc:  # fall back to the other decoders below
+                log.debug("imagecodecs could not decode %s: %s", source, exc)
+        if can_use_sitk(fmt, first.slope, first.intercept, source.member is None):
+            try:
+                return [(frames[0][0], decode_file_sitk(str(source.path), fmt, first.intercept))]
+            except Exception as exc:  # fall back to pydicom's plugins below
+                log.debug("SimpleITK could not decode %s: %s", source, exc)
+        import pydicom
+
+        with source.open() as fp:
+            ds = pydicom.dcmread(fp, force=True)
+        if "TransferSyntaxUID" not in ds.file_meta:
+            from pydicom.uid import UID
+
+            ds.file_meta.TransferSyntaxUID = UID(fmt.transfer_syntax)
+        arr = decode_dataset(ds, fmt, str(source))
+    except LucidaError as exc:
+        raise DicomReadError(f"{source}: {exc}") from exc
+    except Exception as exc:  # pydicom/decoder errors on corrupt data
+        raise DicomReadError(
+            f"{source}: pixel data cannot be read ({type(exc).__name__}: {exc})"[:400]) from exc
+    for k, fr in frames:
+        if fr.frame_index >= arr.shape[0]:
+            raise DicomReadError(f"{source}: frame {fr.frame_index + 1} is missing")
+        out.append((k, arr[fr.frame_index]))
+    return out
+
+
+def _to_values(stored: npt.NDArray[Any], frame: PlannedFrame, integral: bool,
+               background: float) -> npt.NDArray[Any]:
+    """Rescaled, padding-mapped, MONOCHROME1-inverted values of one frame (int32 or float)."""
+    fmt = frame.fmt
+    if stored.ndim == 3:  # colour
+        return luminance(stored)
+    pad_mask = None
+    if fmt.padding_value is not None:
+        if fmt.padding_limit is not None:
+            lo_p, hi_p = sorted((fmt.padding_value, fmt.padding_limit))
+            pad_mask = (stored >= lo_p) & (stored <= hi_p)
+        else:
+            pad_mask = stored == fmt.padding_value
+    values: npt.NDArray[Any]
+    if integral:
+        values = stored.astype(np.int32)
+        if frame.slope != 1:
+            values *= int(frame.slope)
+        if frame.intercept != 0:
+            values += int(frame.intercept)
+    else:
+        values = (stored.astype(np.float64) * frame.slope + frame.intercept)
+    if fmt.photometric == "MONOCHROME1":
+        lo, hi = _rescaled_range(frame)
+        values = (int(lo + hi) if integral else lo + hi) - values
+    if pad_mask is not None and pad_mask.any():
+        values[pad_mask] = background
+    return values
+
+
+def _fast_int16(stored: npt.NDArray[Any], frame: PlannedFrame, out: npt.NDArray[np.int16],
+                background: float) -> bool:
+    """Common case in as few passes as possible: integer stored values, integer
+    rescale, result fits int16. Writes ``out`` and returns True, or returns False
+    (nothing written) so that the general path runs."""
+    if stored.ndim != 2 or stored.dtype.kind not in "iu" or stored.dtype.itemsize > 2:
+        return False
+    if not (float(frame.slope).is_integer() and float(frame.intercept).is_integer()):
+        return False
+    slope, icpt = int(frame.slope), int(frame.intercept)
+    lo_s, hi_s = int(stored.min()), int(stored.max())
+    lo, hi = sorted((lo_s * slope + icpt, hi_s * slope + icpt))
+    fmt = frame.fmt
+    invert = fmt.photometric == "MONOCHROME1"
+    if invert:
+        n_lo, n_hi = _rescaled_range(frame)
+        total = int(n_lo + n_hi)
+        lo, hi = total - hi, total - lo
+    if lo < -32768 or hi > 32767:
+        return False
+    if slope == 1:
+        np.add(stored, np.int32(icpt), out=out, casting="unsafe")
+    else:
+        np.copyto(out, stored.astype(np.int32) * slope + icpt, casting="unsafe")
+    if invert:
+        np.subtract(np.int32(total), out, out=out, casting="unsafe")
+    pad = fmt.padding_value
+    if pad is not None:
+        p_lo, p_hi = sorted((pad, fmt.padding_limit if fmt.padding_limit is not None else pad))
+        if p_hi >= lo_s and p_lo <= hi_s:
+            mask = (stored == pad) if p_lo == p_hi else (stored >= p_lo) & (stored <= p_hi)
+            out[mask] = background
+    return True
+
+
+def read_volume(
+    sources: Sequence[DicomSource | Path],
+    *,
+    progress: ProgressSink | None = None,
+    cancel: CancelToken | None = None,
+    on_slice: Callable[[int, Volume], None] | None = None,
+    workers: int | None = None,
+) -> Volume:
+    """Load a series (or one file) as a Volume; see the module doc for decisions.
+
+    ``on_slice(k, partial)`` is called from this thread each time output slice
+    ``k`` is complete; ``partial`` already has the final affine and shape
+    (unfilled slices hold the background value). ``workers`` is the number of
+    decode threads for compressed data (default min(4, CPUs)); native data are
+    read sequentially (memory-bound). ``cancel`` is polled between files and
+    raises :class:`core.errors.CancelledError`.
+    """
+    if not sources:
+        raise DicomReadError("no files given")
+    if cancel is not None:
+        cancel.raise_if_cancelled()
+    headers, failures = _read_headers(sources, progress, cancel)
+    plan = _plan_from_headers(headers, failures, len(sources))
+    if progress is not None:
+        progress(0.05, "headers read")
+    return _read_pixels(plan, progress=progress, cancel=cancel, on_slice=on_slice,
+                        workers=workers)
+
+
+def _read_pixels(plan: VolumePlan, *, progress: ProgressSink | None, cancel: CancelToken | None,
+                 on_slice: Callable[[int, Volume], None] | None,
+                 workers: int | None) -> Volume:
+    geometry = plan.geometry
+    integral = plan.dtype == np.int16
+    complete = geometry.exact and all(t.lo is not None for t in geometry.targets)
+    if on_slice is None and complete:
+        array = np.empty(plan.shape, dtype=plan.dtype)  # every slice will be written
+    else:
+        array = np.full(plan.shape, plan.background, dtype=plan.dtype)
+    volume = Volume(
+        array=array, affine=plan.affine, series_uid=plan.series_uid,
+        frame_of_reference_uid=plan.frame_of_reference_uid, modality=plan.modality,
+        metadata=dict(plan.metadata), identity=dict(plan.identity),
+        warnings=list(plan.warnings))
+
+    by_file: dict[DicomSource, list[tuple[int, PlannedFrame]]] = defaultdict(list)
+    for k, fr in enumerate(plan.frames):
+        by_file[fr.source].append((k, fr))
+
+    # Resampling bookkeeping: which output slices each source slice unblocks.
+    staging: dict[int, npt.NDArray[np.float32]] = {}
+    waiting: dict[int, list[int]] = defaultdict(list)
+    if not geometry.exact:
+        for m, t in enumerate(geometry.targets):
+            if t.lo is not None and t.hi is not None:
+                waiting[t.lo].append(m)
+                if t.hi != t.lo:
+                    waiting[t.hi].append(m)
+    remaining_use: dict[int, int] = {k: len(v) for k, v in waiting.items()}
+
+    def store(m: int, values: npt.NDArray[Any]) -> None:
+        nonlocal array
+        if array.dtype == np.int16:
+            if not np.issubdtype(values.dtype, np.integer):
+                values = np.rint(values)
+            vmin, vmax = values.min(), values.max()
+            if vmin < -32768 or vmax > 32767:
+                log.info("values exceed int16; widening the volume to float32")
+                array = array.astype(np.float32)
+                volume.array = array
+        array[m] = values
+
+    def emit(m: int) -> None:
+        if on_slice is not None:
+            on_slice(m, volume)
+
+    def handle(k: int, stored: npt.NDArray[Any]) -> None:
+        if geometry.exact and array.dtype == np.int16 and _fast_int16(
+                stored, plan.frames[k], array[k], plan.background):
+            emit(k)
+            return
+        values = _to_values(stored, plan.frames[k], integral, plan.background)
+        if geometry.exact:
+            store(k, values)
+            emit(k)
+            return
+        staging[k] = _shift_slice(values, geometry.shifts[k], plan.shape[1:], plan.background)
+        for m in waiting.get(k, []):
+            t = geometry.targets[m]
+            if t.lo in staging and t.hi in staging:
+                store(m, _blend(staging, t))
+                emit(m)
+                for used in {t.lo, t.hi}:
+                    if used is None:
+                        continue
+                    remaining_use[used] -= 1
+                    if remaining_use[used] == 0:
+                        staging.pop(used, None)
+
+    failures: list[str] = []
+
+    def failed(job: list[tuple[int, PlannedFrame]], exc: DicomReadError) -> None:
+        # One undecodable file of a multi-file series leaves blank slices and a warning;
+        # a single-file volume (or every file failing) is an error.
+        if len(by_file) == 1:
+            raise exc
+        failures.append(str(exc))
+        for k, _ in job:
+            if geometry.exact:
+                array[k] = plan.background
+
+    jobs = list(by_file.values())
+    total = len(plan.frames)
+    done = 0
+    n_workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+    fast = all(can_use_fast_path(fr.fmt) for fr in plan.frames)
+    if n_workers <= 1 or fast or len(jobs) == 1:
+        # Native data: reading is memcpy-bound, a pool only adds overhead.
+        for job in jobs:
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            try:
+                decoded = _decode_file(job)
+            except DicomReadError as exc:
+                decoded = []
+                failed(job, exc)
+            for k, stored in decoded:
+                handle(k, stored)
+                done += 1
+            if progress is not None:
+                progress(0.05 + 0.95 * done / total, f"{done}/{total} slices")
+    else:
+        with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="dicom-load") as pool:
+            future_jobs = {pool.submit(_decode_file, job): job for job in jobs}
+            pending: set[Future[list[tuple[int, npt.NDArray[Any]]]]] = set(future_jobs)
+            try:
+                while pending:
+                    finished, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+                    if cancel is not None:
+                        cancel.raise_if_cancelled()
+                    for fut in finished:
+                        try:
+                            decoded = fut.result()
+                        except DicomReadError as exc:
+                            decoded = []
+                            failed(future_jobs[fut], exc)
+                        for k, stored in decoded:
+                            handle(k, stored)
+                            done += 1
+                    if finished and progress is not None:
+                        progress(0.05 + 0.95 * done / total, f"{done}/{total} slices")
+            except BaseException:
+                for fut in pending:
+                    fut.cancel()
+                raise
+    if failures:
+        if len(failures) == len(jobs):
+            raise DicomReadError(f"no file of the series could be decoded: {failures[0]}")
+        volume.warnings.append(VolumeWarning(
+            WarningCode.OTHER,
+            f"{len(failures)} file(s) could not be decoded; their slices are blank: "
+            f"{failures[0]}"))
+    return volume
+
+
+def _shift_slice(values: npt.NDArray[Any], shift: FloatArray, out_shape: tuple[int, ...],
+                 background: float) -> npt.NDArray[np.float32]:
+    """Source slice placed on the output in-plane grid: out[j, i] = src[j - dj, i - di]."""
+    src = values.astype(np.float32, copy=False)
+    dj, di = float(shift[0]), float(shift[1])
+    if dj == 0.0 and di == 0.0 and src.shape == tuple(out_shape):
+        return src
+    if float(dj).is_integer() and float(di).is_integer():
+        out = np.full(out_shape, background, dtype=np.float32)
+        j0, i0 = int(dj), int(di)
+        out[j0:j0 + src.shape[0], i0:i0 + src.shape[1]] = src[: out_shape[0] - j0,
+                                                              : out_shape[1] - i0]
+        return out
+    from scipy import ndimage
+
+    return np.asarray(ndimage.affine_transform(
+        src, np.eye(2), offset=(-dj, -di), output_shape=tuple(out_shape), order=1,
+        mode="constant", cval=background, prefilter=False), dtype=np.float32)
+
+
+def _blend(staging: dict[int, npt.NDArray[np.float32]], t: TargetSlice) -> npt.NDArray[Any]:
+    assert t.lo is not None and t.hi is not None
+    lo = staging[t.lo]
+    if t.hi == t.lo or t.weight == 0.0:
+        return lo
+    hi = staging[t.hi]
+    if t.weight == 1.0:
+        return hi
+    return np.asarray((1.0 - t.weight) * lo + t.weight * hi, dtype=np.float32)

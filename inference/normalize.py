@@ -1,0 +1,86 @@
+"""Intensity normalisation from the manifest's fixed vocabulary (in place, float32)."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from core.errors import InferenceError
+from inference.manifest import (
+    Conform,
+    HUWindow,
+    MinMax,
+    NoNormalization,
+    Normalization,
+    Percentiles,
+    ZScore,
+)
+
+Array32 = npt.NDArray[np.float32]
+
+
+def _affine_map(x: Array32, lo: float, hi: float, out_min: float, out_max: float,
+                clip: bool) -> Array32:
+    span = hi - lo
+    if span <= 0:
+        x.fill(out_min)
+        return x
+    if clip:
+        np.clip(x, lo, hi, out=x)
+    scale = np.float32((out_max - out_min) / span)
+    x -= np.float32(lo)
+    x *= scale
+    x += np.float32(out_min)
+    return x
+
+
+def _sample(x: Array32, limit: int = 2_000_000) -> Array32:
+    """A strided sample for percentiles (exact enough, much cheaper than a full sort)."""
+    flat = x.reshape(-1)
+    step = max(1, flat.size // limit)
+    return flat[::step]
+
+
+def normalize(x: Array32, spec: Normalization) -> Array32:
+    """Normalise ``x`` in place according to ``spec``; returns ``x``."""
+    if isinstance(spec, NoNormalization):
+        return x
+    if isinstance(spec, HUWindow):
+        return _affine_map(x, spec.low, spec.high, spec.out_min, spec.out_max, spec.clip)
+    if isinstance(spec, MinMax):
+        return _affine_map(x, float(x.min()), float(x.max()), spec.out_min, spec.out_max, False)
+    if isinstance(spec, Percentiles):
+        sample = _sample(x)
+        lo, hi = np.percentile(sample, [spec.lower, spec.upper])
+        return _affine_map(x, float(lo), float(hi), spec.out_min, spec.out_max, spec.clip)
+    if isinstance(spec, ZScore):
+        if spec.mean is not None and spec.std is not None:
+            mean, std = spec.mean, spec.std
+        else:
+            src = _sample(x)
+            if spec.nonzero_only:
+                src = src[src != 0]
+            if src.size == 0:
+                raise InferenceError("z-score normalisation: the image has no nonzero voxels")
+            mean = float(src.mean()) if spec.mean is None else spec.mean
+            std = float(src.std()) if spec.std is None else spec.std
+        std = std if std > 1e-8 else 1.0
+        if spec.nonzero_only:
+            mask = x != 0
+            x[mask] = (x[mask] - np.float32(mean)) / np.float32(std)
+        else:
+            x -= np.float32(mean)
+            x /= np.float32(std)
+        return x
+    if isinstance(spec, Conform):
+        np.maximum(x, 0, out=x)
+        nonzero = _sample(x)
+        nonzero = nonzero[nonzero > 0]
+        hi = float(np.percentile(nonzero, spec.upper_percentile)) if nonzero.size else 1.0
+        _affine_map(x, 0.0, hi if hi > 0 else 1.0, 0.0, 255.0, True)
+        np.rint(x, out=x)  # uint8 levels like mri_convert --conform
+        lo, top = spec.scale_to
+        if (lo, top) != (0.0, 255.0):
+            _affine_map(x, 0.0, 255.0, lo, top, False)
+        return x
+    raise InferenceError(f"unknown normalisation {spec!r}")

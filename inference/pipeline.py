@@ -1,0 +1,423 @@
+"""``run(volume, pack)``: model space → normalise → sliding window → back → findings.
+
+Every result carries its provenance: request id, model id/version/hashes,
+onnxruntime version, the provider really used, parameters and timings.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from core.errors import InferenceError, ModelPackError, UnsupportedError
+from core.progress import CancelToken
+from core.volume import Finding, HeatMap, Label, LabelMap, Volume
+from inference import postprocess as pp
+from inference.checks import check_input
+from inference.manifest import (
+    ArgmaxStep,
+    ComponentsStep,
+    FillHolesStep,
+    KeepLargestStep,
+    Manifest,
+    MaskByStep,
+    SizeFilterStep,
+    ThresholdStep,
+)
+from inference.memory import plan_memory
+from inference.normalize import normalize
+from inference.pack import ModelPack
+from inference.sliding_window import sliding_window, whole_image
+from inference.spaces import from_model_grid, model_grid, to_model_grid
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+_SLAB = 8  # slices per chunk for whole-volume elementwise passes
+
+
+@dataclass
+class InferenceResult:
+    """What one model run produced, on the source volume's grid."""
+
+    label_map: LabelMap
+    heatmap: HeatMap | None
+    findings: list[Finding]
+    provenance: dict[str, Any]
+    notices: list[str] = field(default_factory=list)  # provider fallback, memory choices
+
+    @property
+    def request_id(self) -> str:
+        return str(self.provenance.get("request_id", ""))
+
+    @property
+    def model_name(self) -> str:
+        model = self.provenance.get("model", {})
+        return str(model.get("name", "")) if isinstance(model, dict) else ""
+
+
+def _stage(progress: Progress | None, lo: float, hi: float) -> Progress | None:
+    if progress is None:
+        return None
+    sink = progress
+
+    def scaled(fraction: float, message: str = "") -> None:
+        sink(lo + (hi - lo) * fraction, message)
+
+    return scaled
+
+
+def _check_cancel(cancel: CancelToken | None) -> None:
+    if cancel is not None:
+        cancel.raise_if_cancelled()
+
+
+def _softmax_inplace(acc: npt.NDArray[Any], chunk: int = 8) -> None:
+    """Softmax over axis 0 of ``[C, a0, a1, a2]``, chunked along a0 (float32 math)."""
+    for s in range(0, acc.shape[1], chunk):
+        block = acc[:, s:s + chunk].astype(np.float32)
+        block -= block.max(axis=0, keepdims=True)
+        np.exp(block, out=block)
+        block /= block.sum(axis=0, keepdims=True)
+        acc[:, s:s + chunk] = block
+
+
+def _sigmoid_inplace(acc: npt.NDArray[Any], chunk: int = 8) -> None:
+    for s in range(0, acc.shape[1], chunk):
+        block = acc[:, s:s + chunk].astype(np.float32)
+        np.negative(block, out=block)
+        np.exp(block, out=block)
+        block += 1.0
+        np.reciprocal(block, out=block)
+        acc[:, s:s + chunk] = block
+
+
+class _Member:
+    """One ONNX network with its session, and CPU fallback if the GPU fails mid-run."""
+
+    def __init__(self, data: bytes, label: str, manifest: Manifest,
+                 providers: str | Sequence[str] | None, threads: int | None) -> None:
+        from inference import runtime
+
+        self._runtime = runtime
+        self.data, self.label, self.threads = data, label, threads
+        self.manifest = manifest
+        self.session, self.info = runtime.create_session(data, providers, threads, label=label)
+        self.input_name, self.output_name = runtime.check_io(
+            self.session, label, manifest.output.channels, manifest.input.tensor_name,
+            manifest.output.tensor_name)
+        self.static_batch, static_spatial = runtime.input_is_static(self.session)
+        patch = manifest.tiling.patch_size
+        if static_spatial is not None and manifest.tiling.mode != "whole" and patch is not None \
+                and tuple(static_spatial) != tuple(patch):
+            raise ModelPackError(
+                f"{label}: the network input is fixed at {static_spatial} but "
+                f"tiling.patch_size says {tuple(patch)}"
+            )
+
+    def predict(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        try:
+            return self._runtime.run_session(self.session, self.input_name, self.output_name,
+                                             batch)
+        except Exception as exc:  # onnxruntime raises untyped errors
+            if self.info.active == self._runtime.CPU:
+                raise InferenceError(
+                    f"{self.label} failed while running on CPU: {_short(str(exc))}"
+                ) from exc
+            notice = (f"{self.info.active.removesuffix('ExecutionProvider')} failed while "
+                      f"running ({_short(str(exc))}); continuing on CPU")
+            log.warning("%s", notice)
+            self.session, info = self._runtime.create_session(
+                self.data, "cpu", self.threads, label=self.label)
+            info.notices.insert(0, notice)
+            self.info = info
+            return self._runtime.run_session(self.session, self.input_name, self.output_name,
+                                             batch)
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def run(
+    volume: Volume,
+    pack: ModelPack | str | Path,
+    *,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+    providers: str | Sequence[str] | None = None,
+    threads: int | None = None,
+    masks: dict[str, LabelMap] | None = None,
+    batch_size: int | None = None,
+    memory_limit_bytes: int | None = None,
+    request_id: str | None = None,
+) -> InferenceResult:
+    """Run a model pack on a volume; results live on the volume's grid.
+
+    ``providers``: None/"auto", a short name ("cpu", "cuda", ...) or a list.
+    ``masks``: label maps of other models (by model id) for ``mask_by`` steps.
+    ``memory_limit_bytes``: override the memory budget (default: 80 % of available).
+    Raises ModelPackError (bad pack), InferenceError (failed run), CancelledError.
+    """
+    t_start = time.perf_counter()
+    started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    if not isinstance(pack, ModelPack):
+        pack = ModelPack.open(pack)
+    m = pack.manifest
+    if m.output.kind == "detections":
+        raise UnsupportedError(
+            f"{m.id}: 'detections' outputs (boxes) are not supported by this Lucida version"
+        )
+    for step in m.postprocessing:
+        if isinstance(step, MaskByStep) and (masks is None or step.model not in masks):
+            raise InferenceError(
+                f"{m.id} needs the output of model {step.model!r} (mask_by); run that model "
+                "on this series first"
+            )
+    progress = progress or None
+    rid = request_id or uuid.uuid4().hex
+    check_warnings = check_input(volume, m)
+
+    # --- model space and memory -------------------------------------------
+    grid = model_grid(volume.affine, volume.shape, m.input)
+    mem = plan_memory(m, volume.shape, grid.tensor_shape, batch_size=batch_size,
+                      limit_bytes=memory_limit_bytes)
+    notices = list(mem.notes)
+    _check_cancel(cancel)
+
+    # --- sessions -----------------------------------------------------------
+    datas = pack.onnx_bytes()  # checks each sha256
+    members = [_Member(d, f"{m.id}/{f.path}", m, providers, threads)
+               for d, f in zip(datas, m.files, strict=True)]
+    del datas
+    batch = mem.batch_size
+    if any(mb.static_batch is not None for mb in members):
+        fixed = {mb.static_batch for mb in members if mb.static_batch is not None}
+        if len(fixed) > 1:
+            raise ModelPackError(f"{m.id}: ensemble members have different fixed batch sizes")
+        batch = int(next(iter(fixed)))
+    _report(progress, 0.02, "preparing the volume")
+
+    # --- preprocess ---------------------------------------------------------
+    t0 = time.perf_counter()
+    raw_fill = (float(np.min(volume.array)) if m.input.pad_value == "min"
+                else float(m.input.pad_value))
+    if m.input.shape is not None and m.input.normalization.kind == "conform":
+        raw_fill = 0.0
+    # Normalisation works in place; without one the input can be used as it is.
+    x = to_model_grid(volume.array, volume.affine, grid, interpolation=m.input.interpolation,
+                      fill_value=raw_fill, copy=m.input.normalization.kind != "none")
+    normalize(x, m.input.normalization)
+    tensor = grid.to_tensor(x)[None]  # [1, a0, a1, a2]
+    pad_value = float(tensor.min())
+    t_pre = time.perf_counter() - t0
+    _check_cancel(cancel)
+
+    # --- network ------------------------------------------------------------
+    t0 = time.perf_counter()
+    out_ch = m.output.channels
+    acc: npt.NDArray[Any] | None = None
+    weights = (m.ensemble.weights if m.ensemble is not None and m.ensemble.weights
+               else [1.0] * len(members))
+    wsum = float(sum(weights))
+    for idx, member in enumerate(members):
+        stage = _stage(progress, 0.1 + 0.8 * idx / len(members),
+                       0.1 + 0.8 * (idx + 1) / len(members))
+        if m.tiling.mode == "whole":
+            out = whole_image(tensor, member.predict, out_channels=out_ch,
+                              divisible_by=m.tiling.divisible_by, pad_value=pad_value,
+                              padding=m.tiling.padding)
+            if mem.accumulator_dtype == "float16":
+                out = out.astype(np.float16)
+        else:
+            assert m.tiling.patch_size is not None
+            out = sliding_window(
+                tensor, member.predict, patch=m.tiling.patch_size, out_channels=out_ch,
+                overlap=m.tiling.overlap, blending=m.tiling.blending,
+                sigma_scale=m.tiling.sigma_scale, margin=m.tiling.output_margin,
+                batch_size=batch, pad_value=pad_value, padding=m.tiling.padding,
+                accumulator_dtype=mem.accumulator_dtype, progress=stage, cancel=cancel)
+        _activate(out, m)
+        if len(members) > 1:
+            out *= np.asarray(weights[idx] / wsum, dtype=out.dtype)
+            if acc is None:
+                acc = out
+            else:
+                acc += out
+                del out
+        else:
+            acc = out
+        _check_cancel(cancel)
+    assert acc is not None
+    del x, tensor
+    t_net = time.perf_counter() - t0
+
+    # --- labels and heat map in model space, then back ---------------------
+    t0 = time.perf_counter()
+    _report(progress, 0.9, "post-processing")
+    probs = grid.from_tensor(acc)  # [C, k, j, i] view
+    labels_model = _to_labels(probs, m)
+    heat_model = _heat(probs, m)
+    del acc, probs
+    labels = from_model_grid(labels_model, grid, volume.affine, volume.shape,
+                             interpolation="nearest")
+    heat = None
+    if heat_model is not None:
+        heat = from_model_grid(np.ascontiguousarray(heat_model, dtype=np.float32), grid,
+                               volume.affine, volume.shape, interpolation="linear")
+        np.clip(heat, 0.0, 1.0, out=heat)
+    del labels_model, heat_model
+    _check_cancel(cancel)
+
+    # --- post-processing on the source grid --------------------------------
+    findings: list[Finding] = []
+    names = {lab.value: lab.name for lab in m.output.labels}
+    for step in m.postprocessing:
+        if isinstance(step, KeepLargestStep):
+            pp.keep_largest_component(labels, step.labels)
+        elif isinstance(step, FillHolesStep):
+            pp.fill_holes(labels, step.labels)
+        elif isinstance(step, SizeFilterStep):
+            pp.size_filter(labels, step.labels, step.min_mm3, step.max_mm3, volume.affine,
+                           step.connectivity)
+        elif isinstance(step, MaskByStep):
+            assert masks is not None
+            other = masks[step.model]
+            if other.array.shape != labels.shape:
+                raise InferenceError(
+                    f"mask_by: the {step.model} label map is on a different grid "
+                    f"({other.array.shape} vs {labels.shape})"
+                )
+            pp.mask_by(labels, other.array, step.labels, step.dilate_mm, volume.affine)
+        elif isinstance(step, ComponentsStep):
+            min_mm3 = step.min_mm3 if step.min_mm3 is not None else m.output.min_finding_mm3
+            findings = pp.extract_findings(
+                labels, volume.affine, names, heat, which=step.labels, min_mm3=min_mm3,
+                connectivity=step.connectivity, max_findings=step.max_findings,
+                series_uid=volume.series_uid)
+    t_post = time.perf_counter() - t0
+
+    from inference import runtime
+
+    label_map = LabelMap(
+        array=labels, affine=volume.affine.copy(),
+        labels=[Label(lab.value, lab.name, lab.color,
+                      (lab.code.scheme, lab.code.value, lab.code.meaning) if lab.code else None)
+                for lab in m.output.labels],
+        series_uid=volume.series_uid)
+    heatmap = (HeatMap(array=heat, affine=volume.affine.copy(), name=m.output.heatmap_name,
+                       series_uid=volume.series_uid) if heat is not None else None)
+    for member in members:
+        for n in member.info.notices:
+            if n not in notices:
+                notices.append(n)
+    provenance: dict[str, Any] = {
+        "request_id": rid,
+        "started_utc": started,
+        "model": {"id": m.id, "name": m.name, "version": m.version,
+                  "files": pack.hashes(), "schema_version": m.schema_version},
+        "onnxruntime_version": runtime.onnxruntime_version(),
+        "provider": members[0].info.active,
+        "providers_requested": members[0].info.requested,
+        "threads": threads,
+        "parameters": {
+            "orientation": m.input.orientation,
+            "axis_order": m.input.axis_order,
+            "model_grid_shape": list(grid.tensor_shape),
+            "model_spacing_mm": [float(v) for v in
+                                 np.linalg.norm(grid.affine[:3, :3], axis=0)[::-1]],
+            "exact_reorientation": grid.exact is not None,
+            "normalization": m.input.normalization.model_dump(),
+            "tiling": m.tiling.model_dump(),
+            "tile_batch": batch,
+            "accumulator_dtype": mem.accumulator_dtype,
+            "memory_estimate_mb": round(mem.total_bytes / (1 << 20), 1),
+        },
+        "input": {"series_uid": volume.series_uid, "shape_kji": list(volume.shape),
+                  "spacing_mm_kji": [float(s) for s in volume.spacing_mm],
+                  "modality": volume.modality},
+        "input_warnings": check_warnings,
+        "notices": notices,
+        "timings_s": {"preprocess": round(t_pre, 4), "network": round(t_net, 4),
+                      "postprocess": round(t_post, 4),
+                      "total": round(time.perf_counter() - t_start, 4)},
+        "findings": len(findings),
+    }
+    _report(progress, 1.0, "done")
+    return InferenceResult(label_map, heatmap, findings, provenance, notices)
+
+
+def _report(progress: Progress | None, fraction: float, message: str) -> None:
+    if progress is not None:
+        progress(fraction, message)
+
+
+def _activate(out: npt.NDArray[Any], m: Manifest) -> None:
+    act = m.output.activation
+    if act == "softmax":
+        _softmax_inplace(out)
+    elif act == "sigmoid":
+        _sigmoid_inplace(out)
+
+
+def _label_dtype(m: Manifest) -> type[np.integer[Any]]:
+    return np.uint8 if max(lab.value for lab in m.output.labels) <= 255 else np.uint16
+
+
+def _to_labels(probs: npt.NDArray[Any], m: Manifest) -> npt.NDArray[np.integer[Any]]:
+    """``[C, k, j, i]`` scores → integer labels in model space (argmax or threshold)."""
+    steps = m.postprocessing
+    use_argmax = any(isinstance(s, ArgmaxStep) for s in steps)
+    thr_step = next((s for s in steps if isinstance(s, ThresholdStep)), None)
+    if not use_argmax and thr_step is None:
+        use_argmax = m.output.activation == "softmax" or (
+            m.output.kind == "segmentation_logits" and m.output.channels > 1)
+    dtype = _label_dtype(m)
+    lut = np.zeros(m.output.channels, dtype=dtype)
+    for lab in m.output.labels:
+        lut[lab.channel if lab.channel is not None else lab.value] = lab.value
+    if use_argmax:
+        # Slab by slab: a whole-volume argmax would allocate an int64 volume.
+        out = np.empty(probs.shape[1:], dtype=dtype)
+        for s in range(0, probs.shape[1], _SLAB):
+            out[s:s + _SLAB] = lut[np.argmax(probs[:, s:s + _SLAB], axis=0)]
+        return out
+    thr = thr_step.value if thr_step is not None and thr_step.value is not None \
+        else m.output.threshold
+    labels = np.zeros(probs.shape[1:], dtype=dtype)
+    for lab in m.output.labels:
+        ch = lab.channel if lab.channel is not None else (
+            lab.value if m.output.channels > lab.value else 0)
+        labels[probs[ch] >= thr] = lab.value
+    return labels
+
+
+def _heat(probs: npt.NDArray[Any], m: Manifest) -> npt.NDArray[Any] | None:
+    ch = m.output.heatmap_channel
+    if ch == "none":
+        return None
+    # Copies, never views: a view would keep the whole multi-channel accumulator alive.
+    if isinstance(ch, int):
+        return np.array(probs[ch], dtype=np.float32, copy=True)
+    if m.output.activation == "softmax" and m.output.channels > 1:
+        heat = np.empty(probs.shape[1:], dtype=np.float32)
+        for s in range(0, probs.shape[1], _SLAB):
+            np.subtract(1.0, probs[0, s:s + _SLAB], out=heat[s:s + _SLAB], dtype=np.float32)
+        return heat
+    if m.output.activation == "none" and m.output.kind == "segmentation_logits":
+        return None  # raw logits are not scores in [0, 1]
+    chans = sorted({lab.channel if lab.channel is not None else (
+        lab.value if m.output.channels > lab.value else 0) for lab in m.output.labels})
+    if len(chans) == 1:
+        return np.array(probs[chans[0]], dtype=np.float32, copy=True)
+    return np.asarray(np.max(probs[chans], axis=0))

@@ -1,0 +1,168 @@
+"""Post-processing steps (fixed vocabulary) and findings extraction on the source grid."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from core.volume import Finding, FloatArray
+
+LabelArray = npt.NDArray[np.integer[Any]]
+
+
+def structure(connectivity: int) -> npt.NDArray[np.bool_]:
+    rank = {6: 1, 18: 2, 26: 3}[connectivity]
+    return np.asarray(ndimage.generate_binary_structure(3, rank), dtype=np.bool_)
+
+
+def voxel_volume_mm3(affine: FloatArray) -> float:
+    return float(abs(np.linalg.det(affine[:3, :3])))
+
+
+def _labels_present(labels: LabelArray, wanted: Iterable[int] | None) -> list[int]:
+    present = [int(v) for v in np.unique(labels) if v != 0]
+    if wanted is None:
+        return present
+    keep = set(wanted)
+    return [v for v in present if v in keep]
+
+
+def keep_largest_component(labels: LabelArray, which: list[int] | None,
+                           connectivity: int = 26) -> LabelArray:
+    for value in _labels_present(labels, which):
+        mask = labels == value
+        comp, n = ndimage.label(mask, structure=structure(connectivity))
+        if n <= 1:
+            continue
+        sizes = np.bincount(comp.ravel())
+        sizes[0] = 0
+        labels[mask & (comp != int(np.argmax(sizes)))] = 0
+    return labels
+
+
+def fill_holes(labels: LabelArray, which: list[int] | None) -> LabelArray:
+    for value in _labels_present(labels, which):
+        mask = labels == value
+        filled = ndimage.binary_fill_holes(mask)
+        labels[filled & (labels == 0)] = value
+    return labels
+
+
+def size_filter(labels: LabelArray, which: list[int] | None, min_mm3: float,
+                max_mm3: float | None, affine: FloatArray, connectivity: int = 26) -> LabelArray:
+    """Zero components whose volume is below ``min_mm3`` or above ``max_mm3``."""
+    min_voxels = min_mm3 / voxel_volume_mm3(affine)
+    max_voxels = np.inf if max_mm3 is None else max_mm3 / voxel_volume_mm3(affine)
+    for value in _labels_present(labels, which):
+        mask = labels == value
+        comp, n = ndimage.label(mask, structure=structure(connectivity))
+        if n == 0:
+            continue
+        sizes = np.bincount(comp.ravel())
+        drop = (sizes < min_voxels) | (sizes > max_voxels)
+        drop[0] = False
+        labels[drop[comp]] = 0
+    return labels
+
+
+def mask_by(labels: LabelArray, other: LabelArray, other_labels: list[int] | None,
+            dilate_mm: float, affine: FloatArray) -> LabelArray:
+    """Zero every label outside the other model's mask (optionally dilated by ``dilate_mm``)."""
+    inside = other > 0 if other_labels is None else np.isin(other, other_labels)
+    if dilate_mm > 0:
+        spacing = np.linalg.norm(affine[:3, :3], axis=0)
+        radius = np.ceil(dilate_mm / spacing).astype(int)
+        grid = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
+        ball = sum((g * s) ** 2 for g, s in zip(grid, spacing, strict=True)) <= dilate_mm ** 2
+        inside = ndimage.binary_dilation(inside, structure=ball)
+    labels[~inside] = 0
+    return labels
+
+
+def longest_diameter_mm(points_kji: npt.NDArray[np.int64], affine: FloatArray) -> float:
+    """Largest distance (mm) between two voxel centres of a component."""
+    if len(points_kji) < 2:
+        return 0.0
+    pts = points_kji.astype(np.float64) @ affine[:3, :3].T
+    if len(pts) > 4:
+        try:
+            from scipy.spatial import ConvexHull, QhullError
+
+            try:
+                pts = pts[ConvexHull(pts).vertices]
+            except QhullError:
+                pass  # flat or degenerate: fall through to the direct search
+        except ImportError:  # pragma: no cover - scipy always ships spatial
+            pass
+    if len(pts) > 4000:
+        pts = pts[:: int(np.ceil(len(pts) / 4000))]
+    best = 0.0
+    for idx in range(len(pts) - 1):
+        d = pts[idx + 1:] - pts[idx]
+        best = max(best, float(np.sqrt((d * d).sum(axis=1).max())))
+    return best
+
+
+def extract_findings(
+    labels: LabelArray,
+    affine: FloatArray,
+    label_names: dict[int, str],
+    scores: npt.NDArray[np.floating[Any]] | None,
+    *,
+    which: list[int] | None = None,
+    min_mm3: float = 0.0,
+    connectivity: int = 26,
+    max_findings: int = 500,
+    series_uid: str = "",
+) -> list[Finding]:
+    """Connected components of each label → findings, largest first (capped)."""
+    vox_mm3 = voxel_volume_mm3(affine)
+    findings: list[Finding] = []
+    candidates: list[tuple[int, int, tuple[slice, ...], npt.NDArray[np.bool_]]] = []
+    for value in _labels_present(labels, which):
+        comp, n = ndimage.label(labels == value, structure=structure(connectivity))
+        if n == 0:
+            continue
+        for index, sl in enumerate(ndimage.find_objects(comp), start=1):
+            if sl is None:
+                continue
+            mask = comp[sl] == index
+            count = int(mask.sum())
+            if count * vox_mm3 < min_mm3:
+                continue
+            candidates.append((count, value, sl, mask))
+    candidates.sort(key=lambda c: -c[0])
+    for fid, (count, value, sl, mask) in enumerate(candidates[:max_findings], start=1):
+        local = np.argwhere(mask)
+        offset = np.array([s.start for s in sl], dtype=np.int64)
+        pts = local + offset
+        centroid = pts.mean(axis=0)
+        centroid_lps = affine[:3, :3] @ centroid + affine[:3, 3]
+        if scores is not None:
+            vals = scores[sl][mask].astype(np.float64)
+            max_score, mean_score = float(vals.max()), float(vals.mean())
+        else:
+            max_score = mean_score = 1.0
+        lo = pts.min(axis=0)
+        hi = pts.max(axis=0)
+        findings.append(Finding(
+            id=fid,
+            label_value=value,
+            label_name=label_names.get(value, f"label {value}"),
+            centroid_lps=(float(centroid_lps[0]), float(centroid_lps[1]),
+                          float(centroid_lps[2])),
+            centroid_index=(float(centroid[0]), float(centroid[1]), float(centroid[2])),
+            bbox_index=((int(lo[0]), int(lo[1]), int(lo[2])),
+                        (int(hi[0]), int(hi[1]), int(hi[2]))),
+            volume_mm3=float(count * vox_mm3),
+            longest_diameter_mm=longest_diameter_mm(pts, affine),
+            max_score=max_score,
+            mean_score=mean_score,
+            voxel_count=count,
+            series_uid=series_uid,
+        ))
+    return findings

@@ -1,0 +1,241 @@
+"""Sliding-window inference: tile, run in batches, blend, stitch.
+
+Design choices that make it fast and lean:
+
+* The importance map (Gaussian or constant) is separable and the tiles form a
+  Cartesian grid, so the sum of weights at every voxel is the outer product
+  of three 1-D sums: no weight accumulator volume, and normalisation is three
+  broadcast multiplies.
+* Input tiles are gathered into one preallocated ``[B, C, *patch]`` buffer;
+  each network output is weighted in place and added into the accumulator
+  (float32, or float16 to halve the largest array).
+* "valid" tiling handles networks whose output is smaller than their input:
+  the volume is padded by the margin and output tiles cover it exactly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from core.errors import CancelledError, InferenceError
+from core.progress import CancelToken
+
+Array32 = npt.NDArray[np.float32]
+Predictor = Callable[[Array32], Array32]
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Where tiles go, for an image of ``image_shape`` (spatial, tensor order)."""
+
+    image_shape: tuple[int, int, int]
+    patch: tuple[int, int, int]  # network input size
+    out_patch: tuple[int, int, int]  # network output size (patch - 2 * margin)
+    margin: tuple[int, int, int]
+    extent: tuple[int, int, int]  # output region covered (>= image, padded if smaller)
+    starts: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]  # output-tile starts
+
+    @property
+    def n_tiles(self) -> int:
+        return len(self.starts[0]) * len(self.starts[1]) * len(self.starts[2])
+
+    def tile_starts(self) -> list[tuple[int, int, int]]:
+        return [(a, b, c) for a, b, c in itertools.product(*self.starts)]
+
+
+def axis_starts(length: int, size: int, overlap: float) -> tuple[int, ...]:
+    """Start offsets covering ``[0, length)`` with windows of ``size`` (MONAI's rule)."""
+    if length <= size:
+        return (0,)
+    stride = max(1, int(size * (1.0 - overlap)))
+    n = math.ceil((length - size) / stride) + 1
+    return tuple(sorted({min(i * stride, length - size) for i in range(n)}))
+
+
+def plan_tiles(image_shape: Sequence[int], patch: Sequence[int], overlap: float,
+               margin: Sequence[int] = (0, 0, 0)) -> TilePlan:
+    shape = tuple(int(s) for s in image_shape)
+    p = tuple(int(x) for x in patch)
+    m = tuple(int(x) for x in margin)
+    q = tuple(pp - 2 * mm for pp, mm in zip(p, m, strict=True))
+    if any(x < 1 for x in q):
+        raise InferenceError(f"patch {p} with margin {m} leaves no output")
+    extent = tuple(max(s, qq) for s, qq in zip(shape, q, strict=True))
+    starts = tuple(axis_starts(e, qq, overlap) for e, qq in zip(extent, q, strict=True))
+    return TilePlan(
+        image_shape=(shape[0], shape[1], shape[2]),
+        patch=(p[0], p[1], p[2]),
+        out_patch=(q[0], q[1], q[2]),
+        margin=(m[0], m[1], m[2]),
+        extent=(extent[0], extent[1], extent[2]),
+        starts=(starts[0], starts[1], starts[2]),
+    )
+
+
+def importance_1d(size: int, blending: Literal["gaussian", "constant"],
+                  sigma_scale: float) -> npt.NDArray[np.float64]:
+    if blending == "constant":
+        return np.ones(size, dtype=np.float64)
+    sigma = max(sigma_scale * size, 1e-6)
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    g = np.exp(-0.5 * (x / sigma) ** 2)
+    g /= g.max()
+    # Never zero: edge voxels covered by one tile only must still be defined.
+    return np.maximum(g, 1e-3)
+
+
+def importance_map(out_patch: Sequence[int], blending: Literal["gaussian", "constant"],
+                   sigma_scale: float) -> Array32:
+    """The 3-D blending weights (outer product of the 1-D profiles), computed once."""
+    g = [importance_1d(int(s), blending, sigma_scale) for s in out_patch]
+    return np.asarray(g[0][:, None, None] * g[1][None, :, None] * g[2][None, None, :],
+                      dtype=np.float32)
+
+
+def weight_sums(plan: TilePlan, blending: Literal["gaussian", "constant"],
+                sigma_scale: float) -> list[npt.NDArray[np.float64]]:
+    """Per-axis sums of the 1-D weights over all tiles (their outer product is the total)."""
+    sums = []
+    for axis in range(3):
+        g = importance_1d(plan.out_patch[axis], blending, sigma_scale)
+        w = np.zeros(plan.extent[axis], dtype=np.float64)
+        for s in plan.starts[axis]:
+            w[s:s + plan.out_patch[axis]] += g
+        sums.append(w)
+    return sums
+
+
+def sliding_window(
+    image: Array32,
+    predict: Predictor,
+    *,
+    patch: Sequence[int],
+    out_channels: int,
+    overlap: float = 0.25,
+    blending: Literal["gaussian", "constant"] = "gaussian",
+    sigma_scale: float = 0.125,
+    margin: Sequence[int] = (0, 0, 0),
+    batch_size: int = 1,
+    pad_value: float = 0.0,
+    padding: Literal["constant", "edge"] = "constant",
+    accumulator_dtype: npt.DTypeLike = np.float32,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+) -> npt.NDArray[Any]:
+    """Run ``predict`` over overlapping tiles of ``image`` ``[C, a0, a1, a2]``.
+
+    ``predict`` maps ``[B, C, *patch]`` float32 to ``[B, out_channels, *out_patch]``.
+    Returns the blended output ``[out_channels, a0, a1, a2]`` in ``accumulator_dtype``.
+    """
+    if image.ndim != 4:
+        raise InferenceError(f"sliding window needs [C, a0, a1, a2], got {image.shape}")
+    spatial = image.shape[1:]
+    plan = plan_tiles(spatial, patch, overlap, margin)
+    m, p, q = plan.margin, plan.patch, plan.out_patch
+
+    # Input is needed on [-m, extent + m) per axis; pad only if that leaves the image.
+    pads = [(mm, e + mm - s) for mm, e, s in zip(m, plan.extent, spatial, strict=True)]
+    if any(a or b for a, b in pads):
+        work = _pad(image, pads, padding, pad_value)
+    else:
+        work = image
+
+    acc_dtype = np.dtype(accumulator_dtype)
+    acc = np.zeros((out_channels, *plan.extent), dtype=acc_dtype)
+    imp = importance_map(q, blending, sigma_scale)
+    sums = weight_sums(plan, blending, sigma_scale)
+    # float16 cannot hold the tiny corner weights (down to 1e-9): there each tile is
+    # weighted by its share of the total weight, so nothing is divided afterwards.
+    prenormalise = acc_dtype.itemsize < 4
+    g1d = [importance_1d(qq, blending, sigma_scale) for qq in q]
+    buf = np.empty((batch_size, image.shape[0], *p), dtype=np.float32)
+    tiles = plan.tile_starts()
+    n = len(tiles)
+    t0 = time.perf_counter()
+    for first in range(0, n, batch_size):
+        if cancel is not None and cancel.cancelled:
+            raise CancelledError("inference cancelled by the user")
+        chunk = tiles[first:first + batch_size]
+        for b, (a0, a1, a2) in enumerate(chunk):
+            # Output tile at a; its input, in padded coordinates, starts at a too.
+            buf[b] = work[:, a0:a0 + p[0], a1:a1 + p[1], a2:a2 + p[2]]
+        out = predict(buf[:len(chunk)])
+        expected = (len(chunk), out_channels, *q)
+        if out.shape != expected:
+            raise InferenceError(
+                f"the network returned shape {tuple(out.shape)} for input "
+                f"{tuple(buf[:len(chunk)].shape)}; expected {expected} (check tiling.patch_size, "
+                "output_margin and output.channels in the manifest)"
+            )
+        if not (np.isfinite(out.max()) and np.isfinite(out.min())):
+            raise InferenceError(
+                "the network produced NaN or infinite values; the model or its input "
+                "normalisation is broken for this image"
+            )
+        if not out.flags.writeable:
+            out = out.copy()
+        for b, (a0, a1, a2) in enumerate(chunk):
+            tile = out[b]
+            if prenormalise:
+                f0, f1, f2 = (g1d[ax] / sums[ax][st:st + q[ax]]
+                              for ax, st in enumerate((a0, a1, a2)))
+                w = (f0[:, None, None] * f1[None, :, None] * f2[None, None, :])
+                np.multiply(tile, w.astype(np.float32), out=tile)
+            else:
+                np.multiply(tile, imp, out=tile)
+            acc[:, a0:a0 + q[0], a1:a1 + q[1], a2:a2 + q[2]] += tile
+        if progress is not None:
+            done = first + len(chunk)
+            elapsed = time.perf_counter() - t0
+            eta = elapsed / done * (n - done)
+            progress(done / n, f"tile {done}/{n}, about {eta:.0f} s left")
+
+    result = acc[:, :spatial[0], :spatial[1], :spatial[2]]
+    if not prenormalise:
+        inv = [(1.0 / w[:s]).astype(acc_dtype) for w, s in zip(sums, spatial, strict=True)]
+        result *= inv[0][None, :, None, None]
+        result *= inv[1][None, None, :, None]
+        result *= inv[2][None, None, None, :]
+    if result.shape != acc.shape:
+        result = np.ascontiguousarray(result)
+    return result
+
+
+def _pad(image: Array32, pads: Sequence[tuple[int, int]], padding: str,
+         pad_value: float) -> Array32:
+    if padding == "edge":
+        return np.pad(image, [(0, 0), *pads], mode="edge")
+    return np.pad(image, [(0, 0), *pads], mode="constant", constant_values=pad_value)
+
+
+def whole_image(image: Array32, predict: Predictor, *, out_channels: int, divisible_by: int,
+                pad_value: float = 0.0, padding: Literal["constant", "edge"] = "constant"
+                ) -> Array32:
+    """Run the network once on the whole image, padded up to ``divisible_by``."""
+    spatial = image.shape[1:]
+    target = [int(math.ceil(s / divisible_by) * divisible_by) for s in spatial]
+    pads = [(0, t - s) for t, s in zip(target, spatial, strict=True)]
+    work = image
+    if any(b for _, b in pads):
+        work = _pad(image, pads, padding, pad_value)
+    out = predict(np.ascontiguousarray(work[None]))
+    if out.ndim != 5 or out.shape[1] != out_channels or tuple(out.shape[2:]) != tuple(target):
+        raise InferenceError(
+            f"the network returned shape {tuple(out.shape)} for input {(1, *work.shape)}; "
+            f"expected (1, {out_channels}, {', '.join(map(str, target))})"
+        )
+    if not (np.isfinite(out.max()) and np.isfinite(out.min())):
+        raise InferenceError(
+            "the network produced NaN or infinite values; the model or its input "
+            "normalisation is broken for this image"
+        )
+    return np.ascontiguousarray(out[0, :, :spatial[0], :spatial[1], :spatial[2]])

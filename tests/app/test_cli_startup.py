@@ -1,0 +1,34 @@
+"""The command line starts without heavy frameworks and sets the privacy switch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from app.cli import main
+
+
+def test_help_lists_commands_and_exits_zero(capsys) -> None:  # type: ignore[no-untyped-def]
+    try:
+        main(["--help"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    out = capsys.readouterr().out
+    assert "lucida" in out and "--library" in out
+
+
+def test_cli_import_does_not_load_qt_vtk_or_onnxruntime() -> None:
+    code = (
+        "import json, sys, os\n"
+        "from app.cli import build_parser\n"
+        "build_parser()\n"
+        "heavy = [m for m in ('PySide6', 'vtkmodules', 'vtk', 'onnxruntime') if m in sys.modules]\n"
+        "print(json.dumps({'heavy': heavy, 'ort': os.environ.get('ORT_DISABLE_TELEMETRY')}))\n"
+    )
+    env_free = {k: v for k, v in __import__("os").environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env_free).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["heavy"] == []
+    assert result["ort"] == "1"

@@ -1,0 +1,592 @@
+"""The main window on a real library: demo on first launch, search, import report,
+background loading (first image early, cancel), layouts, measurements that survive
+closing, identity toggle, thumbnails, warnings.
+
+Real DICOM series are written to tmp_path and imported into a real SQLite library;
+the window is a real Qt + VTK window under Xvfb.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from core.volume import Volume
+
+pytestmark = pytest.mark.gui
+
+WAIT_MS = 60_000
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never touch the real user folders."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(var, str(home / var.lower()))
+
+
+@pytest.fixture
+def qt(request: pytest.FixtureRequest) -> Any:
+    """pytest-qt's qtbot, after checking for a display (before any QApplication exists)."""
+    if not os.environ.get("DISPLAY"):
+        pytest.skip("no DISPLAY: run the GUI tests under xvfb-run -a -s '-screen 0 1920x1080x24' "
+                    "(VTK cannot render with QT_QPA_PLATFORM=offscreen)")
+    qtbot = request.getfixturevalue("qtbot")
+    from PySide6.QtWidgets import QApplication
+
+    from app.theme import apply_dark_theme
+
+    apply_dark_theme(QApplication.instance())  # type: ignore[arg-type]
+    return qtbot
+
+
+def write_ct(folder: Path, *, patient: str = "ALPHA^ONE", patient_id: str = "PID-A",
+             modality: str = "CT", study_date: str = "20250314",
+             study_description: str = "Chest routine", series_description: str = "Axial 2mm",
+             n_slices: int = 24, size: int = 48, spacing_mm: float = 2.0) -> list[Path]:
+    """A real DICOM series: a bright cube (300) in soft tissue (40), air outside."""
+    from dicomio.write_image import SeriesInfo, write_series
+
+    array = np.full((n_slices, size, size), -1000, dtype=np.int16)
+    array[:, 8:-8, 8:-8] = 40
+    array[n_slices // 3: 2 * n_slices // 3, 16:32, 16:32] = 300
+    affine = np.diag([spacing_mm, 0.8, 0.8, 1.0])
+    affine[:3, 3] = (-20.0, -20.0, -100.0)
+    affine[:3, :3] = np.column_stack([(0, 0, spacing_mm), (0, 0.8, 0), (0.8, 0, 0)])
+    volume = Volume(array, affine, modality=modality)
+    info = SeriesInfo(patient_name=patient, patient_id=patient_id, study_date=study_date,
+                      study_description=study_description,
+                      series_description=series_description)
+    return write_series(volume, folder, info, modality=modality,
+                        rescale_intercept=-1024.0 if modality == "CT" else 0.0)
+
+
+def import_into(library_dir: Path, *paths: Path) -> list[int]:
+    from app.importer import import_paths
+    from store import Library
+
+    library = Library.open(library_dir)
+    try:
+        import_paths(library, list(paths))
+        return [s.id for s in library.all_series()]
+    finally:
+        library.close()
+
+
+@pytest.fixture
+def make_window(qt: Any, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    from app.main_window import MainWindow
+    from app.settings import PREFERENCES_FILE, WINDOW_STATE_FILE, load_preferences
+
+    windows: list[Any] = []
+
+    def make(library_dir: Path, *, open_demo: bool | None = False) -> Any:
+        prefs_path = library_dir / PREFERENCES_FILE
+        window = MainWindow(library_dir, load_preferences(prefs_path), prefs_path,
+                            library_dir / WINDOW_STATE_FILE, open_demo=open_demo,
+                            interactive=False)
+        window.resize(1400, 900)
+        window.show()
+        qt.waitExposed(window)
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        if window.isVisible():
+            window.close()
+        window.deleteLater()
+
+
+def drop_on(window: Any, paths: list[Path]) -> None:
+    """Deliver a real drag-enter + drop of local files to the window."""
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+    from PySide6.QtWidgets import QApplication
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    pos = window.rect().center()
+    enter = QDragEnterEvent(QPointF(pos), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                            Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(window, enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(QPointF(pos), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(window, drop)
+    assert drop.isAccepted()
+
+
+def open_and_wait(qt: Any, window: Any, series_id: int) -> None:
+    with qt.waitSignal(window.series_loaded, timeout=WAIT_MS):
+        window.open_series(series_id)
+
+
+# --------------------------------------------------------------------------- launch
+
+
+def test_first_launch_makes_lists_and_opens_the_demo(make_window: Any, qt: Any,
+                                                     library_dir: Path) -> None:
+    import argparse
+
+    from app.gui import create_main_window
+
+    # As `lucida --library DIR` builds it (run_gui minus the event loop).
+    window = create_main_window(argparse.Namespace(library=str(library_dir)))
+    window.show()
+    qt.addWidget(window)
+    qt.waitUntil(lambda: window.current_volume is not None, timeout=WAIT_MS)
+    demo_id = window.current_series_id
+    assert demo_id is not None
+    assert window.viewer.volume is window.current_volume
+    assert window.viewer.volume.shape[0] > 1
+    assert demo_id in window.browser.visible_series_ids()
+    prefs = json.loads((library_dir / "preferences.json").read_text(encoding="utf-8"))
+    assert prefs["first_launch_done"] is True
+    window.close()
+
+    # Second launch: the demo is listed but not forced open again.
+    again = make_window(library_dir, open_demo=None)
+    qt.wait(300)
+    assert again.load_job is None and again.current_series_id is None
+    assert demo_id in again.browser.visible_series_ids()
+
+
+# --------------------------------------------------------------------------- library
+
+
+@pytest.fixture
+def two_patients(tmp_path: Path, library_dir: Path) -> dict[str, int]:
+    """A CT chest of ALPHA^ONE (2025-03-14) and an MR head of BETA^TWO (2024-11-02)."""
+    write_ct(tmp_path / "src" / "ct")
+    write_ct(tmp_path / "src" / "mr", patient="BETA^TWO", patient_id="PID-B", modality="MR",
+             study_date="20241102", study_description="Head", series_description="T1 sagittal")
+    import_into(library_dir, tmp_path / "src")
+    from store import Library
+
+    library = Library.open(library_dir)
+    try:
+        return {s.modality: s.id for s in library.all_series()}
+    finally:
+        library.close()
+
+
+def test_search_filters_the_browser(make_window: Any, two_patients: dict[str, int],
+                                    library_dir: Path) -> None:
+    window = make_window(library_dir)
+    browser = window.browser
+    both = sorted(two_patients.values())
+    assert sorted(browser.visible_series_ids()) == both
+    cases = {
+        "beta": [two_patients["MR"]],  # patient name
+        "PID-A": [two_patients["CT"]],  # patient ID
+        "2024-11": [two_patients["MR"]],  # study date, ISO form
+        "20250314": [two_patients["CT"]],  # study date, DICOM form
+        "mr": [two_patients["MR"]],  # modality
+        "chest": [two_patients["CT"]],  # study description
+        "sagittal t1": [two_patients["MR"]],  # series description, words in any order
+        "alpha head": [],  # words must all match
+        "": both,
+    }
+    for text, expected in cases.items():
+        browser.set_filter(text)
+        assert sorted(browser.visible_series_ids()) == expected, text
+
+
+def test_double_click_on_a_series_opens_it(make_window: Any, qt: Any,
+                                           two_patients: dict[str, int],
+                                           library_dir: Path) -> None:
+    from PySide6.QtCore import Qt
+
+    from app.library_browser import ID_ROLE
+
+    window = make_window(library_dir)
+    browser = window.browser
+    browser.set_filter("beta")
+    index = browser.proxy.index(0, 0)  # patient → study → series
+    index = browser.proxy.index(0, 0, browser.proxy.index(0, 0, index))
+    assert index.data(ID_ROLE) == two_patients["MR"]
+    rect = browser.tree.visualRect(index)
+    with qt.waitSignal(window.series_loaded, timeout=WAIT_MS) as loaded:
+        qt.mouseClick(browser.tree.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+        qt.mouseDClick(browser.tree.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert loaded.args == [two_patients["MR"]]
+    assert window.current_volume.modality == "MR"
+
+
+def test_import_report_lists_skipped_files_with_reasons(make_window: Any, qt: Any,
+                                                        tmp_path: Path, library_dir: Path) -> None:
+    from app.dialogs import ImportReportDialog
+
+    folder = tmp_path / "incoming"
+    sources = write_ct(folder / "series")
+    (folder / "notes.txt").write_text("not an image", encoding="utf-8")
+    (folder / "broken.dcm").write_bytes(b"\x00" * 200)
+    before = sorted(p.name for p in folder.rglob("*"))
+
+    window = make_window(library_dir)
+    assert window.browser.visible_series_ids() == []
+    with qt.waitSignal(window.import_done, timeout=WAIT_MS) as done:
+        drop_on(window, [folder])  # drag and drop of a folder onto the window
+    report = done.args[0]
+    assert report.new == len(sources)
+    dialog = window.last_dialog
+    assert isinstance(dialog, ImportReportDialog) and dialog.isVisible()
+    rows = dict(dialog.skipped_rows())
+    skipped_names = {Path(p).name: reason for p, reason in rows.items()}
+    assert set(skipped_names) == {"notes.txt", "broken.dcm"}
+    assert all(reason.strip() for reason in skipped_names.values())
+    assert len(window.browser.visible_series_ids()) == 1
+    # Nothing was written next to the sources.
+    assert sorted(p.name for p in folder.rglob("*")) == before
+
+
+def test_thumbnails_are_cached_in_the_library_not_beside_sources(
+        make_window: Any, qt: Any, two_patients: dict[str, int], library_dir: Path,
+        tmp_path: Path) -> None:
+    from PySide6.QtGui import QImage
+
+    from app.library_browser import thumb_dir
+
+    before = sorted(p.name for p in (tmp_path / "src").rglob("*"))
+    window = make_window(library_dir)
+    keys = list(window.browser._series_items)
+    assert len(keys) == 2
+    qt.waitUntil(lambda: all(window.browser.has_thumbnail(k) for k in keys), timeout=WAIT_MS)
+    thumbs = sorted(thumb_dir(library_dir).glob("*.png"))
+    assert len(thumbs) == 2
+    image = QImage(str(thumbs[0]))
+    assert max(image.width(), image.height()) == 128  # shown at 64 logical px, 2× for HiDPI
+    assert sorted(p.name for p in (tmp_path / "src").rglob("*")) == before
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def test_first_image_is_shown_before_loading_completes(make_window: Any, qt: Any,
+                                                       two_patients: dict[str, int],
+                                                       library_dir: Path) -> None:
+    from PySide6.QtCore import Qt
+
+    window = make_window(library_dir)
+    events: list[str] = []
+    in_worker: list[bool] = []
+
+    def on_loading(_series_id: object) -> None:
+        # Runs before the job starts: a direct connection sees each partial in the worker.
+        job = window.load_job
+        job.partial.connect(lambda _vol: in_worker.append(job.running),
+                            Qt.ConnectionType.DirectConnection)
+
+    window.series_loading.connect(on_loading)
+    def on_first(_sid: object) -> None:
+        volume = window.viewer.volume
+        k = round(float(volume.lps_to_index(window.viewer.cursor_lps())[0]))
+        # The shown axial slice holds pixels already (not the empty background).
+        events.append(f"first:{np.ptp(volume.array[k]) > 0}")
+
+    window.first_image_shown.connect(on_first)
+    window.series_loaded.connect(lambda _sid: events.append("loaded"))
+    open_and_wait(qt, window, two_patients["CT"])
+    assert in_worker and in_worker[0] is True  # partial volume sent while still reading
+    assert events == ["first:True", "loaded"]
+    assert window.current_volume.shape == (24, 48, 48)
+    assert window.viewer.volume is window.current_volume
+    assert not window.progress.isVisible()
+    # Loaded and untouched: the crosshair settles in the middle of the volume.
+    np.testing.assert_allclose(window.viewer.cursor_lps(), window.current_volume.center_lps(),
+                               atol=1e-6)
+
+
+def test_cancel_stops_loading(make_window: Any, qt: Any, two_patients: dict[str, int],
+                              library_dir: Path) -> None:
+    from PySide6.QtCore import Qt
+
+    window = make_window(library_dir)
+    loaded: list[object] = []
+    window.series_loaded.connect(loaded.append)
+
+    def on_loading(_series_id: object) -> None:
+        job = window.load_job
+        # Cancel from inside the first slice callback: the reader must stop there.
+        job.partial.connect(lambda _vol: job.cancel(), Qt.ConnectionType.DirectConnection)
+
+    window.series_loading.connect(on_loading)
+    with qt.waitSignal(window.load_cancelled, timeout=WAIT_MS):
+        window.open_series(two_patients["CT"])
+    qt.waitUntil(lambda: not window.load_job.running, timeout=WAIT_MS)
+    assert loaded == []
+    assert window.current_volume is None
+    assert window.viewer.volume is None
+    assert "cancelled" in window.status_label.text().lower()
+
+    # The window is still usable afterwards.
+    window.series_loading.disconnect(on_loading)
+    open_and_wait(qt, window, two_patients["CT"])
+    assert window.current_volume is not None
+
+
+def test_a_series_whose_files_are_gone_fails_with_a_message(make_window: Any, qt: Any,
+                                                            tmp_path: Path,
+                                                            library_dir: Path) -> None:
+    files = write_ct(tmp_path / "gone", n_slices=6)
+    (series_id,) = import_into(library_dir, tmp_path / "gone")
+    for f in files:
+        f.unlink()
+    window = make_window(library_dir)
+    with qt.waitSignal(window.load_failed, timeout=WAIT_MS) as failed:
+        window.open_series(series_id)
+    assert failed.args[0]
+    assert window.current_volume is None and window.viewer.volume is None
+    assert "failed" in window.status_label.text()
+
+
+def test_volume_warnings_reach_the_user(make_window: Any, qt: Any, tmp_path: Path,
+                                        library_dir: Path) -> None:
+    files = write_ct(tmp_path / "gappy", n_slices=12)
+    files[5].unlink()  # a missing slice in the middle
+    (series_id,) = import_into(library_dir, tmp_path / "gappy")
+    window = make_window(library_dir)
+    open_and_wait(qt, window, series_id)
+    warnings = window.volume_warnings()
+    assert warnings, "a gap in the stack must produce a warning"
+    assert window.warning_banner.isVisible()
+    assert warnings[0][:20] in window.warning_banner.text()
+    window.show_warnings()
+    assert window.last_dialog.table.rowCount() == len(warnings)
+
+
+# --------------------------------------------------------------------------- view state
+
+
+def test_layout_switching(make_window: Any, qt: Any, two_patients: dict[str, int],
+                          library_dir: Path) -> None:
+    from app.settings import load_preferences
+
+    window = make_window(library_dir)
+    open_and_wait(qt, window, two_patients["CT"])
+    expected = {"1x1": {"axial"}, "1x3": {"axial", "coronal", "sagittal"},
+                "2x2": {"axial", "coronal", "sagittal", "3d"}}
+    for name in ("2x2", "1x1", "1x3", "2x2"):
+        window.layout_actions[name].trigger()  # as the toolbar, menu and Ctrl+1..3 do
+        qt.waitUntil(lambda n=name: set(window.viewer.visible_view_names()) == expected[n],
+                     timeout=WAIT_MS)
+        assert window.viewer.layout_name() == name
+        assert window.current_layout() == name
+    assert load_preferences(library_dir / "preferences.json").default_layout == "2x2"
+    window.close()
+    reopened = make_window(library_dir)
+    assert reopened.viewer.layout_name() == "2x2"
+    assert reopened.layout_actions["2x2"].isChecked()
+
+
+def test_window_and_dock_state_are_remembered(make_window: Any, qt: Any,
+                                              library_dir: Path) -> None:
+    window = make_window(library_dir)
+    assert window.measurements_dock.isVisible()
+    window.measurements_dock.toggleViewAction().trigger()
+    window.resize(1300, 850)
+    qt.waitUntil(lambda: not window.measurements_dock.isVisible(), timeout=WAIT_MS)
+    window.close()
+    assert (library_dir / "window-state.ini").is_file()
+    again = make_window(library_dir)
+    assert not again.measurements_dock.isVisible()
+    assert again.browser_dock.isVisible()
+
+
+def test_identity_toggle_hides_names_everywhere(make_window: Any, qt: Any,
+                                                two_patients: dict[str, int],
+                                                library_dir: Path) -> None:
+    window = make_window(library_dir)
+    open_and_wait(qt, window, two_patients["CT"])
+    axial = window.viewer.slice_views()["axial"]
+    tree_text = lambda: " ".join(  # noqa: E731
+        window.browser.model.item(r).text() for r in range(window.browser.model.rowCount()))
+    assert "ALPHA" in tree_text()
+    window.act_identity.trigger()  # Ctrl+I
+    assert window.act_identity.isChecked() is False
+    assert "ALPHA" not in tree_text() and "BETA" not in tree_text()
+    assert "Patient 1" in tree_text()
+    corner = " ".join(axial.corner_texts().values())
+    assert "ALPHA" not in corner and "PID-A" not in corner
+    window.act_identity.trigger()
+    assert "PID-A" in " ".join(axial.corner_texts().values())
+
+
+def test_toolbar_drives_the_viewer(make_window: Any, qt: Any, two_patients: dict[str, int],
+                                   library_dir: Path) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QKeySequence
+
+    from app.settings import load_preferences
+    from viewer.presets import PRESETS
+
+    window = make_window(library_dir)
+    open_and_wait(qt, window, two_patients["CT"])
+    viewer = window.viewer
+    # Window preset from the toolbar combo: the viewer's window and the preference follow.
+    index = window.preset_combo.findData("bone")
+    window.preset_combo.activated.emit(index)
+    assert viewer.window_level_values() == (PRESETS["bone"].width, PRESETS["bone"].level)
+    assert load_preferences(library_dir / "preferences.json").last_preset == "bone"
+    # Slab mode and thickness.
+    window.slab_mode.setCurrentIndex(window.slab_mode.findData("mip"))
+    window.slab_mm.setValue(8.0)
+    assert (viewer.slab.mode, viewer.slab.thickness_mm) == ("mip", 8.0)
+    window.slab_mode.setCurrentIndex(window.slab_mode.findData("none"))
+    assert viewer.slab.mode == "none" and not window.slab_mm.isEnabled()
+    # Measurement tools by keyboard shortcut (D = distance), in every slice view.
+    window.activateWindow()
+    window.tool_actions["distance"].trigger()
+    assert {v.tool for v in viewer.slice_views().values()} == {"distance"}
+    assert window.tool_actions["distance"].shortcut() == QKeySequence(Qt.Key.Key_D)
+    window.tool_actions["navigate"].trigger()
+    assert {v.tool for v in viewer.slice_views().values()} == {"navigate"}
+
+
+def test_cine_steps_one_slice_and_wraps(make_window: Any, qt: Any,
+                                        two_patients: dict[str, int], library_dir: Path) -> None:
+    window = make_window(library_dir)
+    open_and_wait(qt, window, two_patients["CT"])
+    volume = window.current_volume
+    start = np.asarray(volume.lps_to_index(window.viewer.cursor_lps()))
+    k = window.cine_step()
+    after = np.asarray(volume.lps_to_index(window.viewer.cursor_lps()))
+    assert k == round(start[0]) + 1
+    np.testing.assert_allclose(after, [k, start[1], start[2]], atol=1e-6)
+    for _ in range(volume.shape[0] - k):
+        k = window.cine_step()
+    assert k == 0
+    window.act_cine.trigger()
+    assert window._cine_timer.isActive()
+    window.act_cine.trigger()
+    assert not window._cine_timer.isActive()
+
+
+def test_help_sheet_and_about_box(make_window: Any, library_dir: Path) -> None:
+    window = make_window(library_dir)
+    window.act_shortcuts.trigger()
+    keys = {k: v for k, v in window.shortcut_rows()}
+    assert "Ctrl+I" in keys and "Ctrl+1" in keys
+    assert window.last_dialog.table.rowCount() == len(window.shortcut_rows())
+    window.act_about.trigger()
+    text = window.last_dialog.notice.text().lower()
+    assert "not for diagnostic use" in text
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def test_measurements_survive_closing_and_reopening(make_window: Any, qt: Any,
+                                                    two_patients: dict[str, int],
+                                                    library_dir: Path) -> None:
+    from store import Library
+
+    ct, mr = two_patients["CT"], two_patients["MR"]
+    window = make_window(library_dir)
+    open_and_wait(qt, window, ct)
+    axial = window.viewer.slice_views()["axial"]
+    w, h = axial.width(), axial.height()
+    axial.add_measurement_from_display("distance", [(w * 0.3, h * 0.5), (w * 0.7, h * 0.5)])
+    axial.add_measurement_from_display("rectangle", [(w * 0.4, h * 0.4), (w * 0.6, h * 0.6)])
+    records = window.viewer.measurement_records()
+    assert window.measurements.row_count() == 2
+
+    library = Library.open(library_dir)  # the real store file, another connection
+    try:
+        saved = library.load_measurements(ct)
+    finally:
+        library.close()
+    assert [r["kind"] for r in saved] == ["distance", "rectangle"]
+
+    # Another series, then back: restored.
+    open_and_wait(qt, window, mr)
+    assert window.viewer.measurement_records() == []
+    open_and_wait(qt, window, ct)
+    restored = window.viewer.measurement_records()
+    assert [r["kind"] for r in restored] == ["distance", "rectangle"]
+    np.testing.assert_allclose(restored[0]["points_lps_mm"], records[0]["points_lps_mm"])
+    assert restored[0]["stats"]["length_mm"] == pytest.approx(records[0]["stats"]["length_mm"])
+
+    # Close the application window and start again.
+    window.close()
+    window = make_window(library_dir)
+    open_and_wait(qt, window, ct)
+    assert window.measurements.row_count() == 2
+
+    # Select jumps to the measurement, Delete removes it and the store follows.
+    window.measurements.table.selectRow(1)
+    rect = window.viewer.measurement_records()[1]
+    np.testing.assert_allclose(window.viewer.cursor_lps(),
+                               np.mean(rect["points_lps_mm"], axis=0), atol=1e-6)
+    window.measurements.delete_button.click()
+    assert window.measurements.row_count() == 1
+    library = Library.open(library_dir)
+    try:
+        assert [r["kind"] for r in library.load_measurements(ct)] == ["distance"]
+    finally:
+        library.close()
+
+
+# --------------------------------------------------------------------------- models dock
+
+
+def test_model_result_is_shown_as_an_overlay_on_its_own_series_only(
+        make_window: Any, qt: Any, library_dir: Path, tmp_path: Path) -> None:
+    window = make_window(library_dir, open_demo=True)
+    qt.waitUntil(lambda: window.current_volume is not None, timeout=WAIT_MS)
+    panel = window.models_panel
+    assert panel is not None, "the Models panel is mounted in a dock"
+    assert window.models_dock is not None
+    panel.select_pack("lucida-demo-lung-density")
+    if panel.input_warnings():
+        panel.confirm.setChecked(True)
+    with qt.waitSignal(panel.result_ready, timeout=240_000) as got:
+        assert panel.run_selected()
+    result = got.args[0]
+    assert window.viewer.overlay_names() == [result.model_name]
+    assert "overlay" in window.status_label.text()
+
+    # A result that arrives after the user opened another series is not painted on it.
+    write_ct(tmp_path / "other")
+    import_into(library_dir, tmp_path / "other")
+    window.refresh_library()
+    other = [sid for sid in window.browser.visible_series_ids()
+             if sid != window.current_series_id]
+    open_and_wait(qt, window, other[0])
+    assert window.viewer.overlay_names() == []
+    panel.result_ready.emit(result)
+    assert window.viewer.overlay_names() == []
+    assert "ignored" in window.status_label.text()
+
+
+def test_unreadable_saved_measurements_do_not_block_the_others(make_window: Any, qt: Any,
+                                                               two_patients: dict[str, int],
+                                                               library_dir: Path) -> None:
+    from store import Library
+
+    ct = two_patients["CT"]
+    window = make_window(library_dir)
+    open_and_wait(qt, window, ct)
+    axial = window.viewer.slice_views()["axial"]
+    w, h = axial.width(), axial.height()
+    axial.add_measurement_from_display("distance", [(w * 0.3, h * 0.5), (w * 0.7, h * 0.5)])
+    good = window.viewer.measurement_records()[0]
+    library = Library.open(library_dir)
+    try:  # a record a future or damaged version might have left behind
+        library.save_measurements(ct, [good, {"kind": "distance", "points_lps_mm": [[0, 0, 0]]}])
+    finally:
+        library.close()
+    open_and_wait(qt, window, two_patients["MR"])
+    open_and_wait(qt, window, ct)
+    assert [r["kind"] for r in window.viewer.measurement_records()] == ["distance"]
+    assert "could not be restored" in window.status_label.text()

@@ -1,0 +1,146 @@
+"""Small real ONNX models and model packs, built inside the tests with the onnx package."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+OPSET = 17
+
+
+def _io(name: str, rank: int = 5, channels: int | str = 1) -> Any:
+    dims: list[Any] = ["N", channels] + [f"{name}{i}" for i in range(rank - 2)]
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
+
+
+def _model(nodes: list[Any], inits: list[Any], out_channels: int | str = 1,
+           in_rank: int = 5) -> bytes:
+    graph = helper.make_graph(nodes, "g", [_io("x", in_rank)],
+                              [_io("y", in_rank, out_channels)], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
+
+
+def identity_model() -> bytes:
+    return _model([helper.make_node("Identity", ["x"], ["y"])], [])
+
+
+def scale_model(factor: float) -> bytes:
+    c = numpy_helper.from_array(np.array(factor, dtype=np.float32), "c")
+    return _model([helper.make_node("Mul", ["x", "c"], ["y"])], [c])
+
+
+def conv_model(kernel: np.ndarray, pad: int) -> bytes:
+    """One 3-D convolution (cross-correlation) with a fixed kernel; pad 0 = valid."""
+    w = numpy_helper.from_array(kernel.astype(np.float32)[None, None], "w")
+    node = helper.make_node("Conv", ["x", "w"], ["y"], pads=[pad] * 6)
+    return _model([node], [w])
+
+
+def two_class_model(threshold: float, slope: float) -> bytes:
+    """Logits [-(x - t) * s, (x - t) * s]: softmax gives sigmoid(2 s (x - t))."""
+    t = numpy_helper.from_array(np.array(threshold, dtype=np.float32), "t")
+    s = numpy_helper.from_array(np.array(slope, dtype=np.float32), "s")
+    nodes = [
+        helper.make_node("Sub", ["x", "t"], ["d"]),
+        helper.make_node("Mul", ["d", "s"], ["fg"]),
+        helper.make_node("Neg", ["fg"], ["bg"]),
+        helper.make_node("Concat", ["bg", "fg"], ["y"], axis=1),
+    ]
+    return _model(nodes, [t, s], out_channels=2)
+
+
+def nan_model() -> bytes:
+    """Returns log(-1) = NaN everywhere."""
+    z = numpy_helper.from_array(np.array(0.0, dtype=np.float32), "z")
+    one = numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one")
+    nodes = [
+        helper.make_node("Mul", ["x", "z"], ["a"]),
+        helper.make_node("Sub", ["a", "one"], ["b"]),
+        helper.make_node("Log", ["b"], ["y"]),
+    ]
+    return _model(nodes, [z, one])
+
+
+def rank4_model() -> bytes:
+    return _model([helper.make_node("Identity", ["x"], ["y"])], [], in_rank=4)
+
+
+def base_manifest(**over: Any) -> dict[str, Any]:
+    m: dict[str, Any] = {
+        "schema_version": 1,
+        "id": "test-model",
+        "name": "Test model",
+        "version": "1.0.0",
+        "authors": ["Lucida tests"],
+        "license": "Apache-2.0",
+        "intended_use": "tests",
+        "limitations": "none, it is a test",
+        "research_use_notice": "Research use only.",
+        "modality": ["CT"],
+        "input": {"orientation": "LPS", "axis_order": "kji", "spacing_mm": "native",
+                  "normalization": {"kind": "none"}},
+        "tiling": {"mode": "sliding", "patch_size": [8, 8, 8], "overlap": 0.25,
+                   "blending": "gaussian", "batch_size": 2},
+        "output": {"kind": "anomaly_map", "activation": "none", "channels": 1,
+                   "labels": [{"value": 1, "name": "hot", "channel": 0}],
+                   "heatmap_channel": 0},
+        "postprocessing": [{"step": "threshold", "value": 0.5},
+                           {"step": "connected_components"}],
+        "files": [],
+    }
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(m.get(key), dict):
+            m[key] = {**m[key], **value}
+        else:
+            m[key] = value
+    return m
+
+
+def write_pack(folder: Path, manifest: dict[str, Any], models: dict[str, bytes],
+               card: str = "# Test model\n") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for name, data in models.items():
+        (folder / name).write_bytes(data)
+        files.append({"path": name, "sha256": hashlib.sha256(data).hexdigest()})
+    manifest = dict(manifest)
+    if not manifest.get("files"):
+        manifest["files"] = files
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    (folder / "MODEL_CARD.md").write_text(card)
+    return folder
+
+
+@pytest.fixture
+def make_pack(tmp_path: Path) -> Callable[..., Path]:
+    counter = {"n": 0}
+
+    def make(model: bytes, **over: Any) -> Path:
+        counter["n"] += 1
+        return write_pack(tmp_path / f"pack{counter['n']}", base_manifest(**over),
+                          {"model.onnx": model})
+
+    return make
+
+
+@pytest.fixture
+def models() -> dict[str, Callable[..., bytes]]:
+    return {"identity": identity_model, "scale": scale_model, "conv": conv_model,
+            "two_class": two_class_model, "nan": nan_model, "rank4": rank4_model}
+
+
+@pytest.fixture
+def pack_tools() -> dict[str, Callable[..., Any]]:
+    return {"base_manifest": base_manifest, "write_pack": write_pack}

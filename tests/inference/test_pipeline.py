@@ -1,0 +1,308 @@
+"""inference.run end to end with small real ONNX models: geometry, findings, errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from core.errors import CancelledError, InferenceError, ModelPackError
+from core.progress import CancelToken
+from core.volume import LabelMap, Volume
+from inference import run
+from inference.pack import ModelPack
+
+
+def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
+    axis = axis / np.linalg.norm(axis)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+
+
+def _volume(shape: tuple[int, int, int], spacing_kji: tuple[float, float, float],
+            columns_kji: np.ndarray, origin: tuple[float, float, float] = (-20.0, 13.0, 40.0),
+            fill: float = 0.0) -> Volume:
+    affine = np.eye(4)
+    affine[:3, :3] = columns_kji * np.asarray(spacing_kji)
+    affine[:3, 3] = origin
+    return Volume(np.full(shape, fill, dtype=np.float32), affine, series_uid="1.2.3",
+                  modality="CT")
+
+
+FLIPPED = np.array([[0, 0, -1], [-1, 0, 0], [0, 1, 0]], dtype=float)  # k→-z? no: columns k, j, i
+OBLIQUE = _rotation(np.array([0.3, -0.5, 0.8]), 0.35) @ FLIPPED
+
+
+@pytest.mark.parametrize("orientation", ["RAS", "LIA", "LPS", "PIL"])
+@pytest.mark.parametrize("axis_order", ["kji", "ijk"])
+def test_flipped_volume_exact_round_trip(make_pack: Any, models: dict[str, Any],
+                                         orientation: str, axis_order: str) -> None:
+    vol = _volume((12, 17, 9), (2.5, 0.8, 1.1), FLIPPED)
+    rng = np.random.default_rng(0)
+    vol.array[:] = rng.uniform(size=vol.shape)
+    pack = make_pack(models["identity"](), input={"orientation": orientation,
+                                                  "axis_order": axis_order})
+    res = run(vol, pack, threads=1)
+    assert res.provenance["parameters"]["exact_reorientation"] is True
+    assert res.heatmap is not None
+    np.testing.assert_allclose(res.heatmap.array, vol.array, atol=1e-6)
+    np.testing.assert_array_equal(res.label_map.array, (vol.array >= 0.5).astype(np.uint8))
+    np.testing.assert_array_equal(res.label_map.affine, vol.affine)
+
+
+@pytest.mark.parametrize(("orientation", "spacing"), [
+    ("RAS", [1.0, 1.0, 1.0]), ("LIA", [0.9, 1.2, 1.0]), ("LPS", "native")])
+def test_label_at_known_lps_point_returns_to_same_voxel(
+        make_pack: Any, models: dict[str, Any], orientation: str, spacing: Any) -> None:
+    vol = _volume((20, 24, 22), (1.5, 0.9, 1.1), OBLIQUE)
+    centre = (9, 13, 8)
+    vol.array[centre[0] - 1:centre[0] + 2, centre[1] - 1:centre[1] + 2,
+              centre[2] - 1:centre[2] + 2] = 1.0
+    point = vol.index_to_lps(centre)
+    pack = make_pack(models["identity"](), input={"orientation": orientation,
+                                                  "spacing_mm": spacing},
+                     tiling={"patch_size": [16, 16, 16]})
+    res = run(vol, pack, threads=1)
+    assert res.provenance["parameters"]["exact_reorientation"] is False
+    assert res.label_map.array[centre] == 1
+    assert len(res.findings) == 1
+    f = res.findings[0]
+    assert np.linalg.norm(np.asarray(f.centroid_lps) - point) < 0.75
+    assert np.allclose(vol.lps_to_index(f.centroid_lps), f.centroid_index, atol=1e-6)
+    assert tuple(np.rint(f.centroid_index).astype(int)) == centre
+
+
+def test_anisotropic_spacing_resampled_to_isotropic(make_pack: Any,
+                                                    models: dict[str, Any]) -> None:
+    vol = _volume((10, 30, 30), (4.0, 0.7, 0.7), np.eye(3))
+    vol.array[4:7, 10:20, 12:22] = 1.0
+    pack = make_pack(models["identity"](), input={"spacing_mm": [1.4, 1.4, 2.0]},
+                     tiling={"patch_size": [8, 8, 8], "overlap": 0.5})
+    res = run(vol, pack, threads=1)
+    assert res.provenance["parameters"]["model_grid_shape"] == [11, 15, 26]
+    inside = res.label_map.array[5, 12:18, 14:20]
+    assert inside.all()
+    assert res.label_map.array[0].sum() == 0 and res.label_map.array[:, :5].sum() == 0
+    (f,) = res.findings
+    assert f.volume_mm3 == pytest.approx(3 * 10 * 10 * 4.0 * 0.49, rel=0.35)
+
+
+def test_findings_measurements(make_pack: Any, models: dict[str, Any]) -> None:
+    vol = _volume((20, 20, 20), (2.0, 1.0, 0.5), np.eye(3), origin=(0.0, 0.0, 0.0))
+    vol.array[2:5, 3:6, 4:10] = 0.9   # 3*3*6 voxels, 1 mm3 each
+    vol.array[12, 12, 12] = 0.7       # one voxel
+    pack = make_pack(models["identity"]())
+    res = run(vol, pack, threads=1)
+    big, small = res.findings
+    assert big.voxel_count == 54 and big.volume_mm3 == pytest.approx(54.0)
+    assert big.bbox_index == ((2, 3, 4), (4, 5, 9))
+    assert big.centroid_index == pytest.approx((3.0, 4.0, 6.5))
+    # Affine columns (k, j, i) are x*2, y*1, z*0.5 here: LPS = (2k, j, 0.5 i).
+    assert big.centroid_lps == pytest.approx((6.0, 4.0, 3.25))
+    assert big.longest_diameter_mm == pytest.approx(np.sqrt(4.0**2 + 2.0**2 + 2.5**2))
+    assert big.max_score == pytest.approx(0.9) and big.mean_score == pytest.approx(0.9)
+    assert small.voxel_count == 1 and small.longest_diameter_mm == 0.0
+    assert small.max_score == pytest.approx(0.7)
+
+
+def test_two_class_softmax_argmax_and_heatmap(make_pack: Any, models: dict[str, Any]) -> None:
+    vol = _volume((16, 16, 16), (1.0, 1.0, 1.0), np.eye(3))
+    vol.array[:] = np.linspace(-1000, 1000, 16)[None, None, :]
+    pack = make_pack(models["two_class"](0.0, 0.01), output={
+        "kind": "segmentation_logits", "activation": "softmax", "channels": 2,
+        "labels": [{"value": 1, "name": "dense"}], "heatmap_channel": "foreground"},
+        postprocessing=[{"step": "argmax"}, {"step": "connected_components"}])
+    res = run(vol, pack, threads=1)
+    expected = 1.0 / (1.0 + np.exp(-2 * 0.01 * vol.array))
+    assert res.heatmap is not None
+    np.testing.assert_allclose(res.heatmap.array, expected, atol=1e-5)
+    np.testing.assert_array_equal(res.label_map.array, (vol.array > 0).astype(np.uint8))
+    assert [f.voxel_count for f in res.findings] == [16 * 16 * 8]
+
+
+
+
+def test_mask_by_other_model(make_pack: Any, models: dict[str, Any]) -> None:
+    vol = _volume((10, 10, 10), (1.0, 1.0, 1.0), np.eye(3), fill=1.0)
+    other = np.zeros(vol.shape, np.uint8)
+    other[2:5, 2:5, 2:5] = 3
+    pack = make_pack(models["identity"](), postprocessing=[
+        {"step": "threshold"}, {"step": "mask_by", "model": "lungs", "labels": [3]},
+        {"step": "connected_components"}])
+    with pytest.raises(InferenceError, match="lungs"):
+        run(vol, pack, threads=1)
+    res = run(vol, pack, threads=1,
+              masks={"lungs": LabelMap(other, vol.affine, labels=[])})
+    np.testing.assert_array_equal(res.label_map.array, (other == 3).astype(np.uint8))
+    assert [f.voxel_count for f in res.findings] == [27]
+
+
+def test_keep_largest_and_fill_holes(make_pack: Any, models: dict[str, Any]) -> None:
+    vol = _volume((12, 12, 12), (1.0, 1.0, 1.0), np.eye(3))
+    vol.array[1:8, 1:8, 1:8] = 1.0
+    vol.array[4, 4, 4] = 0.0   # a hole
+    vol.array[10, 10, 10] = 1.0  # a speck
+    pack = make_pack(models["identity"](), postprocessing=[
+        {"step": "threshold"}, {"step": "keep_largest_component"}, {"step": "fill_holes"},
+        {"step": "connected_components"}])
+    res = run(vol, pack, threads=1)
+    assert [f.voxel_count for f in res.findings] == [343]
+
+
+def test_nan_output_is_a_clear_error(make_pack: Any, models: dict[str, Any]) -> None:
+    vol = _volume((10, 10, 10), (1.0, 1.0, 1.0), np.eye(3))
+    with pytest.raises(InferenceError, match="NaN"):
+        run(vol, make_pack(models["nan"]()), threads=1)
+
+
+def test_wrong_input_rank_is_a_clear_error(make_pack: Any, models: dict[str, Any]) -> None:
+    vol = _volume((10, 10, 10), (1.0, 1.0, 1.0), np.eye(3))
+    with pytest.raises(ModelPackError, match="rank 4"):
+        run(vol, make_pack(models["rank4"]()), threads=1)
+
+
+def test_corrupt_onnx_is_a_clear_error(make_pack: Any) -> None:
+    vol = _volume((10, 10, 10), (1.0, 1.0, 1.0), np.eye(3))
+    with pytest.raises(ModelPackError, match=r"model\.onnx.*(corrupt|could not be loaded)"):
+        run(vol, make_pack(b"\x08\x07this is not an onnx file" * 10), threads=1)
+
+
+def test_hash_mismatch_names_the_file(make_pack: Any, models: dict[str, Any]) -> None:
+    vol = _volume((10, 10, 10), (1.0, 1.0, 1.0), np.eye(3))
+    folder = make_pack(models["identity"]())
+    (folder / "model.onnx").write_bytes(models["scale"](3.0))
+    with pytest.raises(ModelPackError, match=r"model\.onnx has sha256"):
+        run(vol, folder, threads=1)
+
+
+def test_memory_estimate_refuses_impossible_request(make_pack: Any,
+                                                    models: dict[str, Any]) -> None:
+    vol = _volume((64, 64, 64), (1.0, 1.0, 1.0), np.eye(3))
+    pack = make_pack(models["identity"](), input={"spacing_mm": [0.01, 0.01, 0.01]})
+    with pytest.raises(InferenceError, match="not enough memory"):
+        run(vol, pack, threads=1)
+
+
+def test_memory_plan_reduces_tile_batch(make_pack: Any,
+                                                  models: dict[str, Any]) -> None:
+    vol = _volume((40, 40, 40), (1.0, 1.0, 1.0), np.eye(3))
+    vol.array[:] = np.random.default_rng(1).uniform(size=vol.shape)
+    pack = make_pack(models["identity"](), tiling={"patch_size": [32, 32, 32],
+                                                   "batch_size": 8})
+    res = run(vol, pack, threads=1, memory_limit_bytes=25 << 20)
+    params = res.provenance["parameters"]
+    assert params["tile_batch"] == 2
+    assert any("batch reduced" in n for n in res.notices)
+    assert res.heatmap is not None
+    np.testing.assert_allclose(res.heatmap.array, vol.array, atol=2e-3)
+
+
+def test_cancel_mid_run(make_pack: Any, models: dict[str, Any]) -> None:
+    vol = _volume((40, 40, 40), (1.0, 1.0, 1.0), np.eye(3))
+    pack = make_pack(models["identity"](), tiling={"patch_size": [8, 8, 8], "batch_size": 1})
+    token = CancelToken()
+    seen: list[float] = []
+
+    def progress(fraction: float, message: str = "") -> None:
+        seen.append(fraction)
+        if len(seen) == 5:
+            token.cancel()
+
+    with pytest.raises(CancelledError):
+        run(vol, pack, threads=1, progress=progress, cancel=token)
+    assert 5 <= len(seen) < 10
+
+
+def test_provenance_records_model_runtime_and_timings(make_pack: Any,
+                                                      models: dict[str, Any]) -> None:
+    import onnxruntime
+
+    vol = _volume((10, 10, 10), (1.0, 1.0, 1.0), np.eye(3))
+    folder = make_pack(models["identity"]())
+    res = run(vol, folder, threads=1, request_id="req-1")
+    p = res.provenance
+    assert p["request_id"] == "req-1"
+    assert p["model"]["id"] == "test-model" and p["model"]["version"] == "1.0.0"
+    digest = hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest()
+    assert p["model"]["files"] == {"model.onnx": digest}
+    assert p["onnxruntime_version"] == onnxruntime.__version__
+    assert p["provider"] == "CPUExecutionProvider"
+    assert set(p["timings_s"]) == {"preprocess", "network", "postprocess", "total"}
+    json.dumps(p)  # plain data
+    assert ModelPack.open(folder).manifest.id == "test-model"
+
+
+@pytest.mark.parametrize("orientation", ["LPS", "RAS"])
+def test_caller_volume_is_not_modified(make_pack: Any, models: dict[str, Any],
+                                       orientation: str) -> None:
+    vol = _volume((10, 12, 14), (1.0, 1.0, 1.0), np.array([[0, 0, 1], [0, 1, 0], [1, 0, 0.0]]))
+    vol.array[:] = np.random.default_rng(5).uniform(-1000, 1000, size=vol.shape)
+    before = vol.array.copy()
+    pack = make_pack(models["identity"](), input={
+        "orientation": orientation,
+        "normalization": {"kind": "hu_window", "low": -500, "high": 500}})
+    res = run(vol, pack, threads=1)
+    np.testing.assert_array_equal(vol.array, before)
+    assert res.heatmap is not None
+    np.testing.assert_allclose(res.heatmap.array, np.clip((before + 500) / 1000, 0, 1),
+                               atol=1e-6)
+
+
+def test_ensemble_members_are_averaged_with_weights(tmp_path: Path, models: dict[str, Any],
+                                                    pack_tools: dict[str, Any]) -> None:
+    manifest = pack_tools["base_manifest"](ensemble={"combine": "mean", "weights": [3.0, 1.0]})
+    folder = pack_tools["write_pack"](tmp_path / "ens", manifest, {
+        "a.onnx": models["scale"](0.2), "b.onnx": models["scale"](1.0)})
+    vol = _volume((9, 10, 11), (1.0, 1.0, 1.0), np.eye(3))
+    vol.array[:] = np.random.default_rng(3).uniform(size=vol.shape)
+    res = run(vol, folder, threads=1)
+    assert res.heatmap is not None
+    np.testing.assert_allclose(res.heatmap.array, vol.array * (3 * 0.2 + 1.0) / 4, atol=1e-6)
+    assert set(res.provenance["model"]["files"]) == {"a.onnx", "b.onnx"}
+
+
+def test_unavailable_gpu_provider_falls_back_to_cpu_with_notice(
+        make_pack: Any, models: dict[str, Any]) -> None:
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA compiled in")
+    vol = _volume((8, 8, 8), (1.0, 1.0, 1.0), np.eye(3))
+    res = run(vol, make_pack(models["identity"]()), providers="cuda", threads=2)
+    assert res.provenance["provider"] == "CPUExecutionProvider"
+    assert res.provenance["providers_requested"] == ["CUDAExecutionProvider",
+                                                     "CPUExecutionProvider"]
+    assert res.provenance["threads"] == 2
+    assert any("CUDA" in n and "CPU" in n for n in res.notices)
+
+
+def test_unknown_provider_and_detections_are_refused(make_pack: Any,
+                                                     models: dict[str, Any]) -> None:
+    from core.errors import UnsupportedError
+
+    vol = _volume((8, 8, 8), (1.0, 1.0, 1.0), np.eye(3))
+    with pytest.raises(InferenceError, match="unknown execution provider 'warp-drive'"):
+        run(vol, make_pack(models["identity"]()), providers="warp-drive")
+    pack = make_pack(models["identity"](), output={"kind": "detections"})
+    with pytest.raises(UnsupportedError, match="detections"):
+        run(vol, pack)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (5.0, 0.7, 0.7), (0.5, 2.0, 3.3)])
+@pytest.mark.parametrize("patch", [[4, 4, 4], [8, 16, 6], [32, 32, 32]])
+@pytest.mark.parametrize("overlap", [0.0, 0.5])
+def test_identity_pipeline_is_exact_for_any_spacing_and_tiling(
+        make_pack: Any, models: dict[str, Any], spacing: tuple[float, float, float],
+        patch: list[int], overlap: float) -> None:
+    vol = _volume((11, 19, 14), spacing, FLIPPED)
+    vol.array[:] = np.random.default_rng(9).uniform(size=vol.shape)
+    pack = make_pack(models["identity"](), input={"orientation": "RAS"},
+                     tiling={"patch_size": patch, "overlap": overlap})
+    res = run(vol, pack, threads=1)
+    assert res.heatmap is not None
+    assert not np.shares_memory(res.heatmap.array, vol.array)
+    np.testing.assert_allclose(res.heatmap.array, vol.array, atol=1e-6)

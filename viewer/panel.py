@@ -1,0 +1,292 @@
+"""The whole viewing area: three linked slice views and a 3-D view in a layout.
+
+``ViewerPanel`` owns the shared models (window/level, cursor, slab,
+measurements) and hands them to its views, so a change made in one view
+(crosshair, W/L, a new measurement) shows in all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QGridLayout, QWidget
+
+from core.volume import LabelMap, Volume
+from viewer.measure import Measurement
+from viewer.models import CursorModel, MeasurementList, SlabModel, WindowLevelModel
+from viewer.planes import PLANE_NAMES, central_voxel_lps
+from viewer.presets import AUTO, PRESETS, auto_window, default_window
+from viewer.slice_view import SliceView
+from viewer.volume_view import VolumeView3D
+
+log = logging.getLogger(__name__)
+
+LAYOUTS = ("1x1", "1x3", "2x2")
+_AUTO_REFRESH_S = 0.5
+
+
+class ViewerPanel(QWidget):
+    """Axial, coronal, sagittal slice views and a 3-D view sharing one cursor and window."""
+
+    cursor_changed = Signal(object)            # np.ndarray LPS mm
+    measurements_changed = Signal()
+    window_level_changed = Signal(float, float)  # (width, level)
+    layout_changed = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setAutoFillBackground(True)
+        pal = self.palette()
+        pal.setColor(QPalette.ColorRole.Window, QColor(24, 24, 24))
+        self.setPalette(pal)
+        self.window_level = WindowLevelModel()
+        self.cursor_model = CursorModel()
+        self.slab = SlabModel()
+        self.measurements = MeasurementList()
+        self.volume: Volume | None = None
+        self._overlays: dict[str, tuple[LabelMap, float]] = {}
+        self._preset_3d = "ct-bone"
+        self._last_auto = 0.0
+        self._layout_name = ""
+        self._single = "axial"
+        self._slice_views: dict[str, SliceView] = {
+            name: SliceView(name, window_level=self.window_level, cursor=self.cursor_model,
+                            slab=self.slab, measurements=self.measurements, parent=self)
+            for name in PLANE_NAMES
+        }
+        self._view3d: VolumeView3D | None = None
+        self._grid = QGridLayout(self)
+        self._grid.setContentsMargins(0, 0, 0, 0)
+        self._grid.setSpacing(2)
+        self.cursor_model.changed.connect(self.cursor_changed)
+        self.window_level.changed.connect(self.window_level_changed)
+        self.measurements.changed.connect(self.measurements_changed)
+        self.set_layout("1x3")
+
+    # ------------------------------------------------------------------ views and layout
+    def views(self) -> dict[str, SliceView | VolumeView3D]:
+        """"axial", "coronal", "sagittal" and "3d" (the 3-D view is created on first use)."""
+        out: dict[str, SliceView | VolumeView3D] = dict(self._slice_views)
+        out["3d"] = self._ensure_3d()
+        return out
+
+    def slice_views(self) -> dict[str, SliceView]:
+        return dict(self._slice_views)
+
+    def _ensure_3d(self) -> VolumeView3D:
+        if self._view3d is None:
+            self._view3d = VolumeView3D(window_level=self.window_level, parent=self)
+            self._view3d.hide()
+            self._view3d.apply_preset(self._preset_3d)
+            if self.volume is not None:
+                self._view3d.set_volume(self.volume)
+            for name, (labels, _opacity) in self._overlays.items():
+                self._view3d.add_overlay(name, labels)
+        return self._view3d
+
+    def layout_name(self) -> str:
+        return self._layout_name
+
+    def set_layout(self, layout: str, single: str = "axial") -> None:
+        """"1x1" (one plane, axial unless ``single`` says), "1x3" (ax/cor/sag), "2x2" (+3-D)."""
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        if single not in (*PLANE_NAMES, "3d"):
+            raise ValueError(f"single view must be a plane name or '3d', got {single!r}")
+        self._layout_name, self._single = layout, single
+        for w in [*self._slice_views.values(), *([self._view3d] if self._view3d else [])]:
+            self._grid.removeWidget(w)
+            w.hide()
+        for r in range(2):
+            self._grid.setRowStretch(r, 0)
+        for c in range(3):
+            self._grid.setColumnStretch(c, 0)
+        sv = self._slice_views
+        placed: list[tuple[QWidget, int, int]]
+        if layout == "1x1":
+            placed = [(self._ensure_3d() if single == "3d" else sv[single], 0, 0)]
+        elif layout == "1x3":
+            placed = [(sv["axial"], 0, 0), (sv["coronal"], 0, 1), (sv["sagittal"], 0, 2)]
+        else:
+            placed = [(sv["axial"], 0, 0), (sv["coronal"], 0, 1), (sv["sagittal"], 1, 0),
+                      (self._ensure_3d(), 1, 1)]
+        for w, r, c in placed:
+            self._grid.addWidget(w, r, c)
+            self._grid.setRowStretch(r, 1)
+            self._grid.setColumnStretch(c, 1)
+            w.show()
+        for w, _r, _c in placed:
+            if isinstance(w, (SliceView, VolumeView3D)):
+                w.request_render()
+        self.layout_changed.emit(layout)
+
+    def visible_view_names(self) -> list[str]:
+        return [name for name, v in self.views().items() if v.isVisible()]
+
+    # ------------------------------------------------------------------ volume
+    def set_volume(self, volume: Volume) -> None:
+        """Show a volume; its array may still be filling (then call ``refresh_slices``)."""
+        self.clear()
+        self.volume = volume
+        width, level = default_window(volume.modality, volume.array, volume.metadata)
+        preset = "" if volume.modality.upper() == "CT" else AUTO
+        self.window_level.set(width, level, preset)
+        self.cursor_model.set(central_voxel_lps(volume))
+        if volume.modality.upper() != "CT" and self._preset_3d != "mip":
+            self.set_3d_preset("mip")      # the other 3-D presets are in HU
+        for view in self._slice_views.values():
+            view.set_volume(volume)
+        if self._view3d is not None:
+            self._view3d.set_volume(volume)
+        self._last_auto = time.monotonic()
+
+    def refresh_slices(self) -> None:
+        """More slices of the loading volume arrived: redraw (the 3-D view waits for a pause)."""
+        if self.volume is None:
+            return
+        now = time.monotonic()
+        if self.window_level.preset == AUTO and now - self._last_auto > _AUTO_REFRESH_S:
+            self._last_auto = now
+            w, lev = auto_window(self.volume.array)
+            self.window_level.set(w, lev, AUTO)
+        for view in self._slice_views.values():
+            view.refresh()
+        if self._view3d is not None:
+            self._view3d.refresh()
+
+    def loading_finished(self) -> None:
+        """The whole series is in memory: final auto window, ROI stats and a 3-D upload now."""
+        if self.volume is None:
+            return
+        if self.window_level.preset == AUTO:
+            w, lev = auto_window(self.volume.array)
+            self.window_level.set(w, lev, AUTO)
+        for view in self._slice_views.values():
+            view.refresh()
+        if self._view3d is not None:
+            self._view3d.refresh(delay_ms=0)
+        for m in self.measurements.items():
+            m.compute(self.volume)
+        self.measurements.changed.emit()
+
+    def clear(self) -> None:
+        """Show nothing; forget overlays and measurements."""
+        self.volume = None
+        self._overlays.clear()
+        self.measurements.replace_all([])
+        for view in self._slice_views.values():
+            view.set_volume(None)
+        if self._view3d is not None:
+            self._view3d.set_volume(None)
+
+    def shutdown(self) -> None:
+        """Release every VTK render window (call when the main window closes)."""
+        for view in self._slice_views.values():
+            view.close_view()
+        if self._view3d is not None:
+            self._view3d.close_view()
+
+    # ------------------------------------------------------------------ display
+    def set_preset(self, name: str) -> None:
+        """A CT preset (brain … bone, see PRESETS) or "auto"."""
+        if name == AUTO:
+            if self.volume is not None:
+                w, lev = auto_window(self.volume.array)
+                self.window_level.set(w, lev, AUTO)
+            return
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)} or 'auto'")
+        p = PRESETS[name]
+        self.window_level.set(p.width, p.level, name)
+
+    def set_window_level(self, width: float, level: float) -> None:
+        self.window_level.set(width, level)
+
+    def window_level_values(self) -> tuple[float, float]:
+        return self.window_level.width, self.window_level.level
+
+    def set_cursor_lps(self, lps: Sequence[float]) -> None:
+        self.cursor_model.set(lps)
+
+    def cursor_lps(self) -> np.ndarray:
+        return self.cursor_model.lps
+
+    def set_identity_visible(self, visible: bool) -> None:
+        """The one toggle that hides patient name, ID and birth date in every view."""
+        for view in self._slice_views.values():
+            view.set_identity_visible(visible)
+
+    def set_tool(self, tool: str) -> None:
+        """"navigate", "crosshair", "distance", "angle", "ellipse", "rectangle", "pan", "zoom"."""
+        for view in self._slice_views.values():
+            view.set_tool(tool)
+
+    def set_slab(self, mode: str, thickness_mm: float) -> None:
+        """Thick slab in every slice view: "none", "mip", "minip" or "mean", thickness in mm."""
+        self.slab.set(mode, thickness_mm)
+
+    def set_3d_preset(self, name: str) -> None:
+        """"ct-bone", "ct-soft", "ct-lung" or "mip"."""
+        self._preset_3d = name
+        if self._view3d is not None:
+            self._view3d.apply_preset(name)
+
+    def reset_views(self) -> None:
+        for view in self._slice_views.values():
+            view.reset_view()
+        if self._view3d is not None:
+            self._view3d.reset_view()
+
+    # ------------------------------------------------------------------ overlays
+    def add_label_overlay(self, name: str, labels: LabelMap, opacity: float = 0.45) -> None:
+        """Label map as a translucent colour layer in the slice views, surfaces in 3-D."""
+        self._overlays[name] = (labels, opacity)
+        for view in self._slice_views.values():
+            view.add_overlay(name, labels, opacity)
+        if self._view3d is not None:
+            self._view3d.add_overlay(name, labels)
+
+    def remove_overlay(self, name: str) -> None:
+        self._overlays.pop(name, None)
+        for view in self._slice_views.values():
+            view.remove_overlay(name)
+        if self._view3d is not None:
+            self._view3d.remove_overlay(name)
+
+    def refresh_overlay(self, name: str) -> None:
+        """The label map of overlay ``name`` was edited in place: redraw it."""
+        for view in self._slice_views.values():
+            view.refresh_overlay(name)
+        if self._view3d is not None and name in self._overlays:
+            self._view3d.add_overlay(name, self._overlays[name][0])
+
+    def overlay_names(self) -> list[str]:
+        return list(self._overlays)
+
+    # ------------------------------------------------------------------ measurements
+    def measurement_records(self) -> list[dict[str, Any]]:
+        """JSON-able records: kind, view, LPS mm points, plane axes, stats, label."""
+        return self.measurements.records()
+
+    def load_measurement_records(self, records: list[dict[str, Any]]) -> None:
+        """Replace the measurements with saved records (stats recomputed from the volume)."""
+        items = [Measurement.from_record(r) for r in records]
+        if self.volume is not None:
+            for m in items:
+                m.compute(self.volume)
+        self.measurements.replace_all(items)
+
+    def select_measurement(self, index: int) -> None:
+        """Highlight measurement ``index`` and move the cursor to it (its slice shows)."""
+        self.measurements.select(index)
+        if index >= 0:
+            self.cursor_model.set(self.measurements[index].centre_lps)
+
+    def delete_measurement(self, index: int) -> None:
+        self.measurements.delete(index)

@@ -1,0 +1,143 @@
+"""Window/level and 3-D transfer-function presets (pure data, no Qt or VTK).
+
+CT presets are in Hounsfield units; the number-key order is ``CT_PRESET_ORDER``
+(key 1 = brain … key 8 = bone). MR has no absolute scale, so its default
+window comes from the 1st and 99th percentiles of the voxels
+(:func:`auto_window`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(frozen=True)
+class WindowPreset:
+    """A named display window: width and level (centre) in the volume's units."""
+
+    name: str
+    width: float
+    level: float
+    label: str = ""
+
+
+# Common PACS values (W, L) in HU.
+PRESETS: dict[str, WindowPreset] = {
+    p.name: p
+    for p in (
+        WindowPreset("brain", 80.0, 40.0, "Brain"),
+        WindowPreset("subdural", 215.0, 75.0, "Subdural"),
+        WindowPreset("stroke", 40.0, 40.0, "Stroke"),
+        WindowPreset("lung", 1500.0, -600.0, "Lung"),
+        WindowPreset("mediastinum", 350.0, 50.0, "Mediastinum"),
+        WindowPreset("abdomen", 400.0, 50.0, "Abdomen"),
+        WindowPreset("liver", 150.0, 30.0, "Liver"),
+        WindowPreset("bone", 1800.0, 400.0, "Bone"),
+    )
+}
+CT_PRESET_ORDER: tuple[str, ...] = (
+    "brain", "subdural", "stroke", "lung", "mediastinum", "abdomen", "liver", "bone",
+)
+AUTO = "auto"
+
+
+def auto_window(array: npt.NDArray[Any], low_pct: float = 1.0,
+                high_pct: float = 99.0, max_samples: int = 400_000) -> tuple[float, float]:
+    """(width, level) spanning the ``low_pct``–``high_pct`` percentiles of ``array``.
+
+    Uses a strided subsample so it stays fast on large volumes. Returns a
+    width of at least 1 so the mapping never divides by zero.
+    """
+    flat = np.asarray(array).reshape(-1)
+    if flat.size == 0:
+        return 1.0, 0.0
+    stride = max(1, flat.size // max_samples)
+    sample = flat[::stride].astype(np.float64)
+    lo, hi = (float(v) for v in np.percentile(sample, [low_pct, high_pct]))
+    if hi - lo < 1.0:
+        # Constant (e.g. nothing loaded yet): show that value black, not mid-grey.
+        return 1.0, lo + 0.5
+    return hi - lo, (lo + hi) / 2.0
+
+
+def default_window(volume_modality: str, array: npt.NDArray[Any],
+                   metadata: dict[str, Any] | None = None) -> tuple[float, float]:
+    """The window a series opens with: DICOM's own window if any, CT mediastinum, else auto."""
+    md = metadata or {}
+    width = _first_number(md, ("window_width", "WindowWidth"))
+    level = _first_number(md, ("window_center", "WindowCenter", "window_level"))
+    if width is not None and level is not None and width > 0:
+        return width, level
+    if volume_modality.upper() == "CT":
+        p = PRESETS["mediastinum"]
+        return p.width, p.level
+    return auto_window(array)
+
+
+def _first_number(md: dict[str, Any], keys: tuple[str, ...]) -> float | None:
+    for key in keys:
+        value = md.get(key)
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            if not value:
+                continue
+            value = value[0]
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+@dataclass(frozen=True)
+class VolumePreset:
+    """A 3-D transfer function: (value, r, g, b) colour points, (value, opacity) points."""
+
+    name: str
+    label: str
+    color_points: tuple[tuple[float, float, float, float], ...]
+    opacity_points: tuple[tuple[float, float], ...]
+    shade: bool = True
+    mip: bool = False
+    ambient: float = 0.2
+    diffuse: float = 0.9
+    specular: float = 0.2
+
+
+VOLUME_PRESETS: dict[str, VolumePreset] = {
+    p.name: p
+    for p in (
+        VolumePreset(
+            "ct-bone", "CT bone",
+            color_points=((-1000, 0, 0, 0), (150, 0.55, 0.25, 0.15), (300, 0.95, 0.85, 0.7),
+                          (1200, 1.0, 1.0, 0.95), (3000, 1, 1, 1)),
+            opacity_points=((-1000, 0.0), (150, 0.0), (300, 0.35), (1200, 0.85), (3000, 0.9)),
+        ),
+        VolumePreset(
+            "ct-soft", "CT soft tissue",
+            color_points=((-1000, 0, 0, 0), (-500, 0.55, 0.25, 0.15), (40, 0.85, 0.45, 0.35),
+                          (200, 0.95, 0.8, 0.7), (1500, 1, 1, 0.95)),
+            opacity_points=((-1000, 0.0), (-300, 0.0), (-100, 0.08), (60, 0.25), (200, 0.4),
+                            (1500, 0.8)),
+        ),
+        VolumePreset(
+            "ct-lung", "CT lung",
+            color_points=((-1000, 0.3, 0.3, 0.35), (-900, 0.6, 0.65, 0.75),
+                          (-400, 0.85, 0.8, 0.75), (200, 0.9, 0.6, 0.5), (1500, 1, 1, 1)),
+            # Parenchyma nearly clear (it spans ~10 cm of ray), airway walls and bone shown.
+            opacity_points=((-1024, 0.0), (-900, 0.0), (-800, 0.004), (-600, 0.01), (-450, 0.06),
+                            (-300, 0.0), (150, 0.0), (400, 0.25), (1500, 0.5)),
+        ),
+        VolumePreset(
+            "mip", "MIP",
+            color_points=((-1000, 0, 0, 0), (1500, 1, 1, 1)),
+            opacity_points=((-1000, 0.0), (1500, 1.0)),
+            shade=False, mip=True,
+        ),
+    )
+}

@@ -1,0 +1,1166 @@
+"""One reformatted slice view (axial, coronal or sagittal) rendered with VTK in Qt.
+
+The view reslices the volume in LPS world space (``viewer.planes``) and
+renders the shared models: window/level, cursor, slab and measurements.
+In-plane coordinates (x right, y up, mm from the plane anchor) are VTK world
+coordinates of this view's renderer, so the camera never needs rotating.
+
+Mouse: left click sets the crosshair; left drag adjusts window/level (or
+draws with a measurement tool, pans or zooms when that tool is active);
+shift+left drag or the "crosshair" tool drags the crosshair; middle drag
+pans; right drag and ctrl+wheel zoom; the wheel scrolls one slice.
+Keys: PgUp/PgDn and arrows scroll, 1–8 CT presets, 0 auto window, R reset,
+Esc cancels a measurement being drawn.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import vtkmodules.vtkRenderingFreeType  # text rendering backend
+import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (OpenGL backend)
+from PySide6.QtCore import QEvent, QPointF, Qt, QTimer, Signal
+from PySide6.QtGui import QKeyEvent, QMouseEvent, QWheelEvent
+from PySide6.QtWidgets import QWidget
+from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
+from vtkmodules.util import numpy_support
+from vtkmodules.vtkCommonCore import vtkLookupTable, vtkPoints, vtkUnsignedCharArray
+from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
+from vtkmodules.vtkCommonMath import vtkMatrix4x4
+from vtkmodules.vtkImagingCore import vtkImageMapToColors, vtkImageReslice
+from vtkmodules.vtkRenderingCore import (
+    vtkActor,
+    vtkActor2D,
+    vtkImageActor,
+    vtkPolyDataMapper,
+    vtkPolyDataMapper2D,
+    vtkRenderer,
+    vtkTextActor,
+    vtkWindowToImageFilter,
+)
+
+from core.volume import LabelMap, Volume
+from viewer import planes
+from viewer.measure import Measurement, value_unit
+from viewer.models import CursorModel, MeasurementList, SlabModel, WindowLevelModel
+from viewer.presets import AUTO, CT_PRESET_ORDER, PRESETS, auto_window
+from viewer.vtkutil import background_value, index_space_image, set_vtk_matrix
+
+log = logging.getLogger(__name__)
+
+TEXT_GREY = (0.78, 0.78, 0.76)
+AMBER = (1.0, 0.74, 0.28)
+SELECTED = (1.0, 0.95, 0.45)
+PLANE_COLOURS = {
+    "axial": (0.75, 0.30, 0.30),
+    "coronal": (0.30, 0.65, 0.35),
+    "sagittal": (0.35, 0.48, 0.85),
+}
+TOOLS = ("navigate", "crosshair", "distance", "angle", "ellipse", "rectangle", "pan", "zoom")
+_CLICK_SLOP_PX = 3
+CROSSHAIR_GAP_PX = 10.0
+# Depth of overlays above the image (camera looks down -z from +z).
+_Z_OVERLAY, _Z_CROSS, _Z_MEASURE = 0.5, 1.0, 1.5
+
+
+def _meta(d: dict[str, Any], *keys: str) -> str:
+    for key in keys:
+        value = d.get(key)
+        if value not in (None, ""):
+            return str(value)
+    return ""
+
+
+def _format_date(value: str) -> str:
+    v = value.strip()
+    if len(v) == 8 and v.isdigit():
+        return f"{v[:4]}-{v[4:6]}-{v[6:]}"
+    return v
+
+
+@dataclass
+class _Overlay:
+    labels: LabelMap
+    image: Any
+    reslice: vtkImageReslice
+    colours: vtkImageMapToColors
+    lut: vtkLookupTable
+    actor: vtkImageActor
+    matrix: vtkMatrix4x4
+    corners_lps: np.ndarray | None     # LPS corners of the labelled box; None when empty
+
+
+def _label_box_corners(labels: LabelMap) -> np.ndarray | None:
+    """LPS corners (8×3) of the box holding every non-zero label, voxel edges included."""
+    arr = labels.array
+    ranges = []
+    for axes in ((1, 2), (0, 2), (0, 1)):
+        hit = np.flatnonzero(arr.any(axis=axes))
+        if hit.size == 0:
+            return None
+        ranges.append((hit[0] - 0.5, hit[-1] + 0.5))
+    corners = np.array([[a, b, c] for a in ranges[0] for b in ranges[1] for c in ranges[2]])
+    return np.asarray(corners @ labels.affine[:3, :3].T + labels.affine[:3, 3])
+
+
+class SliceView(QVTKRenderWindowInteractor):
+    """A reformatted slice of a Volume in patient orientation.
+
+    ``plane`` is "axial", "coronal" or "sagittal". Models may be shared with
+    other views (the panel does); standalone, the view makes its own.
+    """
+
+    slice_changed = Signal(int)          # 0-based slice index along the aligned axis
+    view_changed = Signal()              # zoom or pan changed
+
+    def __init__(self, plane: str = "axial", *, window_level: WindowLevelModel | None = None,
+                 cursor: CursorModel | None = None, slab: SlabModel | None = None,
+                 measurements: MeasurementList | None = None,
+                 parent: QWidget | None = None) -> None:
+        if plane not in planes.PLANE_NAMES:
+            raise ValueError(f"plane must be one of {planes.PLANE_NAMES}, got {plane!r}")
+        super().__init__(parent)
+        self.plane = plane
+        self.window_level = window_level if window_level is not None else WindowLevelModel()
+        self.cursor_model = cursor if cursor is not None else CursorModel()
+        self.slab = slab if slab is not None else SlabModel()
+        self.measurements = measurements if measurements is not None else MeasurementList()
+        self.volume: Volume | None = None
+        self.geometry_: planes.PlaneGeometry | None = None
+        self.tool = "navigate"
+        self.identity_visible = True
+        self.probe_text = ""                 # value under the mouse, shown bottom left
+        self._stale = False                  # hidden while the cursor moved: redo on show
+        self._cross_dirs: tuple[object, object] | None = None
+        self._drawn_measurements: list[int] | None = None
+        self._offset = 0.0
+        self._overlays: dict[str, _Overlay] = {}
+        self._render_pending = False
+        self._fit_scale = 1.0
+        self._drag: dict[str, Any] | None = None
+        self._draft: Measurement | None = None    # measurement being drawn
+        self._angle_stage = 0
+
+        self.setMinimumSize(64, 64)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        rw = self.GetRenderWindow()
+        # No multisampling: a 2-D image gains nothing from it, and on software GL it
+        # costs most of the frame (8× MSAA is VTK's default).
+        rw.SetMultiSamples(0)
+        self.renderer = vtkRenderer()
+        self.renderer.SetBackground(0.0, 0.0, 0.0)
+        rw.AddRenderer(self.renderer)
+        cam = self.renderer.GetActiveCamera()
+        cam.ParallelProjectionOn()
+
+        # Image pipeline: vtkImageReslice → vtkImageActor (W/L in the actor's property).
+        self._image: Any = None
+        self._source_array: Any = None
+        self._axes = vtkMatrix4x4()
+        self.reslice = vtkImageReslice()
+        self.reslice.SetOutputDimensionality(2)
+        self.reslice.SetInterpolationModeToLinear()
+        self.reslice.SetResliceAxes(self._axes)
+        self.image_actor = vtkImageActor()
+        self.image_actor.GetMapper().SetInputConnection(self.reslice.GetOutputPort())
+        self.image_actor.GetProperty().SetInterpolationTypeToLinear()
+        self.image_actor.VisibilityOff()
+        self.renderer.AddViewProp(self.image_actor)
+
+        # Crosshair: two lines through the cursor (one per other plane), each drawn as
+        # two segments leaving a small gap so the structure under the cursor stays visible.
+        self._cross_points = vtkPoints()
+        self._cross_points.SetNumberOfPoints(8)
+        self._cross_poly = vtkPolyData()
+        self._cross_poly.SetPoints(self._cross_points)
+        lines = vtkCellArray()
+        for a, b in ((0, 1), (2, 3), (4, 5), (6, 7)):
+            lines.InsertNextCell(2)
+            lines.InsertCellPoint(a)
+            lines.InsertCellPoint(b)
+        self._cross_poly.SetLines(lines)
+        self._cross_colours = vtkUnsignedCharArray()
+        self._cross_colours.SetNumberOfComponents(3)
+        self._cross_poly.GetCellData().SetScalars(self._cross_colours)
+        self._cross_mapper = vtkPolyDataMapper()
+        self._cross_mapper.SetInputData(self._cross_poly)
+        self.cross_actor = vtkActor()
+        self.cross_actor.SetMapper(self._cross_mapper)
+        self.cross_actor.GetProperty().SetLineWidth(1.0)
+        # Opaque on purpose: a translucent actor adds a whole translucent render pass.
+        self.cross_actor.VisibilityOff()
+        self.renderer.AddActor(self.cross_actor)
+        self.crosshair_visible = True
+
+        # Measurements: one polydata of lines, coloured per cell, plus labels.
+        self._meas_poly = vtkPolyData()
+        self._meas_mapper = vtkPolyDataMapper()
+        self._meas_mapper.SetInputData(self._meas_poly)
+        self.meas_actor = vtkActor()
+        self.meas_actor.SetMapper(self._meas_mapper)
+        self.meas_actor.GetProperty().SetLineWidth(1.5)
+        self.renderer.AddActor(self.meas_actor)
+        self._meas_labels: list[vtkTextActor] = []
+
+        # Text: four corners, four orientation letters, scale bar.
+        self.corner_actors: dict[str, vtkTextActor] = {}
+        for corner, (x, y, hj, vj) in {
+            "top_left": (0.01, 0.99, "left", "top"),
+            "top_right": (0.99, 0.99, "right", "top"),
+            "bottom_left": (0.01, 0.01, "left", "bottom"),
+            "bottom_right": (0.99, 0.01, "right", "bottom"),
+        }.items():
+            self.corner_actors[corner] = self._text_actor(x, y, hj, vj, TEXT_GREY, 12)
+        self.letter_actors: dict[str, vtkTextActor] = {}
+        for edge, (x, y, hj, vj) in {
+            "left": (0.01, 0.5, "left", "center"),
+            "right": (0.99, 0.5, "right", "center"),
+            "top": (0.5, 0.99, "center", "top"),
+            "bottom": (0.5, 0.01, "center", "bottom"),
+        }.items():
+            self.letter_actors[edge] = self._text_actor(x, y, hj, vj, AMBER, 15, bold=True)
+        self._scale_points = vtkPoints()
+        self._scale_poly = vtkPolyData()
+        self._scale_poly.SetPoints(self._scale_points)
+        self._scale_mapper = vtkPolyDataMapper2D()
+        self._scale_mapper.SetInputData(self._scale_poly)
+        self.scale_actor = vtkActor2D()
+        self.scale_actor.SetMapper(self._scale_mapper)
+        self.scale_actor.GetProperty().SetColor(*TEXT_GREY)
+        self.renderer.AddViewProp(self.scale_actor)
+        self.scale_label = self._text_actor(0.5, 0.0, "center", "bottom", TEXT_GREY, 11)
+        self.scale_label.GetPositionCoordinate().SetCoordinateSystemToDisplay()
+        self.scale_length_mm = 0.0
+
+        self.window_level.changed.connect(self._on_window_level)
+        self.cursor_model.changed.connect(self._on_cursor)
+        self.slab.changed.connect(self._on_slab)
+        self.measurements.changed.connect(self._update_measurements)
+        self.measurements.selection_changed.connect(lambda _i: self._update_measurements())
+        self.Initialize()
+        self._apply_window_level()
+
+    # ------------------------------------------------------------------ setup
+    def _text_actor(self, x: float, y: float, hjust: str, vjust: str,
+                    colour: tuple[float, float, float], size: int,
+                    bold: bool = False) -> vtkTextActor:
+        actor = vtkTextActor()
+        actor.SetTextScaleModeToNone()
+        actor.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
+        actor.GetPositionCoordinate().SetValue(x, y)
+        tp = actor.GetTextProperty()
+        tp.SetFontFamilyToArial()
+        tp.SetFontSize(size)
+        tp.SetColor(*colour)
+        tp.SetBold(bold)
+        tp.SetShadow(True)
+        hj = {"left": "Left", "right": "Right", "center": "Centered"}[hjust]
+        getattr(tp, f"SetJustificationTo{hj}")()
+        vj = {"top": "Top", "bottom": "Bottom", "center": "Centered"}[vjust]
+        getattr(tp, f"SetVerticalJustificationTo{vj}")()
+        actor.SetInput("")
+        self.renderer.AddViewProp(actor)
+        return actor
+
+    # ------------------------------------------------------------------ volume
+    def set_volume(self, volume: Volume | None) -> None:
+        """Show ``volume`` (its array may still be filling; call ``refresh``)."""
+        self.remove_all_overlays()
+        self.volume = volume
+        self._draft = None
+        if volume is None:
+            self.geometry_ = None
+            self._image = None
+            self.reslice.RemoveAllInputs()
+            self.image_actor.VisibilityOff()
+            self.cross_actor.VisibilityOff()
+            self._update_text()
+            self._update_measurements()
+            self.request_render()
+            return
+        self.geometry_ = planes.PlaneGeometry.for_volume(volume, self.plane)
+        g = self.geometry_
+        self._source_array = volume.array
+        self._image = index_space_image(volume.array)
+        self.reslice.SetInputData(self._image)
+        self.reslice.SetBackgroundLevel(background_value(volume.array.dtype))
+        self.reslice.SetOutputSpacing(g.spacing_xy[0], g.spacing_xy[1], g.step_mm)
+        self.reslice.SetOutputOrigin(g.origin_xy[0], g.origin_xy[1], 0.0)
+        self.reslice.SetOutputExtent(0, g.size_xy[0] - 1, 0, g.size_xy[1] - 1, 0, 0)
+        self.image_actor.VisibilityOn()
+        self.cross_actor.SetVisibility(self.crosshair_visible)
+        self._apply_slab()
+        self._offset = g.slice_offset(volume, self.cursor_model.lps)
+        self._apply_slice()
+        self.reset_view()
+        self._update_measurements()
+
+    def refresh(self) -> None:
+        """The volume's array changed in place (more slices loaded)."""
+        vol = self.volume
+        if vol is not None and self._image is not None and vol.array is not self._source_array:
+            # The loader replaced the array (e.g. widened int16 → float32): wrap the new one.
+            self._source_array = vol.array
+            self._image = index_space_image(vol.array)
+            self.reslice.SetInputData(self._image)
+            self.reslice.SetBackgroundLevel(background_value(vol.array.dtype))
+        if self._image is not None:
+            self._image.Modified()
+            for ov in self._overlays.values():
+                ov.image.Modified()
+            self.request_render()
+
+    # ------------------------------------------------------------------ overlays
+    def add_overlay(self, name: str, labels: LabelMap, opacity: float = 0.45) -> None:
+        """Show a label map as a coloured semi-transparent layer (replaces one of that name)."""
+        self.remove_overlay(name)
+        arr = np.ascontiguousarray(labels.array)
+        if arr.dtype != np.uint8:
+            if arr.size and (arr.min() < 0 or arr.max() > 255):
+                raise ValueError(f"label values must lie in 0–255 to be shown, got "
+                                 f"{arr.min()}–{arr.max()}")
+            arr = arr.astype(np.uint8)
+        image = index_space_image(arr)
+        reslice = vtkImageReslice()
+        reslice.SetInputData(image)
+        reslice.SetOutputDimensionality(2)
+        reslice.SetInterpolationModeToNearestNeighbor()
+        matrix = vtkMatrix4x4()
+        reslice.SetResliceAxes(matrix)
+        reslice.SetBackgroundLevel(0)
+        lut = vtkLookupTable()
+        lut.SetNumberOfTableValues(256)
+        lut.SetTableRange(0, 255)
+        for v in range(256):
+            lut.SetTableValue(v, 0.0, 0.0, 0.0, 0.0)
+        for lab in labels.labels:
+            if 0 < lab.value < 256:
+                r, g, b = (c / 255.0 for c in lab.color_rgb)
+                lut.SetTableValue(int(lab.value), r, g, b, 1.0)
+        known = {lab.value for lab in labels.labels}
+        for v in range(1, 256):
+            if v not in known:     # unnamed labels still show, in a neutral colour
+                lut.SetTableValue(v, 1.0, 0.4, 0.1, 1.0)
+        lut.Build()
+        colours = vtkImageMapToColors()
+        colours.SetLookupTable(lut)
+        colours.SetOutputFormatToRGBA()
+        colours.SetInputConnection(reslice.GetOutputPort())
+        actor = vtkImageActor()
+        actor.GetMapper().SetInputConnection(colours.GetOutputPort())
+        actor.GetProperty().SetOpacity(float(opacity))
+        actor.GetProperty().SetInterpolationTypeToNearest()
+        actor.SetPosition(0.0, 0.0, _Z_OVERLAY)
+        self.renderer.AddViewProp(actor)
+        ov = _Overlay(labels, image, reslice, colours, lut, actor, matrix,
+                      _label_box_corners(labels))
+        self._overlays[name] = ov
+        if self.geometry_ is not None:
+            self._configure_overlay(ov)
+        self.request_render()
+
+    def remove_overlay(self, name: str) -> None:
+        ov = self._overlays.pop(name, None)
+        if ov is not None:
+            self.renderer.RemoveViewProp(ov.actor)
+            self.request_render()
+
+    def remove_all_overlays(self) -> None:
+        for name in list(self._overlays):
+            self.remove_overlay(name)
+
+    def overlay_names(self) -> list[str]:
+        return list(self._overlays)
+
+    def set_overlay_opacity(self, name: str, opacity: float) -> None:
+        self._overlays[name].actor.GetProperty().SetOpacity(float(opacity))
+        self.request_render()
+
+    def refresh_overlay(self, name: str) -> None:
+        """The label map's array changed in place (an edit): redraw it."""
+        ov = self._overlays[name]
+        ov.image.Modified()
+        ov.corners_lps = _label_box_corners(ov.labels)
+        if self.geometry_ is not None:
+            self._place_overlay(ov, self.geometry_.plane_to_lps_matrix(self._offset))
+        self.request_render()
+
+    def _configure_overlay(self, ov: _Overlay) -> None:
+        g = self.geometry_
+        assert g is not None
+        ov.reslice.SetOutputSpacing(g.spacing_xy[0], g.spacing_xy[1], g.step_mm)
+        ov.reslice.SetOutputOrigin(g.origin_xy[0], g.origin_xy[1], 0.0)
+        self._place_overlay(ov, g.plane_to_lps_matrix(self._offset))
+
+    def _place_overlay(self, ov: _Overlay, plane_to_lps: np.ndarray) -> None:
+        """Reslice only the part of the plane that can hold labels; hide it when none can.
+
+        Keeps a sparse result (a few nodules) nearly free while scrolling.
+        """
+        g = self.geometry_
+        assert g is not None
+        if ov.corners_lps is None:
+            ov.actor.VisibilityOff()
+            return
+        rel = ov.corners_lps - g.anchor
+        xs, ys, zs = rel @ g.right, rel @ g.up, rel @ g.normal
+        if not zs.min() - 1e-6 <= self._offset <= zs.max() + 1e-6:
+            ov.actor.VisibilityOff()
+            return
+        (x0, y0), (sx, sy), (nx, ny) = g.origin_xy, g.spacing_xy, g.size_xy
+        i0 = int(np.clip(np.floor((xs.min() - x0) / sx), 0, nx - 1))
+        i1 = int(np.clip(np.ceil((xs.max() - x0) / sx), 0, nx - 1))
+        j0 = int(np.clip(np.floor((ys.min() - y0) / sy), 0, ny - 1))
+        j1 = int(np.clip(np.ceil((ys.max() - y0) / sy), 0, ny - 1))
+        ov.reslice.SetOutputExtent(i0, i1, j0, j1, 0, 0)
+        set_vtk_matrix(ov.matrix, planes.reslice_matrix(ov.labels.affine, plane_to_lps))
+        ov.reslice.Modified()
+        ov.actor.VisibilityOn()
+
+    # ------------------------------------------------------------------ slices
+    def _apply_slice(self) -> None:
+        g, vol = self.geometry_, self.volume
+        if g is None or vol is None:
+            return
+        plane_to_lps = g.plane_to_lps_matrix(self._offset)
+        set_vtk_matrix(self._axes, planes.reslice_matrix(vol.affine, plane_to_lps))
+        self.reslice.Modified()
+        for ov in self._overlays.values():
+            self._place_overlay(ov, plane_to_lps)
+        self._update_crosshair()
+        self._update_text()
+        self._update_measurements()
+
+    def slice_index(self) -> int:
+        """0-based index of the shown slice along the volume axis nearest the normal."""
+        if self.geometry_ is None or self.volume is None:
+            return -1
+        return self.geometry_.slice_index(self.volume, self.slice_point_lps())
+
+    def display_slice_number(self) -> int:
+        """1-based slice number counted in the scroll direction (+1 = towards the viewer).
+
+        Axial counts from the top of the body (like most head-first instance
+        numbers), coronal from the back, sagittal from the right, whatever the
+        order of the stored slices; PgDn always adds one.
+        """
+        g, vol = self.geometry_, self.volume
+        if g is None or vol is None:
+            return 0
+        idx = self.slice_index()
+        column = vol.affine[:3, g.aligned_axis]
+        if float(column @ g.normal) > 0:
+            return idx + 1
+        return g.slice_count(vol) - idx
+
+    def slice_point_lps(self) -> np.ndarray:
+        """The cursor moved onto the shown plane (LPS mm)."""
+        g = self.geometry_
+        assert g is not None
+        xyz = g.to_plane(self.cursor_model.lps)
+        return g.to_lps(xyz[:2], self._offset)
+
+    def slice_position_mm(self) -> float:
+        """LPS coordinate naming the plane (z for axial, y coronal, x sagittal), mm."""
+        return float(self.slice_point_lps()[planes.PLANE_POSITION_AXIS[self.plane]])
+
+    def scroll_slices(self, steps: int) -> None:
+        """Move the cursor ``steps`` slice spacings along the normal, towards the viewer.
+
+        +1 is one slice inferior in axial, anterior in coronal, left in
+        sagittal; the move is exactly one voxel step of the volume axis
+        nearest the normal, clamped to the volume.
+        """
+        g, vol = self.geometry_, self.volume
+        if g is None or vol is None or steps == 0:
+            return
+        current = g.slice_index(vol, self.cursor_model.lps)
+        column = vol.affine[:3, g.aligned_axis]
+        sign = 1 if float(column @ g.normal) > 0 else -1
+        target = int(np.clip(current + sign * steps, 0, g.slice_count(vol) - 1))
+        if target == current:
+            return
+        # Land exactly on the target plane (the cursor may have been between planes).
+        along = vol.lps_to_index(self.cursor_model.lps)[g.aligned_axis]
+        self.cursor_model.set(self.cursor_model.lps + (target - along) * column)
+
+    # ------------------------------------------------------------------ camera
+    def reset_view(self) -> None:
+        """Fit the whole plane in the view, centred, zoom 100 %."""
+        g = self.geometry_
+        cam = self.renderer.GetActiveCamera()
+        if g is None:
+            return
+        x0, x1, y0, y1 = g.extent_xy()
+        cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+        half_w = (x1 - x0 + g.spacing_xy[0]) / 2.0
+        half_h = (y1 - y0 + g.spacing_xy[1]) / 2.0
+        w, h = self._size_px()
+        aspect = w / h if h > 0 else 1.0
+        self._fit_scale = max(half_h, half_w / aspect) * 1.02
+        cam.SetFocalPoint(cx, cy, 0.0)
+        cam.SetPosition(cx, cy, 1000.0)
+        cam.SetViewUp(0.0, 1.0, 0.0)
+        cam.SetParallelScale(self._fit_scale)
+        cam.SetClippingRange(1.0, 2000.0)
+        self._after_camera_change()
+
+    def zoom_factor(self) -> float:
+        """Magnification relative to the fitted view (1.0 = whole plane fits)."""
+        return self._fit_scale / self.renderer.GetActiveCamera().GetParallelScale()
+
+    def set_zoom(self, factor: float) -> None:
+        factor = float(np.clip(factor, 0.1, 40.0))
+        self.renderer.GetActiveCamera().SetParallelScale(self._fit_scale / factor)
+        self._after_camera_change()
+
+    def pan_mm(self, dx: float, dy: float) -> None:
+        """Move the image by (dx, dy) mm on screen (right, up)."""
+        cam = self.renderer.GetActiveCamera()
+        fx, fy, fz = cam.GetFocalPoint()
+        px, py, pz = cam.GetPosition()
+        cam.SetFocalPoint(fx - dx, fy - dy, fz)
+        cam.SetPosition(px - dx, py - dy, pz)
+        self._after_camera_change()
+
+    def _after_camera_change(self) -> None:
+        self._update_crosshair()
+        self._update_letters()
+        self._update_text()
+        self._update_scale_bar()
+        self.view_changed.emit()
+        self.request_render()
+
+    def _size_px(self) -> tuple[int, int]:
+        w, h = self.GetRenderWindow().GetSize()
+        if w <= 1 or h <= 1:
+            ratio = self.devicePixelRatioF()
+            w, h = int(self.width() * ratio), int(self.height() * ratio)
+        return max(int(w), 1), max(int(h), 1)
+
+    def showEvent(self, ev: Any) -> None:
+        super().showEvent(ev)
+        if self._stale:
+            self._stale = False
+            self._apply_slice()
+            self.request_render()
+
+    def resizeEvent(self, ev: Any) -> None:
+        super().resizeEvent(ev)
+        if self.geometry_ is not None:
+            cam = self.renderer.GetActiveCamera()
+            zoom = self.zoom_factor()
+            g = self.geometry_
+            x0, x1, y0, y1 = g.extent_xy()
+            half_w = (x1 - x0 + g.spacing_xy[0]) / 2.0
+            half_h = (y1 - y0 + g.spacing_xy[1]) / 2.0
+            w, h = self._size_px()
+            self._fit_scale = max(half_h, half_w / (w / h)) * 1.02
+            cam.SetParallelScale(self._fit_scale / zoom)
+        self._update_crosshair()
+        self._update_scale_bar()
+
+    # ------------------------------------------------------------------ coordinates
+    def display_to_plane(self, x: float, y: float) -> np.ndarray:
+        """In-plane (x, y) mm of a widget position (Qt logical pixels, y down)."""
+        ratio = self.devicePixelRatioF()
+        _, h = self._size_px()
+        vx, vy = x * ratio, h - 1 - y * ratio
+        self.renderer.SetDisplayPoint(vx, vy, 0.0)
+        self.renderer.DisplayToWorld()
+        wx, wy, _wz, ww = self.renderer.GetWorldPoint()
+        if ww not in (0.0, 1.0):
+            wx, wy = wx / ww, wy / ww
+        return np.array([wx, wy])
+
+    def display_to_lps(self, x: float, y: float) -> np.ndarray:
+        """LPS mm of a widget position on the shown plane."""
+        g = self.geometry_
+        if g is None:
+            raise RuntimeError("no volume is shown")
+        return g.to_lps(self.display_to_plane(x, y), self._offset)
+
+    def lps_to_display(self, lps: Sequence[float]) -> tuple[float, float]:
+        """Widget position (Qt logical pixels, y down) of an LPS point projected on the plane."""
+        g = self.geometry_
+        if g is None:
+            raise RuntimeError("no volume is shown")
+        x, y, _ = g.to_plane(lps)
+        self.renderer.SetWorldPoint(x, y, 0.0, 1.0)
+        self.renderer.WorldToDisplay()
+        vx, vy, _ = self.renderer.GetDisplayPoint()
+        ratio = self.devicePixelRatioF()
+        _, h = self._size_px()
+        return vx / ratio, (h - 1 - vy) / ratio
+
+    def screen_axes_lps(self) -> tuple[np.ndarray, np.ndarray]:
+        """LPS unit vectors of screen right and screen up, from the actual camera."""
+        g = self.geometry_
+        if g is None:
+            raise RuntimeError("no volume is shown")
+        cam = self.renderer.GetActiveCamera()
+        up = np.array(cam.GetViewUp())
+        dop = np.array(cam.GetDirectionOfProjection())
+        right = np.cross(dop, up)
+        basis = np.stack([g.right, g.up, g.normal], axis=1)   # plane coords → LPS
+        r, u = basis @ right, basis @ up
+        return r / np.linalg.norm(r), u / np.linalg.norm(u)
+
+    # ------------------------------------------------------------------ text
+    def orientation_letters(self) -> dict[str, str]:
+        """The letters shown on each edge, read from the text actors."""
+        return {edge: actor.GetInput() or "" for edge, actor in self.letter_actors.items()}
+
+    def corner_texts(self) -> dict[str, str]:
+        return {c: actor.GetInput() or "" for c, actor in self.corner_actors.items()}
+
+    def set_identity_visible(self, visible: bool) -> None:
+        self.identity_visible = bool(visible)
+        self._update_text()
+        self.request_render()
+
+    def _update_letters(self) -> None:
+        if self.geometry_ is None:
+            for actor in self.letter_actors.values():
+                actor.SetInput("")
+            return
+        right, up = self.screen_axes_lps()
+        for edge, text in planes.orientation_letters(right, up).items():
+            self.letter_actors[edge].SetInput(text)
+
+    def _update_text(self) -> None:
+        vol = self.volume
+        if vol is None or self.geometry_ is None:
+            for actor in self.corner_actors.values():
+                actor.SetInput("")
+            return
+        ident = vol.identity
+        if self.identity_visible:
+            name = _meta(ident, "patient_name", "PatientName", "name").replace("^", " ").strip()
+            pid = _meta(ident, "patient_id", "PatientID", "id")
+            birth = _format_date(_meta(ident, "patient_birth_date", "PatientBirthDate",
+                                       "birth_date"))
+            lines = [name, f"ID {pid}" if pid else "", f"DOB {birth}" if birth else ""]
+            top_left = "\n".join(x for x in lines if x)
+        else:
+            top_left = ""
+        md = vol.metadata
+        study_date = _format_date(_meta(md, "study_date", "StudyDate"))
+        series = _meta(md, "series_description", "SeriesDescription")
+        modality = vol.modality or _meta(md, "modality", "Modality")
+        self.corner_actors["top_left"].SetInput(top_left)
+        self.corner_actors["top_right"].SetInput(
+            "\n".join(x for x in (study_date, series, modality) if x))
+        g = self.geometry_
+        n = g.slice_count(vol)
+        axis_name = "XYZ"[planes.PLANE_POSITION_AXIS[self.plane]]
+        bottom_left = [f"{self.plane.capitalize()}  {self.display_slice_number()}/{n}",
+                       f"{axis_name} {self.slice_position_mm():.1f} mm"]
+        if self.slab.mode != "none" and self._slab_slices() > 1:
+            bottom_left.append(f"{self.slab.mode.upper()} {self._slab_slices() * g.step_mm:.1f} mm")
+        if self.probe_text:
+            bottom_left.append(self.probe_text)
+        self.corner_actors["bottom_left"].SetInput("\n".join(bottom_left))
+        wl = self.window_level
+        preset = f" ({wl.preset})" if wl.preset else ""
+        self.corner_actors["bottom_right"].SetInput(
+            f"W {wl.width:.0f}  L {wl.level:.0f}{preset}\nZoom {self.zoom_factor() * 100:.0f}%")
+
+    def _update_scale_bar(self) -> None:
+        if self.geometry_ is None:
+            self._scale_points.SetNumberOfPoints(0)
+            self._scale_poly.SetLines(vtkCellArray())
+            self._scale_poly.Modified()
+            self.scale_label.SetInput("")
+            return
+        w, h = self._size_px()
+        scale = self.renderer.GetActiveCamera().GetParallelScale()
+        px_per_mm = h / (2.0 * scale)
+        length = 0.0
+        for candidate in (1, 2, 5, 10, 20, 50, 100, 200, 500):
+            if candidate * px_per_mm <= 0.22 * w:
+                length = float(candidate)
+        self.scale_length_mm = length
+        if length == 0.0:
+            self._scale_points.SetNumberOfPoints(0)
+            self._scale_poly.SetLines(vtkCellArray())
+            self.scale_label.SetInput("")
+            self._scale_poly.Modified()
+            return
+        bar = length * px_per_mm
+        x0, x1, y = w / 2.0 - bar / 2.0, w / 2.0 + bar / 2.0, 34.0
+        pts = [(x0, y + 5), (x0, y), (x1, y), (x1, y + 5)]
+        self._scale_points.SetNumberOfPoints(4)
+        for i, (px, py) in enumerate(pts):
+            self._scale_points.SetPoint(i, px, py, 0.0)
+        cells = vtkCellArray()
+        cells.InsertNextCell(4)
+        for i in range(4):
+            cells.InsertCellPoint(i)
+        self._scale_poly.SetLines(cells)
+        self._scale_poly.Modified()
+        self.scale_label.GetPositionCoordinate().SetValue(w / 2.0, y + 3)
+        self.scale_label.SetInput(f"{length:g} mm")
+
+    # ------------------------------------------------------------------ crosshair
+    def set_crosshair_visible(self, visible: bool) -> None:
+        self.crosshair_visible = bool(visible)
+        self.cross_actor.SetVisibility(visible and self.geometry_ is not None)
+        self.request_render()
+
+    def _crosshair_directions(self) -> list[tuple[np.ndarray, tuple[int, int, int]]]:
+        """In-plane unit direction and colour of the line of each other plane (cached)."""
+        g = self.geometry_
+        assert g is not None
+        if self._cross_dirs is None or self._cross_dirs[0] is not g:
+            dirs = []
+            for other in planes.PLANE_NAMES:
+                if other == self.plane:
+                    continue
+                other_r, other_u = (np.asarray(v) for v in planes.PLANE_AXES[other])
+                d = np.cross(g.normal, np.cross(other_r, other_u))
+                d2 = np.array([d @ g.right, d @ g.up])
+                d2 = d2 / (np.linalg.norm(d2) or 1.0)
+                colour = tuple(int(c * 255) for c in PLANE_COLOURS[other])
+                dirs.append((d2, colour))
+            self._cross_dirs = (g, dirs)
+        return self._cross_dirs[1]  # type: ignore[return-value]
+
+    def _update_crosshair(self) -> None:
+        g = self.geometry_
+        if g is None:
+            return
+        x, y, _ = g.to_plane(self.cursor_model.lps)
+        x0, x1, y0, y1 = g.extent_xy()
+        reach = 2.0 * max(x1 - x0, y1 - y0) + 100.0
+        _, h = self._size_px()
+        gap = CROSSHAIR_GAP_PX * 2.0 * self.renderer.GetActiveCamera().GetParallelScale() / h
+        self._cross_colours.SetNumberOfTuples(0)
+        i = 0
+        for d2, colour in self._crosshair_directions():
+            for sign in (-1.0, 1.0):
+                self._cross_points.SetPoint(i, x + sign * gap * d2[0], y + sign * gap * d2[1],
+                                            _Z_CROSS)
+                self._cross_points.SetPoint(i + 1, x + sign * reach * d2[0],
+                                            y + sign * reach * d2[1], _Z_CROSS)
+                self._cross_colours.InsertNextTuple3(*colour)
+                i += 2
+        self._cross_points.Modified()
+        self._cross_colours.Modified()
+        self._cross_poly.Modified()
+
+    # ------------------------------------------------------------------ W/L and slab
+    def _apply_window_level(self) -> None:
+        prop = self.image_actor.GetProperty()
+        prop.SetColorWindow(self.window_level.width)
+        prop.SetColorLevel(self.window_level.level)
+
+    def apply_preset(self, name: str) -> None:
+        """Set the shared window to a CT preset or "auto" (percentiles of the volume)."""
+        if name == AUTO:
+            if self.volume is not None:
+                w, lev = auto_window(self.volume.array)
+                self.window_level.set(w, lev, AUTO)
+            return
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)} or 'auto'")
+        p = PRESETS[name]
+        self.window_level.set(p.width, p.level, name)
+
+    def _slab_slices(self) -> int:
+        g = self.geometry_
+        if self.slab.mode == "none" or g is None or self.slab.thickness_mm <= 0:
+            return 1
+        return max(1, round(self.slab.thickness_mm / g.step_mm))
+
+    def _apply_slab(self) -> None:
+        n = self._slab_slices()
+        self.reslice.SetSlabNumberOfSlices(n)
+        self.reslice.SetSlabSliceSpacingFraction(1.0)
+        mode = self.slab.mode
+        if mode == "mip":
+            self.reslice.SetSlabModeToMax()
+        elif mode == "minip":
+            self.reslice.SetSlabModeToMin()
+        else:
+            self.reslice.SetSlabModeToMean()
+
+    # ------------------------------------------------------------------ model slots
+    def _on_window_level(self, _w: float, _l: float) -> None:
+        self._apply_window_level()
+        self._update_text()
+        self.request_render()
+
+    def _on_cursor(self, _lps: object) -> None:
+        g, vol = self.geometry_, self.volume
+        if g is None or vol is None:
+            return
+        offset = g.slice_offset(vol, self.cursor_model.lps)
+        if not self.isVisible():
+            # Hidden (another layout): keep the position, draw it when shown.
+            if offset != self._offset:
+                self._offset = offset
+                self.slice_changed.emit(self.slice_index())
+            self._stale = True
+            return
+        if offset != self._offset:
+            self._offset = offset
+            self._apply_slice()
+            self.slice_changed.emit(self.slice_index())
+        else:
+            self._update_crosshair()
+            self._update_text()
+        self.request_render()
+
+    def _on_slab(self) -> None:
+        self._apply_slab()
+        self._update_text()
+        self.request_render()
+
+    # ------------------------------------------------------------------ rendering
+    def request_render(self) -> None:
+        """Render soon (coalesced with other requests in the same event-loop turn)."""
+        if not self._render_pending:
+            self._render_pending = True
+            QTimer.singleShot(0, self, self._deferred_render)
+
+    def _deferred_render(self) -> None:
+        self._render_pending = False
+        if self.isVisible():
+            self.render_now()
+
+    def render_now(self) -> None:
+        self.GetRenderWindow().Render()
+
+    def grab_rgb(self) -> np.ndarray:
+        """The rendered view as an (h, w, 3) uint8 array, top row first."""
+        self.render_now()
+        f = vtkWindowToImageFilter()
+        f.SetInput(self.GetRenderWindow())
+        f.ReadFrontBufferOff()
+        f.Update()
+        out = f.GetOutput()
+        w, h, _ = out.GetDimensions()
+        arr = numpy_support.vtk_to_numpy(out.GetPointData().GetScalars())
+        arr = arr.reshape(h, w, -1)[::-1, :, :3]
+        return np.ascontiguousarray(arr)
+
+    # ------------------------------------------------------------------ measurements
+    def set_tool(self, tool: str) -> None:
+        if tool not in TOOLS:
+            raise ValueError(f"tool must be one of {TOOLS}, got {tool!r}")
+        self.tool = tool
+        self._draft = None
+        self._angle_stage = 0
+        cursor = Qt.CursorShape.CrossCursor if tool in ("distance", "angle", "ellipse",
+                                                        "rectangle") else Qt.CursorShape.ArrowCursor
+        self.setCursor(cursor)
+        self._update_measurements()
+
+    def _visible_measurements(self) -> list[tuple[int, Measurement]]:
+        g = self.geometry_
+        if g is None:
+            return []
+        out = []
+        plane_pt = g.to_lps((0.0, 0.0), self._offset)
+        for i, m in enumerate(self.measurements.items()):
+            if abs(float(m.normal @ g.normal)) < 0.999:
+                continue
+            if abs(float((m.centre_lps - plane_pt) @ g.normal)) >= g.step_mm / 2.0:
+                continue
+            out.append((i, m))
+        return out
+
+    def _shape_points(self, m: Measurement) -> list[list[np.ndarray]]:
+        """Polylines (in-plane xy) drawing a measurement."""
+        g = self.geometry_
+        assert g is not None
+        p = [g.to_plane(pt)[:2] for pt in m.points_lps]
+        if m.kind == "distance":
+            return [[p[0], p[1]]]
+        if m.kind == "angle":
+            return [[p[0], p[1], p[2]]]
+        # Box corners in the measurement's own plane axes, mapped to this view.
+        a_lps, b_lps = m.points_lps
+        centre = (a_lps + b_lps) / 2.0
+        ha = abs(float((b_lps - a_lps) @ m.right)) / 2.0
+        hb = abs(float((b_lps - a_lps) @ m.up)) / 2.0
+        if m.kind == "rectangle":
+            corners = [centre + sx * ha * m.right + sy * hb * m.up
+                       for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1), (-1, -1))]
+        else:
+            t = np.linspace(0.0, 2.0 * math.pi, 65)
+            corners = [centre + ha * math.cos(a) * m.right + hb * math.sin(a) * m.up for a in t]
+        return [[g.to_plane(c)[:2] for c in corners]]
+
+    def _update_measurements(self) -> None:
+        visible = self._visible_measurements()
+        if not visible and self._draft is None and self._drawn_measurements == []:
+            return                     # nothing shown before or now (the common scroll case)
+        self._drawn_measurements = [i for i, _ in visible]
+        for actor in self._meas_labels:
+            self.renderer.RemoveViewProp(actor)
+        self._meas_labels = []
+        points = vtkPoints()
+        lines = vtkCellArray()
+        colours = vtkUnsignedCharArray()
+        colours.SetNumberOfComponents(3)
+        items: list[tuple[Measurement, tuple[float, float, float]]] = []
+        for i, m in visible:
+            colour = SELECTED if i == self.measurements.selected else AMBER
+            items.append((m, colour))
+        if self._draft is not None and self.geometry_ is not None:
+            items.append((self._draft, SELECTED))
+        for m, colour in items:
+            for poly in self._shape_points(m):
+                lines.InsertNextCell(len(poly))
+                for xy in poly:
+                    lines.InsertCellPoint(points.InsertNextPoint(xy[0], xy[1], _Z_MEASURE))
+                colours.InsertNextTuple3(*(int(c * 255) for c in colour))
+            label = vtkTextActor()
+            label.SetInput(m.label())
+            tp = label.GetTextProperty()
+            tp.SetFontFamilyToArial()
+            tp.SetFontSize(12)
+            tp.SetColor(*colour)
+            tp.SetShadow(True)
+            anchor = self._label_anchor(m)
+            coord = label.GetPositionCoordinate()
+            coord.SetCoordinateSystemToWorld()
+            coord.SetValue(anchor[0], anchor[1], _Z_MEASURE)
+            self.renderer.AddViewProp(label)
+            self._meas_labels.append(label)
+        self._meas_poly.SetPoints(points)
+        self._meas_poly.SetLines(lines)
+        self._meas_poly.GetCellData().SetScalars(colours)
+        self._meas_poly.Modified()
+        self.request_render()
+
+    def _label_anchor(self, m: Measurement) -> tuple[float, float]:
+        g = self.geometry_
+        assert g is not None
+        pts = np.array([g.to_plane(p)[:2] for p in m.points_lps])
+        if m.kind in ("ellipse", "rectangle"):
+            return float(pts[:, 0].max()) + 2.0, float(pts[:, 1].max())
+        if m.kind == "angle":
+            return float(pts[1, 0]) + 2.0, float(pts[1, 1]) + 2.0
+        i = int(np.argmax(pts[:, 0]))
+        return float(pts[i, 0]) + 2.0, float(pts[i, 1])
+
+    def _make_measurement(self, kind: str, points_lps: Sequence[np.ndarray]) -> Measurement:
+        g = self.geometry_
+        assert g is not None
+        m = Measurement(kind=kind, points_lps=list(points_lps), right=g.right, up=g.up,
+                        view=self.plane,
+                        series_uid=self.volume.series_uid if self.volume else "")
+        m.compute(self.volume)
+        return m
+
+    def add_measurement_from_display(self, kind: str,
+                                     points: Sequence[tuple[float, float]]) -> int:
+        """Create a measurement from widget positions on the shown plane; returns its index."""
+        m = self._make_measurement(kind, [self.display_to_lps(x, y) for x, y in points])
+        return self.measurements.add(m)
+
+    # ------------------------------------------------------------------ events
+    def mousePressEvent(self, ev: QMouseEvent) -> None:
+        self.setFocus()
+        if self.geometry_ is None:
+            return
+        pos = ev.position()
+        button = ev.button()
+        shift = bool(ev.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+        action = "none"
+        if button == Qt.MouseButton.LeftButton:
+            if self.tool in ("distance", "angle", "ellipse", "rectangle"):
+                action = "draw"
+            elif self.tool == "crosshair" or shift:
+                action = "cross"
+            elif self.tool == "pan":
+                action = "pan"
+            elif self.tool == "zoom":
+                action = "zoom"
+            else:
+                action = "wl"
+        elif button == Qt.MouseButton.MiddleButton:
+            action = "pan"
+        elif button == Qt.MouseButton.RightButton:
+            action = "zoom"
+        self._drag = {"action": action, "start": (pos.x(), pos.y()), "last": (pos.x(), pos.y()),
+                      "moved": False, "wl": (self.window_level.width, self.window_level.level),
+                      "zoom": self.zoom_factor()}
+        if action == "cross":
+            self.cursor_model.set(self.display_to_lps(pos.x(), pos.y()))
+        elif action == "draw":
+            self._draw_press(pos.x(), pos.y())
+
+    def mouseMoveEvent(self, ev: QMouseEvent) -> None:
+        if self.geometry_ is None:
+            return
+        pos = ev.position()
+        if self._drag is None:
+            if self._draft is not None and self.tool == "angle" and self._angle_stage == 2:
+                self._draft.points_lps[2] = self.display_to_lps(pos.x(), pos.y())
+                self._draft.compute(None)
+                self._update_measurements()
+            self._update_probe(pos.x(), pos.y())
+            return
+        d = self._drag
+        sx, sy = d["start"]
+        lx, ly = d["last"]
+        x, y = pos.x(), pos.y()
+        if abs(x - sx) > _CLICK_SLOP_PX or abs(y - sy) > _CLICK_SLOP_PX:
+            d["moved"] = True
+        action = d["action"]
+        if action == "wl" and d["moved"]:
+            w0, l0 = d["wl"]
+            sens = max(w0, 1.0) / 300.0
+            self.window_level.set(w0 + (x - sx) * sens, l0 - (y - sy) * sens)
+        elif action == "cross":
+            self.cursor_model.set(self.display_to_lps(x, y))
+        elif action == "pan":
+            a = self.display_to_plane(lx, ly)
+            b = self.display_to_plane(x, y)
+            self.pan_mm(*(b - a))
+        elif action == "zoom":
+            self.set_zoom(d["zoom"] * math.exp(-(y - sy) / 150.0))
+        elif action == "draw":
+            self._draw_move(x, y)
+        d["last"] = (x, y)
+
+    def mouseReleaseEvent(self, ev: QMouseEvent) -> None:
+        d, self._drag = self._drag, None
+        if d is None or self.geometry_ is None:
+            return
+        pos = ev.position()
+        if d["action"] == "wl" and not d["moved"]:
+            self.cursor_model.set(self.display_to_lps(pos.x(), pos.y()))  # a click: crosshair
+        elif d["action"] == "draw":
+            self._draw_release(pos.x(), pos.y(), moved=d["moved"])
+
+    def mouseDoubleClickEvent(self, ev: QMouseEvent) -> None:
+        self.mousePressEvent(ev)
+
+    def wheelEvent(self, ev: QWheelEvent) -> None:
+        delta = ev.angleDelta().y()
+        if delta == 0:
+            return
+        notches = int(delta / 120) or (1 if delta > 0 else -1)
+        if ev.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            self.set_zoom(self.zoom_factor() * (1.15 ** notches))
+        else:
+            self.scroll_slices(-notches)
+
+    def keyPressEvent(self, ev: QKeyEvent) -> None:
+        key = ev.key()
+        K = Qt.Key
+        if key in (K.Key_PageUp, K.Key_Up, K.Key_Left):
+            self.scroll_slices(-1)
+        elif key in (K.Key_PageDown, K.Key_Down, K.Key_Right):
+            self.scroll_slices(1)
+        elif K.Key_1 <= key <= K.Key_8:
+            self.apply_preset(CT_PRESET_ORDER[key - K.Key_1])
+        elif key == K.Key_0:
+            self.apply_preset(AUTO)
+        elif key == K.Key_R:
+            self.reset_view()
+        elif key == K.Key_Escape:
+            self._draft = None
+            self._angle_stage = 0
+            self._update_measurements()
+        else:
+            ev.ignore()
+
+    def keyReleaseEvent(self, ev: QKeyEvent) -> None:
+        ev.ignore()
+
+    def enterEvent(self, ev: QEvent) -> None:
+        pass
+
+    def leaveEvent(self, ev: QEvent) -> None:
+        if self.probe_text:
+            self.probe_text = ""
+            self._update_text()
+            self.request_render()
+
+    def _update_probe(self, x: float, y: float) -> None:
+        """Voxel value under the mouse (nearest voxel, in the volume's units)."""
+        vol = self.volume
+        if vol is None or self.geometry_ is None:
+            return
+        idx = np.floor(vol.lps_to_index(self.display_to_lps(x, y)) + 0.5).astype(int)
+        if np.any(idx < 0) or np.any(idx >= np.array(vol.shape)):
+            text = ""
+        else:
+            unit = value_unit(vol)
+            value = float(vol.array[idx[0], idx[1], idx[2]])
+            digits = 0 if value == int(value) else 1
+            text = f"{value:.{digits}f} {unit}".strip()
+        if text != self.probe_text:
+            self.probe_text = text
+            self._update_text()
+            self.request_render()
+
+    # -- drawing state machine: distance/ellipse/rectangle drag; angle drag then click.
+    def _draw_press(self, x: float, y: float) -> None:
+        p = self.display_to_lps(x, y)
+        if self.tool == "angle" and self._draft is not None and self._angle_stage == 2:
+            self._draft.points_lps[2] = p
+            self._finish_draft()
+            return
+        n = 3 if self.tool == "angle" else 2
+        self._draft = self._make_measurement(self.tool, [p] * n)
+        self._angle_stage = 1 if self.tool == "angle" else 0
+        self._update_measurements()
+
+    def _draw_move(self, x: float, y: float) -> None:
+        if self._draft is None:
+            return
+        p = self.display_to_lps(x, y)
+        self._draft.points_lps[1] = p
+        if self._draft.kind == "angle":
+            self._draft.points_lps[2] = p
+        self._draft.compute(None)
+        self._update_measurements()
+
+    def _draw_release(self, x: float, y: float, moved: bool) -> None:
+        if self._draft is None:
+            return
+        if not moved:
+            if self._draft.kind != "angle" or self._angle_stage != 2:
+                self._draft = None
+                self._angle_stage = 0
+                self._update_measurements()
+            return
+        self._draw_move(x, y)
+        if self._draft.kind == "angle" and self._angle_stage == 1:
+            self._angle_stage = 2          # the next click places the third point
+            return
+        self._finish_draft()
+
+    def _finish_draft(self) -> None:
+        m, self._draft = self._draft, None
+        self._angle_stage = 0
+        if m is None:
+            return
+        m.compute(self.volume)
+        self.measurements.add(m)
+
+    # ------------------------------------------------------------------ teardown
+    def close_view(self) -> None:
+        """Release the VTK render window (call before the widget is destroyed)."""
+        self.set_volume(None)
+        self.Finalize()
+
+
+def _mouse_event(kind: QEvent.Type, x: float, y: float, button: Qt.MouseButton,
+                 buttons: Qt.MouseButton,
+                 modifiers: Qt.KeyboardModifier = Qt.KeyboardModifier.NoModifier) -> QMouseEvent:
+    """A real QMouseEvent (tests send these through QApplication.sendEvent)."""
+    p = QPointF(x, y)
+    return QMouseEvent(kind, p, p, button, buttons, modifiers)

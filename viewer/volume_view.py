@@ -1,0 +1,374 @@
+"""3-D volume rendering of a Volume (GPU ray casting, software GL when no GPU).
+
+Rotate with left drag, pan with middle drag, zoom with right drag or the
+wheel, R resets. While the mouse moves the mapper samples coarsely
+(interactive level of detail); a full-quality frame follows shortly after
+the interaction ends, so the view stays responsive on llvmpipe.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import numpy as np
+import vtkmodules.vtkInteractionStyle  # trackball style
+import vtkmodules.vtkRenderingOpenGL2  # OpenGL backend
+import vtkmodules.vtkRenderingVolumeOpenGL2  # noqa: F401  (GPU ray cast)
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QKeyEvent
+from PySide6.QtWidgets import QWidget
+from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
+from vtkmodules.util import numpy_support
+from vtkmodules.vtkCommonCore import vtkLookupTable
+from vtkmodules.vtkCommonDataModel import vtkPiecewiseFunction
+from vtkmodules.vtkCommonTransforms import vtkTransform
+from vtkmodules.vtkFiltersCore import vtkPolyDataNormals, vtkWindowedSincPolyDataFilter
+from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D, vtkTransformFilter
+from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
+from vtkmodules.vtkRenderingCore import (
+    vtkActor,
+    vtkColorTransferFunction,
+    vtkPolyDataMapper,
+    vtkRenderer,
+    vtkVolume,
+    vtkVolumeProperty,
+    vtkWindowToImageFilter,
+)
+from vtkmodules.vtkRenderingVolumeOpenGL2 import vtkOpenGLGPUVolumeRayCastMapper
+
+from core.volume import LabelMap, Volume
+from viewer.models import WindowLevelModel
+from viewer.presets import VOLUME_PRESETS, VolumePreset
+from viewer.vtkutil import index_space_image, vtk_matrix
+
+log = logging.getLogger(__name__)
+
+INTERACTIVE_SAMPLE_MM = 2.0
+INTERACTIVE_IMAGE_SAMPLE = 3.0        # starting value; adapted to the measured frame time
+INTERACTIVE_FRAME_S = 0.15            # aim for this frame time while the mouse moves
+_MAX_IMAGE_SAMPLE = 8.0
+_FULL_QUALITY_DELAY_MS = 250
+
+
+class VolumeView3D(QVTKRenderWindowInteractor):
+    """GPU ray-cast volume rendering with presets and interactive level of detail."""
+
+    preset_changed = Signal(str)
+
+    def __init__(self, *, window_level: WindowLevelModel | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.window_level = window_level if window_level is not None else WindowLevelModel()
+        self.volume: Volume | None = None
+        self.preset_name = "ct-bone"
+        self.full_sample_mm = 1.0
+        self.setMinimumSize(64, 64)
+        self.renderer = vtkRenderer()
+        self.renderer.SetBackground(0.0, 0.0, 0.0)
+        self.GetRenderWindow().AddRenderer(self.renderer)
+        self._style = vtkInteractorStyleTrackballCamera()
+        self.SetInteractorStyle(self._style)
+        self._style.AddObserver("StartInteractionEvent", self._on_start_interaction)
+        self._style.AddObserver("EndInteractionEvent", self._on_end_interaction)
+
+        self._image: Any = None
+        self._source_array: Any = None
+        self.mapper = vtkOpenGLGPUVolumeRayCastMapper()
+        self.mapper.AutoAdjustSampleDistancesOff()
+        self.mapper.SetLockSampleDistanceToInputSpacing(False)
+        self.colour_tf = vtkColorTransferFunction()
+        self.opacity_tf = vtkPiecewiseFunction()
+        self.volume_property = vtkVolumeProperty()
+        self.volume_property.SetColor(self.colour_tf)
+        self.volume_property.SetScalarOpacity(self.opacity_tf)
+        self.volume_property.SetInterpolationTypeToLinear()
+        self.actor = vtkVolume()
+        self.actor.SetMapper(self.mapper)
+        self.actor.SetProperty(self.volume_property)
+        self.actor.VisibilityOff()
+        self.renderer.AddVolume(self.actor)
+        self.interactive = False           # True while the mouse rotates/zooms
+        self._overlays: dict[str, tuple[Any, ...]] = {}
+        self.full_quality_frames = 0
+        self.interactive_image_sample = INTERACTIVE_IMAGE_SAMPLE
+        self._frame_start = 0.0
+        rw = self.GetRenderWindow()
+        rw.SetMultiSamples(0)     # MSAA buys nothing for ray casting and slows software GL
+        rw.AddObserver("StartEvent", self._on_frame_start)
+        rw.AddObserver("EndEvent", self._on_frame_end)
+
+        self._full_timer = QTimer(self)
+        self._full_timer.setSingleShot(True)
+        self._full_timer.timeout.connect(self._full_quality_render)
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.timeout.connect(self._apply_refresh)
+        self.window_level.changed.connect(self._on_window_level)
+        self.Initialize()
+        self.apply_preset(self.preset_name)
+
+    # ------------------------------------------------------------------ data
+    def set_volume(self, volume: Volume | None) -> None:
+        for name in list(self._overlays):
+            self.remove_overlay(name)
+        self.volume = volume
+        if volume is None:
+            self._image = None
+            self.mapper.RemoveAllInputs()
+            self.actor.VisibilityOff()
+            self.request_render()
+            return
+        spacing = volume.spacing_mm             # (k, j, i)
+        self._source_array = volume.array
+        self._image = index_space_image(volume.array)
+        self._image.SetSpacing(float(spacing[2]), float(spacing[1]), float(spacing[0]))
+        # User matrix: (i, j, k) mm along the voxel axes → LPS (handles any direction).
+        a = volume.affine
+        m = np.eye(4)
+        m[:3, 0] = a[:3, 2] / spacing[2]
+        m[:3, 1] = a[:3, 1] / spacing[1]
+        m[:3, 2] = a[:3, 0] / spacing[0]
+        m[:3, 3] = a[:3, 3]
+        self._user_matrix = vtk_matrix(m)
+        self.actor.SetUserMatrix(self._user_matrix)
+        self.mapper.SetInputData(self._image)
+        self.full_sample_mm = float(np.clip(np.min(spacing), 1.0, 2.0))
+        self._set_quality(interactive=False)
+        self.actor.VisibilityOn()
+        self.apply_preset(self.preset_name)
+        self.reset_view()
+
+    def refresh(self, delay_ms: int = 1000) -> None:
+        """The array changed in place; re-upload once loading pauses (debounced)."""
+        if self._image is not None:
+            self._refresh_timer.start(delay_ms)
+
+    def _apply_refresh(self) -> None:
+        vol = self.volume
+        if vol is not None and self._image is not None and vol.array is not self._source_array:
+            self.set_volume(vol)       # the loader replaced the array: wrap the new one
+            return
+        if self._image is not None:
+            self._image.Modified()
+            self.request_render()
+
+    # ------------------------------------------------------------------ label overlays
+    def add_overlay(self, name: str, labels: LabelMap, opacity: float = 0.9) -> None:
+        """Show a label map as coloured surfaces (one per label value) inside the volume."""
+        self.remove_overlay(name)
+        arr = np.asarray(labels.array)
+        ranges = []
+        for axes in ((1, 2), (0, 2), (0, 1)):
+            hit = np.flatnonzero(arr.any(axis=axes))
+            if hit.size == 0:
+                return                          # nothing labelled: nothing to draw
+            ranges.append((int(hit[0]), int(hit[-1]) + 1))
+        (k0, k1), (j0, j1), (i0, i1) = ranges
+        # Crop to the labelled box with a one-voxel zero border so every surface closes.
+        values = np.pad(np.clip(arr[k0:k1, j0:j1, i0:i1], 0, 255).astype(np.uint8), 1)
+        image = index_space_image(np.ascontiguousarray(values))
+        surf = vtkDiscreteFlyingEdges3D()
+        surf.SetInputData(image)
+        present = [int(v) for v in np.unique(values) if v > 0]
+        for n, v in enumerate(present):
+            surf.SetValue(n, v)
+        smooth = vtkWindowedSincPolyDataFilter()
+        smooth.SetInputConnection(surf.GetOutputPort())
+        smooth.SetNumberOfIterations(12)
+        smooth.NormalizeCoordinatesOn()
+        lut = vtkLookupTable()
+        lut.SetNumberOfTableValues(256)
+        lut.SetTableRange(0, 255)
+        for v in range(256):
+            lut.SetTableValue(v, 1.0, 0.4, 0.1, 1.0)
+        for lab in labels.labels:
+            if 0 < lab.value < 256:
+                lut.SetTableValue(int(lab.value), *(c / 255.0 for c in lab.color_rgb), 1.0)
+        lut.Build()
+        # Index space of the crop → LPS: shift by the crop origin, then the label affine.
+        # Baked into the points (not a user matrix): a mirroring affine, e.g. a
+        # feet-first series, would otherwise turn the surfaces inside out.
+        shift = np.eye(4)
+        shift[:3, 3] = (i0 - 1, j0 - 1, k0 - 1)
+        ijk_to_kji = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], float)
+        matrix = vtk_matrix(labels.affine @ ijk_to_kji @ shift)
+        transform = vtkTransform()
+        transform.SetMatrix(matrix)
+        to_lps = vtkTransformFilter()
+        to_lps.SetTransform(transform)
+        to_lps.SetInputConnection(smooth.GetOutputPort())
+        normals = vtkPolyDataNormals()
+        normals.SetInputConnection(to_lps.GetOutputPort())
+        normals.SplittingOff()
+        normals.ConsistencyOn()
+        normals.AutoOrientNormalsOn()
+        mapper = vtkPolyDataMapper()
+        mapper.SetInputConnection(normals.GetOutputPort())
+        mapper.SetLookupTable(lut)
+        mapper.SetScalarRange(0, 255)
+        mapper.SetScalarModeToUsePointData()
+        mapper.SetColorModeToMapScalars()   # uint8 scalars would otherwise be taken as colours
+        actor = vtkActor()
+        actor.SetMapper(mapper)
+        actor.GetProperty().SetOpacity(float(opacity))
+        self.renderer.AddActor(actor)
+        self._overlays[name] = (image, surf, smooth, lut, mapper, actor, matrix, transform,
+                                to_lps, normals)
+        self.request_render()
+
+    def remove_overlay(self, name: str) -> None:
+        parts = self._overlays.pop(name, None)
+        if parts is not None:
+            self.renderer.RemoveActor(parts[5])
+            self.request_render()
+
+    def overlay_names(self) -> list[str]:
+        return list(self._overlays)
+
+    # ------------------------------------------------------------------ presets
+    def apply_preset(self, name: str) -> None:
+        """One of ``VOLUME_PRESETS``: "ct-bone", "ct-soft", "ct-lung", "mip"."""
+        if name not in VOLUME_PRESETS:
+            raise ValueError(f"unknown 3-D preset {name!r}; choose from {sorted(VOLUME_PRESETS)}")
+        self.preset_name = name
+        p = VOLUME_PRESETS[name]
+        self._build_transfer_functions(p)
+        if p.mip:
+            self.mapper.SetBlendModeToMaximumIntensity()
+            self.volume_property.ShadeOff()
+        else:
+            self.mapper.SetBlendModeToComposite()
+            self.volume_property.SetShade(p.shade)
+            self.volume_property.SetAmbient(p.ambient)
+            self.volume_property.SetDiffuse(p.diffuse)
+            self.volume_property.SetSpecular(p.specular)
+        self.preset_changed.emit(name)
+        self.request_render()
+
+    def _build_transfer_functions(self, p: VolumePreset) -> None:
+        self.colour_tf.RemoveAllPoints()
+        self.opacity_tf.RemoveAllPoints()
+        if p.mip:
+            # MIP follows the slice window so it works for any modality.
+            lo = self.window_level.level - self.window_level.width / 2.0
+            hi = self.window_level.level + self.window_level.width / 2.0
+            # White, with the window as opacity: over a black background the grey is the
+            # windowed maximum, and surfaces (label overlays) show through dim rays.
+            self.colour_tf.AddRGBPoint(lo, 1.0, 1.0, 1.0)
+            self.colour_tf.AddRGBPoint(hi, 1.0, 1.0, 1.0)
+            self.opacity_tf.AddPoint(lo, 0.0)
+            self.opacity_tf.AddPoint(hi, 1.0)
+            return
+        for value, r, g, b in p.color_points:
+            self.colour_tf.AddRGBPoint(value, r, g, b)
+        for value, a in p.opacity_points:
+            self.opacity_tf.AddPoint(value, a)
+
+    def _on_window_level(self, _w: float, _l: float) -> None:
+        if VOLUME_PRESETS[self.preset_name].mip:
+            self._build_transfer_functions(VOLUME_PRESETS[self.preset_name])
+            self.request_render()
+
+    # ------------------------------------------------------------------ camera
+    def reset_view(self) -> None:
+        """Anterior view (patient's left on screen right), superior up, whole volume."""
+        cam = self.renderer.GetActiveCamera()
+        self.renderer.ResetCamera()
+        fx, fy, fz = cam.GetFocalPoint()
+        dist = cam.GetDistance()
+        cam.SetPosition(fx, fy - dist, fz)          # in front of the patient (−P = anterior)
+        cam.SetViewUp(0.0, 0.0, 1.0)
+        self.renderer.ResetCamera()
+        cam.Zoom(1.4)        # ResetCamera fits the bounding sphere: too far for a box
+        self.renderer.ResetCameraClippingRange()
+        self.request_render()
+
+    def _set_quality(self, interactive: bool) -> None:
+        if interactive:
+            self.mapper.SetSampleDistance(max(INTERACTIVE_SAMPLE_MM, self.full_sample_mm))
+            self.mapper.SetImageSampleDistance(self.interactive_image_sample)
+        else:
+            self.mapper.SetSampleDistance(self.full_sample_mm)
+            self.mapper.SetImageSampleDistance(1.0)
+
+    def _on_frame_start(self, _obj: Any, _event: str) -> None:
+        self._frame_start = time.perf_counter()
+
+    def _on_frame_end(self, _obj: Any, _event: str) -> None:
+        """Adapt the coarse image sampling so interactive frames take ~INTERACTIVE_FRAME_S."""
+        if not self.interactive or self._frame_start == 0.0:
+            return
+        took = time.perf_counter() - self._frame_start
+        factor = math.sqrt(max(took, 1e-3) / INTERACTIVE_FRAME_S)
+        self.interactive_image_sample = float(np.clip(
+            self.interactive_image_sample * min(max(factor, 0.7), 1.5), 1.0, _MAX_IMAGE_SAMPLE))
+
+    def _on_start_interaction(self, _obj: Any, _event: str) -> None:
+        self._full_timer.stop()
+        self.interactive = True
+        self._set_quality(interactive=True)
+
+    def _on_end_interaction(self, _obj: Any, _event: str) -> None:
+        self.interactive = False           # sampling stays coarse until the timer fires
+        self._full_timer.start(_FULL_QUALITY_DELAY_MS)
+
+    def _full_quality_render(self) -> None:
+        if self.isVisible():
+            self.render_now()
+        else:
+            self._set_quality(interactive=False)
+
+    # ------------------------------------------------------------------ rendering
+    # Progressive refinement: paint events and requests draw a coarse frame at
+    # once and one full-quality frame after a short pause, so a busy CPU (software
+    # GL) never queues several full-quality frames.
+    def request_render(self) -> None:
+        if not self.isVisible():
+            return
+        self._full_timer.start(_FULL_QUALITY_DELAY_MS)
+
+    def paintEvent(self, ev: Any) -> None:
+        if self._image is None or self.interactive:
+            self._Iren.Render()
+            return
+        self._set_quality(interactive=True)
+        self._Iren.Render()
+        self._set_quality(interactive=False)
+        self._full_timer.start(_FULL_QUALITY_DELAY_MS)
+
+    def render_now(self) -> None:
+        """Render one full-quality frame now."""
+        self._full_timer.stop()
+        self._set_quality(interactive=False)
+        self.GetRenderWindow().Render()
+        self.full_quality_frames += 1
+
+    def grab_rgb(self) -> np.ndarray:
+        """The rendered view as an (h, w, 3) uint8 array, top row first."""
+        self.render_now()
+        f = vtkWindowToImageFilter()
+        f.SetInput(self.GetRenderWindow())
+        f.ReadFrontBufferOff()
+        f.Update()
+        out = f.GetOutput()
+        w, h, _ = out.GetDimensions()
+        arr = numpy_support.vtk_to_numpy(out.GetPointData().GetScalars())
+        return np.ascontiguousarray(arr.reshape(h, w, -1)[::-1, :, :3])
+
+    def keyPressEvent(self, ev: QKeyEvent) -> None:
+        if ev.key() == Qt.Key.Key_R:
+            self.reset_view()
+            return
+        ev.ignore()     # VTK's own key bindings (wireframe, stereo, quit …) stay off
+
+    def keyReleaseEvent(self, ev: QKeyEvent) -> None:
+        ev.ignore()
+
+    def close_view(self) -> None:
+        self._full_timer.stop()
+        self._refresh_timer.stop()
+        self.set_volume(None)
+        self.Finalize()

@@ -1,0 +1,65 @@
+"""Small numpy ↔ VTK helpers shared by the views."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from vtkmodules.util import numpy_support
+from vtkmodules.vtkCommonDataModel import vtkImageData
+from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+log = logging.getLogger(__name__)
+
+
+def index_space_image(array_kji: npt.NDArray[Any]) -> vtkImageData:
+    """vtkImageData in index space (origin 0, spacing 1, x=i, y=j, z=k) sharing memory.
+
+    A C-contiguous array is shared, so later in-place writes (a series still
+    loading) show up after ``Modified()`` on the image; others are copied.
+    """
+    arr = array_kji
+    if not arr.flags.c_contiguous:
+        log.info("voxel array is not C-contiguous; showing a copy (in-place updates are lost)")
+        arr = np.ascontiguousarray(arr)
+    if arr.dtype == np.bool_:
+        arr = arr.view(np.uint8)
+    elif arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    if arr.dtype.byteorder == ">":
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    k, j, i = arr.shape
+    image = vtkImageData()
+    image.SetDimensions(int(i), int(j), int(k))
+    image.SetOrigin(0.0, 0.0, 0.0)
+    image.SetSpacing(1.0, 1.0, 1.0)
+    vtk_array = numpy_support.numpy_to_vtk(arr.reshape(-1), deep=False)
+    vtk_array.SetName("scalars")
+    image.GetPointData().SetScalars(vtk_array)
+    # numpy_to_vtk keeps a reference, but hold one on the image too for clarity.
+    image._lucida_array = arr  # type: ignore[attr-defined]
+    return image
+
+
+def vtk_matrix(m: npt.ArrayLike) -> vtkMatrix4x4:
+    """vtkMatrix4x4 from a 4×4 array."""
+    a = np.asarray(m, dtype=np.float64)
+    out = vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            out.SetElement(r, c, float(a[r, c]))
+    return out
+
+
+def set_vtk_matrix(target: vtkMatrix4x4, m: npt.ArrayLike) -> None:
+    a = np.asarray(m, dtype=np.float64)
+    target.DeepCopy(a.ravel().tolist())
+
+
+def background_value(dtype: np.dtype[Any]) -> float:
+    """A value below anything real, shown black outside the volume."""
+    if np.issubdtype(dtype, np.integer):
+        return float(np.iinfo(dtype).min)
+    return -1.0e6
