@@ -366,6 +366,7 @@ def _read_header(source: DicomSource, full: bool = True) -> _Header:
         "modality": modality,
         "series_description": _text(ds, "SeriesDescription"),
         "study_description": _text(ds, "StudyDescription"),
+        "study_date": _text(ds, "StudyDate"),
         "study_instance_uid": _text(ds, "StudyInstanceUID"),
         "series_number": _text(ds, "SeriesNumber"),
         "manufacturer": _text(ds, "Manufacturer"),

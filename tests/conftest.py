@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+
+# Tests never touch the user's real Lucida folders: platformdirs (library,
+# settings, user model packs) and any cache resolve under one throw-away root.
+_SANDBOX = Path(tempfile.mkdtemp(prefix="lucida-tests-"))
+for _var, _sub in (("XDG_DATA_HOME", "data"), ("XDG_CONFIG_HOME", "config"),
+                   ("XDG_CACHE_HOME", "cache"), ("XDG_STATE_HOME", "state")):
+    os.environ[_var] = str(_SANDBOX / _sub)
+
+# CI sets these so that a missing ../shared or a missing display fails loudly
+# instead of silently skipping the tests that need them.
+REQUIRE_SHARED = os.environ.get("LUCIDA_REQUIRE_SHARED") == "1"
+REQUIRE_DISPLAY = os.environ.get("LUCIDA_REQUIRE_DISPLAY") == "1"
+
+
+def skip_or_fail(reason: str, required: bool) -> None:
+    if required:
+        pytest.fail(f"{reason} (required in this run)", pytrace=False)
+    pytest.skip(reason)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,7 +43,8 @@ def shared_data() -> Path:
     """../shared/data, or skip with a clear reason when it is absent."""
     root = shared_root()
     if root is None:
-        pytest.skip("../shared/data is absent (set LUCIDA_SHARED to its parent folder)")
+        skip_or_fail("../shared/data is absent (set LUCIDA_SHARED to its parent folder)",
+                     REQUIRE_SHARED)
     return root / "data"
 
 
@@ -32,7 +52,8 @@ def shared_data() -> Path:
 def shared_models() -> Path:
     root = shared_root()
     if root is None or not (root / "models-src").is_dir():
-        pytest.skip("../shared/models-src is absent (set LUCIDA_SHARED to its parent folder)")
+        skip_or_fail("../shared/models-src is absent (set LUCIDA_SHARED to its parent folder)",
+                     REQUIRE_SHARED)
     return root / "models-src"
 
 
@@ -43,3 +64,15 @@ def library_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path.mkdir()
     monkeypatch.setenv("LUCIDA_LIBRARY", str(path))
     return path
+
+
+@pytest.fixture
+def display() -> None:
+    """Skip (or fail, in CI) when there is no X display.
+
+    Checked before any QApplication exists: without a display Qt's xcb plugin
+    aborts the process, and VTK cannot render with QT_QPA_PLATFORM=offscreen.
+    """
+    if not os.environ.get("DISPLAY"):
+        skip_or_fail("no DISPLAY: run the GUI tests under "
+                     "xvfb-run -a -s '-screen 0 1920x1080x24'", REQUIRE_DISPLAY)

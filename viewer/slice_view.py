@@ -698,6 +698,9 @@ class SliceView(QVTKRenderWindowInteractor):
         self._scale_points.SetNumberOfPoints(4)
         for i, (px, py) in enumerate(pts):
             self._scale_points.SetPoint(i, px, py, 0.0)
+        # vtkPoints.SetPoint does not bump the modified time; without this the
+        # mapper keeps drawing the bar of the previous size.
+        self._scale_points.Modified()
         cells = vtkCellArray()
         cells.InsertNextCell(4)
         for i in range(4):

@@ -55,7 +55,6 @@ def test_import_list_info_export(series_dir: Path, library_dir: Path, tmp_path: 
     series_id = re.search(r"│ (\d+)\s+│ TEST\^CLI", out)
     assert series_id is not None
 
-    pytest.importorskip("dicomio.load")
     assert main(["info", "1.2.826.0.1.3680043.10.777"]) == 0
     out = capsys.readouterr().out
     assert "shape (k, j, i):   (5, 7, 9)" in out

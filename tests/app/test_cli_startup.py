@@ -32,3 +32,18 @@ def test_cli_import_does_not_load_qt_vtk_or_onnxruntime() -> None:
     result = json.loads(out.strip().splitlines()[-1])
     assert result["heavy"] == []
     assert result["ort"] == "1"
+
+
+def test_output_into_a_closed_pipe_is_not_an_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`lucida models list | head -0`: the reader has gone before the command writes."""
+    import os
+
+    read_fd, write_fd = os.pipe()
+    os.close(read_fd)                      # nobody will ever read
+    env = {**os.environ, "LUCIDA_LIBRARY": str(tmp_path / "lib")}
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "models", "list"], stdout=write_fd,
+                          stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+    os.close(write_fd)
+    assert "internal error" not in proc.stderr
+    assert "BrokenPipe" not in proc.stderr
+    assert proc.returncode == 0, proc.stderr

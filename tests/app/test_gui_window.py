@@ -9,7 +9,6 @@ the window is a real Qt + VTK window under Xvfb.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,9 +36,7 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def qt(request: pytest.FixtureRequest) -> Any:
     """pytest-qt's qtbot, after checking for a display (before any QApplication exists)."""
-    if not os.environ.get("DISPLAY"):
-        pytest.skip("no DISPLAY: run the GUI tests under xvfb-run -a -s '-screen 0 1920x1080x24' "
-                    "(VTK cannot render with QT_QPA_PLATFORM=offscreen)")
+    request.getfixturevalue("display")
     qtbot = request.getfixturevalue("qtbot")
     from PySide6.QtWidgets import QApplication
 

@@ -55,6 +55,7 @@ def test_lidc_identical_to_simpleitk(shared_data: Path) -> None:
     assert vol.metadata["units"] == "HU"
     assert vol.metadata["transfer_syntaxes"] == {"1.2.840.10008.1.2.1"}
     assert vol.metadata["number_of_instances"] == 133
+    assert vol.metadata["study_date"] == "20000101"   # shown in the corner text
     _assert_matches_sitk(vol, folder)
 
 

@@ -14,7 +14,6 @@ inside a 90 mm cube of 40 ("soft tissue"); air (0) elsewhere.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -98,9 +97,7 @@ def gui(request: pytest.FixtureRequest) -> object:
     Checked before the QApplication exists: without a display Qt's xcb plugin
     aborts the process, and VTK cannot render with QT_QPA_PLATFORM=offscreen.
     """
-    if not os.environ.get("DISPLAY"):
-        pytest.skip("no DISPLAY: run the viewer tests under xvfb-run "
-                    "(VTK cannot render with QT_QPA_PLATFORM=offscreen)")
+    request.getfixturevalue("display")
     return request.getfixturevalue("qtbot")
 
 
