@@ -37,7 +37,9 @@ imports:
 test:
 	ORT_DISABLE_TELEMETRY=1 $(XVFB) $(BIN)/python -m pytest
 
-bench:
+# Benchmarks (not part of check): torch and MONAI are installed for the reference only.
+bench: setup
+	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(XVFB) $(BIN)/python bench/load_series.py
 	$(XVFB) $(BIN)/python bench/render.py
 	$(BIN)/python bench/inference.py

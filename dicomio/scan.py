@@ -260,33 +260,12 @@ def _pixel_data_check(fp: BinaryIO, ds: Dataset, size: int, transfer_syntax: str
     group, elem = struct.unpack(endian + "HH", head[:4])
     if ((group << 16) | elem) not in _PIXEL_TAGS:
         return False
-    if implicit or not _VALID_VR.fullmatch(head[4:6]):
-        (length,) = struct.unpack(endian + "I", head[4:8])
-        header_len = 8
-    elif head[4:6] in _EXPLICIT_LONG_VRS:
-        if len(head) < 12:
-            raise ScanProblem("truncated: the file ends inside the pixel data element header")
-        (length,) = struct.unpack(endian + "I", head[8:12])
-        header_len = 12
-    else:
-        (length,) = struct.unpack(endian + "H", head[6:8])
-        header_len = 8
-    if length == 0xFFFFFFFF:
-        # Encapsulated: the fragments must end with a sequence delimitation item.
+
+    def tail() -> bytes:
         fp.seek(max(pos, size - 4096))
-        tail = fp.read()
-        if _SEQ_DELIMITER_LE not in tail:
-            raise ScanProblem(
-                "truncated: compressed pixel data has no end-of-sequence marker "
-                "(file cut short?)"
-            )
-        return True
-    if pos + header_len + length > size:
-        missing = pos + header_len + length - size
-        raise ScanProblem(
-            f"truncated: pixel data needs {length} bytes but the file is {missing} bytes short"
-        )
-    return bool(length > 0)
+        return fp.read()
+
+    return _pixel_element_check(head, bool(implicit), pos, size, tail, endian)
 
 
 _TRUNCATED = "truncated: the file ends inside a data element"
@@ -622,20 +601,23 @@ def _fast_fields(buf: bytes, size: int) -> tuple[_RawFields, int | None]:
 
 
 def _pixel_element_check(head: bytes, implicit: bool, pos: int, size: int,
-                         tail: Callable[[], bytes]) -> bool:
-    """Validate the pixel data element whose header bytes are ``head`` (little endian)."""
+                         tail: Callable[[], bytes], endian: str = "<") -> bool:
+    """Validate the pixel data element whose header bytes ``head`` start at ``pos``.
+
+    True when it holds pixels; ScanProblem when the file is cut short inside it.
+    """
     if len(head) < 8:
         raise ScanProblem("truncated: the file ends inside the pixel data element header")
     if implicit or not _VALID_VR.fullmatch(head[4:6]):
-        length = struct.unpack_from("<I", head, 4)[0]
+        length = struct.unpack_from(endian + "I", head, 4)[0]
         header_len = 8
     elif head[4:6] in _EXPLICIT_LONG_VRS:
         if len(head) < 12:
             raise ScanProblem("truncated: the file ends inside the pixel data element header")
-        length = struct.unpack_from("<I", head, 8)[0]
+        length = struct.unpack_from(endian + "I", head, 8)[0]
         header_len = 12
     else:
-        length = struct.unpack_from("<H", head, 6)[0]
+        length = struct.unpack_from(endian + "H", head, 6)[0]
         header_len = 8
     if length == 0xFFFFFFFF:
         if _SEQ_DELIMITER_LE not in tail():

@@ -28,7 +28,6 @@ from PySide6.QtCore import QEvent, QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QKeyEvent, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QWidget
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
-from vtkmodules.util import numpy_support
 from vtkmodules.vtkCommonCore import vtkLookupTable, vtkPoints, vtkUnsignedCharArray
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
@@ -41,7 +40,6 @@ from vtkmodules.vtkRenderingCore import (
     vtkPolyDataMapper2D,
     vtkRenderer,
     vtkTextActor,
-    vtkWindowToImageFilter,
 )
 
 from core.volume import LabelMap, Volume
@@ -49,7 +47,12 @@ from viewer import planes
 from viewer.measure import Measurement, value_unit
 from viewer.models import CursorModel, MeasurementList, SlabModel, WindowLevelModel
 from viewer.presets import AUTO, CT_PRESET_ORDER, PRESETS, auto_window
-from viewer.vtkutil import background_value, index_space_image, set_vtk_matrix
+from viewer.vtkutil import (
+    background_value,
+    index_space_image,
+    render_window_rgb,
+    set_vtk_matrix,
+)
 
 log = logging.getLogger(__name__)
 
@@ -843,15 +846,7 @@ class SliceView(QVTKRenderWindowInteractor):
     def grab_rgb(self) -> np.ndarray:
         """The rendered view as an (h, w, 3) uint8 array, top row first."""
         self.render_now()
-        f = vtkWindowToImageFilter()
-        f.SetInput(self.GetRenderWindow())
-        f.ReadFrontBufferOff()
-        f.Update()
-        out = f.GetOutput()
-        w, h, _ = out.GetDimensions()
-        arr = numpy_support.vtk_to_numpy(out.GetPointData().GetScalars())
-        arr = arr.reshape(h, w, -1)[::-1, :, :3]
-        return np.ascontiguousarray(arr)
+        return render_window_rgb(self.GetRenderWindow())
 
     # ------------------------------------------------------------------ measurements
     def set_tool(self, tool: str) -> None:

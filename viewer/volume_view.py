@@ -21,7 +21,6 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QWidget
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
-from vtkmodules.util import numpy_support
 from vtkmodules.vtkCommonCore import vtkLookupTable
 from vtkmodules.vtkCommonDataModel import vtkPiecewiseFunction
 from vtkmodules.vtkCommonTransforms import vtkTransform
@@ -35,14 +34,13 @@ from vtkmodules.vtkRenderingCore import (
     vtkRenderer,
     vtkVolume,
     vtkVolumeProperty,
-    vtkWindowToImageFilter,
 )
 from vtkmodules.vtkRenderingVolumeOpenGL2 import vtkOpenGLGPUVolumeRayCastMapper
 
 from core.volume import LabelMap, Volume
 from viewer.models import WindowLevelModel
 from viewer.presets import VOLUME_PRESETS, VolumePreset
-from viewer.vtkutil import index_space_image, vtk_matrix
+from viewer.vtkutil import index_space_image, render_window_rgb, vtk_matrix
 
 log = logging.getLogger(__name__)
 
@@ -349,14 +347,7 @@ class VolumeView3D(QVTKRenderWindowInteractor):
     def grab_rgb(self) -> np.ndarray:
         """The rendered view as an (h, w, 3) uint8 array, top row first."""
         self.render_now()
-        f = vtkWindowToImageFilter()
-        f.SetInput(self.GetRenderWindow())
-        f.ReadFrontBufferOff()
-        f.Update()
-        out = f.GetOutput()
-        w, h, _ = out.GetDimensions()
-        arr = numpy_support.vtk_to_numpy(out.GetPointData().GetScalars())
-        return np.ascontiguousarray(arr.reshape(h, w, -1)[::-1, :, :3])
+        return render_window_rgb(self.GetRenderWindow())
 
     def keyPressEvent(self, ev: QKeyEvent) -> None:
         if ev.key() == Qt.Key.Key_R:

@@ -10,6 +10,7 @@ import numpy.typing as npt
 from vtkmodules.util import numpy_support
 from vtkmodules.vtkCommonDataModel import vtkImageData
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
+from vtkmodules.vtkRenderingCore import vtkRenderWindow, vtkWindowToImageFilter
 
 log = logging.getLogger(__name__)
 
@@ -63,3 +64,15 @@ def background_value(dtype: np.dtype[Any]) -> float:
     if np.issubdtype(dtype, np.integer):
         return float(np.iinfo(dtype).min)
     return -1.0e6
+
+
+def render_window_rgb(window: vtkRenderWindow) -> npt.NDArray[np.uint8]:
+    """The back buffer of a rendered window as (h, w, 3) uint8, top row first."""
+    f = vtkWindowToImageFilter()
+    f.SetInput(window)
+    f.ReadFrontBufferOff()
+    f.Update()
+    out = f.GetOutput()
+    w, h, _ = out.GetDimensions()
+    arr = numpy_support.vtk_to_numpy(out.GetPointData().GetScalars())
+    return np.ascontiguousarray(arr.reshape(h, w, -1)[::-1, :, :3])
