@@ -42,7 +42,7 @@ def _attempt(files: list[Path]) -> dict[str, list[tuple[Path, str]]]:
         try:
             vol = read_volume([path])
         except LucidaError as exc:
-            kind = kinds.get(path)
+            kind = kinds.get(path.resolve())   # ../shared may be reached through a link
             if kind is not None and not kind.is_image:
                 assert isinstance(exc, DicomReadError), exc
                 tally["non-image"].append((path, kind.value))
