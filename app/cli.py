@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import multiprocessing
 import os
 import sys
 from collections.abc import Sequence
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A frozen (PyInstaller) build re-enters here in each spawned inference
+    # worker; freeze_support() runs the worker instead of a second app.
+    multiprocessing.freeze_support()
     prepare_environment()
     parser = build_parser()
     args = parser.parse_args(argv)

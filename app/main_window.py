@@ -206,6 +206,7 @@ class MainWindow(QMainWindow):
         panel.result_ready.connect(self._on_inference_result)
         panel.error.connect(lambda message: self.set_status(f"Model: {message}"))
         panel.status_message.connect(self.set_status)
+        panel.finding_selected.connect(self.viewer.set_cursor_lps)
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -843,10 +844,17 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ status
     def set_status(self, text: str, transient: bool = False) -> None:
+        # One line in the status bar (a long error would push the viewer up);
+        # the whole text stays available as the tooltip.
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        line = lines[0] if lines else ""
+        if len(lines) > 1:
+            line += " …"
         if transient:
-            self.statusBar().showMessage(text, 2000)
+            self.statusBar().showMessage(line, 2000)
         else:
-            self.status_label.setText(text)
+            self.status_label.setText(line)
+            self.status_label.setToolTip(text if len(lines) > 1 else "")
 
     def _show_busy(self, text: str) -> None:
         self.set_status(text)

@@ -40,6 +40,7 @@ class ModelsPanel(QWidget):
     """List packs, show the model card and input warnings, run / cancel with progress."""
 
     result_ready = Signal(object)  # inference.InferenceResult
+    finding_selected = Signal(object)  # (x, y, z) LPS mm of the clicked finding
     error = Signal(str)
     status_message = Signal(str)
 
@@ -68,6 +69,9 @@ class ModelsPanel(QWidget):
 
         self.model_list = QListWidget(self)
         self.model_list.setObjectName("modelList")
+        self.model_list.setWordWrap(True)
+        self.model_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.model_list.setMaximumHeight(110)
         self.card = QTextBrowser(self)
         self.card.setOpenExternalLinks(False)
         self.card.setObjectName("modelCard")
@@ -89,7 +93,13 @@ class ModelsPanel(QWidget):
         self.status.setWordWrap(True)
         self.legend = QListWidget(self)
         self.legend.setObjectName("legend")
-        self.legend.setMaximumHeight(90)
+        self.legend.setMaximumHeight(70)
+        # One row per finding, largest first; a click moves the crosshair there.
+        self.findings_list = QListWidget(self)
+        self.findings_list.setObjectName("findings")
+        self.findings_list.setWordWrap(True)
+        self.findings_list.itemActivated.connect(self._on_finding_activated)
+        self.findings_list.itemClicked.connect(self._on_finding_activated)
 
         form = QFormLayout()
         form.addRow("Execution", self.provider_box)
@@ -99,7 +109,7 @@ class ModelsPanel(QWidget):
         buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Model packs (research use only):", self))
-        layout.addWidget(self.model_list, 1)
+        layout.addWidget(self.model_list)
         layout.addWidget(self.card, 2)
         layout.addWidget(self.warnings_label)
         layout.addWidget(self.confirm)
@@ -108,6 +118,8 @@ class ModelsPanel(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.legend)
+        layout.addWidget(QLabel("Findings (click to go there):", self))
+        layout.addWidget(self.findings_list, 1)
 
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
@@ -202,7 +214,7 @@ class ModelsPanel(QWidget):
             self.card.setMarkdown("No model packs installed. Install one with "
                                   "`lucida models install PACK`.")
         else:
-            self.card.setMarkdown(pack.model_card())
+            self.card.setMarkdown(_demote_headings(pack.model_card()))
         self._update_warnings()
 
     def _update_warnings(self) -> None:
@@ -244,6 +256,7 @@ class ModelsPanel(QWidget):
             self._fail(f"Could not start the model: {exc}")
             return False
         self.legend.clear()
+        self.findings_list.clear()
         self.progress.setValue(0)
         self.status.setText(f"Starting {pack.manifest.name}…")
         self._timer.start()
@@ -301,6 +314,19 @@ class ModelsPanel(QWidget):
             item = QListWidgetItem(f"{label.value}: {label.name}")
             item.setIcon(swatch)
             self.legend.addItem(item)
+        self.findings_list.clear()
+        ordered = sorted(result.findings, key=lambda f: -f.volume_mm3)
+        for finding in ordered:
+            item = QListWidgetItem(
+                f"#{finding.id} {finding.label_name}: {finding.longest_diameter_mm:.1f} mm, "
+                f"{finding.volume_mm3:.0f} mm³, score {finding.max_score:.2f}")
+            item.setData(Qt.ItemDataRole.UserRole, tuple(finding.centroid_lps))
+            self.findings_list.addItem(item)
+
+    def _on_finding_activated(self, item: QListWidgetItem) -> None:
+        lps = item.data(Qt.ItemDataRole.UserRole)
+        if lps is not None:
+            self.finding_selected.emit(tuple(float(v) for v in lps))
 
     def _fail(self, message: str) -> None:
         self.status.setText(f"Error: {message}")
@@ -318,3 +344,18 @@ class ModelsPanel(QWidget):
         if self._job is not None:
             self._job.close()
             self._job = None
+
+
+def _demote_headings(markdown: str, by: int = 2) -> str:
+    """Model cards start with a top-level title; in a narrow dock it is shown as a
+    sub-heading so that the card's text, not its title, fills the space."""
+    out, fenced = [], False
+    for line in markdown.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            if line[level:level + 1] in (" ", ""):
+                line = "#" * min(6, level + by) + line[level:]
+        out.append(line)
+    return "\n".join(out)

@@ -540,6 +540,9 @@ def test_measurements_survive_closing_and_reopening(make_window: Any, qt: Any,
 
 def test_model_result_is_shown_as_an_overlay_on_its_own_series_only(
         make_window: Any, qt: Any, library_dir: Path, tmp_path: Path) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
     window = make_window(library_dir, open_demo=True)
     qt.waitUntil(lambda: window.current_volume is not None, timeout=WAIT_MS)
     panel = window.models_panel
@@ -553,6 +556,15 @@ def test_model_result_is_shown_as_an_overlay_on_its_own_series_only(
     result = got.args[0]
     assert window.viewer.overlay_names() == [result.model_name]
     assert "overlay" in window.status_label.text()
+    # The findings list has one row per finding; a click puts the crosshair on it.
+    assert result.findings and panel.findings_list.count() == len(result.findings)
+    item = panel.findings_list.item(0)
+    target = np.array(item.data(Qt.ItemDataRole.UserRole))
+    assert any(np.allclose(target, f.centroid_lps) for f in result.findings)
+    rect = panel.findings_list.visualItemRect(item)
+    QTest.mouseClick(panel.findings_list.viewport(), Qt.MouseButton.LeftButton,
+                     Qt.KeyboardModifier.NoModifier, rect.center())
+    assert np.allclose(window.viewer.cursor_lps(), target, atol=1e-6)
 
     # A result that arrives after the user opened another series is not painted on it.
     write_ct(tmp_path / "other")
@@ -588,3 +600,13 @@ def test_unreadable_saved_measurements_do_not_block_the_others(make_window: Any,
     open_and_wait(qt, window, ct)
     assert [r["kind"] for r in window.viewer.measurement_records()] == ["distance"]
     assert "could not be restored" in window.status_label.text()
+
+
+def test_long_messages_take_one_line_of_the_status_bar(make_window: Any,
+                                                       library_dir: Path) -> None:
+    window = make_window(library_dir)
+    window.set_status("Model: could not start\n  a long traceback-like\n  explanation")
+    assert window.status_label.text() == "Model: could not start …"
+    assert "explanation" in window.status_label.toolTip()
+    window.set_status("Loaded")
+    assert window.status_label.text() == "Loaded" and window.status_label.toolTip() == ""
