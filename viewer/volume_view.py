@@ -49,6 +49,9 @@ INTERACTIVE_IMAGE_SAMPLE = 3.0        # starting value; adapted to the measured 
 INTERACTIVE_FRAME_S = 0.15            # aim for this frame time while the mouse moves
 _MAX_IMAGE_SAMPLE = 8.0
 _FULL_QUALITY_DELAY_MS = 250
+# A CT slice window whose top is below this is too narrow for a whole-volume MIP.
+CT_MIP_MIN_TOP = 300.0
+CT_MIP_WINDOW = (-350.0, 1150.0)
 
 
 class VolumeView3D(QVTKRenderWindowInteractor):
@@ -250,9 +253,7 @@ class VolumeView3D(QVTKRenderWindowInteractor):
         self.colour_tf.RemoveAllPoints()
         self.opacity_tf.RemoveAllPoints()
         if p.mip:
-            # MIP follows the slice window so it works for any modality.
-            lo = self.window_level.level - self.window_level.width / 2.0
-            hi = self.window_level.level + self.window_level.width / 2.0
+            lo, hi = self.mip_window()
             # White, with the window as opacity: over a black background the grey is the
             # windowed maximum, and surfaces (label overlays) show through dim rays.
             self.colour_tf.AddRGBPoint(lo, 1.0, 1.0, 1.0)
@@ -264,6 +265,20 @@ class VolumeView3D(QVTKRenderWindowInteractor):
             self.colour_tf.AddRGBPoint(value, r, g, b)
         for value, a in p.opacity_points:
             self.opacity_tf.AddPoint(value, a)
+
+    def mip_window(self) -> tuple[float, float]:
+        """(low, high) of the MIP grey ramp.
+
+        The slice window, so MIP works for any modality — except a CT window
+        that ends below 300 HU (lung, brain, stroke): a whole-volume maximum
+        through the chest wall or skull would be white everywhere, so MIP then
+        shows vessels and bone (−350…1150 HU).
+        """
+        lo = self.window_level.level - self.window_level.width / 2.0
+        hi = self.window_level.level + self.window_level.width / 2.0
+        if self.volume is not None and self.volume.modality == "CT" and hi < CT_MIP_MIN_TOP:
+            return CT_MIP_WINDOW
+        return lo, hi
 
     def _on_window_level(self, _w: float, _l: float) -> None:
         if VOLUME_PRESETS[self.preset_name].mip:

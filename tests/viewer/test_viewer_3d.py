@@ -117,3 +117,25 @@ def test_label_overlay_surfaces_in_3d(view3d: object, phantom_factory: Callable[
     view3d.remove_overlay("ai")  # type: ignore[attr-defined]
     arr = grab(view3d).astype(int)
     assert not ((arr[..., 1] > arr[..., 0] + 60) & (arr[..., 1] > 120)).any()
+
+
+@pytest.mark.gui
+def test_ct_mip_with_a_lung_window_shows_bone_and_vessels_not_a_white_body(
+        view3d: object, phantom_factory: Callable[[str], Volume],
+        grab: Callable[[object], np.ndarray]) -> None:
+    from viewer.volume_view import CT_MIP_WINDOW
+
+    vol = phantom_factory("axial")                     # CT: tissue 40, spheres 250–1000
+    view3d.window_level.set(1500, -600)  # type: ignore[attr-defined]   # lung window
+    view3d.set_volume(vol)  # type: ignore[attr-defined]
+    view3d.apply_preset("mip")  # type: ignore[attr-defined]
+    assert view3d.mip_window() == CT_MIP_WINDOW  # type: ignore[attr-defined]
+    arr = grab(view3d).astype(float)
+    h, w, _ = arr.shape
+    lo, hi = CT_MIP_WINDOW
+    tissue = arr[h // 2 + 25, w // 2 - 25, 0]          # away from every sphere
+    expected = (40 - lo) / (hi - lo) * 255              # ≈ 66, not ≈ 237 (lung window)
+    assert abs(tissue - expected) < 25, tissue
+    # A window reaching above 300 HU is used as it is.
+    view3d.window_level.set(1000, 500)  # type: ignore[attr-defined]
+    assert view3d.mip_window() == (0.0, 1000.0)  # type: ignore[attr-defined]
