@@ -13,6 +13,7 @@ import argparse
 import json
 import re
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -168,11 +169,14 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
     from app.paths import library_dir
     from core.errors import LucidaError
-    from inference import check_input, run
+    from inference import check_input
     from inference.registry import Registry
+    from inference.worker import InferenceJob, JobOptions
 
     err = Console(stderr=True)
-    registry = Registry.for_library(library_dir(args.library))
+    library = library_dir(args.library)
+    work_dir = library / "cache" / "inference"
+    registry = Registry.for_library(library)
     pack = registry.resolve(args.model)
     pack.verify()
     m = pack.manifest
@@ -202,11 +206,19 @@ def cmd_infer(args: argparse.Namespace) -> int:
                     raise LucidaError("input does not match the model (see warnings); "
                                       "use --force to run anyway")
 
-                def progress(fraction: float, message: str = "", t: Any = task) -> None:
-                    bar.update(t, completed=fraction)
-
-                result = run(volume, pack, progress=progress, providers=args.provider,
-                             threads=args.threads)
+                # Each series runs in its own worker process: a crash (segfault,
+                # out-of-memory kill) fails that series, not the whole batch.
+                job = InferenceJob.start(
+                    volume, pack.source,
+                    JobOptions(providers=args.provider, threads=args.threads),
+                    work_dir=work_dir)
+                try:
+                    while not (status := job.poll()).finished:
+                        bar.update(task, completed=status.fraction)
+                        time.sleep(0.1)
+                    result = job.result(timeout=0)
+                finally:
+                    job.close()
                 for notice in result.notices:
                     bar.console.print(f"[yellow]notice[/] {unique}: {notice}")
                 written = _write_outputs(out_root / unique, result)

@@ -153,3 +153,28 @@ def test_infer_library_series_by_uid(library_dir: Path, tmp_path: Path,
     prov = json.loads((out / DEMO_SERIES_UID / "provenance.json").read_text())
     assert prov["input"]["series_uid"] == DEMO_SERIES_UID
     assert prov["input"]["shape_kji"] == [24, 96, 96]
+
+
+def test_a_worker_crash_fails_one_series_not_the_batch(library_dir: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first series' worker segfaults on purpose; the second still gets its outputs."""
+    import inference.worker as worker
+
+    path, _vol = _demo_nifti(tmp_path)
+    real = worker.JobOptions
+    calls: list[int] = []
+
+    def crash_first(**kwargs: object) -> object:
+        calls.append(1)
+        return real(**kwargs, crash_for_test="segfault" if len(calls) == 1 else None)
+
+    monkeypatch.setattr(worker, "JobOptions", crash_first)
+    out = tmp_path / "out"
+    rc = main(["infer", "--model", DEMO_ID, str(path), str(path), "--out", str(out),
+               "--threads", "1", "--provider", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "failed" in err and "1 of 2 series failed" in err
+    assert not (out / "demo" / "labels.nii.gz").exists()
+    assert (out / "demo-2" / "labels.nii.gz").is_file()
