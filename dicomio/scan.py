@@ -193,7 +193,11 @@ def _int(ds: Dataset, keyword: str) -> int | None:
             and keyword in _US_KEYWORDS and len(elem.value) == 2):
         return int(struct.unpack("<H" if elem.is_little_endian else ">H", elem.value)[0])
     text = _text(ds, keyword) if keyword not in _US_KEYWORDS else str(ds[_TAG_OF[keyword]].value)
-    text = text.split("\\")[0].strip()
+    return _int_from_text(text.split("\\")[0].strip())
+
+
+def _int_from_text(text: str) -> int | None:
+    """An IS (or a DS written where an integer belongs, e.g. "12.0"); None if neither."""
     if not text:
         return None
     try:
@@ -206,7 +210,11 @@ def _int(ds: Dataset, keyword: str) -> int | None:
 
 
 def _numbers(ds: Dataset, keyword: str, n: int) -> tuple[float, ...] | None:
-    text = _text(ds, keyword)
+    return _floats_from_text(_text(ds, keyword), n)
+
+
+def _floats_from_text(text: str, n: int) -> tuple[float, ...] | None:
+    """A multi-valued DS ("a\\b\\c") with exactly ``n`` numbers, else None."""
     if not text:
         return None
     try:
@@ -413,24 +421,10 @@ class _RawFields:
             return None
         if keyword in _US_KEYWORDS:
             return int(struct.unpack(self.endian + "H", raw[:2])[0]) if len(raw) >= 2 else None
-        text = raw.decode("ascii").split("\\")[0].strip(" \x00")
-        try:
-            return int(text)
-        except ValueError:
-            try:
-                return int(float(text))
-            except ValueError:
-                return None
+        return _int_from_text(raw.decode("ascii").split("\\")[0].strip(" \x00"))
 
     def numbers(self, keyword: str, n: int) -> tuple[float, ...] | None:
-        text = self.text(keyword)
-        if not text:
-            return None
-        try:
-            items = [float(v) for v in text.split("\\")]
-        except ValueError:
-            return None
-        return tuple(items) if len(items) == n else None
+        return _floats_from_text(self.text(keyword), n)
 
     def functional(self, sequence: str, keyword: str, n: int) -> tuple[float, ...] | None:
         return None  # files with functional groups take the pydicom path

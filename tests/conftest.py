@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,6 +15,7 @@ os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 # Tests never touch the user's real Lucida folders: platformdirs (library,
 # settings, user model packs) and any cache resolve under one throw-away root.
 _SANDBOX = Path(tempfile.mkdtemp(prefix="lucida-tests-"))
+atexit.register(shutil.rmtree, _SANDBOX, ignore_errors=True)
 for _var, _sub in (("XDG_DATA_HOME", "data"), ("XDG_CONFIG_HOME", "config"),
                    ("XDG_CACHE_HOME", "cache"), ("XDG_STATE_HOME", "state")):
     os.environ[_var] = str(_SANDBOX / _sub)

@@ -10,9 +10,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from PySide6.QtCore import QObject, Signal
 
 from viewer.measure import Measurement
+from viewer.presets import AUTO, PRESETS, auto_window
 
 SLAB_MODES = ("none", "mip", "minip", "mean")
 
@@ -43,6 +45,19 @@ class WindowLevelModel(QObject):
             return
         self._width, self._level = width, float(level)
         self.changed.emit(self._width, self._level)
+
+    def apply_preset(self, name: str, array: npt.NDArray[Any] | None) -> None:
+        """A CT preset (brain … bone, see PRESETS) or "auto": percentiles of ``array``
+        (without an array "auto" leaves the window as it is)."""
+        if name == AUTO:
+            if array is not None:
+                w, lev = auto_window(array)
+                self.set(w, lev, AUTO)
+            return
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)} or 'auto'")
+        p = PRESETS[name]
+        self.set(p.width, p.level, name)
 
     def grey(self, value: float) -> float:
         """Displayed grey (0–255) of a voxel value under this window."""

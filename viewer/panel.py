@@ -21,7 +21,7 @@ from core.volume import LabelMap, Volume
 from viewer.measure import Measurement
 from viewer.models import CursorModel, MeasurementList, SlabModel, WindowLevelModel
 from viewer.planes import PLANE_NAMES, central_voxel_lps
-from viewer.presets import AUTO, PRESETS, auto_window, default_window
+from viewer.presets import AUTO, default_window
 from viewer.slice_view import SliceView
 from viewer.volume_view import VolumeView3D
 
@@ -153,8 +153,7 @@ class ViewerPanel(QWidget):
         now = time.monotonic()
         if self.window_level.preset == AUTO and now - self._last_auto > _AUTO_REFRESH_S:
             self._last_auto = now
-            w, lev = auto_window(self.volume.array)
-            self.window_level.set(w, lev, AUTO)
+            self.window_level.apply_preset(AUTO, self.volume.array)
         for view in self._slice_views.values():
             view.refresh()
         if self._view3d is not None:
@@ -165,8 +164,7 @@ class ViewerPanel(QWidget):
         if self.volume is None:
             return
         if self.window_level.preset == AUTO:
-            w, lev = auto_window(self.volume.array)
-            self.window_level.set(w, lev, AUTO)
+            self.window_level.apply_preset(AUTO, self.volume.array)
         for view in self._slice_views.values():
             view.refresh()
         if self._view3d is not None:
@@ -195,15 +193,7 @@ class ViewerPanel(QWidget):
     # ------------------------------------------------------------------ display
     def set_preset(self, name: str) -> None:
         """A CT preset (brain … bone, see PRESETS) or "auto"."""
-        if name == AUTO:
-            if self.volume is not None:
-                w, lev = auto_window(self.volume.array)
-                self.window_level.set(w, lev, AUTO)
-            return
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)} or 'auto'")
-        p = PRESETS[name]
-        self.window_level.set(p.width, p.level, name)
+        self.window_level.apply_preset(name, None if self.volume is None else self.volume.array)
 
     def set_window_level(self, width: float, level: float) -> None:
         self.window_level.set(width, level)

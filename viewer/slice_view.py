@@ -46,10 +46,11 @@ from core.volume import LabelMap, Volume
 from viewer import planes
 from viewer.measure import Measurement, value_unit
 from viewer.models import CursorModel, MeasurementList, SlabModel, WindowLevelModel
-from viewer.presets import AUTO, CT_PRESET_ORDER, PRESETS, auto_window
+from viewer.presets import AUTO, CT_PRESET_ORDER
 from viewer.vtkutil import (
     background_value,
     index_space_image,
+    label_lookup_table,
     render_window_rgb,
     set_vtk_matrix,
 )
@@ -336,20 +337,7 @@ class SliceView(QVTKRenderWindowInteractor):
         matrix = vtkMatrix4x4()
         reslice.SetResliceAxes(matrix)
         reslice.SetBackgroundLevel(0)
-        lut = vtkLookupTable()
-        lut.SetNumberOfTableValues(256)
-        lut.SetTableRange(0, 255)
-        for v in range(256):
-            lut.SetTableValue(v, 0.0, 0.0, 0.0, 0.0)
-        for lab in labels.labels:
-            if 0 < lab.value < 256:
-                r, g, b = (c / 255.0 for c in lab.color_rgb)
-                lut.SetTableValue(int(lab.value), r, g, b, 1.0)
-        known = {lab.value for lab in labels.labels}
-        for v in range(1, 256):
-            if v not in known:     # unnamed labels still show, in a neutral colour
-                lut.SetTableValue(v, 1.0, 0.4, 0.1, 1.0)
-        lut.Build()
+        lut = label_lookup_table(labels)
         colours = vtkImageMapToColors()
         colours.SetLookupTable(lut)
         colours.SetOutputFormatToRGBA()
@@ -768,15 +756,7 @@ class SliceView(QVTKRenderWindowInteractor):
 
     def apply_preset(self, name: str) -> None:
         """Set the shared window to a CT preset or "auto" (percentiles of the volume)."""
-        if name == AUTO:
-            if self.volume is not None:
-                w, lev = auto_window(self.volume.array)
-                self.window_level.set(w, lev, AUTO)
-            return
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)} or 'auto'")
-        p = PRESETS[name]
-        self.window_level.set(p.width, p.level, name)
+        self.window_level.apply_preset(name, None if self.volume is None else self.volume.array)
 
     def _slab_slices(self) -> int:
         g = self.geometry_

@@ -21,7 +21,6 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QWidget
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
-from vtkmodules.vtkCommonCore import vtkLookupTable
 from vtkmodules.vtkCommonDataModel import vtkPiecewiseFunction
 from vtkmodules.vtkCommonTransforms import vtkTransform
 from vtkmodules.vtkFiltersCore import vtkPolyDataNormals, vtkWindowedSincPolyDataFilter
@@ -40,7 +39,7 @@ from vtkmodules.vtkRenderingVolumeOpenGL2 import vtkOpenGLGPUVolumeRayCastMapper
 from core.volume import LabelMap, Volume
 from viewer.models import WindowLevelModel
 from viewer.presets import VOLUME_PRESETS, VolumePreset
-from viewer.vtkutil import index_space_image, render_window_rgb, vtk_matrix
+from viewer.vtkutil import index_space_image, label_lookup_table, render_window_rgb, vtk_matrix
 
 log = logging.getLogger(__name__)
 
@@ -180,15 +179,7 @@ class VolumeView3D(QVTKRenderWindowInteractor):
         smooth.SetInputConnection(surf.GetOutputPort())
         smooth.SetNumberOfIterations(12)
         smooth.NormalizeCoordinatesOn()
-        lut = vtkLookupTable()
-        lut.SetNumberOfTableValues(256)
-        lut.SetTableRange(0, 255)
-        for v in range(256):
-            lut.SetTableValue(v, 1.0, 0.4, 0.1, 1.0)
-        for lab in labels.labels:
-            if 0 < lab.value < 256:
-                lut.SetTableValue(int(lab.value), *(c / 255.0 for c in lab.color_rgb), 1.0)
-        lut.Build()
+        lut = label_lookup_table(labels)
         # Index space of the crop → LPS: shift by the crop origin, then the label affine.
         # Baked into the points (not a user matrix): a mirroring affine, e.g. a
         # feet-first series, would otherwise turn the surfaces inside out.

@@ -8,9 +8,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from vtkmodules.util import numpy_support
+from vtkmodules.vtkCommonCore import vtkLookupTable
 from vtkmodules.vtkCommonDataModel import vtkImageData
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
 from vtkmodules.vtkRenderingCore import vtkRenderWindow, vtkWindowToImageFilter
+
+from core.volume import LabelMap
 
 log = logging.getLogger(__name__)
 
@@ -76,3 +79,22 @@ def render_window_rgb(window: vtkRenderWindow) -> npt.NDArray[np.uint8]:
     w, h, _ = out.GetDimensions()
     arr = numpy_support.vtk_to_numpy(out.GetPointData().GetScalars())
     return np.ascontiguousarray(arr.reshape(h, w, -1)[::-1, :, :3])
+
+
+# Label values without a name still show, in this neutral orange (RGBA).
+UNNAMED_LABEL_RGBA = (1.0, 0.4, 0.1, 1.0)
+
+
+def label_lookup_table(labels: LabelMap) -> vtkLookupTable:
+    """Colours of label values 0–255: 0 transparent, named labels their colour."""
+    lut = vtkLookupTable()
+    lut.SetNumberOfTableValues(256)
+    lut.SetTableRange(0, 255)
+    lut.SetTableValue(0, 0.0, 0.0, 0.0, 0.0)
+    for v in range(1, 256):
+        lut.SetTableValue(v, *UNNAMED_LABEL_RGBA)
+    for lab in labels.labels:
+        if 0 < lab.value < 256:
+            lut.SetTableValue(int(lab.value), *(c / 255.0 for c in lab.color_rgb), 1.0)
+    lut.Build()
+    return lut
