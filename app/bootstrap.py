@@ -1,14 +1,14 @@
 """Process-wide settings that must happen before heavy imports.
 
 Called first by every entry point (CLI, GUI, inference worker): onnxruntime
-reads ORT_DISABLE_TELEMETRY at import time, so it must be set before anything
+reads its telemetry opt-out at import time, so it must be set before anything
 imports onnxruntime.
 """
 
 from __future__ import annotations
 
-import os
+from inference import disable_onnxruntime_telemetry
 
 
 def prepare_environment() -> None:
-    os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+    disable_onnxruntime_telemetry()

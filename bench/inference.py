@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+os.environ.update(ORT_DISABLE_TELEMETRY="1", ORT_TELEMETRY_DISABLED="1")
 REPO = Path(__file__).resolve().parent.parent
 SHAPE_KJI = (160, 256, 256)
 PATCH = (96, 96, 96)

@@ -18,8 +18,18 @@ from __future__ import annotations
 import os as _os
 from typing import TYPE_CHECKING, Any
 
+# onnxruntime's telemetry opt-out. The 1.29-1.32 wheels read ORT_DISABLE_TELEMETRY (checked:
+# it alone leaves no device id); upstream's newer code reads ORT_TELEMETRY_DISABLED. Set both.
+TELEMETRY_OPT_OUT = {"ORT_DISABLE_TELEMETRY": "1", "ORT_TELEMETRY_DISABLED": "1"}
+
+
+def disable_onnxruntime_telemetry() -> None:
+    """Must run before onnxruntime is first imported in a process."""
+    _os.environ.update(TELEMETRY_OPT_OUT)
+
+
 # Any process that imports inference gets telemetry off before onnxruntime loads.
-_os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+disable_onnxruntime_telemetry()
 
 if TYPE_CHECKING:
     from inference.checks import check_input

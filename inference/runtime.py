@@ -13,10 +13,8 @@ provider really in use.
 
 from __future__ import annotations
 
-import os
-
-os.environ["ORT_DISABLE_TELEMETRY"] = "1"  # must precede the onnxruntime import
-
+# Telemetry is already off: inference/__init__.py runs before this module and
+# sets the opt-out variables before anything can import onnxruntime.
 import logging
 import warnings
 from collections.abc import Sequence

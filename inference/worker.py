@@ -11,13 +11,10 @@ after ``CANCEL_GRACE_S``.
 
 from __future__ import annotations
 
-import os
-
-os.environ["ORT_DISABLE_TELEMETRY"] = "1"  # before anything in this process loads onnxruntime
-
 import json
 import logging
 import multiprocessing as mp
+import os
 import queue as queue_mod
 import shutil
 import signal
@@ -34,6 +31,7 @@ from core import errors as core_errors
 from core.errors import CancelledError, InferenceError, LucidaError
 from core.progress import CancelToken
 from core.volume import Finding, HeatMap, Label, LabelMap, Volume
+from inference import disable_onnxruntime_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +114,7 @@ def _finding_from_dict(d: dict[str, Any]) -> Finding:
 def _worker_main(job_dir: str, pack_ref: str, options: dict[str, Any], out_q: Any,
                  cancel_event: Any) -> None:
     """Entry point of the spawned process."""
-    os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+    disable_onnxruntime_telemetry()  # the package did it already; explicit for the spawned child
     folder = Path(job_dir)
     opts = JobOptions(**options)
     last = [0.0]

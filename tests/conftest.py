@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+os.environ.update(ORT_DISABLE_TELEMETRY="1", ORT_TELEMETRY_DISABLED="1")
 
 # Tests never touch the user's real Lucida folders: platformdirs (library,
 # settings, user model packs) and any cache resolve under one throw-away root.

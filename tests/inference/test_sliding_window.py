@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+os.environ.update(ORT_DISABLE_TELEMETRY="1", ORT_TELEMETRY_DISABLED="1")
 onnx = pytest.importorskip("onnx")
 
 from inference import runtime  # noqa: E402
