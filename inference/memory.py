@@ -47,6 +47,7 @@ class MemoryPlan:
     parts: dict[str, int] = field(default_factory=dict)
     limit_bytes: int = 0
     notes: list[str] = field(default_factory=list)
+    lanes: int = 1  # tile batches in flight at once
 
     @property
     def total_bytes(self) -> int:
@@ -58,7 +59,7 @@ class MemoryPlan:
 
 
 def _parts(manifest: Manifest, source_voxels: int, model_shape: tuple[int, int, int],
-           batch: int, acc_bytes: int) -> dict[str, int]:
+           batch: int, acc_bytes: int, lanes: int = 1) -> dict[str, int]:
     out_ch = manifest.output.channels
     in_ch = manifest.input.channels
     model_voxels = math.prod(model_shape)
@@ -67,6 +68,7 @@ def _parts(manifest: Manifest, source_voxels: int, model_shape: tuple[int, int, 
         d = tiling.divisible_by
         patch_voxels = math.prod(int(math.ceil(s / d) * d) for s in model_shape)
         batch = 1
+        lanes = 1
         padded = patch_voxels
         out_patch_voxels = patch_voxels
     else:
@@ -84,8 +86,9 @@ def _parts(manifest: Manifest, source_voxels: int, model_shape: tuple[int, int, 
         "padding copy": in_ch * padded * 4 if padded > model_voxels else 0,
         "accumulator": out_ch * max(padded, model_voxels) * acc_bytes
         * (2 if members > 1 else 1),
-        "tile buffers": batch * (in_ch * patch_voxels + 2 * out_ch * out_patch_voxels) * 4,
-        "network activations": int(batch * patch_voxels * per_voxel),
+        "tile buffers": lanes * batch
+        * (in_ch * patch_voxels + 2 * out_ch * out_patch_voxels) * 4,
+        "network activations": int(lanes * batch * patch_voxels * per_voxel),
         "results on source grid": source_voxels * (4 + 2 + 1) + model_voxels * 2,
     }
     return parts
@@ -93,8 +96,9 @@ def _parts(manifest: Manifest, source_voxels: int, model_shape: tuple[int, int, 
 
 def plan_memory(manifest: Manifest, source_shape: tuple[int, int, int],
                 model_shape: tuple[int, int, int], *, batch_size: int | None = None,
-                limit_bytes: int | None = None) -> MemoryPlan:
-    """Choose tile batch and accumulator precision to fit; refuse if nothing fits."""
+                limit_bytes: int | None = None, lanes: int = 1) -> MemoryPlan:
+    """Choose tiles in flight, tile batch and accumulator precision to fit; refuse if
+    nothing fits. Parallel tiles go first, then batch size, then float32."""
     limit = int(limit_bytes if limit_bytes is not None else available_memory_bytes() * 0.8)
     source_voxels = math.prod(source_shape)
     batch = batch_size or manifest.tiling.batch_size
@@ -105,17 +109,22 @@ def plan_memory(manifest: Manifest, source_shape: tuple[int, int, int],
     last: dict[str, int] = {}
     for dtype in dtypes:
         acc_bytes = np.dtype(dtype).itemsize
-        b = batch
+        b, ln = batch, max(1, lanes)
         while b >= 1:
-            parts = _parts(manifest, source_voxels, model_shape, b, acc_bytes)
+            parts = _parts(manifest, source_voxels, model_shape, b, acc_bytes, ln)
             last = parts
             if sum(parts.values()) <= limit:
+                if ln < lanes:
+                    notes.append("one tile at a time (not two in parallel) to fit in memory")
                 if b < batch:
                     notes.append(f"tile batch reduced from {batch} to {b} to fit in memory")
                 if dtype != dtypes[0]:
                     notes.append("probabilities accumulated in float16 to fit in memory")
-                return MemoryPlan(b, dtype, parts, limit, notes)
-            b //= 2
+                return MemoryPlan(b, dtype, parts, limit, notes, ln)
+            if ln > 1:
+                ln = 1
+            else:
+                b //= 2
     plan = MemoryPlan(1, dtypes[-1], last, limit, notes)
     raise InferenceError(
         f"not enough memory: this run needs {plan.describe()} but only about "

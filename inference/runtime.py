@@ -16,6 +16,7 @@ from __future__ import annotations
 # Telemetry is already off: inference/__init__.py runs before this module and
 # sets the opt-out variables before anything can import onnxruntime.
 import logging
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -83,6 +84,31 @@ def wanted_providers(choice: str | Sequence[str] | None) -> list[str]:
         wanted = [normalize_provider(n) for n in names]
         wanted = [p for p in wanted if p not in ("auto", CPU)]
     return [*wanted, CPU]
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def tile_lanes(threads: int | None, requested: Sequence[str]) -> tuple[int, int | None]:
+    """(tile batches in flight, intra-op threads per session) for a run.
+
+    On CPU, two tiles at once with half the threads each beat one tile with all
+    of them: instance norm, activations and ConvTranspose's col2im run on one
+    thread in onnxruntime, and the second tile fills the idle cores (measured on
+    2 cores, MONAI U-Net, 96³ tiles: 153 → 119 ms per tile). GPU providers run
+    one tile at a time.
+    """
+    if list(requested) != [CPU]:
+        return 1, threads
+    total = threads if threads is not None else cpu_count()
+    if total < 2:
+        return 1, threads
+    return 2, total // 2
 
 
 @dataclass

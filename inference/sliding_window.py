@@ -9,6 +9,10 @@ Design choices that make it fast and lean:
 * Input tiles are gathered into one preallocated ``[B, C, *patch]`` buffer;
   each network output is weighted in place and added into the accumulator
   (float32, or float16 to halve the largest array).
+* With ``lanes`` > 1, that many tile batches run at once, each on fewer
+  threads: much of a 3-D U-Net (normalisation, activations, ConvTranspose's
+  col2im) is single-threaded in onnxruntime, so a second tile keeps the other
+  cores busy. Results are still added in tile order.
 * "valid" tiling handles networks whose output is smaller than their input:
   the volume is padded by the margin and output tiles cover it exactly.
 """
@@ -18,7 +22,9 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -132,10 +138,13 @@ def sliding_window(
     accumulator_dtype: npt.DTypeLike = np.float32,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
+    lanes: int = 1,
 ) -> npt.NDArray[Any]:
     """Run ``predict`` over overlapping tiles of ``image`` ``[C, a0, a1, a2]``.
 
     ``predict`` maps ``[B, C, *patch]`` float32 to ``[B, out_channels, *out_patch]``.
+    ``lanes`` > 1 keeps that many batches in flight on worker threads; ``predict``
+    must then be thread-safe (an onnxruntime session is).
     Returns the blended output ``[out_channels, a0, a1, a2]`` in ``accumulator_dtype``.
     """
     if image.ndim != 4:
@@ -159,24 +168,33 @@ def sliding_window(
     # weighted by its share of the total weight, so nothing is divided afterwards.
     prenormalise = acc_dtype.itemsize < 4
     g1d = [importance_1d(qq, blending, sigma_scale) for qq in q]
-    buf = np.empty((batch_size, image.shape[0], *p), dtype=np.float32)
+    lanes = max(1, int(lanes))
+    # One input buffer per batch in flight; batch i fills buffer i % lanes, which the
+    # batch i - lanes has released (results are taken in order, before the next submit).
+    bufs = [np.empty((batch_size, image.shape[0], *p), dtype=np.float32) for _ in range(lanes)]
     tiles = plan.tile_starts()
+    batches = [tiles[i:i + batch_size] for i in range(0, len(tiles), batch_size)]
     n = len(tiles)
+    done = 0
     t0 = time.perf_counter()
-    for first in range(0, n, batch_size):
+
+    def fill(index: int, chunk: list[tuple[int, int, int]]) -> Array32:
         if cancel is not None and cancel.cancelled:
             raise CancelledError("inference cancelled by the user")
-        chunk = tiles[first:first + batch_size]
+        buf = bufs[index % lanes]
         for b, (a0, a1, a2) in enumerate(chunk):
             # Output tile at a; its input, in padded coordinates, starts at a too.
             buf[b] = work[:, a0:a0 + p[0], a1:a1 + p[1], a2:a2 + p[2]]
-        out = predict(buf[:len(chunk)])
+        return buf[:len(chunk)]
+
+    def add(chunk: list[tuple[int, int, int]], out: Array32) -> None:
+        nonlocal done
         expected = (len(chunk), out_channels, *q)
         if out.shape != expected:
             raise InferenceError(
                 f"the network returned shape {tuple(out.shape)} for input "
-                f"{tuple(buf[:len(chunk)].shape)}; expected {expected} (check tiling.patch_size, "
-                "output_margin and output.channels in the manifest)"
+                f"{(len(chunk), image.shape[0], *p)}; expected {expected} (check "
+                "tiling.patch_size, output_margin and output.channels in the manifest)"
             )
         if not (np.isfinite(out.max()) and np.isfinite(out.min())):
             raise InferenceError(
@@ -195,11 +213,32 @@ def sliding_window(
             else:
                 np.multiply(tile, imp, out=tile)
             acc[:, a0:a0 + q[0], a1:a1 + q[1], a2:a2 + q[2]] += tile
+        done += len(chunk)
         if progress is not None:
-            done = first + len(chunk)
             elapsed = time.perf_counter() - t0
             eta = elapsed / done * (n - done)
             progress(done / n, f"tile {done}/{n}, about {eta:.0f} s left")
+
+    if lanes == 1:
+        for i, chunk in enumerate(batches):
+            add(chunk, predict(fill(i, chunk)))
+    else:
+        # Tiles in flight on worker threads (onnxruntime releases the GIL while it runs);
+        # results are added in tile order, so the sum is the same as with one lane.
+        with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="lucida-tile") as pool:
+            pending: deque[tuple[list[tuple[int, int, int]], Future[Array32]]] = deque()
+            try:
+                for i, chunk in enumerate(batches):
+                    if len(pending) == lanes:
+                        c, fut = pending.popleft()
+                        add(c, fut.result())
+                    pending.append((chunk, pool.submit(predict, fill(i, chunk))))
+                while pending:
+                    c, fut = pending.popleft()
+                    add(c, fut.result())
+            finally:
+                for _, fut in pending:
+                    fut.cancel()
 
     result = acc[:, :spatial[0], :spatial[1], :spatial[2]]
     if not prenormalise:

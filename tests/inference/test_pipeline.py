@@ -306,3 +306,13 @@ def test_identity_pipeline_is_exact_for_any_spacing_and_tiling(
     assert res.heatmap is not None
     assert not np.shares_memory(res.heatmap.array, vol.array)
     np.testing.assert_allclose(res.heatmap.array, vol.array, atol=1e-6)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 5])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_channel_argmax_equals_numpy_argmax_including_ties(channels: int, dtype: Any) -> None:
+    from inference.pipeline import _argmax_channels
+
+    scores = np.random.default_rng(channels).integers(0, 4, size=(channels, 7, 9, 11))
+    scores = scores.astype(dtype)  # small integers: many exact ties, first channel must win
+    np.testing.assert_array_equal(_argmax_channels(scores), np.argmax(scores, axis=0))

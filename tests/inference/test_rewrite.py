@@ -1,0 +1,199 @@
+"""Exact graph rewrites, and tiles in flight: faster, never different."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from core.errors import CancelledError, InferenceError  # noqa: E402
+from core.progress import CancelToken  # noqa: E402
+from core.volume import Volume  # noqa: E402
+from inference import rewrite, run, runtime  # noqa: E402
+from inference.manifest import parse_manifest  # noqa: E402
+from inference.memory import plan_memory  # noqa: E402
+from inference.sliding_window import sliding_window  # noqa: E402
+
+
+def _io(name: str, channels: int) -> Any:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", channels, "a", "b", "c"])
+
+
+def prelu_model(slope: np.ndarray, via: str = "initializer", channels: int = 1,
+                slope_is_input: bool = False) -> bytes:
+    """Conv (so the graph is not trivial) then PRelu, the slope given ``via`` one route."""
+    w = numpy_helper.from_array(
+        np.linspace(-1.0, 1.0, channels * 27, dtype=np.float32).reshape(channels, 1, 3, 3, 3),
+        "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1] * 6)]
+    inits = [w]
+    value = np.asarray(slope, dtype=np.float32)
+    if via == "initializer":
+        inits.append(numpy_helper.from_array(value, "slope"))
+    elif via == "identity":
+        inits.append(numpy_helper.from_array(value, "raw"))
+        nodes += [helper.make_node("Identity", ["raw"], ["mid"]),
+                  helper.make_node("Identity", ["mid"], ["slope"])]
+    elif via == "constant":
+        nodes.append(helper.make_node("Constant", [], ["slope"],
+                                      value=numpy_helper.from_array(value, "v")))
+    nodes.append(helper.make_node("PRelu", ["c", "slope"], ["y"]))
+    inputs = [_io("x", 1)]
+    if slope_is_input:  # an initializer that callers may override at run time
+        inputs.append(helper.make_tensor_value_info("slope", TensorProto.FLOAT, value.shape))
+    graph = helper.make_graph(nodes, "g", inputs, [_io("y", channels)], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
+
+
+def _run(model: bytes, x: np.ndarray) -> np.ndarray:
+    session, _ = runtime.create_session(model, "cpu", 1)
+    return np.asarray(session.run(None, {"x": x})[0])
+
+
+def _ops(model: bytes) -> list[str]:
+    return [n.op_type for n in onnx.load_from_string(model).graph.node]
+
+
+@pytest.mark.parametrize("via", ["initializer", "identity", "constant"])
+@pytest.mark.parametrize("shape", [(), (1,), (1, 1, 1, 1)])
+def test_single_slope_prelu_becomes_leaky_relu_bit_for_bit(via: str,
+                                                           shape: tuple[int, ...]) -> None:
+    model = prelu_model(np.full(shape, 0.173, np.float32), via)
+    out = rewrite.optimize(model)
+    assert out.changes == ["1 PRelu with a single slope run as LeakyRelu"]
+    assert "PRelu" not in _ops(out.data) and "LeakyRelu" in _ops(out.data)
+    x = np.random.default_rng(3).normal(size=(2, 1, 7, 6, 5)).astype(np.float32)
+    before, after = _run(model, x), _run(out.data, x)
+    assert (before < 0).any() and (before > 0).any()  # both branches exercised
+    np.testing.assert_array_equal(after, before)
+
+
+def test_per_channel_and_overridable_slopes_are_left_alone() -> None:
+    per_channel = prelu_model(np.array([0.1, 0.2, 0.3], np.float32).reshape(3, 1, 1, 1),
+                              channels=3)
+    overridable = prelu_model(np.array(0.25, np.float32), slope_is_input=True)
+    for model in (per_channel, overridable):
+        out = rewrite.optimize(model)
+        assert out.changes == [] and out.data is model
+
+
+def test_unreadable_model_is_passed_through_for_onnxruntime_to_report() -> None:
+    junk = b"\x08\x07garbage that is not a model"
+    assert rewrite.optimize(junk).data is junk
+
+
+def test_pipeline_records_rewrites_and_keeps_original_hash(make_pack: Any) -> None:
+    model = prelu_model(np.array(0.5, np.float32))
+    pack = make_pack(model, tiling={"patch_size": [8, 8, 8], "batch_size": 1})
+    arr = np.random.default_rng(0).normal(size=(12, 10, 9)).astype(np.float32)
+    vol = Volume(arr, np.diag([0.8, 0.9, 1.1, 1.0]), modality="CT")
+    res = run(vol, pack, threads=2)
+    prov = res.provenance
+    assert prov["graph_rewrites"] == ["1 PRelu with a single slope run as LeakyRelu"]
+    assert prov["model"]["files"] == {"model.onnx": hashlib.sha256(model).hexdigest()}
+    assert prov["tiles_in_flight"] == 2 and prov["threads_per_tile"] == 1
+    assert (pack / "model.onnx").read_bytes() == model  # the pack on disk is untouched
+
+
+# --- tiles in flight ----------------------------------------------------------------------
+
+def _conv_predictor(delay_s: float = 0.0) -> Any:
+    kernel = np.random.default_rng(5).normal(size=(3, 3, 3)).astype(np.float32)
+    w = numpy_helper.from_array(kernel[None, None], "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1] * 6)],
+                              "g", [_io("x", 1)], [_io("y", 1)], initializer=[w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    session, _ = runtime.create_session(model.SerializeToString(), "cpu", 1)
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        if delay_s:
+            import time
+
+            time.sleep(delay_s)
+        return np.asarray(session.run(None, {"x": batch})[0])
+
+    return predict
+
+
+@pytest.mark.parametrize(("shape", "patch", "batch", "lanes"), [
+    ((30, 17, 23), (8, 8, 8), 1, 2),
+    ((30, 17, 23), (8, 8, 8), 3, 2),
+    ((9, 40, 12), (16, 8, 4), 2, 3),
+    ((5, 5, 5), (8, 8, 8), 1, 2),  # smaller than a patch: one tile, nothing to overlap
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_lanes_give_the_same_sum_as_one_lane(shape: tuple[int, int, int],
+                                             patch: tuple[int, int, int], batch: int,
+                                             lanes: int, dtype: Any) -> None:
+    image = np.random.default_rng(1).normal(size=(1, *shape)).astype(np.float32)
+    predict = _conv_predictor()
+    common: dict[str, Any] = dict(patch=patch, out_channels=1, overlap=0.4,
+                                  batch_size=batch, accumulator_dtype=dtype)
+    one = sliding_window(image, predict, lanes=1, **common)
+    many = sliding_window(image, predict, lanes=lanes, **common)
+    np.testing.assert_array_equal(many, one)  # added in tile order: not merely close
+
+
+def test_lanes_cancel_and_errors_surface() -> None:
+    image = np.zeros((1, 40, 40, 40), np.float32)
+    token = CancelToken()
+    calls: list[float] = []
+
+    def progress(fraction: float, message: str = "") -> None:
+        calls.append(fraction)
+        if len(calls) == 3:
+            token.cancel()
+
+    with pytest.raises(CancelledError):
+        sliding_window(image, _conv_predictor(0.01), patch=(8, 8, 8), out_channels=1,
+                       lanes=2, progress=progress, cancel=token)
+    assert 3 <= len(calls) <= 5  # at most the batches already in flight finish
+
+    def broken(batch: np.ndarray) -> np.ndarray:
+        return np.full((batch.shape[0], 1, 8, 8, 8), np.nan, np.float32)
+
+    with pytest.raises(InferenceError, match="NaN"):
+        sliding_window(image, broken, patch=(8, 8, 8), out_channels=1, lanes=2)
+
+
+@pytest.mark.parametrize(("threads", "requested", "expected"), [
+    (1, ["CPUExecutionProvider"], (1, 1)),
+    (2, ["CPUExecutionProvider"], (2, 1)),
+    (8, ["CPUExecutionProvider"], (2, 4)),
+    (5, ["CPUExecutionProvider"], (2, 2)),
+    (8, ["CUDAExecutionProvider", "CPUExecutionProvider"], (1, 8)),
+    (None, ["CUDAExecutionProvider", "CPUExecutionProvider"], (1, None)),
+])
+def test_tile_lanes_split_threads_on_cpu_only(threads: int | None, requested: list[str],
+                                              expected: tuple[int, int | None]) -> None:
+    assert runtime.tile_lanes(threads, requested) == expected
+
+
+def test_default_threads_use_every_cpu_of_this_process() -> None:
+    lanes, per_tile = runtime.tile_lanes(None, ["CPUExecutionProvider"])
+    n = runtime.cpu_count()
+    assert (lanes, per_tile) == ((2, n // 2) if n >= 2 else (1, None))
+
+
+def test_memory_plan_drops_the_second_lane_before_shrinking_the_batch(
+        pack_tools: dict[str, Any]) -> None:
+    manifest = parse_manifest(pack_tools["base_manifest"](
+        tiling={"patch_size": [64, 64, 64], "batch_size": 2},
+        files=[{"path": "model.onnx", "sha256": "0" * 64}]))
+    shape = (64, 64, 64)
+    roomy = plan_memory(manifest, shape, shape, lanes=2, limit_bytes=4 << 30)
+    assert (roomy.lanes, roomy.batch_size) == (2, 2)
+    two_lanes = roomy.total_bytes
+    one_lane = plan_memory(manifest, shape, shape, lanes=1, limit_bytes=4 << 30).total_bytes
+    tight = plan_memory(manifest, shape, shape, lanes=2, limit_bytes=(two_lanes + one_lane) // 2)
+    assert (tight.lanes, tight.batch_size) == (1, 2)
+    assert any("one tile at a time" in n for n in tight.notes)
