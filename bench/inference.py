@@ -14,7 +14,11 @@ count by
 Each side runs in its own subprocess so peak RSS (VmHWM from /proc/self/status,
 imports included) does not mix. Needs the ``bench`` extra (torch==2.13.0, monai)::
 
-    .venv/bin/python bench/inference.py [--threads 2] [--batch 1]
+    .venv/bin/python bench/inference.py [--threads 2] [--batch 1] [--repeat 3]
+
+With ``--repeat N`` the two sides run N times, alternating (Lucida, MONAI,
+Lucida, ...), each in a fresh process; the ratios use the medians, and every
+run is printed, because this shared 2-core machine is noisy.
 """
 
 from __future__ import annotations
@@ -158,10 +162,19 @@ def run_monai(work: Path, threads: int, batch: int) -> dict[str, float]:
             "foreground": float(labels.mean())}
 
 
+def _median_run(rs: list[dict[str, float]]) -> dict[str, float]:
+    """Median time and median peak RSS over repeated runs."""
+    import statistics
+
+    return {"seconds": statistics.median(r["seconds"] for r in rs),
+            "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in rs)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=1, help="tiles per network call (both sides)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per side (medians compared)")
     ap.add_argument("--only", choices=["lucida", "monai"], default=None)
     ap.add_argument("--_child", choices=["lucida", "monai"], default=None, help=argparse.SUPPRESS)
     ap.add_argument("--_work", default=None, help=argparse.SUPPRESS)
@@ -181,22 +194,29 @@ def main() -> int:
         print(f"model: MONAI UNet 3-D, {params / 1e6:.2f} M parameters (exported to ONNX in "
               f"{time.perf_counter() - t0:.1f} s); volume {SHAPE_KJI} float32; patch {PATCH}, "
               f"overlap {OVERLAP}, gaussian, tile batch {args.batch}, {args.threads} threads")
-        results: dict[str, dict[str, float]] = {}
-        for side in ("lucida", "monai"):
-            if args.only and side != args.only:
-                continue
-            proc = subprocess.run(
-                [sys.executable, __file__, "--_child", side, "--_work", str(work),
-                 "--threads", str(args.threads), "--batch", str(args.batch)],
-                capture_output=True, text=True, cwd=REPO)
-            if proc.returncode != 0:
-                print(proc.stderr, file=sys.stderr)
-                return 1
-            results[side] = json.loads(proc.stdout.strip().splitlines()[-1])
-            r = results[side]
-            name = "Lucida (onnxruntime)" if side == "lucida" else "PyTorch eager + MONAI SWI"
-            print(f"{name:28} {r['seconds']:7.2f} s   peak RSS {r['peak_rss_mb']:7.0f} MB "
-                  f"(after imports/setup {r['rss_before_mb']:.0f} MB)")
+        runs: dict[str, list[dict[str, float]]] = {"lucida": [], "monai": []}
+        for _ in range(max(1, args.repeat)):
+            for side in ("lucida", "monai"):
+                if args.only and side != args.only:
+                    continue
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--_child", side, "--_work", str(work),
+                     "--threads", str(args.threads), "--batch", str(args.batch)],
+                    capture_output=True, text=True, cwd=REPO)
+                if proc.returncode != 0:
+                    print(proc.stderr, file=sys.stderr)
+                    return 1
+                r = json.loads(proc.stdout.strip().splitlines()[-1])
+                runs[side].append(r)
+                name = ("Lucida (onnxruntime)" if side == "lucida"
+                        else "PyTorch eager + MONAI SWI")
+                print(f"{name:28} {r['seconds']:7.2f} s   peak RSS {r['peak_rss_mb']:7.0f} MB "
+                      f"(after imports/setup {r['rss_before_mb']:.0f} MB)", flush=True)
+        results = {side: _median_run(rs) for side, rs in runs.items() if rs}
+        if args.repeat > 1:
+            for side, r in results.items():
+                print(f"median of {len(runs[side])} {side:7}  {r['seconds']:7.2f} s   "
+                      f"peak RSS {r['peak_rss_mb']:7.0f} MB")
         if len(results) == 2:
             import numpy as np
 

@@ -37,7 +37,7 @@ def register(subparsers: Any) -> None:
                    help="execution provider: auto (default), cpu, cuda, tensorrt, directml, "
                    "coreml, openvino")
     p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU threads for the network (default: onnxruntime's choice)")
+                   help="CPU threads for the network (default: every CPU this process may use)")
     p.add_argument("--modality", default=None,
                    help="modality of NIfTI inputs (NIfTI has none; default: the model's first)")
     p.set_defaults(func=cmd_infer)
