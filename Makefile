@@ -42,7 +42,7 @@ bench: setup
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(XVFB) $(BIN)/python bench/load_series.py
 	$(XVFB) $(BIN)/python bench/render.py
-	$(BIN)/python bench/inference.py
+	$(BIN)/python bench/inference.py --threads 2 --repeat 3
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

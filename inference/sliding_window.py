@@ -187,8 +187,9 @@ def sliding_window(
             buf[b] = work[:, a0:a0 + p[0], a1:a1 + p[1], a2:a2 + p[2]]
         return buf[:len(chunk)]
 
-    def add(chunk: list[tuple[int, int, int]], out: Array32) -> None:
-        nonlocal done
+    def weighted(chunk: list[tuple[int, int, int]], batch: Array32) -> Array32:
+        """Run the network on one batch and weight its tiles (on a lane when lanes > 1)."""
+        out = predict(batch)
         expected = (len(chunk), out_channels, *q)
         if out.shape != expected:
             raise InferenceError(
@@ -212,7 +213,12 @@ def sliding_window(
                 np.multiply(tile, w.astype(np.float32), out=tile)
             else:
                 np.multiply(tile, imp, out=tile)
-            acc[:, a0:a0 + q[0], a1:a1 + q[1], a2:a2 + q[2]] += tile
+        return out
+
+    def add(chunk: list[tuple[int, int, int]], out: Array32) -> None:
+        nonlocal done
+        for b, (a0, a1, a2) in enumerate(chunk):
+            acc[:, a0:a0 + q[0], a1:a1 + q[1], a2:a2 + q[2]] += out[b]
         done += len(chunk)
         if progress is not None:
             elapsed = time.perf_counter() - t0
@@ -221,9 +227,9 @@ def sliding_window(
 
     if lanes == 1:
         for i, chunk in enumerate(batches):
-            add(chunk, predict(fill(i, chunk)))
+            add(chunk, weighted(chunk, fill(i, chunk)))
     else:
-        # Tiles in flight on worker threads (onnxruntime releases the GIL while it runs);
+        # Tiles in flight on worker threads (onnxruntime and numpy release the GIL);
         # results are added in tile order, so the sum is the same as with one lane.
         with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="lucida-tile") as pool:
             pending: deque[tuple[list[tuple[int, int, int]], Future[Array32]]] = deque()
@@ -232,7 +238,7 @@ def sliding_window(
                     if len(pending) == lanes:
                         c, fut = pending.popleft()
                         add(c, fut.result())
-                    pending.append((chunk, pool.submit(predict, fill(i, chunk))))
+                    pending.append((chunk, pool.submit(weighted, chunk, fill(i, chunk))))
                 while pending:
                     c, fut = pending.popleft()
                     add(c, fut.result())
