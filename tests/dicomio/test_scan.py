@@ -178,7 +178,10 @@ def _make_bad_inputs(folder: Path, good: Path) -> dict[str, str]:
     data = good.read_bytes()
     (folder / "empty.dcm").write_bytes(b"")
     (folder / "text.dcm").write_text("hello, not an image\n" * 20)
-    (folder / "half.dcm").write_bytes(data[: len(data) // 2])
+    # Cut inside the SeriesInstanceUID value. A cut at len // 2 could land exactly on an
+    # element boundary (UID lengths vary), and such a file honestly reads as "missing UIDs".
+    series_uid_tag = data.index(b"\x20\x00\x0e\x00UI")  # (0020,000E), explicit VR LE
+    (folder / "half.dcm").write_bytes(data[: series_uid_tag + 8 + 3])
     (folder / "header_cut.dcm").write_bytes(data[:200])
     (folder / "dir_like_file.dcm").mkdir()
     ds = pydicom.dcmread(good)
