@@ -86,7 +86,8 @@ def _parts(manifest: Manifest, source_voxels: int, model_shape: tuple[int, int, 
         "padding copy": in_ch * padded * 4 if padded > model_voxels else 0,
         "accumulator": out_ch * max(padded, model_voxels) * acc_bytes
         * (2 if members > 1 else 1),
-        "tile buffers": lanes * batch
+        # With two lanes one batch more is queued (sliding_window's depth).
+        "tile buffers": (lanes + 1 if lanes > 1 else 1) * batch
         * (in_ch * patch_voxels + 2 * out_ch * out_patch_voxels) * 4,
         "network activations": int(lanes * batch * patch_voxels * per_voxel),
         "results on source grid": source_voxels * (4 + 2 + 1) + model_voxels * 2,

@@ -169,9 +169,12 @@ def sliding_window(
     prenormalise = acc_dtype.itemsize < 4
     g1d = [importance_1d(qq, blending, sigma_scale) for qq in q]
     lanes = max(1, int(lanes))
-    # One input buffer per batch in flight; batch i fills buffer i % lanes, which the
-    # batch i - lanes has released (results are taken in order, before the next submit).
-    bufs = [np.empty((batch_size, image.shape[0], *p), dtype=np.float32) for _ in range(lanes)]
+    # With lanes > 1 one batch more than there are lanes is queued, so a lane that
+    # finishes early starts the next batch while the main thread waits for the oldest.
+    depth = lanes + 1 if lanes > 1 else 1
+    # One input buffer per batch in flight; batch i fills buffer i % depth, which the
+    # batch i - depth has released (results are taken in order, before the next submit).
+    bufs = [np.empty((batch_size, image.shape[0], *p), dtype=np.float32) for _ in range(depth)]
     tiles = plan.tile_starts()
     batches = [tiles[i:i + batch_size] for i in range(0, len(tiles), batch_size)]
     n = len(tiles)
@@ -181,7 +184,7 @@ def sliding_window(
     def fill(index: int, chunk: list[tuple[int, int, int]]) -> Array32:
         if cancel is not None and cancel.cancelled:
             raise CancelledError("inference cancelled by the user")
-        buf = bufs[index % lanes]
+        buf = bufs[index % depth]
         for b, (a0, a1, a2) in enumerate(chunk):
             # Output tile at a; its input, in padded coordinates, starts at a too.
             buf[b] = work[:, a0:a0 + p[0], a1:a1 + p[1], a2:a2 + p[2]]
@@ -235,7 +238,7 @@ def sliding_window(
             pending: deque[tuple[list[tuple[int, int, int]], Future[Array32]]] = deque()
             try:
                 for i, chunk in enumerate(batches):
-                    if len(pending) == lanes:
+                    if len(pending) == depth:
                         c, fut = pending.popleft()
                         add(c, fut.result())
                     pending.append((chunk, pool.submit(weighted, chunk, fill(i, chunk))))
