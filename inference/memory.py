@@ -10,6 +10,7 @@ import numpy as np
 
 from core.errors import InferenceError
 from inference.manifest import Manifest
+from inference.sliding_window import queue_depth
 
 # Network activations per patch voxel when the pack gives no measured figure:
 # a 3-D U-Net with 16-32 base channels keeps a few float32 feature maps alive.
@@ -86,8 +87,7 @@ def _parts(manifest: Manifest, source_voxels: int, model_shape: tuple[int, int, 
         "padding copy": in_ch * padded * 4 if padded > model_voxels else 0,
         "accumulator": out_ch * max(padded, model_voxels) * acc_bytes
         * (2 if members > 1 else 1),
-        # With two lanes one batch more is queued (sliding_window's depth).
-        "tile buffers": (lanes + 1 if lanes > 1 else 1) * batch
+        "tile buffers": queue_depth(lanes) * batch
         * (in_ch * patch_voxels + 2 * out_ch * out_patch_voxels) * 4,
         "network activations": int(lanes * batch * patch_voxels * per_voxel),
         "results on source grid": source_voxels * (4 + 2 + 1) + model_voxels * 2,

@@ -67,6 +67,13 @@ def axis_starts(length: int, size: int, overlap: float) -> tuple[int, ...]:
     return tuple(sorted({min(i * stride, length - size) for i in range(n)}))
 
 
+def queue_depth(lanes: int) -> int:
+    """Tile batches queued at once: with lanes > 1 one more than there are lanes, so a
+    lane that finishes early starts the next batch while the main thread waits for the
+    oldest. The memory estimate counts one input/output buffer per queued batch."""
+    return lanes + 1 if lanes > 1 else 1
+
+
 def plan_tiles(image_shape: Sequence[int], patch: Sequence[int], overlap: float,
                margin: Sequence[int] = (0, 0, 0)) -> TilePlan:
     shape = tuple(int(s) for s in image_shape)
@@ -169,9 +176,7 @@ def sliding_window(
     prenormalise = acc_dtype.itemsize < 4
     g1d = [importance_1d(qq, blending, sigma_scale) for qq in q]
     lanes = max(1, int(lanes))
-    # With lanes > 1 one batch more than there are lanes is queued, so a lane that
-    # finishes early starts the next batch while the main thread waits for the oldest.
-    depth = lanes + 1 if lanes > 1 else 1
+    depth = queue_depth(lanes)
     # One input buffer per batch in flight; batch i fills buffer i % depth, which the
     # batch i - depth has released (results are taken in order, before the next submit).
     bufs = [np.empty((batch_size, image.shape[0], *p), dtype=np.float32) for _ in range(depth)]

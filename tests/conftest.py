@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-os.environ.update(ORT_DISABLE_TELEMETRY="1", ORT_TELEMETRY_DISABLED="1")
+from inference import disable_onnxruntime_telemetry
+
+disable_onnxruntime_telemetry()  # before any test imports onnxruntime
 
 # Tests never touch the user's real Lucida folders: platformdirs (library,
 # settings, user model packs) and any cache resolve under one throw-away root.

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import os
 from typing import Any
 
 import numpy as np
 import pytest
 from scipy import ndimage
 
-os.environ.update(ORT_DISABLE_TELEMETRY="1", ORT_TELEMETRY_DISABLED="1")
 onnx = pytest.importorskip("onnx")
 
 from inference import runtime  # noqa: E402
