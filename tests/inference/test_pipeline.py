@@ -315,4 +315,35 @@ def test_channel_argmax_equals_numpy_argmax_including_ties(channels: int, dtype:
 
     scores = np.random.default_rng(channels).integers(0, 4, size=(channels, 7, 9, 11))
     scores = scores.astype(dtype)  # small integers: many exact ties, first channel must win
-    np.testing.assert_array_equal(_argmax_channels(scores), np.argmax(scores, axis=0))
+    index = _argmax_channels(scores)
+    assert index.dtype == np.uint8
+    np.testing.assert_array_equal(index, np.argmax(scores, axis=0))
+
+
+def test_channel_argmax_beyond_255_channels_uses_a_wider_index() -> None:
+    from inference.pipeline import _argmax_channels
+
+    scores = np.random.default_rng(4).normal(size=(300, 3, 4, 5)).astype(np.float32)
+    scores[299, 0, 0, 0] = 100.0  # the last channel must come out as 299, not 299 % 256
+    index = _argmax_channels(scores)
+    assert index.dtype == np.uint16 and index[0, 0, 0] == 299
+    np.testing.assert_array_equal(index, np.argmax(scores, axis=0))
+
+
+def test_whole_volume_passes_do_not_depend_on_the_thread_count() -> None:
+    from inference.pipeline import _slabs, _softmax_inplace
+
+    logits = np.random.default_rng(6).normal(size=(3, 37, 6, 5)).astype(np.float32)
+    one, three = logits.copy(), logits.copy()
+    _softmax_inplace(one, threads=1)
+    _softmax_inplace(three, threads=3)
+    np.testing.assert_array_equal(three, one)
+    e = np.exp(logits - logits.max(axis=0))
+    np.testing.assert_allclose(one, e / e.sum(axis=0), rtol=1e-6)
+
+    def fail(part: slice) -> None:
+        if part.start >= 16:
+            raise ValueError("slab failed")
+
+    with pytest.raises(ValueError, match="slab failed"):
+        _slabs(37, fail, threads=2)

@@ -103,6 +103,99 @@ def test_pipeline_records_rewrites_and_keeps_original_hash(make_pack: Any) -> No
     assert (pack / "model.onnx").read_bytes() == model  # the pack on disk is untouched
 
 
+def sibling_model(opset: int = 17, *, bias: bool = True, b_strides: int = 2,
+                  weights_are_inputs: bool = False, group: int = 1) -> bytes:
+    """x → three Convs: a and b share x and (unless told otherwise) their geometry, c is a
+    1x1x1 Conv that must stay on its own. All three outputs are graph outputs."""
+    rng = np.random.default_rng(5)
+    cin = 2
+    inits, nodes, inputs = [], [], [_io("x", cin)]
+    for name, cout, k, stride in (("a", 3, 3, 2), ("b", 4, 3, b_strides), ("c", 2, 1, 1)):
+        w = rng.normal(size=(cout, cin // group if name != "c" else cin, k, k, k))
+        inits.append(numpy_helper.from_array(w.astype(np.float32), f"w{name}"))
+        ins = ["x", f"w{name}"]
+        if bias:
+            inits.append(numpy_helper.from_array(rng.normal(size=cout).astype(np.float32),
+                                                 f"b{name}"))
+            ins.append(f"b{name}")
+        attrs: dict[str, Any] = {"strides": [stride] * 3, "pads": [k // 2] * 6,
+                                 "kernel_shape": [k] * 3}
+        if name != "c" and group != 1:
+            attrs["group"] = group
+        nodes.append(helper.make_node("Conv", ins, [name], **attrs))
+    if weights_are_inputs:  # initializers a caller may override at run time
+        inputs.append(helper.make_tensor_value_info("wa", TensorProto.FLOAT, [3, cin, 3, 3, 3]))
+    outputs = [_io(n, c) for n, c in (("a", 3), ("b", 4), ("c", 2))]
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 7
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
+
+
+def _run_all(model: bytes, x: np.ndarray) -> list[np.ndarray]:
+    session, _ = runtime.create_session(model, "cpu", 1)
+    return [np.asarray(a) for a in session.run(None, {"x": x})]
+
+
+@pytest.mark.parametrize("opset", [11, 17])
+@pytest.mark.parametrize("bias", [True, False])
+def test_sibling_convs_run_as_one_bit_for_bit(opset: int, bias: bool) -> None:
+    model = sibling_model(opset, bias=bias)
+    out = rewrite.optimize(model)
+    assert out.changes == ["2 Conv sharing an input run as 1"]
+    rewritten = onnx.load_from_string(out.data)
+    onnx.checker.check_model(rewritten)
+    assert _ops(out.data).count("Conv") == 2 and "Split" in _ops(out.data)
+    # The separate filters are gone from the model, not kept beside the stacked ones.
+    assert not {"wa", "wb", "ba", "bb"} & {t.name for t in rewritten.graph.initializer}
+    x = np.random.default_rng(8).normal(size=(2, 2, 9, 8, 7)).astype(np.float32)
+    before, after = _run_all(model, x), _run_all(out.data, x)
+    assert [a.shape for a in after] == [(2, 3, 5, 4, 4), (2, 4, 5, 4, 4), (2, 2, 9, 8, 7)]
+    for b, a in zip(before, after, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("case", [{"b_strides": 1}, {"weights_are_inputs": True},
+                                  {"group": 2}])
+def test_convs_that_differ_or_can_be_overridden_stay_apart(case: dict[str, Any]) -> None:
+    model = sibling_model(**case)
+    out = rewrite.optimize(model)
+    assert out.changes == [] and out.data is model
+
+
+def test_bench_style_unet_is_rewritten_and_unchanged(tmp_path: Any) -> None:
+    """A MONAI-style residual down unit (PRelu activations, shortcut Conv beside the main
+    Conv) gets both rewrites and still computes the same numbers."""
+    rng = np.random.default_rng(11)
+
+    def w(*shape: int) -> np.ndarray:
+        return (rng.normal(size=shape) * 0.3).astype(np.float32)
+
+    inits = [numpy_helper.from_array(v, n) for n, v in (
+        ("w_main", w(4, 1, 3, 3, 3)), ("b_main", w(4)), ("w_res", w(4, 1, 3, 3, 3)),
+        ("b_res", w(4)), ("slope", np.array([0.25], np.float32)),
+        ("w_out", w(2, 4, 1, 1, 1)))]
+    geo = {"strides": [2, 2, 2], "pads": [1] * 6, "kernel_shape": [3, 3, 3]}
+    nodes = [helper.make_node("Conv", ["x", "w_main", "b_main"], ["m"], **geo),
+             helper.make_node("InstanceNormalization", ["m", "ones", "zeros"], ["n"]),
+             helper.make_node("PRelu", ["n", "slope"], ["p"]),
+             helper.make_node("Conv", ["x", "w_res", "b_res"], ["r"], **geo),
+             helper.make_node("Add", ["p", "r"], ["s"]),
+             helper.make_node("Conv", ["s", "w_out"], ["y"])]
+    inits += [numpy_helper.from_array(np.ones(4, np.float32), "ones"),
+              numpy_helper.from_array(np.zeros(4, np.float32), "zeros")]
+    graph = helper.make_graph(nodes, "g", [_io("x", 1)], [_io("y", 2)], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    data = bytes(model.SerializeToString())
+    out = rewrite.optimize(data)
+    assert out.changes == ["1 PRelu with a single slope run as LeakyRelu",
+                           "2 Conv sharing an input run as 1"]
+    x = rng.normal(size=(1, 1, 12, 10, 8)).astype(np.float32)
+    np.testing.assert_array_equal(_run(out.data, x), _run(data, x))
+
+
 # --- tiles in flight ----------------------------------------------------------------------
 
 def _conv_predictor(delay_s: float = 0.0) -> Any:
