@@ -286,7 +286,7 @@ def run(
                 batch_size=batch, pad_value=pad_value, padding=m.tiling.padding,
                 accumulator_dtype=mem.accumulator_dtype, progress=stage, cancel=cancel,
                 lanes=lanes)
-        member.close()
+        member.close()  # its arena goes before the whole-volume passes allocate
         _activate(out, m, post_threads)
         if len(members) > 1:
             out *= np.asarray(weights[idx] / wsum, dtype=out.dtype)
