@@ -229,8 +229,34 @@ class LabelSpec(_Strict):
         return value
 
 
+class DetectionSpec(_Strict):
+    """How to read a detector's boxes: a tensor ``[N, K]`` (or ``[1, N, K]``), one row a box.
+
+    Columns 0-5 are the box corners ``a0_min, a1_min, a2_min, a0_max, a1_max, a2_max``
+    in the input tensor's voxel-edge coordinates (voxel n spans [n, n + 1) along its
+    axis; axes in ``input.axis_order``), relative to the network input. Then a score
+    column and, for multi-class detectors, a class column whose value picks the label
+    (``labels[].channel``, else ``labels[].value``).
+    """
+
+    score_column: int = Field(default=6, ge=6)
+    class_column: int | None = Field(default=None, ge=6)
+    min_score: float = Field(default=0.5, ge=0.0, le=1.0)
+    # Overlapping boxes of one class (3-D IoU above this) keep only the best score.
+    nms_iou: float = Field(default=0.1, gt=0.0, le=1.0)
+    max_detections: int = Field(default=100, ge=1, le=10000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DetectionSpec:
+        if self.class_column is not None and self.class_column == self.score_column:
+            raise ValueError("class_column and score_column must differ")
+        return self
+
+
 class OutputSpec(_Strict):
-    """What the network returns, per voxel, in ``[batch, channel, a0, a1, a2]``."""
+    """What the network returns: per voxel ``[batch, channel, a0, a1, a2]``, or boxes
+    (kind ``detections``, read as ``detections`` says; ``channels`` is then the number
+    of columns per box)."""
 
     tensor_name: str | None = None
     kind: Literal["segmentation_logits", "probabilities", "anomaly_map", "detections"]
@@ -243,12 +269,17 @@ class OutputSpec(_Strict):
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     min_finding_mm3: float = Field(default=0.0, ge=0.0)
     accumulator_dtype: Literal["float32", "float16", "auto"] = "auto"
+    detections: DetectionSpec | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> OutputSpec:
         values = [lab.value for lab in self.labels]
         if len(set(values)) != len(values):
             raise ValueError("label values must be unique")
+        if self.kind == "detections":
+            return self._consistent_detections()
+        if self.detections is not None:
+            raise ValueError("'detections' is only for output kind 'detections'")
         for lab in self.labels:
             ch = lab.channel if lab.channel is not None else lab.value
             if ch >= self.channels:
@@ -260,6 +291,27 @@ class OutputSpec(_Strict):
             raise ValueError("heatmap_channel is beyond the output channels")
         if self.kind == "anomaly_map" and self.activation == "softmax":
             raise ValueError("an anomaly map cannot use softmax")
+        return self
+
+    @property
+    def box_spec(self) -> DetectionSpec:
+        """How to read a detector's boxes (the defaults when the manifest says nothing)."""
+        return self.detections if self.detections is not None else DetectionSpec()
+
+    def _consistent_detections(self) -> OutputSpec:
+        spec = self.box_spec
+        if self.channels < 7:
+            raise ValueError("a detector returns at least 7 columns per box (6 corners and "
+                             f"a score); channels is {self.channels}")
+        for name in ("score_column", "class_column"):
+            col = getattr(spec, name)
+            if col is not None and col >= self.channels:
+                raise ValueError(f"detections.{name} {col} is beyond the {self.channels} "
+                                 "columns (channels)")
+        if self.activation == "softmax":
+            raise ValueError("detections take activation 'none' or 'sigmoid' (on the score)")
+        if spec.class_column is None and len(self.labels) != 1:
+            raise ValueError("a detector without detections.class_column has one label")
         return self
 
 
@@ -421,7 +473,13 @@ class Manifest(_Strict):
         ):
             raise ValueError("ensemble.weights needs one weight per file")
         if self.output.kind == "detections":
-            return self  # refused at run time, with a message (no box decoder yet)
+            if self.tiling.mode == "valid":
+                raise ValueError("detections use 'sliding' or 'whole' tiling, not 'valid'")
+            other = [s.step for s in self.postprocessing if s.step != "mask_by"]
+            if other:
+                raise ValueError(f"detections take only 'mask_by' post-processing, not "
+                                 f"{', '.join(other)}")
+            return self
         steps = [s.step for s in self.postprocessing]
         if "argmax" in steps and "threshold" in steps:
             raise ValueError("postprocessing uses both argmax and threshold; choose one")

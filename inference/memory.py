@@ -82,6 +82,16 @@ def _parts(manifest: Manifest, source_voxels: int, model_shape: tuple[int, int, 
     per_voxel = (manifest.memory.bytes_per_patch_voxel if manifest.memory is not None
                  else DEFAULT_BYTES_PER_PATCH_VOXEL)
     members = len(manifest.files)
+    if manifest.output.kind == "detections":
+        # Boxes, not maps: no accumulator; the painted label and score maps instead.
+        return {
+            "model-space input": in_ch * model_voxels * 4,
+            "padding copy": in_ch * padded * 4 if padded > model_voxels else 0,
+            "tile buffer": in_ch * patch_voxels * 4,
+            "network activations": int(patch_voxels * per_voxel),
+            "painted maps": model_voxels * (4 + 2),
+            "results on source grid": source_voxels * (4 + 2 + 1),
+        }
     parts = {
         "model-space input": in_ch * model_voxels * 4,
         "padding copy": in_ch * padded * 4 if padded > model_voxels else 0,

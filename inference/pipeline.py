@@ -7,6 +7,7 @@ onnxruntime version, the provider really used, parameters and timings.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import logging
 import time
 import uuid
@@ -14,14 +15,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from core.errors import InferenceError, ModelPackError, UnsupportedError
+from core.errors import InferenceError, ModelPackError
 from core.progress import CancelToken
 from core.volume import Finding, HeatMap, Label, LabelMap, Volume
+from inference import detections
 from inference import postprocess as pp
 from inference.checks import check_input
 from inference.manifest import (
@@ -38,7 +40,7 @@ from inference.memory import plan_memory
 from inference.normalize import normalize
 from inference.pack import ModelPack
 from inference.sliding_window import sliding_window, whole_image
-from inference.spaces import from_model_grid, model_grid, to_model_grid
+from inference.spaces import ModelGrid, from_model_grid, model_grid, to_model_grid
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +138,7 @@ class _Member:
         self.session: Any = session
         self.input_name, self.output_name = runtime.check_io(
             session, label, manifest.output.channels, manifest.input.tensor_name,
-            manifest.output.tensor_name)
+            manifest.output.tensor_name, boxes=manifest.output.kind == "detections")
         self.static_batch, static_spatial = runtime.input_is_static(session)
         patch = manifest.tiling.patch_size
         if static_spatial is not None and manifest.tiling.mode != "whole" and patch is not None \
@@ -206,10 +208,6 @@ def run(
     if not isinstance(pack, ModelPack):
         pack = ModelPack.open(pack)
     m = pack.manifest
-    if m.output.kind == "detections":
-        raise UnsupportedError(
-            f"{m.id}: 'detections' outputs (boxes) are not supported by this Lucida version"
-        )
     for step in m.postprocessing:
         if isinstance(step, MaskByStep) and (masks is None or step.model not in masks):
             raise InferenceError(
@@ -223,6 +221,8 @@ def run(
     # --- model space and memory -------------------------------------------
     grid = model_grid(volume.affine, volume.shape, m.input)
     lanes, session_threads = runtime.tile_lanes(threads, runtime.wanted_providers(providers))
+    if m.output.kind == "detections":  # boxes from one tile at a time, every thread on it
+        lanes, session_threads = 1, threads
     mem = plan_memory(m, volume.shape, grid.tensor_shape, batch_size=batch_size,
                       limit_bytes=memory_limit_bytes, lanes=lanes)
     if mem.lanes < lanes:
@@ -261,91 +261,96 @@ def run(
     t_pre = time.perf_counter() - t0
     _check_cancel(cancel)
 
-    # --- network ------------------------------------------------------------
-    t0 = time.perf_counter()
-    out_ch = m.output.channels
-    acc: npt.NDArray[Any] | None = None
-    weights = (m.ensemble.weights if m.ensemble is not None and m.ensemble.weights
-               else [1.0] * len(members))
-    wsum = float(sum(weights))
-    for idx, member in enumerate(members):
-        stage = _stage(progress, 0.1 + 0.8 * idx / len(members),
-                       0.1 + 0.8 * (idx + 1) / len(members))
-        if m.tiling.mode == "whole":
-            out = whole_image(tensor, member.predict, out_channels=out_ch,
-                              divisible_by=m.tiling.divisible_by, pad_value=pad_value,
-                              padding=m.tiling.padding)
-            if mem.accumulator_dtype == "float16":
-                out = out.astype(np.float16)
-        else:
-            assert m.tiling.patch_size is not None
-            out = sliding_window(
-                tensor, member.predict, patch=m.tiling.patch_size, out_channels=out_ch,
-                overlap=m.tiling.overlap, blending=m.tiling.blending,
-                sigma_scale=m.tiling.sigma_scale, margin=m.tiling.output_margin,
-                batch_size=batch, pad_value=pad_value, padding=m.tiling.padding,
-                accumulator_dtype=mem.accumulator_dtype, progress=stage, cancel=cancel,
-                lanes=lanes)
-        member.close()  # its arena goes before the whole-volume passes allocate
-        _activate(out, m, post_threads)
-        if len(members) > 1:
-            out *= np.asarray(weights[idx] / wsum, dtype=out.dtype)
-            if acc is None:
-                acc = out
+    findings: list[Finding]
+    if m.output.kind == "detections":
+        t0 = time.perf_counter()
+        boxes = _detect(tensor, members, m, pad_value, progress, cancel)
+        del x, tensor
+        t_net = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        _report(progress, 0.9, "post-processing")
+        labels, heat, findings = _detection_results(boxes, m, grid, volume, masks)
+        t_post = time.perf_counter() - t0
+    else:
+        # --- network ------------------------------------------------------------
+        t0 = time.perf_counter()
+        out_ch = m.output.channels
+        acc: npt.NDArray[Any] | None = None
+        weights = (m.ensemble.weights if m.ensemble is not None and m.ensemble.weights
+                   else [1.0] * len(members))
+        wsum = float(sum(weights))
+        for idx, member in enumerate(members):
+            stage = _stage(progress, 0.1 + 0.8 * idx / len(members),
+                           0.1 + 0.8 * (idx + 1) / len(members))
+            if m.tiling.mode == "whole":
+                out = whole_image(tensor, member.predict, out_channels=out_ch,
+                                  divisible_by=m.tiling.divisible_by, pad_value=pad_value,
+                                  padding=m.tiling.padding)
+                if mem.accumulator_dtype == "float16":
+                    out = out.astype(np.float16)
             else:
-                acc += out
-                del out
-        else:
-            acc = out
+                assert m.tiling.patch_size is not None
+                out = sliding_window(
+                    tensor, member.predict, patch=m.tiling.patch_size, out_channels=out_ch,
+                    overlap=m.tiling.overlap, blending=m.tiling.blending,
+                    sigma_scale=m.tiling.sigma_scale, margin=m.tiling.output_margin,
+                    batch_size=batch, pad_value=pad_value, padding=m.tiling.padding,
+                    accumulator_dtype=mem.accumulator_dtype, progress=stage, cancel=cancel,
+                    lanes=lanes)
+            member.close()  # its arena goes before the whole-volume passes allocate
+            _activate(out, m, post_threads)
+            if len(members) > 1:
+                out *= np.asarray(weights[idx] / wsum, dtype=out.dtype)
+                if acc is None:
+                    acc = out
+                else:
+                    acc += out
+                    del out
+            else:
+                acc = out
+            _check_cancel(cancel)
+        assert acc is not None
+        del x, tensor
+        t_net = time.perf_counter() - t0
+
+        # --- labels and heat map in model space, then back ---------------------
+        t0 = time.perf_counter()
+        _report(progress, 0.9, "post-processing")
+        probs = grid.from_tensor(acc)  # [C, k, j, i] view
+        labels_model = _to_labels(probs, m, post_threads)
+        heat_model = _heat(probs, m, post_threads)
+        del acc, probs
+        labels = from_model_grid(labels_model, grid, volume.affine, volume.shape,
+                                 interpolation="nearest")
+        heat = None
+        if heat_model is not None:
+            heat = from_model_grid(np.ascontiguousarray(heat_model, dtype=np.float32), grid,
+                                   volume.affine, volume.shape, interpolation="linear")
+            np.clip(heat, 0.0, 1.0, out=heat)
+        del labels_model, heat_model
         _check_cancel(cancel)
-    assert acc is not None
-    del x, tensor
-    t_net = time.perf_counter() - t0
 
-    # --- labels and heat map in model space, then back ---------------------
-    t0 = time.perf_counter()
-    _report(progress, 0.9, "post-processing")
-    probs = grid.from_tensor(acc)  # [C, k, j, i] view
-    labels_model = _to_labels(probs, m, post_threads)
-    heat_model = _heat(probs, m, post_threads)
-    del acc, probs
-    labels = from_model_grid(labels_model, grid, volume.affine, volume.shape,
-                             interpolation="nearest")
-    heat = None
-    if heat_model is not None:
-        heat = from_model_grid(np.ascontiguousarray(heat_model, dtype=np.float32), grid,
-                               volume.affine, volume.shape, interpolation="linear")
-        np.clip(heat, 0.0, 1.0, out=heat)
-    del labels_model, heat_model
-    _check_cancel(cancel)
-
-    # --- post-processing on the source grid --------------------------------
-    findings: list[Finding] = []
-    names = {lab.value: lab.name for lab in m.output.labels}
-    for step in m.postprocessing:
-        if isinstance(step, KeepLargestStep):
-            pp.keep_largest_component(labels, step.labels)
-        elif isinstance(step, FillHolesStep):
-            pp.fill_holes(labels, step.labels)
-        elif isinstance(step, SizeFilterStep):
-            pp.size_filter(labels, step.labels, step.min_mm3, step.max_mm3, volume.affine,
-                           step.connectivity)
-        elif isinstance(step, MaskByStep):
-            assert masks is not None
-            other = masks[step.model]
-            if other.array.shape != labels.shape:
-                raise InferenceError(
-                    f"mask_by: the {step.model} label map is on a different grid "
-                    f"({other.array.shape} vs {labels.shape})"
-                )
-            pp.mask_by(labels, other.array, step.labels, step.dilate_mm, volume.affine)
-        elif isinstance(step, ComponentsStep):
-            min_mm3 = step.min_mm3 if step.min_mm3 is not None else m.output.min_finding_mm3
-            findings = pp.extract_findings(
-                labels, volume.affine, names, heat, which=step.labels, min_mm3=min_mm3,
-                connectivity=step.connectivity, max_findings=step.max_findings,
-                series_uid=volume.series_uid)
-    t_post = time.perf_counter() - t0
+        # --- post-processing on the source grid --------------------------------
+        findings = []
+        names = {lab.value: lab.name for lab in m.output.labels}
+        for step in m.postprocessing:
+            if isinstance(step, KeepLargestStep):
+                pp.keep_largest_component(labels, step.labels)
+            elif isinstance(step, FillHolesStep):
+                pp.fill_holes(labels, step.labels)
+            elif isinstance(step, SizeFilterStep):
+                pp.size_filter(labels, step.labels, step.min_mm3, step.max_mm3, volume.affine,
+                               step.connectivity)
+            elif isinstance(step, MaskByStep):
+                pp.mask_by(labels, _mask_of(step, masks, labels.shape), step.labels,
+                           step.dilate_mm, volume.affine)
+            elif isinstance(step, ComponentsStep):
+                min_mm3 = step.min_mm3 if step.min_mm3 is not None else m.output.min_finding_mm3
+                findings = pp.extract_findings(
+                    labels, volume.affine, names, heat, which=step.labels, min_mm3=min_mm3,
+                    connectivity=step.connectivity, max_findings=step.max_findings,
+                    series_uid=volume.series_uid)
+        t_post = time.perf_counter() - t0
 
     label_map = LabelMap(
         array=labels, affine=volume.affine.copy(),
@@ -396,6 +401,68 @@ def run(
     }
     _report(progress, 1.0, "done")
     return InferenceResult(label_map, heatmap, findings, provenance, notices)
+
+
+def _detect(tensor: npt.NDArray[np.float32], members: list[_Member], m: Manifest,
+            pad_value: float, progress: Progress | None,
+            cancel: CancelToken | None) -> detections.Boxes:
+    """Boxes of every member (an ensemble pools them), de-duplicated by NMS."""
+    spec = m.output.box_spec
+    found = []
+    for idx, member in enumerate(members):
+        stage = _stage(progress, 0.1 + 0.8 * idx / len(members),
+                       0.1 + 0.8 * (idx + 1) / len(members))
+        read = functools.partial(detections.decode, spec=spec, columns=m.output.channels,
+                                 activation=m.output.activation, label=member.label)
+        mode: Literal["sliding", "whole"] = "whole" if m.tiling.mode == "whole" else "sliding"
+        found.append(detections.detect(
+            tensor, member.predict, read, mode=mode, patch=m.tiling.patch_size,
+            overlap=m.tiling.overlap, divisible_by=m.tiling.divisible_by,
+            pad_value=pad_value, padding=m.tiling.padding, progress=stage, cancel=cancel))
+        member.close()
+    return detections.non_max_suppression(detections.Boxes.concat(found), spec.nms_iou,
+                                          spec.max_detections)
+
+
+def _mask_of(step: MaskByStep, masks: dict[str, LabelMap] | None,
+             shape: tuple[int, ...]) -> npt.NDArray[Any]:
+    """The other model's label array a ``mask_by`` step names, on this grid."""
+    assert masks is not None  # run() checked that every mask_by model was given
+    other = masks[step.model]
+    if other.array.shape != shape:
+        raise InferenceError(
+            f"mask_by: the {step.model} label map is on a different grid "
+            f"({other.array.shape} vs {shape})"
+        )
+    return other.array
+
+
+def _detection_results(boxes: detections.Boxes, m: Manifest, grid: ModelGrid, volume: Volume,
+                       masks: dict[str, LabelMap] | None
+                       ) -> tuple[npt.NDArray[Any], npt.NDArray[np.float32], list[Finding]]:
+    """Kept boxes → label map and score map on the source grid, and findings."""
+    spec = m.output.box_spec
+    inside: npt.NDArray[np.bool_] | None = None
+    for step in m.postprocessing:
+        if isinstance(step, MaskByStep):
+            here = pp.mask_inside(_mask_of(step, masks, volume.shape), step.labels,
+                                  step.dilate_mm, volume.affine)
+            inside = here if inside is None else inside & here
+    if spec.class_column is None:
+        classes = {0: (m.output.labels[0].value, m.output.labels[0].name)}
+    else:
+        classes = {(lab.channel if lab.channel is not None else lab.value): (lab.value, lab.name)
+                   for lab in m.output.labels}
+    placed = detections.place(boxes, grid, volume.affine, volume.shape, classes,
+                              min_mm3=m.output.min_finding_mm3, inside=inside,
+                              series_uid=volume.series_uid)
+    labels_t, heat_t = detections.paint(boxes, placed, grid.tensor_shape, _label_dtype(m))
+    labels = from_model_grid(np.ascontiguousarray(grid.from_tensor(labels_t)), grid,
+                             volume.affine, volume.shape, interpolation="nearest")
+    heat = from_model_grid(np.ascontiguousarray(grid.from_tensor(heat_t)), grid,
+                           volume.affine, volume.shape, interpolation="linear")
+    np.clip(heat, 0.0, 1.0, out=heat)
+    return labels, heat, detections.numbered(placed, labels)
 
 
 def _report(progress: Progress | None, fraction: float, message: str) -> None:

@@ -69,9 +69,9 @@ def size_filter(labels: LabelArray, which: list[int] | None, min_mm3: float,
     return labels
 
 
-def mask_by(labels: LabelArray, other: LabelArray, other_labels: list[int] | None,
-            dilate_mm: float, affine: FloatArray) -> LabelArray:
-    """Zero every label outside the other model's mask (optionally dilated by ``dilate_mm``)."""
+def mask_inside(other: LabelArray, other_labels: list[int] | None, dilate_mm: float,
+                affine: FloatArray) -> npt.NDArray[np.bool_]:
+    """Where the other model's mask is (its labels, or any label), dilated by ``dilate_mm``."""
     inside = other > 0 if other_labels is None else np.isin(other, other_labels)
     if dilate_mm > 0:
         spacing = np.linalg.norm(affine[:3, :3], axis=0)
@@ -79,7 +79,13 @@ def mask_by(labels: LabelArray, other: LabelArray, other_labels: list[int] | Non
         grid = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
         ball = sum((g * s) ** 2 for g, s in zip(grid, spacing, strict=True)) <= dilate_mm ** 2
         inside = ndimage.binary_dilation(inside, structure=ball)
-    labels[~inside] = 0
+    return np.asarray(inside, dtype=np.bool_)
+
+
+def mask_by(labels: LabelArray, other: LabelArray, other_labels: list[int] | None,
+            dilate_mm: float, affine: FloatArray) -> LabelArray:
+    """Zero every label outside the other model's mask (optionally dilated by ``dilate_mm``)."""
+    labels[~mask_inside(other, other_labels, dilate_mm, affine)] = 0
     return labels
 
 

@@ -198,8 +198,10 @@ def _pretty(provider: str) -> str:
 
 
 def check_io(session: ort.InferenceSession, label: str, out_channels: int,
-             input_name: str | None, output_name: str | None) -> tuple[str, str]:
-    """Input/output names, after checking both are 5-D ``[N, C, a0, a1, a2]``."""
+             input_name: str | None, output_name: str | None, *,
+             boxes: bool = False) -> tuple[str, str]:
+    """Input/output names, after checking the input is 5-D ``[N, C, a0, a1, a2]`` and the
+    output too, or with ``boxes`` ``[N, K]`` / ``[1, N, K]`` with K = ``out_channels``."""
     inputs = session.get_inputs()
     outputs = session.get_outputs()
     inp = _pick(inputs, input_name, label, "input")
@@ -209,6 +211,15 @@ def check_io(session: ort.InferenceSession, label: str, out_channels: int,
             f"{label}: input {inp.name!r} has rank {len(inp.shape)} (shape {inp.shape}); "
             "Lucida feeds 5-D tensors [batch, channel, a0, a1, a2]"
         )
+    if boxes:
+        cols = out.shape[-1] if out.shape else None
+        if len(out.shape) not in (2, 3) or (isinstance(cols, int) and cols != out_channels):
+            raise ModelPackError(
+                f"{label}: output {out.name!r} has shape {out.shape}; a detector returns "
+                f"boxes [N, {out_channels}] or [1, N, {out_channels}] (output.channels "
+                "columns)"
+            )
+        return str(inp.name), str(out.name)
     if len(out.shape) != 5:
         raise ModelPackError(
             f"{label}: output {out.name!r} has rank {len(out.shape)} (shape {out.shape}); "

@@ -163,7 +163,7 @@ def sliding_window(
     # Input is needed on [-m, extent + m) per axis; pad only if that leaves the image.
     pads = [(mm, e + mm - s) for mm, e, s in zip(m, plan.extent, spatial, strict=True)]
     if any(a or b for a, b in pads):
-        work = _pad(image, pads, padding, pad_value)
+        work = pad_image(image, pads, padding, pad_value)
     else:
         work = image
 
@@ -265,7 +265,7 @@ def sliding_window(
     return result
 
 
-def _pad(image: Array32, pads: Sequence[tuple[int, int]], padding: str,
+def pad_image(image: Array32, pads: Sequence[tuple[int, int]], padding: str,
          pad_value: float) -> Array32:
     if padding == "edge":
         return np.pad(image, [(0, 0), *pads], mode="edge")
@@ -281,7 +281,7 @@ def whole_image(image: Array32, predict: Predictor, *, out_channels: int, divisi
     pads = [(0, t - s) for t, s in zip(target, spatial, strict=True)]
     work = image
     if any(b for _, b in pads):
-        work = _pad(image, pads, padding, pad_value)
+        work = pad_image(image, pads, padding, pad_value)
     out = predict(np.ascontiguousarray(work[None]))
     if out.ndim != 5 or out.shape[1] != out_channels or tuple(out.shape[2:]) != tuple(target):
         raise InferenceError(

@@ -49,6 +49,7 @@ from viewer.models import CursorModel, MeasurementList, SlabModel, WindowLevelMo
 from viewer.presets import AUTO, CT_PRESET_ORDER
 from viewer.vtkutil import (
     background_value,
+    fit_text_lines,
     index_space_image,
     label_lookup_table,
     render_window_rgb,
@@ -213,6 +214,7 @@ class SliceView(QVTKRenderWindowInteractor):
 
         # Text: four corners, four orientation letters, scale bar.
         self.corner_actors: dict[str, vtkTextActor] = {}
+        self._fitted: dict[str, tuple[Any, str]] = {}  # corner → (lines, width), text
         for corner, (x, y, hj, vj) in {
             "top_left": (0.01, 0.99, "left", "top"),
             "top_right": (0.99, 0.99, "right", "top"),
@@ -553,6 +555,7 @@ class SliceView(QVTKRenderWindowInteractor):
             w, h = self._size_px()
             self._fit_scale = max(half_h, half_w / (w / h)) * 1.02
             cam.SetParallelScale(self._fit_scale / zoom)
+            self._update_text()  # corner text is cut to the new width
         self._update_crosshair()
         self._update_scale_bar()
 
@@ -644,9 +647,11 @@ class SliceView(QVTKRenderWindowInteractor):
         study_date = _format_date(_meta(md, "study_date", "StudyDate"))
         series = _meta(md, "series_description", "SeriesDescription")
         modality = vol.modality or _meta(md, "modality", "Modality")
-        self.corner_actors["top_left"].SetInput(top_left)
-        self.corner_actors["top_right"].SetInput(
-            "\n".join(x for x in (study_date, series, modality) if x))
+        # Each top corner gets half the width, less the top orientation letter.
+        w, _ = self._size_px()
+        room = max(24, int(w * 0.49) - 14)
+        self._set_fitted("top_left", top_left.split("\n"), room)
+        self._set_fitted("top_right", [study_date, series, modality], room)
         g = self.geometry_
         n = g.slice_count(vol)
         axis_name = "XYZ"[planes.PLANE_POSITION_AXIS[self.plane]]
@@ -661,6 +666,16 @@ class SliceView(QVTKRenderWindowInteractor):
         preset = f" ({wl.preset})" if wl.preset else ""
         self.corner_actors["bottom_right"].SetInput(
             f"W {wl.width:.0f}  L {wl.level:.0f}{preset}\nZoom {self.zoom_factor() * 100:.0f}%")
+
+    def _set_fitted(self, corner: str, lines: list[str], max_px: int) -> None:
+        """Set a corner's text cut to ``max_px`` wide; cached, as it runs on every scroll."""
+        key = (tuple(lines), max_px)
+        if self._fitted.get(corner, (None, ""))[0] != key:
+            actor = self.corner_actors[corner]
+            dpi = int(self.GetRenderWindow().GetDPI())
+            self._fitted[corner] = (key, fit_text_lines(lines, actor.GetTextProperty(),
+                                                        max_px, dpi))
+        self.corner_actors[corner].SetInput(self._fitted[corner][1])
 
     def _update_scale_bar(self) -> None:
         if self.geometry_ is None:

@@ -11,7 +11,12 @@ from vtkmodules.util import numpy_support
 from vtkmodules.vtkCommonCore import vtkLookupTable
 from vtkmodules.vtkCommonDataModel import vtkImageData
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
-from vtkmodules.vtkRenderingCore import vtkRenderWindow, vtkWindowToImageFilter
+from vtkmodules.vtkRenderingCore import (
+    vtkRenderWindow,
+    vtkTextProperty,
+    vtkTextRenderer,
+    vtkWindowToImageFilter,
+)
 
 from core.volume import LabelMap
 
@@ -98,3 +103,32 @@ def label_lookup_table(labels: LabelMap) -> vtkLookupTable:
             lut.SetTableValue(int(lab.value), *(c / 255.0 for c in lab.color_rgb), 1.0)
     lut.Build()
     return lut
+
+
+def fit_text_lines(lines: list[str], prop: vtkTextProperty, max_px: int, dpi: int) -> str:
+    """Join ``lines``, each cut to at most ``max_px`` wide (measured by VTK's own text
+    renderer, as it will be drawn) and ended with "…" where cut: two corner texts of a
+    narrow view then stop short of each other instead of overprinting."""
+    renderer = vtkTextRenderer.GetInstance()
+    box = [0, 0, 0, 0]
+
+    def width(text: str) -> int:
+        renderer.GetBoundingBox(prop, text, box, dpi)
+        return int(box[1] - box[0])
+
+    out = []
+    for line in lines:
+        if not line:
+            continue
+        if width(line) <= max_px:
+            out.append(line)
+            continue
+        lo, hi = 0, len(line) - 1  # longest prefix that fits with the ellipsis
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if width(line[:mid].rstrip() + "…") <= max_px:
+                lo = mid
+            else:
+                hi = mid - 1
+        out.append(line[:lo].rstrip() + "…")
+    return "\n".join(out)

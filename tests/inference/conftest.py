@@ -77,6 +77,60 @@ def rank4_model() -> bytes:
     return _model([helper.make_node("Identity", ["x"], ["y"])], [], in_rank=4)
 
 
+def detector_model(half: tuple[int, int, int] = (1, 1, 1), cls: int | None = None,
+                   columns: int | None = None, nan_score: bool = False) -> bytes:
+    """A real detector, in ONNX ops: one box around the brightest voxel of its input,
+    scored by that voxel's value. The box spans ``p - half .. p + half`` voxels along each
+    tensor axis, i.e. edges ``[p - half, p + half + 1)``. Output ``[1, 7]`` (``[1, 8]``
+    with a constant class column ``cls``); ``columns`` pads extra zero columns;
+    ``nan_score`` scores sqrt(score - 10), NaN, as a broken network would."""
+    def const(name: str, value: Any, dtype: Any = np.int64) -> Any:
+        return numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
+
+    inits = [const("flat", [1, -1]), const("s3", [3]), const("e4", [4]), const("s4", [4]),
+             const("e5", [5]), const("lo_off", [[-h for h in half]], np.float32),
+             const("hi_off", [[h + 1 for h in half]], np.float32)]
+    nodes = [
+        helper.make_node("Reshape", ["x", "flat"], ["v"]),
+        helper.make_node("ArgMax", ["v"], ["idx"], axis=1, keepdims=1),
+        helper.make_node("ReduceMax", ["v"], ["score"], axes=[1], keepdims=1),
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Slice", ["shape", "s3", "e4"], ["n1"]),
+        helper.make_node("Slice", ["shape", "s4", "e5"], ["n2"]),
+        helper.make_node("Mul", ["n1", "n2"], ["plane"]),
+        helper.make_node("Div", ["idx", "plane"], ["p0"]),
+        helper.make_node("Div", ["idx", "n2"], ["row"]),
+        helper.make_node("Mod", ["row", "n1"], ["p1"]),
+        helper.make_node("Mod", ["idx", "n2"], ["p2"]),
+        helper.make_node("Concat", ["p0", "p1", "p2"], ["pos"], axis=1),
+        helper.make_node("Cast", ["pos"], ["posf"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["posf", "lo_off"], ["lo"]),
+        helper.make_node("Add", ["posf", "hi_off"], ["hi"]),
+    ]
+    parts = ["lo", "hi", "score"]
+    if nan_score:
+        inits.append(const("ten", [[10.0]], np.float32))
+        nodes += [helper.make_node("Sub", ["score", "ten"], ["below"]),
+                  helper.make_node("Sqrt", ["below"], ["nan"])]
+        parts[2] = "nan"
+    if cls is not None:
+        inits.append(const("cls", [[cls]], np.float32))
+        parts.append("cls")
+    width = 7 + (cls is not None)
+    if columns is not None and columns > width:
+        inits.append(const("extra", np.zeros((1, columns - width)), np.float32))
+        parts.append("extra")
+    nodes.append(helper.make_node("Concat", parts, ["y"], axis=1))
+    graph = helper.make_graph(nodes, "detector", [_io("x")],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT,
+                                                             ["N", columns or width])],
+                              initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
+
+
 def base_manifest(**over: Any) -> dict[str, Any]:
     m: dict[str, Any] = {
         "schema_version": 1,
@@ -138,7 +192,8 @@ def make_pack(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture
 def models() -> dict[str, Callable[..., bytes]]:
     return {"identity": identity_model, "scale": scale_model, "conv": conv_model,
-            "two_class": two_class_model, "nan": nan_model, "rank4": rank4_model}
+            "two_class": two_class_model, "nan": nan_model, "rank4": rank4_model,
+            "detector": detector_model}
 
 
 @pytest.fixture

@@ -280,16 +280,10 @@ def test_unavailable_gpu_provider_falls_back_to_cpu_with_notice(
     assert any("CUDA" in n and "CPU" in n for n in res.notices)
 
 
-def test_unknown_provider_and_detections_are_refused(make_pack: Any,
-                                                     models: dict[str, Any]) -> None:
-    from core.errors import UnsupportedError
-
+def test_unknown_provider_is_refused(make_pack: Any, models: dict[str, Any]) -> None:
     vol = _volume((8, 8, 8), (1.0, 1.0, 1.0), np.eye(3))
     with pytest.raises(InferenceError, match="unknown execution provider 'warp-drive'"):
         run(vol, make_pack(models["identity"]()), providers="warp-drive")
-    pack = make_pack(models["identity"](), output={"kind": "detections"})
-    with pytest.raises(UnsupportedError, match="detections"):
-        run(vol, pack)
 
 
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (5.0, 0.7, 0.7), (0.5, 2.0, 3.3)])

@@ -53,6 +53,24 @@ def test_worker_returns_the_same_result_as_in_process(tmp_path: Path, make_pack:
     assert not list((tmp_path / "cache").iterdir())  # job folder removed
 
 
+def test_worker_carries_a_detectors_findings(tmp_path: Path, make_pack: Any,
+                                            models: dict[str, Any]) -> None:
+    from inference import run
+
+    vol = _volume()
+    pack = make_pack(models["detector"]((1, 2, 2)), tiling={"batch_size": 1},
+                     output={"kind": "detections", "channels": 7,
+                             "labels": [{"value": 1, "name": "spot"}]},
+                     postprocessing=[])
+    res = InferenceJob.start(vol, pack, JobOptions(threads=1),
+                             work_dir=tmp_path / "cache").result(timeout=120)
+    direct = run(vol, pack, threads=1)
+    assert len(res.findings) == 1
+    assert [f.to_dict() for f in res.findings] == [f.to_dict() for f in direct.findings]
+    np.testing.assert_allclose(res.findings[0].centroid_index, (5, 6, 7))  # first 0.9 voxel
+    np.testing.assert_array_equal(res.label_map.array, direct.label_map.array)
+
+
 @pytest.mark.parametrize(("crash", "signame"), [("segfault", "SIGSEGV"), ("kill", "SIGKILL")])
 def test_worker_crash_becomes_an_error(tmp_path: Path, make_pack: Any, models: dict[str, Any],
                                        crash: str, signame: str) -> None:

@@ -113,6 +113,45 @@ def test_corner_text_and_identity_toggle(panel: object,
 
 
 @pytest.mark.gui
+def test_top_corner_texts_are_cut_before_they_meet(panel: object, gui: object,
+                                                   phantom_factory: Callable[[str], Volume]
+                                                   ) -> None:
+    from PySide6.QtWidgets import QApplication
+    from vtkmodules.vtkRenderingCore import vtkTextRenderer
+
+    vol = phantom_factory("axial")
+    long_description = "Thorax 1.0 mm B70f, arterial phase"
+    vol.metadata["series_description"] = long_description
+    panel.resize(1800, 440)  # type: ignore[attr-defined]
+    panel.set_volume(vol)  # type: ignore[attr-defined]
+    view = panel.slice_views()["axial"]  # type: ignore[attr-defined]
+    gui.waitUntil(lambda: view.width() > 500)  # type: ignore[attr-defined]
+    QApplication.processEvents()
+    renderer = vtkTextRenderer.GetInstance()
+    box = [0, 0, 0, 0]
+
+    def widest(corner: str) -> int:
+        prop = view.corner_actors[corner].GetTextProperty()
+        widths = []
+        for line in view.corner_texts()[corner].splitlines():
+            renderer.GetBoundingBox(prop, line, box, view.GetRenderWindow().GetDPI())
+            widths.append(box[1] - box[0])
+        return max(widths)
+
+    assert long_description in view.corner_texts()["top_right"]  # 600 px: it fits
+    panel.resize(620, 440)  # type: ignore[attr-defined]
+    gui.waitUntil(lambda: view.width() < 260)  # type: ignore[attr-defined]
+    QApplication.processEvents()
+    top_right = view.corner_texts()["top_right"].splitlines()
+    assert top_right[1].endswith("…") and long_description.startswith(top_right[1][:-1])
+    assert top_right[0] == "2026-01-01" and top_right[2] == "CT"  # short lines stay whole
+    w = view._size_px()[0]
+    assert widest("top_left") + widest("top_right") < w - 20  # a gap for the letter
+    panel.resize(1800, 440)  # type: ignore[attr-defined]
+    gui.waitUntil(lambda: long_description in view.corner_texts()["top_right"])  # type: ignore[attr-defined]
+
+
+@pytest.mark.gui
 def test_value_under_the_mouse(panel: object, phantom_factory: Callable[[str], Volume]) -> None:
     from PySide6.QtCore import QEvent, QPointF, Qt
     from PySide6.QtGui import QMouseEvent
