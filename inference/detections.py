@@ -38,7 +38,7 @@ from core.errors import CancelledError, InferenceError
 from core.progress import CancelToken
 from core.volume import Finding, FloatArray
 from inference.manifest import DetectionSpec
-from inference.sliding_window import pad_image, plan_tiles
+from inference.sliding_window import pad_image, plan_tiles, whole_shape
 from inference.spaces import ModelGrid
 
 Predictor = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
@@ -114,9 +114,9 @@ def detect(image: npt.NDArray[np.float32], predict: Predictor,
     box in the image's tensor coordinates, clipped to it (boxes only in padding dropped)."""
     spatial = tuple(int(s) for s in image.shape[1:])
     if mode == "whole" or patch is None:
-        target = [int(math.ceil(s / divisible_by) * divisible_by) for s in spatial]
+        size = whole_shape(spatial, divisible_by)
         starts = [(0, 0, 0)]
-        size = tuple(target)
+        target = list(size)
     else:
         plan = plan_tiles(spatial, patch, overlap)
         starts = plan.tile_starts()

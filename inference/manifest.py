@@ -221,6 +221,11 @@ class LabelSpec(_Strict):
     code: CodedConcept | None = None
     channel: int | None = Field(default=None, ge=0)  # output channel (default: value)
 
+    @property
+    def index(self) -> int:
+        """The output channel (or a detector's class) this label reads: channel, else value."""
+        return self.channel if self.channel is not None else self.value
+
     @field_validator("color")
     @classmethod
     def _color(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -281,7 +286,7 @@ class OutputSpec(_Strict):
         if self.detections is not None:
             raise ValueError("'detections' is only for output kind 'detections'")
         for lab in self.labels:
-            ch = lab.channel if lab.channel is not None else lab.value
+            ch = lab.index
             if ch >= self.channels:
                 raise ValueError(
                     f"label {lab.value} ({lab.name}) uses channel {ch} but the output "

@@ -10,7 +10,7 @@ import numpy as np
 
 from core.errors import InferenceError
 from inference.manifest import Manifest
-from inference.sliding_window import queue_depth
+from inference.sliding_window import queue_depth, whole_shape
 
 # Network activations per patch voxel when the pack gives no measured figure:
 # a 3-D U-Net with 16-32 base channels keeps a few float32 feature maps alive.
@@ -66,8 +66,7 @@ def _parts(manifest: Manifest, source_voxels: int, model_shape: tuple[int, int, 
     model_voxels = math.prod(model_shape)
     tiling = manifest.tiling
     if tiling.mode == "whole" or tiling.patch_size is None:
-        d = tiling.divisible_by
-        patch_voxels = math.prod(int(math.ceil(s / d) * d) for s in model_shape)
+        patch_voxels = math.prod(whole_shape(model_shape, tiling.divisible_by))
         batch = 1
         lanes = 1
         padded = patch_voxels
@@ -82,19 +81,21 @@ def _parts(manifest: Manifest, source_voxels: int, model_shape: tuple[int, int, 
     per_voxel = (manifest.memory.bytes_per_patch_voxel if manifest.memory is not None
                  else DEFAULT_BYTES_PER_PATCH_VOXEL)
     members = len(manifest.files)
+    inputs = {
+        "model-space input": in_ch * model_voxels * 4,
+        "padding copy": in_ch * padded * 4 if padded > model_voxels else 0,
+    }
     if manifest.output.kind == "detections":
         # Boxes, not maps: no accumulator; the painted label and score maps instead.
         return {
-            "model-space input": in_ch * model_voxels * 4,
-            "padding copy": in_ch * padded * 4 if padded > model_voxels else 0,
+            **inputs,
             "tile buffer": in_ch * patch_voxels * 4,
             "network activations": int(patch_voxels * per_voxel),
             "painted maps": model_voxels * (4 + 2),
             "results on source grid": source_voxels * (4 + 2 + 1),
         }
     parts = {
-        "model-space input": in_ch * model_voxels * 4,
-        "padding copy": in_ch * padded * 4 if padded > model_voxels else 0,
+        **inputs,
         "accumulator": out_ch * max(padded, model_voxels) * acc_bytes
         * (2 if members > 1 else 1),
         "tile buffers": queue_depth(lanes) * batch

@@ -408,13 +408,13 @@ def _detect(tensor: npt.NDArray[np.float32], members: list[_Member], m: Manifest
             cancel: CancelToken | None) -> detections.Boxes:
     """Boxes of every member (an ensemble pools them), de-duplicated by NMS."""
     spec = m.output.box_spec
+    mode: Literal["sliding", "whole"] = "whole" if m.tiling.mode == "whole" else "sliding"
     found = []
     for idx, member in enumerate(members):
         stage = _stage(progress, 0.1 + 0.8 * idx / len(members),
                        0.1 + 0.8 * (idx + 1) / len(members))
         read = functools.partial(detections.decode, spec=spec, columns=m.output.channels,
                                  activation=m.output.activation, label=member.label)
-        mode: Literal["sliding", "whole"] = "whole" if m.tiling.mode == "whole" else "sliding"
         found.append(detections.detect(
             tensor, member.predict, read, mode=mode, patch=m.tiling.patch_size,
             overlap=m.tiling.overlap, divisible_by=m.tiling.divisible_by,
@@ -451,8 +451,7 @@ def _detection_results(boxes: detections.Boxes, m: Manifest, grid: ModelGrid, vo
     if spec.class_column is None:
         classes = {0: (m.output.labels[0].value, m.output.labels[0].name)}
     else:
-        classes = {(lab.channel if lab.channel is not None else lab.value): (lab.value, lab.name)
-                   for lab in m.output.labels}
+        classes = {lab.index: (lab.value, lab.name) for lab in m.output.labels}
     placed = detections.place(boxes, grid, volume.affine, volume.shape, classes,
                               min_mm3=m.output.min_finding_mm3, inside=inside,
                               series_uid=volume.series_uid)
@@ -494,7 +493,7 @@ def _to_labels(probs: npt.NDArray[Any], m: Manifest,
     dtype = _label_dtype(m)
     lut = np.zeros(m.output.channels, dtype=dtype)
     for lab in m.output.labels:
-        lut[lab.channel if lab.channel is not None else lab.value] = lab.value
+        lut[lab.index] = lab.value
     if use_argmax:
         out = np.empty(probs.shape[1:], dtype=dtype)
         identity = bool(np.array_equal(lut, np.arange(len(lut))))

@@ -266,10 +266,15 @@ def sliding_window(
 
 
 def pad_image(image: Array32, pads: Sequence[tuple[int, int]], padding: str,
-         pad_value: float) -> Array32:
+              pad_value: float) -> Array32:
     if padding == "edge":
         return np.pad(image, [(0, 0), *pads], mode="edge")
     return np.pad(image, [(0, 0), *pads], mode="constant", constant_values=pad_value)
+
+
+def whole_shape(spatial: Sequence[int], divisible_by: int) -> tuple[int, ...]:
+    """The grid a "whole" run feeds the network: each axis padded up to ``divisible_by``."""
+    return tuple(int(math.ceil(s / divisible_by) * divisible_by) for s in spatial)
 
 
 def whole_image(image: Array32, predict: Predictor, *, out_channels: int, divisible_by: int,
@@ -277,7 +282,7 @@ def whole_image(image: Array32, predict: Predictor, *, out_channels: int, divisi
                 ) -> Array32:
     """Run the network once on the whole image, padded up to ``divisible_by``."""
     spatial = image.shape[1:]
-    target = [int(math.ceil(s / divisible_by) * divisible_by) for s in spatial]
+    target = whole_shape(spatial, divisible_by)
     pads = [(0, t - s) for t, s in zip(target, spatial, strict=True)]
     work = image
     if any(b for _, b in pads):

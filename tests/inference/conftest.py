@@ -197,5 +197,25 @@ def models() -> dict[str, Callable[..., bytes]]:
 
 
 @pytest.fixture
+def cancel_after() -> Callable[[int], tuple[Any, Callable[..., None], list[float]]]:
+    """Factory: (token, progress callback, fractions seen); the callback cancels the
+    token on its ``n``-th call, as a user pressing Cancel mid-run."""
+    from core.progress import CancelToken
+
+    def make(n: int) -> tuple[Any, Callable[..., None], list[float]]:
+        token = CancelToken()
+        seen: list[float] = []
+
+        def progress(fraction: float, message: str = "") -> None:
+            seen.append(fraction)
+            if len(seen) == n:
+                token.cancel()
+
+        return token, progress, seen
+
+    return make
+
+
+@pytest.fixture
 def pack_tools() -> dict[str, Callable[..., Any]]:
     return {"base_manifest": base_manifest, "write_pack": write_pack}

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from core.errors import CancelledError, InferenceError, ModelPackError
-from core.progress import CancelToken
 from core.volume import LabelMap, Volume
 from inference import run
 from inference.pack import ModelPack
@@ -201,17 +200,10 @@ def test_memory_plan_reduces_tile_batch(make_pack: Any,
     np.testing.assert_allclose(res.heatmap.array, vol.array, atol=2e-3)
 
 
-def test_cancel_mid_run(make_pack: Any, models: dict[str, Any]) -> None:
+def test_cancel_mid_run(make_pack: Any, models: dict[str, Any], cancel_after: Any) -> None:
     vol = _volume((40, 40, 40), (1.0, 1.0, 1.0), np.eye(3))
     pack = make_pack(models["identity"](), tiling={"patch_size": [8, 8, 8], "batch_size": 1})
-    token = CancelToken()
-    seen: list[float] = []
-
-    def progress(fraction: float, message: str = "") -> None:
-        seen.append(fraction)
-        if len(seen) == 5:
-            token.cancel()
-
+    token, progress, seen = cancel_after(5)
     with pytest.raises(CancelledError):
         run(vol, pack, threads=1, progress=progress, cancel=token)
     assert 5 <= len(seen) < 10

@@ -12,7 +12,6 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from core.errors import CancelledError, InferenceError  # noqa: E402
-from core.progress import CancelToken  # noqa: E402
 from core.volume import Volume  # noqa: E402
 from inference import rewrite, run, runtime  # noqa: E402
 from inference.manifest import parse_manifest  # noqa: E402
@@ -236,16 +235,9 @@ def test_lanes_give_the_same_sum_as_one_lane(shape: tuple[int, int, int],
     np.testing.assert_array_equal(many, one)  # added in tile order: not merely close
 
 
-def test_lanes_cancel_and_errors_surface() -> None:
+def test_lanes_cancel_and_errors_surface(cancel_after: Any) -> None:
     image = np.zeros((1, 40, 40, 40), np.float32)
-    token = CancelToken()
-    calls: list[float] = []
-
-    def progress(fraction: float, message: str = "") -> None:
-        calls.append(fraction)
-        if len(calls) == 3:
-            token.cancel()
-
+    token, progress, calls = cancel_after(3)
     with pytest.raises(CancelledError):
         sliding_window(image, _conv_predictor(0.01), patch=(8, 8, 8), out_channels=1,
                        lanes=2, progress=progress, cancel=token)
