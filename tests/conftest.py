@@ -81,3 +81,16 @@ def display() -> None:
     if not os.environ.get("DISPLAY"):
         skip_or_fail("no DISPLAY: run the GUI tests under "
                      "xvfb-run -a -s '-screen 0 1920x1080x24'", REQUIRE_DISPLAY)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Every test marked ``gui`` or using Qt's fixtures gets the display check.
+
+    Without a display, creating the QApplication aborts the interpreter (Qt's xcb
+    plugin calls abort()), which would end the whole run instead of one test.
+    """
+    needs_display = item.get_closest_marker("gui") is not None or bool(
+        {"qtbot", "qapp"} & set(getattr(item, "fixturenames", ())))
+    if needs_display and not os.environ.get("DISPLAY"):
+        skip_or_fail("no DISPLAY: run the GUI tests under "
+                     "xvfb-run -a -s '-screen 0 1920x1080x24'", REQUIRE_DISPLAY)

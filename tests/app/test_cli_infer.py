@@ -11,7 +11,6 @@ import pytest
 
 from app.cli import main
 
-pytest.importorskip("onnx")
 DEMO_ID = "lucida-demo-lung-density"
 
 

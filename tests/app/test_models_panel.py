@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("PySide6")
 pytestmark = pytest.mark.gui
 
 DEMO_ID = "lucida-demo-lung-density"
@@ -110,7 +109,6 @@ def test_a_failing_pack_becomes_an_error_message(qtbot, panel, library_dir: Path
     from dicomio.demo import build_demo_volume
     from inference.demo_pack import write_pack
 
-    pytest.importorskip("onnx")
     pack = write_pack(library_dir / "models" / "broken-demo")
     manifest = json.loads((pack / "manifest.json").read_text())
     manifest["id"] = "broken-demo"

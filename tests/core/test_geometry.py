@@ -51,7 +51,8 @@ def test_lps_index_round_trip() -> None:
 
 
 def test_nifti_affine_maps_same_voxel_to_ras() -> None:
-    nib = pytest.importorskip("nibabel")
+    import nibabel as nib
+
     affine = oblique_affine()
     array = np.arange(7 * 9 * 11, dtype=np.int16).reshape(7, 9, 11)
     img = nib.Nifti1Image(convert.array_to_ijk(array), convert.to_ras_affine_ijk(affine))

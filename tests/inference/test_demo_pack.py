@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from inference import check_input, run
 from inference.demo_pack import PACK_ID, write_pack
@@ -16,7 +15,6 @@ BUNDLED = bundled_models_dir() / PACK_ID
 
 
 def test_bundled_files_are_reproduced_byte_for_byte(tmp_path: Path) -> None:
-    pytest.importorskip("onnx")
     fresh = write_pack(tmp_path / PACK_ID)
     for name in ("model.onnx", "manifest.json", "MODEL_CARD.md"):
         assert (fresh / name).read_bytes() == (BUNDLED / name).read_bytes(), name

@@ -20,8 +20,6 @@ from inference import run
 from inference.detections import Boxes, non_max_suppression
 from inference.manifest import parse_manifest
 
-pytest.importorskip("onnx")
-
 # Source grid: columns k, j, i in LPS — permuted and flipped, anisotropic, odd origin.
 COLUMNS = np.array([[0.0, 0.0, -1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 SPACING = (2.5, 0.8, 1.1)

@@ -6,17 +6,16 @@ import hashlib
 from typing import Any
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
-onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-
-from core.errors import CancelledError, InferenceError  # noqa: E402
-from core.volume import Volume  # noqa: E402
-from inference import rewrite, run, runtime  # noqa: E402
-from inference.manifest import parse_manifest  # noqa: E402
-from inference.memory import plan_memory  # noqa: E402
-from inference.sliding_window import sliding_window  # noqa: E402
+from core.errors import CancelledError, InferenceError
+from core.volume import Volume
+from inference import rewrite, run, runtime
+from inference.manifest import parse_manifest
+from inference.memory import plan_memory
+from inference.sliding_window import sliding_window
 
 
 def _io(name: str, channels: int) -> Any:

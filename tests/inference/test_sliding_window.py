@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-onnx = pytest.importorskip("onnx")
-
-from inference import runtime  # noqa: E402
-from inference.sliding_window import (  # noqa: E402
+from inference import runtime
+from inference.sliding_window import (
     axis_starts,
     importance_map,
     plan_tiles,
