@@ -22,10 +22,11 @@ for _var, _sub in (("XDG_DATA_HOME", "data"), ("XDG_CONFIG_HOME", "config"),
                    ("XDG_CACHE_HOME", "cache"), ("XDG_STATE_HOME", "state")):
     os.environ[_var] = str(_SANDBOX / _sub)
 
-# CI sets these so that a missing ../shared or a missing display fails loudly
-# instead of silently skipping the tests that need them.
-REQUIRE_SHARED = os.environ.get("LUCIDA_REQUIRE_SHARED") == "1"
-REQUIRE_DISPLAY = os.environ.get("LUCIDA_REQUIRE_DISPLAY") == "1"
+# In CI (CI=true, as CI services set it) or with these switches, a missing ../shared
+# or a missing display fails loudly instead of silently skipping the tests that need them.
+_IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+REQUIRE_SHARED = _IN_CI or os.environ.get("LUCIDA_REQUIRE_SHARED") == "1"
+REQUIRE_DISPLAY = _IN_CI or os.environ.get("LUCIDA_REQUIRE_DISPLAY") == "1"
 
 
 def skip_or_fail(reason: str, required: bool) -> None:
