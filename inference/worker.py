@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing as mp
-import os
 import queue as queue_mod
 import shutil
 import signal
@@ -47,8 +46,6 @@ class JobOptions:
     threads: int | None = None
     batch_size: int | None = None
     memory_limit_bytes: int | None = None
-    crash_for_test: str | None = None  # "segfault" | "kill": the worker dies on purpose
-    delay_per_progress_s: float = 0.0  # tests: slow the worker down to cancel mid-run
 
 
 @dataclass
@@ -124,8 +121,6 @@ def _worker_main(job_dir: str, pack_ref: str, options: dict[str, Any], out_q: An
         if fraction >= 1.0 or now - last[0] >= _PROGRESS_INTERVAL_S:
             last[0] = now
             out_q.put(("progress", float(fraction), message))
-        if opts.delay_per_progress_s:
-            time.sleep(opts.delay_per_progress_s)
 
     try:
         meta = json.loads((folder / "volume.json").read_text())
@@ -133,10 +128,6 @@ def _worker_main(job_dir: str, pack_ref: str, options: dict[str, Any], out_q: An
         volume = Volume(array, np.asarray(meta["affine"]), series_uid=meta["series_uid"],
                         frame_of_reference_uid=meta["frame_of_reference_uid"],
                         modality=meta["modality"], metadata=meta["metadata"])
-        if opts.crash_for_test == "segfault":
-            os.kill(os.getpid(), signal.SIGSEGV)
-        elif opts.crash_for_test == "kill":
-            os.kill(os.getpid(), signal.SIGKILL)
         masks: dict[str, LabelMap] = {}
         for path in folder.glob("mask-*.npy"):
             masks[path.stem.removeprefix("mask-")] = LabelMap(

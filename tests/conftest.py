@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,3 +96,18 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if needs_display and not os.environ.get("DISPLAY"):
         skip_or_fail("no DISPLAY: run the GUI tests under "
                      "xvfb-run -a -s '-screen 0 1920x1080x24'", REQUIRE_DISPLAY)
+
+
+@pytest.fixture
+def worker_faults(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Factory: ``worker_faults(crash="segfault")`` makes every inference worker started
+    afterwards in this test run with those faults (tests/support/lucida_test_faults.py)."""
+    import inference.worker
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent / "support"))
+    from lucida_test_faults import Faults
+
+    def install(**faults: Any) -> None:
+        monkeypatch.setattr(inference.worker, "_worker_main", Faults(**faults))
+
+    return install

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -156,19 +157,10 @@ def test_infer_library_series_by_uid(library_dir: Path, tmp_path: Path,
 
 def test_a_worker_crash_fails_one_series_not_the_batch(library_dir: Path, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str],
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+                                                       worker_faults: Any) -> None:
     """The first series' worker segfaults on purpose; the second still gets its outputs."""
-    import inference.worker as worker
-
     path, _vol = _demo_nifti(tmp_path)
-    real = worker.JobOptions
-    calls: list[int] = []
-
-    def crash_first(**kwargs: object) -> object:
-        calls.append(1)
-        return real(**kwargs, crash_for_test="segfault" if len(calls) == 1 else None)
-
-    monkeypatch.setattr(worker, "JobOptions", crash_first)
+    worker_faults(crash="segfault", crash_once_marker=str(tmp_path / "crashed"))
     out = tmp_path / "out"
     rc = main(["infer", "--model", DEMO_ID, str(path), str(path), "--out", str(out),
                "--threads", "1", "--provider", "cpu"])

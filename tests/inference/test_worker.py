@@ -73,9 +73,9 @@ def test_worker_carries_a_detectors_findings(tmp_path: Path, make_pack: Any,
 
 @pytest.mark.parametrize(("crash", "signame"), [("segfault", "SIGSEGV"), ("kill", "SIGKILL")])
 def test_worker_crash_becomes_an_error(tmp_path: Path, make_pack: Any, models: dict[str, Any],
-                                       crash: str, signame: str) -> None:
-    job = InferenceJob.start(_volume(), make_pack(models["identity"]()),
-                             JobOptions(crash_for_test=crash), work_dir=tmp_path)
+                                       worker_faults: Any, crash: str, signame: str) -> None:
+    worker_faults(crash=crash, crash_once_marker=str(tmp_path / "crashed"))
+    job = InferenceJob.start(_volume(), make_pack(models["identity"]()), work_dir=tmp_path)
     with pytest.raises(InferenceError, match=f"stopped unexpectedly: {signame}"):
         job.result(timeout=120)
     status = job.poll()
@@ -86,12 +86,11 @@ def test_worker_crash_becomes_an_error(tmp_path: Path, make_pack: Any, models: d
 
 
 def test_cancel_mid_run_stops_the_worker(tmp_path: Path, make_pack: Any,
-                                         models: dict[str, Any]) -> None:
+                                         models: dict[str, Any], worker_faults: Any) -> None:
+    worker_faults(delay_per_progress_s=0.05)
     pack = make_pack(models["identity"](), tiling={"patch_size": [4, 4, 4], "batch_size": 1,
                                                    "overlap": 0.5})
-    job = InferenceJob.start(_volume(), pack,
-                             JobOptions(threads=1, delay_per_progress_s=0.05),
-                             work_dir=tmp_path)
+    job = InferenceJob.start(_volume(), pack, JobOptions(threads=1), work_dir=tmp_path)
     while job.poll().fraction < 0.2:
         assert not job.poll().finished
         time.sleep(0.05)

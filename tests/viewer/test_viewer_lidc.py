@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from core.volume import Label, LabelMap, Volume
+from dicomio.load import read_volume
 
 REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "artifacts" / "screenshots"
@@ -22,17 +23,6 @@ SHOTS = REPO / "artifacts" / "screenshots"
 def read_lidc(shared_data: Path) -> Volume:
     files = sorted((shared_data / "ct" / "LIDC-IDRI-0001").glob("*.dcm"))
     assert len(files) >= 133
-    try:
-        from dicomio.load import read_volume
-    except ImportError:  # before dicomio's reader existed
-        import SimpleITK as sitk
-
-        from core.convert import from_sitk
-
-        reader = sitk.ImageSeriesReader()
-        reader.SetFileNames([str(f) for f in files])
-        array, affine = from_sitk(reader.Execute())
-        return Volume(array, affine, modality="CT")
     return read_volume(files)
 
 
