@@ -3,12 +3,21 @@
 One :class:`Library` per thread (see ``store.library`` for why).
 """
 
-from store.library import DB_NAME, Library
+from store.errors import (
+    DamagedRecordError,
+    LibraryBusyError,
+    LibraryDamagedError,
+    LibraryFullError,
+    LibraryReadOnlyError,
+    LibraryTooNewError,
+)
+from store.library import BUSY_TIMEOUT_S, DB_NAME, Library
 from store.records import (
     FileCheckReport,
     ImportReportRow,
     IndexOutcome,
     InstanceRow,
+    MeasurementsRead,
     ModelRunRow,
     NewInstance,
     NewStack,
@@ -20,13 +29,21 @@ from store.records import (
 from store.schema import SCHEMA_VERSION
 
 __all__ = [
+    "BUSY_TIMEOUT_S",
     "DB_NAME",
     "SCHEMA_VERSION",
+    "DamagedRecordError",
     "FileCheckReport",
     "ImportReportRow",
     "IndexOutcome",
     "InstanceRow",
     "Library",
+    "LibraryBusyError",
+    "LibraryDamagedError",
+    "LibraryFullError",
+    "LibraryReadOnlyError",
+    "LibraryTooNewError",
+    "MeasurementsRead",
     "ModelRunRow",
     "NewInstance",
     "NewStack",

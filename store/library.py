@@ -12,28 +12,44 @@ readers run while one writer imports.
 
 Patient names and IDs are stored because the viewer shows them; they never
 appear in log lines or record ``repr``\\ s.
+
+Failures: every public method turns a ``sqlite3`` error into a
+:class:`core.errors.StoreError` that says what happened and what to do
+(``store.errors``: locked by another Lucida, damaged, read-only, disk full).
+A JSON column that does not decode is named by table and row; reading goes on
+with the other rows, and nothing that could not be read is ever written over.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import sqlite3
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from core.errors import StoreError
+from store.errors import (
+    DamagedRecordError,
+    LibraryTooNewError,
+    decode_json,
+    folder_is_writable,
+    read_only_error,
+    translate,
+)
 from store.records import (
     FileCheckReport,
     ImportReportRow,
     IndexOutcome,
     InstanceRow,
+    MeasurementsRead,
     ModelRunRow,
     NewStack,
     PatientRow,
@@ -47,11 +63,17 @@ log = logging.getLogger(__name__)
 
 DB_NAME = "library.sqlite"
 
+#: How long a write waits for another process's write lock before giving up (seconds).
+BUSY_TIMEOUT_S = 10.0
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
 _SERIES_SELECT = """
 SELECT se.id, se.study_row, se.series_uid, se.stack_index, se.stack_key, se.object_kind,
        se.modality, se.series_number, se.description, se.body_part,
        se.frame_of_reference_uid, se.rows, se.columns, se.is_localizer, se.num_instances,
-       se.num_frames, se.geometry_json, se.warnings_json,
+       se.num_frames, CAST(se.geometry_json AS BLOB), CAST(se.warnings_json AS BLOB),
        st.study_uid, st.study_date, st.description, st.patient_row,
        p.patient_id, p.patient_name
 FROM series se
@@ -63,7 +85,7 @@ _SERIES_ORDER = (" ORDER BY p.patient_id, p.id, st.study_date, st.id,"
 
 _INSTANCE_SELECT = """
 SELECT id, series_row, sop_instance_uid, sop_class_uid, transfer_syntax_uid, path, member,
-       file_size, mtime, instance_number, number_of_frames, position_json
+       file_size, mtime, instance_number, number_of_frames, CAST(position_json AS BLOB)
 FROM instances
 """
 
@@ -77,26 +99,82 @@ def _patient_key(patient_id: str, patient_name: str) -> str:
 
 
 def _series_row(row: sqlite3.Row | tuple[Any, ...]) -> SeriesRow:
+    geometry: dict[str, Any] | None = None
+    warnings: list[str] = []
+    problems: list[str] = []
+    try:
+        if row[16]:
+            value = decode_json(row[16], table="series", row_id=row[0], column="geometry_json")
+            if not isinstance(value, dict):
+                raise DamagedRecordError(
+                    f"the library's series row {row[0]} has a damaged geometry_json (not a "
+                    "JSON object)", table="series", row_id=row[0], column="geometry_json")
+            geometry = value
+        if row[17]:
+            value = decode_json(row[17], table="series", row_id=row[0], column="warnings_json")
+            if not isinstance(value, list):
+                raise DamagedRecordError(
+                    f"the library's series row {row[0]} has a damaged warnings_json (not a "
+                    "JSON list)", table="series", row_id=row[0], column="warnings_json")
+            warnings = [str(w) for w in value]
+    except DamagedRecordError as exc:
+        # Both columns are a cache of what the files say: read as "not cached" (geometry
+        # None), so the next import or `lucida info` rebuilds them.
+        log.warning("series %s: %s", row[0], exc)
+        geometry, warnings = None, []
+        problems.append(f"the cached geometry and warnings of this series in the library are "
+                        f"damaged (series row {row[0]}, {exc.column}); they are rebuilt by "
+                        "`lucida info` or the next import")
     return SeriesRow(
         id=row[0], study_row=row[1], series_uid=row[2], stack_index=row[3], stack_key=row[4],
         object_kind=row[5], modality=row[6], series_number=row[7], series_description=row[8],
         body_part=row[9], frame_of_reference_uid=row[10], rows=row[11], columns=row[12],
         is_localizer=bool(row[13]), num_instances=row[14], num_frames=row[15],
-        geometry=json.loads(row[16]) if row[16] else None,
-        warnings=list(json.loads(row[17])) if row[17] else [],
+        geometry=geometry, warnings=warnings,
         study_uid=row[18], study_date=row[19], study_description=row[20], patient_row=row[21],
-        patient_id=row[22], patient_name=row[23],
+        patient_id=row[22], patient_name=row[23], problems=problems,
     )
 
 
 def _instance_row(row: sqlite3.Row | tuple[Any, ...]) -> InstanceRow:
-    position = json.loads(row[11]) if row[11] else None
+    position: tuple[float, float, float] | None = None
+    if row[11]:
+        try:
+            value = decode_json(row[11], table="instances", row_id=row[0],
+                                column="position_json")
+            if isinstance(value, list) and len(value) == 3:
+                position = (float(value[0]), float(value[1]), float(value[2]))
+            else:
+                raise ValueError("not three numbers")
+        except (StoreError, TypeError, ValueError) as exc:
+            # A cached header value: the loader reads positions from the files anyway.
+            log.warning("instance row %s: cached position unusable (%s)", row[0], exc)
     return InstanceRow(
         id=row[0], series_row=row[1], sop_instance_uid=row[2], sop_class_uid=row[3],
         transfer_syntax_uid=row[4], path=Path(row[5]), member=row[6], file_size=row[7],
         mtime=row[8], instance_number=row[9], number_of_frames=row[10],
-        position=tuple(position) if position else None,
+        position=position,
     )
+
+
+def _guarded(doing: str) -> Callable[[Callable[Concatenate[Library, _P], _R]],
+                                     Callable[Concatenate[Library, _P], _R]]:
+    """Turn sqlite3 errors raised by a Library method into StoreErrors that explain them."""
+
+    def wrap(method: Callable[Concatenate[Library, _P], _R]
+             ) -> Callable[Concatenate[Library, _P], _R]:
+        @functools.wraps(method)
+        def guarded(self: Library, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+            try:
+                return method(self, *args, **kwargs)
+            except (sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.IntegrityError):
+                raise  # Lucida's own mistakes, not the library's condition
+            except sqlite3.Error as exc:
+                raise translate(exc, self.path, doing, self.busy_timeout_s) from exc
+
+        return guarded
+
+    return wrap
 
 
 class _ZipIndex:
@@ -124,48 +202,61 @@ class _ZipIndex:
 class Library:
     """An open library. Use :meth:`open`; close it (or use ``with``) when done."""
 
-    def __init__(self, folder: Path, connection: sqlite3.Connection) -> None:
+    def __init__(self, folder: Path, connection: sqlite3.Connection,
+                 busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.folder = folder
         self._conn = connection
         self._depth = 0
+        self.busy_timeout_s = busy_timeout_s
 
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    def open(cls, folder: Path | str) -> Library:
+    def open(cls, folder: Path | str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Library:
         """Open (creating if needed) the library in ``folder`` and migrate its schema.
 
-        Raises StoreError when the database is corrupt, locked, or was written
-        by a newer Lucida (a newer schema version).
+        Raises a StoreError (see ``store.errors``) when the folder or database is
+        read-only, the database is damaged, locked by another process for longer
+        than ``busy_timeout_s``, or was written by a newer Lucida. A damaged
+        database is never changed or deleted.
         """
         folder = Path(folder).expanduser()
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot create the library folder {folder}: {exc}") from exc
+            if not folder.parent.exists() or folder_is_writable(folder.parent):
+                raise StoreError(f"cannot create the library folder {folder}: {exc}") from exc
+            raise read_only_error(folder.parent, exc.strerror or str(exc)) from exc
         db_path = folder / DB_NAME
+        # SQLite would only say "unable to open database file" (or fail at the first write):
+        # say plainly what is wrong before trying.
+        if not folder_is_writable(folder):
+            raise read_only_error(folder, "no permission to write, or a read-only disk")
+        if db_path.exists() and not os.access(db_path, os.R_OK | os.W_OK):
+            raise read_only_error(folder, f"{DB_NAME} may not be read and written")
         try:
-            conn = sqlite3.connect(db_path, isolation_level=None, timeout=10.0)
+            conn = sqlite3.connect(db_path, isolation_level=None, timeout=busy_timeout_s)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the library database {db_path}: {exc}") from exc
+            raise translate(exc, db_path, "opening the library", busy_timeout_s) from exc
+        # Text that is not UTF-8 (a damaged name) reads with replacement characters
+        # instead of failing the whole query; JSON columns are read as bytes and checked.
+        conn.text_factory = lambda data: data.decode("utf-8", "replace")
         try:
             conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 log.warning("library database is not in WAL mode (%s)", mode)
             # WAL + NORMAL: no corruption on power loss, at most the last commit is lost.
             conn.execute("PRAGMA synchronous = NORMAL")
-            library = cls(folder, conn)
+            library = cls(folder, conn, busy_timeout_s)
             library._migrate()
         except StoreError:
             conn.close()
             raise
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             conn.close()
-            raise StoreError(
-                f"the library database {db_path} is unreadable ({exc}); move it away to start "
-                "a new library, or restore a backup") from exc
+            raise translate(exc, db_path, "opening the library", busy_timeout_s) from exc
         return library
 
     def close(self) -> None:
@@ -189,10 +280,11 @@ class Library:
     def _migrate(self) -> None:
         version = self.schema_version
         if version > SCHEMA_VERSION:
-            raise StoreError(
+            raise LibraryTooNewError(
                 f"the library at {self.folder} has schema version {version}, newer than this "
-                f"Lucida understands ({SCHEMA_VERSION}); update Lucida or choose another "
-                "library with --library")
+                f"Lucida understands ({SCHEMA_VERSION}): it was written by a newer Lucida. "
+                "Update Lucida, or choose another library with --library; Lucida leaves this "
+                "one unchanged")
         for number in range(version + 1, SCHEMA_VERSION + 1):
             with self.transaction():
                 MIGRATIONS[number - 1](self._conn)
@@ -213,21 +305,29 @@ class Library:
         self._depth = 1
         try:
             yield
+            self._conn.execute("COMMIT")
         except BaseException:
-            self._depth = 0
-            self._conn.execute("ROLLBACK")
+            # SQLite may already have rolled back (disk full, I/O error); a failing
+            # ROLLBACK must not hide the error that matters.
+            if self._conn.in_transaction:
+                try:
+                    self._conn.execute("ROLLBACK")
+                except sqlite3.Error as exc:
+                    log.warning("rollback failed: %s", exc)
             raise
-        self._depth = 0
-        self._conn.execute("COMMIT")
+        finally:
+            self._depth = 0
 
     # ------------------------------------------------------------------ reading
 
+    @_guarded("reading the patients")
     def patients(self) -> list[PatientRow]:
         rows = self._conn.execute(
             "SELECT id, patient_id, patient_name, birth_date FROM patients "
             "ORDER BY patient_id, patient_name, id").fetchall()
         return [PatientRow(*row) for row in rows]
 
+    @_guarded("reading the studies")
     def studies(self, patient: PatientRow | int | None = None) -> list[StudyRow]:
         sql = ("SELECT id, patient_row, study_uid, study_date, study_time, description, "
                "accession_number FROM studies")
@@ -238,16 +338,19 @@ class Library:
         rows = self._conn.execute(sql + " ORDER BY study_date, study_time, id", args).fetchall()
         return [StudyRow(*row) for row in rows]
 
+    @_guarded("reading the series of a study")
     def series(self, study: StudyRow | int) -> list[SeriesRow]:
         study_id = study.id if isinstance(study, StudyRow) else int(study)
         rows = self._conn.execute(_SERIES_SELECT + " WHERE se.study_row = ?" + _SERIES_ORDER,
                                   (study_id,)).fetchall()
         return [_series_row(row) for row in rows]
 
+    @_guarded("reading the series")
     def all_series(self) -> list[SeriesRow]:
         return [_series_row(row) for row in
                 self._conn.execute(_SERIES_SELECT + _SERIES_ORDER).fetchall()]
 
+    @_guarded("looking up a series")
     def get_series(self, ref: str | int) -> SeriesRow:
         """A series stack by row id, or by a unique prefix of its SeriesInstanceUID.
 
@@ -292,22 +395,26 @@ class Library:
         raise StoreError(f"{ref!r} matches {len(rows)} series: {listing}{more}; "
                          "give more of the UID or the id")
 
+    @_guarded("reading the files of a series")
     def series_instances(self, series_id: int) -> list[InstanceRow]:
         rows = self._conn.execute(
             _INSTANCE_SELECT + " WHERE series_row = ? ORDER BY COALESCE(instance_number, 1<<30),"
             " path, member", (int(series_id),)).fetchall()
         return [_instance_row(row) for row in rows]
 
+    @_guarded("reading the files of a series")
     def series_sources(self, series_id: int) -> list[StoredSource]:
         """Where the files of a series stack are (instance-number order; the loader sorts)."""
         self.get_series(int(series_id))
         return [inst.source for inst in self.series_instances(series_id)]
 
+    @_guarded("looking up an instance")
     def find_instance(self, sop_instance_uid: str) -> InstanceRow | None:
         row = self._conn.execute(_INSTANCE_SELECT + " WHERE sop_instance_uid = ?",
                                  (sop_instance_uid,)).fetchone()
         return _instance_row(row) if row else None
 
+    @_guarded("searching the library")
     def search(self, text: str) -> list[SeriesRow]:
         """Series whose patient name/ID, study date, modality or descriptions contain ``text``.
 
@@ -337,6 +444,7 @@ class Library:
         sql = _SERIES_SELECT + " WHERE " + " AND ".join(clauses) + _SERIES_ORDER
         return [_series_row(row) for row in self._conn.execute(sql, args).fetchall()]
 
+    @_guarded("counting the library's rows")
     def counts(self) -> dict[str, int]:
         """Number of rows per main table."""
         return {table: int(self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
@@ -386,6 +494,7 @@ class Library:
              _now()))
         return int(cur.lastrowid or 0), True
 
+    @_guarded("adding files to the library")
     def index_stack(self, stack: NewStack, *, zips: _ZipIndex | None = None) -> IndexOutcome:
         """Add one stack's instances (idempotent). Runs inside one transaction.
 
@@ -455,6 +564,7 @@ class Library:
             "series_row = ?), num_frames = (SELECT COALESCE(SUM(number_of_frames), 0) FROM "
             "instances WHERE series_row = ?) WHERE id = ?", (series_id, series_id, series_id))
 
+    @_guarded("saving the geometry of a series")
     def set_series_geometry(self, series_id: int, geometry: dict[str, Any] | None,
                             warnings: Sequence[str]) -> None:
         """Cache a header-only geometry summary and the user-facing warnings of a stack."""
@@ -464,6 +574,7 @@ class Library:
                 (json.dumps(geometry) if geometry is not None else None,
                  json.dumps(list(warnings)), int(series_id)))
 
+    @_guarded("checking the library's files")
     def check_files(self) -> FileCheckReport:
         """Compare every indexed instance with the file system: missing and modified files."""
         report = FileCheckReport()
@@ -488,6 +599,7 @@ class Library:
                 report.modified.append(inst)
         return report
 
+    @_guarded("removing files from the library")
     def remove_instances(self, instance_ids: Iterable[int]) -> int:
         """Forget instances (e.g. missing files); empty series, studies, patients go too."""
         ids = [int(i) for i in instance_ids]
@@ -512,11 +624,34 @@ class Library:
 
     # ------------------------------------------------------------------ measurements
 
+    def _measurement_rows(self, series_id: int) -> list[tuple[int, dict[str, Any] | None, str,
+                                                              DamagedRecordError | None]]:
+        """(row id, record or None, created, why it is damaged) per saved row, in order."""
+        out: list[tuple[int, dict[str, Any] | None, str, DamagedRecordError | None]] = []
+        for row_id, payload, created in self._conn.execute(
+                "SELECT id, CAST(payload_json AS BLOB), created FROM measurements "
+                "WHERE series_row = ? ORDER BY position, id", (int(series_id),)).fetchall():
+            try:
+                value = decode_json(payload, table="measurements", row_id=row_id,
+                                    column="payload_json")
+                if not isinstance(value, dict):
+                    raise DamagedRecordError(
+                        f"the library's measurements row {row_id} has a damaged payload_json "
+                        f"(a JSON {type(value).__name__}, not an object)",
+                        table="measurements", row_id=row_id, column="payload_json")
+            except DamagedRecordError as exc:
+                out.append((row_id, None, created, exc))
+                continue
+            out.append((row_id, value, created, None))
+        return out
+
+    @_guarded("saving measurements")
     def save_measurements(self, series_id: int, records: Sequence[dict[str, Any]]) -> None:
         """Replace the measurements of a series by ``records`` (JSON-serialisable dicts).
 
         A record keeps its creation time across saves when it carries the same
-        ``"id"`` value as before.
+        ``"id"`` value as before. Refused (DamagedRecordError) while a saved row
+        of the series cannot be decoded: replacing would delete it unread.
         """
         series_id = int(series_id)
         self.get_series(series_id)
@@ -528,10 +663,13 @@ class Library:
         now = _now()
         with self.transaction():
             created_by_key: dict[str, str] = {}
-            for payload, created in self._conn.execute(
-                    "SELECT payload_json, created FROM measurements WHERE series_row = ?",
-                    (series_id,)):
-                key = json.loads(payload).get("id")
+            for _row_id, old, created, damage in self._measurement_rows(series_id):
+                if damage is not None:
+                    raise DamagedRecordError(
+                        f"{damage}; the measurements of series {series_id} are not saved, "
+                        "because saving would delete it", table=damage.table,
+                        row_id=damage.row_id, column=damage.column) from damage
+                key = old.get("id") if old is not None else None
                 if key is not None:
                     created_by_key[json.dumps(key)] = created
             self._conn.execute("DELETE FROM measurements WHERE series_row = ?", (series_id,))
@@ -545,15 +683,39 @@ class Library:
                 "INSERT INTO measurements (series_row, position, kind, payload_json, created, "
                 "modified) VALUES (?, ?, ?, ?, ?, ?)", rows)
 
+    @_guarded("reading measurements")
     def load_measurements(self, series_id: int) -> list[dict[str, Any]]:
-        """The saved measurement records of a series, in saved order."""
-        rows = self._conn.execute(
-            "SELECT payload_json FROM measurements WHERE series_row = ? ORDER BY position",
-            (int(series_id),)).fetchall()
-        return [dict(json.loads(row[0])) for row in rows]
+        """The saved measurement records of a series, in saved order.
+
+        Raises DamagedRecordError (naming the row) when any of them cannot be
+        decoded; :meth:`read_measurements` returns the others as well.
+        """
+        records = []
+        for _row_id, record, _created, damage in self._measurement_rows(series_id):
+            if damage is not None:
+                raise damage
+            if record is not None:
+                records.append(record)
+        return records
+
+    @_guarded("reading measurements")
+    def read_measurements(self, series_id: int) -> MeasurementsRead:
+        """Every saved record of a series that decodes, and a sentence per one that does not.
+
+        A caller that gets any ``damaged`` must not save this series'
+        measurements (and :meth:`save_measurements` refuses to).
+        """
+        read = MeasurementsRead()
+        for _row_id, record, _created, damage in self._measurement_rows(series_id):
+            if damage is not None:
+                read.damaged.append(str(damage))
+            elif record is not None:
+                read.records.append(dict(record))
+        return read
 
     # ------------------------------------------------------------------ model runs
 
+    @_guarded("recording a model run")
     def add_model_run(self, series_id: int, model_id: str, model_version: str = "", *,
                       provenance: dict[str, Any] | None = None,
                       output_folder: Path | None = None, status: str = "created") -> int:
@@ -571,9 +733,11 @@ class Library:
                  str(output_folder) if output_folder is not None else None))
         return int(cur.lastrowid or 0)
 
+    @_guarded("updating a model run")
     def update_model_run(self, run_id: int, *, status: str | None = None,
                          provenance: dict[str, Any] | None = None,
                          output_folder: Path | None = None) -> None:
+        """Change a run's status, provenance (replaced whole) or output folder."""
         with self.transaction():
             if status is not None:
                 self._conn.execute("UPDATE model_runs SET status = ? WHERE id = ?",
@@ -585,18 +749,37 @@ class Library:
                 self._conn.execute("UPDATE model_runs SET output_folder = ? WHERE id = ?",
                                    (str(output_folder), int(run_id)))
 
+    @_guarded("reading the model runs")
     def model_runs(self, series_id: int | None = None) -> list[ModelRunRow]:
+        """Recorded runs (of one series); a run whose provenance is damaged says so in
+        ``problem`` and has an empty provenance — the other runs read normally."""
         sql = ("SELECT id, series_row, model_id, model_version, created, status, "
-               "provenance_json, output_folder FROM model_runs")
+               "CAST(provenance_json AS BLOB), output_folder FROM model_runs")
         args: tuple[Any, ...] = ()
         if series_id is not None:
             sql += " WHERE series_row = ?"
             args = (int(series_id),)
-        return [ModelRunRow(id=r[0], series_row=r[1], model_id=r[2], model_version=r[3],
-                            created=r[4], status=r[5], provenance=json.loads(r[6]),
-                            output_folder=Path(r[7]) if r[7] else None)
-                for r in self._conn.execute(sql + " ORDER BY id", args).fetchall()]
+        runs = []
+        for r in self._conn.execute(sql + " ORDER BY id", args).fetchall():
+            provenance: dict[str, Any] = {}
+            problem = ""
+            try:
+                value = decode_json(r[6], table="model_runs", row_id=r[0],
+                                    column="provenance_json")
+                if not isinstance(value, dict):
+                    raise DamagedRecordError(
+                        f"the library's model_runs row {r[0]} has a damaged provenance_json "
+                        "(not a JSON object)", table="model_runs", row_id=r[0],
+                        column="provenance_json")
+                provenance = value
+            except DamagedRecordError as exc:
+                problem = str(exc)
+            runs.append(ModelRunRow(id=r[0], series_row=r[1], model_id=r[2], model_version=r[3],
+                                    created=r[4], status=r[5], provenance=provenance,
+                                    output_folder=Path(r[7]) if r[7] else None, problem=problem))
+        return runs
 
+    @_guarded("reading a model run")
     def get_model_run(self, run_id: int) -> ModelRunRow:
         for run in self.model_runs():
             if run.id == int(run_id):
@@ -605,6 +788,7 @@ class Library:
 
     # ------------------------------------------------------------------ import reports
 
+    @_guarded("saving the import report")
     def save_import_report(self, summary: str, report: dict[str, Any]) -> int:
         with self.transaction():
             cur = self._conn.execute(
@@ -612,8 +796,22 @@ class Library:
                 (_now(), summary, json.dumps(report, default=str)))
         return int(cur.lastrowid or 0)
 
+    @_guarded("reading the import reports")
     def import_reports(self, limit: int = 20) -> list[ImportReportRow]:
+        """The latest reports, newest first; a damaged one has an empty report and a problem."""
         rows = self._conn.execute(
-            "SELECT id, created, summary, report_json FROM import_reports ORDER BY id DESC "
-            "LIMIT ?", (int(limit),)).fetchall()
-        return [ImportReportRow(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+            "SELECT id, created, summary, CAST(report_json AS BLOB) FROM import_reports "
+            "ORDER BY id DESC LIMIT ?", (int(limit),)).fetchall()
+        out = []
+        for r in rows:
+            try:
+                value = decode_json(r[3], table="import_reports", row_id=r[0],
+                                    column="report_json")
+                report = value if isinstance(value, dict) else {}
+                problem = "" if isinstance(value, dict) else (
+                    f"the library's import_reports row {r[0]} has a damaged report_json "
+                    "(not a JSON object)")
+            except DamagedRecordError as exc:
+                report, problem = {}, str(exc)
+            out.append(ImportReportRow(r[0], r[1], r[2], report, problem))
+        return out

@@ -148,6 +148,9 @@ class SeriesRow:
     patient_row: int
     patient_id: str
     patient_name: str = field(repr=False)
+    #: What could not be read from this row (a damaged cached column): one sentence each.
+    #: The damaged cache reads as absent (geometry None), so the next import rebuilds it.
+    problems: list[str] = field(default_factory=list)
 
     @property
     def description(self) -> str:
@@ -201,6 +204,8 @@ class ModelRunRow:
     status: str
     provenance: dict[str, Any]
     output_folder: Path | None
+    #: Set when provenance_json does not decode (provenance is then empty): what is wrong.
+    problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -209,3 +214,18 @@ class ImportReportRow:
     created: str
     summary: str
     report: dict[str, Any]
+    #: Set when report_json does not decode (report is then empty): what is wrong.
+    problem: str = ""
+
+
+@dataclass
+class MeasurementsRead:
+    """The saved measurements of a series as far as they could be read.
+
+    ``damaged`` names each row that could not be decoded. A caller that gets
+    any must not save this series' measurements: a save replaces every row,
+    so it would delete the damaged ones (see :meth:`store.Library.read_measurements`).
+    """
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)
