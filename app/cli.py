@@ -86,13 +86,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         from core.errors import LucidaError
 
         if isinstance(exc, LucidaError):
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+            return 2
+        if isinstance(exc, OSError) and not os.environ.get("LUCIDA_DEBUG"):
+            # The machine's condition (no space, no permission, a read-only disk), not a bug.
+            print(f"error: {_describe_os_error(exc)}", file=sys.stderr)
             return 2
         if os.environ.get("LUCIDA_DEBUG"):
             raise
         print(f"internal error: {type(exc).__name__}: {exc} (set LUCIDA_DEBUG=1 for a traceback)",
               file=sys.stderr)
         return 3
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def _describe_os_error(exc: OSError) -> str:
+    what = exc.strerror or str(exc)
+    where = " -> ".join(str(name) for name in (exc.filename, exc.filename2) if name)
+    return _one_line(f"{what}: {where}" if where else what)
 
 
 if __name__ == "__main__":

@@ -212,14 +212,17 @@ class Library:
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    def open(cls, folder: Path | str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Library:
+    def open(cls, folder: Path | str, *, busy_timeout_s: float | None = None) -> Library:
         """Open (creating if needed) the library in ``folder`` and migrate its schema.
 
         Raises a StoreError (see ``store.errors``) when the folder or database is
         read-only, the database is damaged, locked by another process for longer
-        than ``busy_timeout_s``, or was written by a newer Lucida. A damaged
+        than ``busy_timeout_s`` (default :data:`BUSY_TIMEOUT_S`, looked up at each
+        call), or was written by a newer Lucida. A damaged
         database is never changed or deleted.
         """
+        if busy_timeout_s is None:
+            busy_timeout_s = BUSY_TIMEOUT_S
         folder = Path(folder).expanduser()
         try:
             folder.mkdir(parents=True, exist_ok=True)

@@ -3,9 +3,10 @@
 Permissions alone do not stop root (CI containers often run as root), so a
 read-only folder is a read-only bind mount and a full disk a small tmpfs, both
 inside a private user + mount namespace (``unshare -rm``): nothing outside the
-command sees them, nothing needs privileges. Without ``unshare`` (or user
-namespaces) a non-root run falls back to ``chmod`` for the read-only case; a
-full disk then cannot be made and the test is skipped.
+command sees them, nothing needs privileges. Without user namespaces the
+read-only case falls back to ``chmod`` (as root with the file-access
+capabilities dropped by ``setpriv``, as tests/dicomio/test_scan_permissions.py
+does); a full disk then cannot be made and that test is skipped.
 """
 
 from __future__ import annotations
@@ -38,13 +39,19 @@ def run_on_read_only_folder(folder: Path, argv: Sequence[str], *, env: dict[str,
                   'exec "$@"')
         return subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", str(folder), *argv],
                               capture_output=True, text=True, env=env, timeout=timeout)
+    command = list(argv)
     if os.geteuid() == 0:
-        pytest.skip("root without user namespaces: no way to make a folder read-only")
+        # Root ignores modes unless its file-access capabilities are dropped.
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("root without user namespaces or setpriv: cannot make a folder "
+                        "read-only")
+        command = [setpriv, "--bounding-set=-dac_override,-dac_read_search", *command]
     modes = {p: p.stat().st_mode for p in [folder, *folder.rglob("*")]}
     try:
         for p, mode in modes.items():
             p.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-        return subprocess.run(list(argv), capture_output=True, text=True, env=env,
+        return subprocess.run(command, capture_output=True, text=True, env=env,
                               timeout=timeout)
     finally:
         for p, mode in modes.items():

@@ -206,6 +206,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     console.print(f"  modality:     {row.modality}   kind: {row.object_kind}")
     console.print(f"  description:  {row.series_description}")
     console.print(f"  files:        {len(instances)} ({row.num_frames} frames)")
+    for problem in row.problems:
+        console.print(f"  note: {problem}")
     syntaxes = Counter(inst.transfer_syntax_uid for inst in instances)
     for uid, count in sorted(syntaxes.items()):
         console.print(f"  transfer syntax: {uid} {_syntax_name(uid)} ({count} files)")
@@ -230,9 +232,22 @@ def cmd_info(args: argparse.Namespace) -> int:
             console.print(f"  warning: {warning}")
     else:
         console.print("  warnings: none")
-    with _open_library(args) as library:
-        library.set_series_geometry(row.id, geometry, warnings)
+    _cache_geometry(args, row.id, geometry, warnings, console)
     return 0
+
+
+def _cache_geometry(args: argparse.Namespace, series_id: int, geometry: dict[str, Any],
+                    warnings: list[str], console: Console) -> None:
+    """Best effort: `info` reads; a library busy elsewhere must not make it fail or hang."""
+    from app.paths import library_dir
+    from core.errors import StoreError
+    from store import Library
+
+    try:
+        with Library.open(library_dir(args.library), busy_timeout_s=2.0) as library:
+            library.set_series_geometry(series_id, geometry, warnings)
+    except StoreError as exc:
+        console.print(f"  note: the geometry was not cached in the library: {exc}")
 
 
 def _syntax_name(uid: str) -> str:
@@ -281,10 +296,15 @@ def _usage_error(message: str) -> Exception:
 
 
 def write_nifti(volume: Any, output: Path) -> None:
-    """Write a core.Volume as NIfTI-1 (RAS affine via core.convert, scanner codes)."""
+    """Write a core.Volume as NIfTI-1 (RAS affine via core.convert, scanner codes).
+
+    Atomically: a crash or kill mid-write leaves ``output`` as it was (absent, or
+    the previous file), never a truncated volume.
+    """
     import nibabel as nib
     import numpy as np
 
+    from core.atomic import atomic_path
     from core.convert import array_to_ijk, to_ras_affine_ijk
 
     affine_ras = to_ras_affine_ijk(volume.affine)
@@ -293,7 +313,8 @@ def write_nifti(volume: Any, output: Path) -> None:
     image.set_qform(affine_ras, code=1)
     image.set_sform(affine_ras, code=1)
     image.header.set_xyzt_units("mm")
-    nib.save(image, str(output))
+    with atomic_path(output) as tmp:  # the temporary name ends in output's .nii(.gz)
+        nib.save(image, str(tmp))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
