@@ -4,6 +4,11 @@ Wiring only: the viewer (``viewer.ViewerPanel``) draws, the store keeps the
 library and the measurements, ``dicomio`` reads series — all in background
 jobs (``app.workers``) whose results arrive by queued signals. The GUI thread
 never reads pixels from disk.
+
+Stored data is never written over unread: when a series' saved measurements
+cannot all be read (a damaged row, a failing read, a record the viewer cannot
+rebuild), the readable ones are shown, saving is blocked for that series, and
+the window says so. Library failures (locked, damaged, full) are dialogs.
 """
 
 from __future__ import annotations
@@ -113,6 +118,8 @@ class MainWindow(QMainWindow):
         self._auto_cursor: Any = None
         self._restoring_measurements = False
         self._restore_problem = ""
+        # Why the open series' measurements must not be saved (None: they may).
+        self.measurements_not_saved: str | None = None
         self._docks_sized = False
         self.last_import_report: Any = None
         self.last_dialog: Any = None
@@ -170,6 +177,8 @@ class MainWindow(QMainWindow):
         self.set_identity_visible(prefs.identity_visible)
         self._state_restored = self._restore_window_state()
         self.refresh_library()
+        if prefs.load_problem:
+            self.show_problem("Preferences", prefs.load_problem)
 
         want_demo = (prefs.open_demo_on_first_launch and not prefs.first_launch_done
                      if open_demo is None else open_demo)
@@ -411,7 +420,13 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ library
     def refresh_library(self) -> None:
-        self.browser.refresh(self.library)
+        from core.errors import StoreError
+
+        try:
+            self.browser.refresh(self.library)
+        except StoreError as exc:  # damaged or unreadable: say so, keep the window alive
+            log.warning("library could not be listed: %s", type(exc).__name__)
+            self.show_problem("The library could not be read", str(exc))
 
     def choose_import_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Import a folder of DICOM files")
@@ -499,6 +514,8 @@ class MainWindow(QMainWindow):
         self.warning_banner.hide()
         self.viewer.clear()
         self.measurements.set_records([])
+        self.measurements.set_notice(None)
+        self.measurements_not_saved = None
         if self.models_panel is not None:
             self.models_panel.set_volume(None)
         job = load_series_job(self.library_dir, series_id)
@@ -654,38 +671,60 @@ class MainWindow(QMainWindow):
             return
         if self.current_volume is None:
             return  # still loading: nothing the user drew yet
+        if self.measurements_not_saved is not None:
+            # A save replaces every stored row of the series: it would delete the ones
+            # that could not be read.
+            self.set_status("Not saved: measurements of this series are not saved, because "
+                            "its saved ones could not all be read "
+                            f"({self.measurements_not_saved}).")
+            return
         try:
             self.library.save_measurements(self.current_series_id, records)
         except Exception as exc:  # the user must know a measurement was not kept
-            log.exception("saving measurements failed")
-            self.set_status(f"Could not save measurements: {exc}")
+            log.warning("saving measurements failed: %s", type(exc).__name__)
+            self.show_problem("Could not save measurements", _error_text(exc))
 
     def _restore_measurements(self) -> None:
+        """Show the series' saved measurements; block saving when any could not be read."""
         self._restore_problem = ""
+        problems: list[str] = []
+        records: list[dict[str, Any]] = []
         try:
-            records = self.library.load_measurements(self.current_series_id)
-        except Exception as exc:
-            log.warning("loading measurements failed: %s", exc)
-            records = []
+            read = self.library.read_measurements(self.current_series_id)
+            records, problems = list(read.records), list(read.damaged)
+        except Exception as exc:  # a failing read must not look like "no measurements"
+            log.warning("reading measurements failed: %s", type(exc).__name__)
+            problems.append(f"reading them failed: {_error_text(exc)}")
         self._restoring_measurements = True
         try:
             try:
                 self.viewer.load_measurement_records(list(records))
             except (ValueError, TypeError, KeyError):
-                # Keep what can be read; say that something could not be.
-                good = []
+                # Keep what can be shown; the rest is named below.
+                good, first_error = [], ""
                 for record in records:
                     try:
                         self.viewer.load_measurement_records([record])
-                    except (ValueError, TypeError, KeyError):
+                    except (ValueError, TypeError, KeyError) as exc:
+                        first_error = first_error or str(exc)[:120]
                         continue
                     good.append(record)
                 self.viewer.load_measurement_records(good)
-                self._restore_problem = (f" {len(records) - len(good)} saved measurement(s) "
-                                         "could not be restored.")
+                problems.append(f"{len(records) - len(good)} saved measurement(s) could not "
+                                f"be restored ({first_error})")
         finally:
             self._restoring_measurements = False
         self.measurements.set_records(self.viewer.measurement_records())
+        if not problems:
+            return
+        self.measurements_not_saved = "; ".join(problems)
+        notice = ("Saved measurements of this series could not all be read: "
+                  f"{self.measurements_not_saved}. Changes to this series' measurements are "
+                  "NOT saved, so that the saved ones stay as they are.")
+        self.measurements.set_notice(notice)
+        self._restore_problem = (" Saved measurements could not be restored; changes to "
+                                 "measurements of this series are not saved.")
+        self.show_problem("Measurements not saved", notice, status=False)
 
     def _select_measurement(self, index: int) -> None:
         self.viewer.select_measurement(index)
@@ -876,16 +915,27 @@ class MainWindow(QMainWindow):
             self.cancel_button.hide()
 
     def _on_job_failed(self, what: str, exc: Exception) -> None:
-        from core.errors import LucidaError
-
-        text = str(exc) if isinstance(exc, LucidaError) else f"{type(exc).__name__}: {exc}"
         log.warning("%s failed: %s", what, type(exc).__name__)
-        self.set_status(f"{what} failed: {text}")
-        if self.interactive:
-            box = QMessageBox(QMessageBox.Icon.Warning, f"{what} failed", text,
-                              QMessageBox.StandardButton.Ok, self)
-            self.last_dialog = box
-            box.show()
+        self.show_problem(f"{what} failed", _error_text(exc))
+
+    def show_problem(self, title: str, text: str, *, status: bool = True) -> None:
+        """Say what went wrong: the status bar, and a (non-modal) dialog when interactive.
+
+        The same message is not stacked in a second dialog while the first is open
+        (a library that stays locked fails every save the same way).
+        """
+        if status:
+            self.set_status(f"{title}: {text}")
+        if not self.interactive:
+            return
+        last = self.last_dialog
+        if isinstance(last, QMessageBox) and last.isVisible() and last.text() == text:
+            return
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text,
+                          QMessageBox.StandardButton.Ok, self)
+        box.setObjectName("problemDialog")
+        self.last_dialog = box
+        box.show()
 
     # ------------------------------------------------------------------ persistence
     def _save_prefs(self) -> None:
@@ -894,6 +944,7 @@ class MainWindow(QMainWindow):
                 save_preferences(self.prefs, self.prefs_path)
             except OSError as exc:
                 log.warning("could not save preferences: %s", exc)
+                self.set_status(f"Preferences could not be saved: {exc}")
 
     def _qsettings(self) -> QSettings | None:
         if self.state_path is None:
@@ -944,6 +995,13 @@ class MainWindow(QMainWindow):
         if self._owns_library:
             self.library.close()
         super().closeEvent(event)
+
+
+def _error_text(exc: BaseException) -> str:
+    """A Lucida error's own message; anything else with its type (it is unexpected)."""
+    from core.errors import LucidaError
+
+    return str(exc) if isinstance(exc, LucidaError) else f"{type(exc).__name__}: {exc}"
 
 
 def describe_volume(volume: Any) -> str:

@@ -3,7 +3,8 @@
 It shows the viewer's ``measurement_records()`` (plain dicts: ``kind``,
 ``label``, ``view``, ``points_lps_mm``, ``stats``); selecting a row asks the
 viewer to jump there, Delete removes one. Persistence is the main window's
-job (it saves on every change through the store).
+job (it saves on every change through the store); when it cannot save a
+series' measurements it says why in the notice above the table.
 """
 
 from __future__ import annotations
@@ -55,6 +56,13 @@ class MeasurementsPanel(QWidget):
         self._updating = False
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
+        # Stays visible while the series is open: a status-bar line is soon replaced.
+        self.notice = QLabel("", self)
+        self.notice.setObjectName("measurementsNotice")
+        self.notice.setWordWrap(True)
+        self.notice.setStyleSheet("color: #f0b060; font-weight: bold;")
+        self.notice.hide()
+        layout.addWidget(self.notice)
         self.table = QTableWidget(0, 3, self)
         self.table.setHorizontalHeaderLabels(["#", "Kind", "Result"])
         self.table.verticalHeader().setVisible(False)
@@ -102,6 +110,15 @@ class MeasurementsPanel(QWidget):
             self.delete_button.setEnabled(False)
         finally:
             self._updating = False
+
+    def set_notice(self, text: str | None) -> None:
+        """Show (or, with None, hide) a warning above the table."""
+        self.notice.setText(text or "")
+        self.notice.setToolTip(text or "")
+        self.notice.setVisible(bool(text))
+
+    def notice_text(self) -> str:
+        return self.notice.text() if not self.notice.isHidden() else ""
 
     def records(self) -> list[dict[str, Any]]:
         return list(self._records)

@@ -1,10 +1,14 @@
 """User preferences: a versioned, typed JSON file, plus where window state lives.
 
 Preferences (default layout, identity text visible, last preset, cine speed,
-...) are a pydantic model with a ``version`` field saved as JSON. Older files
-are migrated step by step by :func:`migrate`; a newer or damaged file is set
-aside (renamed ``.bad``) and defaults are used, so the application always
-starts.
+...) are a pydantic model with a ``version`` field saved as JSON, written
+atomically (``core.atomic``). Older files are migrated step by step by
+:func:`migrate`. Whatever goes wrong, the application starts with defaults —
+and never writes over a file it could not use: a damaged file is first set
+aside (renamed ``.bad``); a file from a newer Lucida, or one that could not be
+read or set aside, blocks saving for the session (``Preferences.save_blocked``)
+so the newer Lucida's settings survive. ``Preferences.load_problem`` says what
+happened, for the window to show.
 
 Where: ``platformdirs.user_config_dir("Lucida")`` normally; when a library
 folder was chosen explicitly (``--library`` or ``$LUCIDA_LIBRARY``) the files
@@ -23,9 +27,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from app.paths import ENV_VAR
+from core.atomic import write_text
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,24 @@ class Preferences(BaseModel):
     first_launch_done: bool = False
     recent_series: list[int] = Field(default_factory=list)
 
+    # How loading went (not saved; private attributes are not fields).
+    _load_problem: str | None = PrivateAttr(default=None)
+    _save_blocked: bool = PrivateAttr(default=False)
+
+    @property
+    def load_problem(self) -> str | None:
+        """What was wrong with the preferences file, for the user; None when it was fine."""
+        return self._load_problem
+
+    @property
+    def save_blocked(self) -> bool:
+        """True when saving would overwrite a file that could not be used."""
+        return self._save_blocked
+
+
+class NewerPreferencesError(ValueError):
+    """A preferences file written by a newer Lucida."""
+
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:
     """Bring a preferences dict of any older version up to :data:`CURRENT_VERSION`.
@@ -62,7 +85,7 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
     data = dict(data)
     version = int(data.get("version", 1))
     if version > CURRENT_VERSION:
-        raise ValueError(
+        raise NewerPreferencesError(
             f"preferences file has version {version}, newer than this Lucida "
             f"({CURRENT_VERSION}); update Lucida or delete the file"
         )
@@ -92,29 +115,65 @@ def config_dir(library_override: str | None = None) -> Path:
     return path
 
 
+def _defaults(problem: str, *, block_saving: bool) -> Preferences:
+    prefs = Preferences()
+    prefs._load_problem = problem
+    prefs._save_blocked = block_saving
+    log.warning("%s", problem)
+    return prefs
+
+
+def _set_aside_name(path: Path) -> Path:
+    """``preferences.json.bad``, or ``.bad-2``, ``.bad-3`` …: an earlier one is kept too."""
+    candidate = path.with_name(path.name + ".bad")
+    number = 2
+    while candidate.exists():
+        candidate = path.with_name(f"{path.name}.bad-{number}")
+        number += 1
+    return candidate
+
+
 def load_preferences(path: Path) -> Preferences:
-    """Read, migrate and validate; defaults when absent, unreadable or invalid."""
-    if not path.exists():
-        return Preferences()
+    """Read, migrate and validate; defaults when absent, unreadable or invalid.
+
+    With defaults because of a problem, ``load_problem`` says what happened and
+    ``save_blocked`` whether saving is refused (see the module docstring).
+    """
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return Preferences()
+    except OSError as exc:
+        return _defaults(f"The preferences file {path} could not be read ({exc}); defaults are "
+                         "used and changes to preferences are not saved this session.",
+                         block_saving=True)
+    try:
+        raw = json.loads(data.decode("utf-8"))
         if not isinstance(raw, dict):
             raise ValueError("top level is not an object")
         return Preferences.model_validate(migrate(raw))
-    except (OSError, ValueError, ValidationError) as exc:
-        bad = path.with_suffix(path.suffix + ".bad")
-        log.warning("preferences file %s unusable (%s); using defaults, kept as %s",
-                    path, exc, bad.name)
+    except NewerPreferencesError as exc:
+        return _defaults(f"The preferences file {path} is from a newer Lucida ({exc}); defaults "
+                         "are used and changes to preferences are not saved, so the newer "
+                         "Lucida's preferences stay as they are.", block_saving=True)
+    except (ValueError, ValidationError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        bad = _set_aside_name(path)
         try:
             path.replace(bad)
-        except OSError:
-            pass
-        return Preferences()
+        except OSError as move_exc:
+            return _defaults(f"The preferences file {path} is damaged ({reason}) and could not "
+                             f"be set aside ({move_exc}); defaults are used and changes to "
+                             "preferences are not saved this session.", block_saving=True)
+        return _defaults(f"The preferences file was damaged ({reason}); it is kept as {bad} "
+                         "and defaults are used.", block_saving=False)
 
 
-def save_preferences(prefs: Preferences, path: Path) -> None:
-    """Write atomically (temp file + rename)."""
+def save_preferences(prefs: Preferences, path: Path) -> bool:
+    """Write atomically (core.atomic); False, writing nothing, when ``prefs.save_blocked``."""
+    if prefs.save_blocked:
+        log.info("preferences not saved: %s", prefs.load_problem)
+        return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(prefs.model_dump_json(indent=2), encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, prefs.model_dump_json(indent=2))
+    return True

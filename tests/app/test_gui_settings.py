@@ -66,15 +66,49 @@ def test_migrate_refuses_a_newer_version() -> None:
         migrate({"version": CURRENT_VERSION + 1})
 
 
-@pytest.mark.parametrize("content", ["{not json", json.dumps({"version": 99}),
-                                     json.dumps({"default_layout": "5x5"}), "[]"])
+@pytest.mark.parametrize("content", ["{not json", json.dumps({"default_layout": "5x5"}), "[]",
+                                     '{"cine_fps": "\xe9"}'.encode("latin-1").decode("utf-8",
+                                     "surrogateescape")])
 def test_unusable_file_is_set_aside_and_defaults_used(tmp_path: Path, content: str) -> None:
     path = tmp_path / PREFERENCES_FILE
-    path.write_text(content, encoding="utf-8")
+    data = content.encode("utf-8", "surrogateescape")  # the last one is not UTF-8
+    path.write_bytes(data)
     prefs = load_preferences(path)
-    assert prefs == Preferences()
+    assert prefs.model_dump() == Preferences().model_dump()
     assert not path.exists()
-    assert (tmp_path / (PREFERENCES_FILE + ".bad")).read_text(encoding="utf-8") == content
+    bad = tmp_path / (PREFERENCES_FILE + ".bad")
+    assert bad.read_bytes() == data
+    assert prefs.load_problem is not None and str(bad) in prefs.load_problem
+    # The damaged content is safe in .bad: saving the defaults is allowed.
+    assert not prefs.save_blocked
+    assert save_preferences(prefs, path) and path.exists()
+
+
+def test_a_second_damaged_file_does_not_replace_the_first_one_set_aside(tmp_path: Path) -> None:
+    path = tmp_path / PREFERENCES_FILE
+    path.write_text("{first", encoding="utf-8")
+    load_preferences(path)
+    path.write_text("{second", encoding="utf-8")
+    prefs = load_preferences(path)
+    assert (tmp_path / (PREFERENCES_FILE + ".bad")).read_text(encoding="utf-8") == "{first"
+    assert (tmp_path / (PREFERENCES_FILE + ".bad-2")).read_text(encoding="utf-8") == "{second"
+    assert prefs.load_problem is not None and ".bad-2" in prefs.load_problem
+
+
+def test_a_file_from_a_newer_lucida_is_never_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / PREFERENCES_FILE
+    newer = json.dumps({"version": CURRENT_VERSION + 5, "default_layout": "2x2",
+                        "a_future_setting": [1, 2]})
+    path.write_text(newer, encoding="utf-8")
+    prefs = load_preferences(path)
+    assert prefs.model_dump() == Preferences().model_dump()
+    assert prefs.save_blocked
+    assert prefs.load_problem is not None and "newer Lucida" in prefs.load_problem
+    assert "not saved" in prefs.load_problem
+    prefs.cine_fps = 30
+    assert save_preferences(prefs, path) is False
+    assert path.read_text(encoding="utf-8") == newer
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", PREFERENCES_FILE]
 
 
 def test_invalid_assignment_is_refused() -> None:

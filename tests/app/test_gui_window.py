@@ -610,3 +610,244 @@ def test_long_messages_take_one_line_of_the_status_bar(make_window: Any,
     assert "explanation" in window.status_label.toolTip()
     window.set_status("Loaded")
     assert window.status_label.text() == "Loaded" and window.status_label.toolTip() == ""
+
+
+# --------------------------------------------------------------------------- stored data is safe
+
+
+def mouse_drag(widget: Any, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """A real left-button drag (press, moves, release) delivered to a widget."""
+    from PySide6.QtCore import QEvent, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
+
+    def send(kind: QEvent.Type, x: float, y: float, button: Any, buttons: Any) -> None:
+        p = QPointF(x, y)
+        QApplication.sendEvent(widget, QMouseEvent(kind, p, widget.mapToGlobal(p), button,
+                                                   buttons, Qt.KeyboardModifier.NoModifier))
+
+    send(QEvent.Type.MouseButtonPress, *start, left, left)
+    for t in (0.25, 0.5, 0.75, 1.0):
+        send(QEvent.Type.MouseMove, start[0] + (end[0] - start[0]) * t,
+             start[1] + (end[1] - start[1]) * t, none, left)
+    send(QEvent.Type.MouseButtonRelease, *end, left, none)
+
+
+def draw_distance(window: Any, y_fraction: float) -> None:
+    """The user picks the Distance tool and drags across the axial view."""
+    window.tool_actions["distance"].trigger()
+    axial = window.viewer.slice_views()["axial"]
+    w, h = axial.width(), axial.height()
+    before = len(window.viewer.measurement_records())
+    mouse_drag(axial, (w * 0.3, h * y_fraction), (w * 0.7, h * y_fraction))
+    assert len(window.viewer.measurement_records()) == before + 1
+
+
+def _raw_rows(library_dir: Path, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+    import sqlite3
+
+    conn = sqlite3.connect(library_dir / "library.sqlite", isolation_level=None)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("damage", ["undecodable JSON", "unusable geometry", "unreadable table"])
+def test_measurements_that_cannot_be_read_are_never_saved_over(
+        make_window: Any, qt: Any, two_patients: dict[str, int], library_dir: Path,
+        damage: str) -> None:
+    ct = two_patients["CT"]
+    window = make_window(library_dir)
+    open_and_wait(qt, window, ct)
+    draw_distance(window, 0.4)
+    draw_distance(window, 0.6)
+    window.close()  # closes the library: everything is in library.sqlite itself
+
+    db = library_dir / "library.sqlite"
+    second = _raw_rows(library_dir, "SELECT MAX(id) FROM measurements")[0][0]
+    if damage == "undecodable JSON":
+        _raw_rows(library_dir, "UPDATE measurements SET payload_json = "
+                  "substr(payload_json, 1, 40) WHERE id = ?", (second,))
+    elif damage == "unusable geometry":
+        _raw_rows(library_dir, "UPDATE measurements SET payload_json = json_set(payload_json, "
+                  "'$.points_lps_mm', json('[[1, 2, 3]]')) WHERE id = ?", (second,))
+    else:  # the measurements table's page is garbage: reading it fails
+        page_size, root = _raw_rows(library_dir, "SELECT * FROM pragma_page_size(), (SELECT "
+                                    "rootpage FROM sqlite_master WHERE name = 'measurements')")[0]
+        with open(db, "r+b") as f:
+            f.seek((root - 1) * page_size)
+            f.write(bytes(range(256)) * (page_size // 256))
+    stored = db.read_bytes()
+
+    window = make_window(library_dir)
+    window.interactive = True  # the user gets the dialog too
+    open_and_wait(qt, window, ct)
+    shown = 0 if damage == "unreadable table" else 1
+    assert window.measurements.row_count() == shown  # what could be read is shown
+    notice = window.measurements.notice_text()
+    assert "could not all be read" in notice and "NOT saved" in notice
+    if damage != "unreadable table":
+        assert "could not be restored" in window.status_label.text()
+    assert "not saved" in window.status_label.text()
+    assert window.last_dialog is not None and window.last_dialog.isVisible()
+    assert "NOT saved" in window.last_dialog.text()
+
+    # The user goes on measuring, and deletes one: nothing reaches the store.
+    draw_distance(window, 0.5)
+    assert window.measurements.row_count() == shown + 1
+    assert window.status_label.text().startswith("Not saved: measurements of this series")
+    window.measurements.table.selectRow(0)
+    window.measurements.delete_button.click()
+    assert window.measurements.row_count() == shown
+    window.close()
+    assert db.read_bytes() == stored, "the saved measurements were written over"
+
+    window = make_window(library_dir)
+    open_and_wait(qt, window, two_patients["MR"])
+    draw_distance(window, 0.5)
+    if damage == "unreadable table":  # the whole table is unreadable: saving fails, visibly
+        assert window.status_label.text().startswith(
+            "Could not save measurements: library.sqlite is damaged")
+        window.close()
+        assert db.read_bytes() == stored
+    else:  # another series is unaffected: its measurements are saved as usual
+        assert window.measurements.notice_text() == ""
+        assert _raw_rows(library_dir, "SELECT COUNT(*) FROM measurements WHERE series_row = ?",
+                         (two_patients["MR"],)) == [(1,)]
+
+
+def test_a_library_locked_by_another_program_is_a_dialog_and_nothing_is_lost(
+        make_window: Any, qt: Any, two_patients: dict[str, int], library_dir: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    import store.library
+
+    monkeypatch.setattr(store.library, "BUSY_TIMEOUT_S", 1.0)
+    ct = two_patients["CT"]
+    window = make_window(library_dir)
+    window.interactive = True
+    open_and_wait(qt, window, ct)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sqlite3, sys\n"
+         "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+         "c.execute('BEGIN EXCLUSIVE')\n"
+         "print('locked', flush=True)\n"
+         "sys.stdin.read()\n", str(library_dir / "library.sqlite")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        draw_distance(window, 0.4)
+        assert time.monotonic() - started < 20  # a bounded wait, not a hung window
+        dialog = window.last_dialog
+        assert dialog is not None and dialog.isVisible()
+        assert dialog.windowTitle() == "Could not save measurements"
+        assert dialog.text().startswith("the library is in use by another Lucida (")
+        assert "close the other Lucida or wait" in dialog.text()
+        assert window.measurements.row_count() == 1  # still on screen
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    # Lock gone: the next edit saves everything the user drew, the first one included.
+    draw_distance(window, 0.6)
+    conn = sqlite3.connect(library_dir / "library.sqlite")
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM measurements WHERE series_row = ?",
+                            (ct,)).fetchone() == (2,)
+    finally:
+        conn.close()
+
+
+def _run_gui_and_answer_dialogs(library_dir: Path, qt: Any) -> tuple[int, list[tuple[str, str]]]:
+    """`lucida --library DIR` (run_gui, event loop included); every message box that
+    opens is read and closed, then the main window (if any) is closed."""
+    import argparse
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox
+
+    from app.gui import run_gui
+
+    seen: list[tuple[str, str]] = []
+    finished = [False]
+
+    def answer() -> None:
+        if finished[0]:
+            return
+        boxes = [w for w in QApplication.topLevelWidgets()
+                 if isinstance(w, QMessageBox) and w.isVisible()]
+        for box in boxes:
+            seen.append((box.windowTitle(), box.text()))
+            box.done(0)
+        windows = [w for w in QApplication.topLevelWidgets()
+                   if isinstance(w, QMainWindow) and w.isVisible()]
+        if seen and not boxes:
+            for w in windows:
+                w.close()
+        if not seen or boxes or windows:
+            QTimer.singleShot(200, answer)
+
+    QTimer.singleShot(200, answer)
+    try:
+        code = run_gui(argparse.Namespace(library=str(library_dir)))
+    finally:
+        finished[0] = True
+    return code, seen
+
+
+@pytest.mark.parametrize("damage", ["not sqlite", "newer schema", "unreadable series table"])
+def test_a_damaged_library_at_start_is_a_dialog(qt: Any, two_patients: dict[str, int],
+                                                library_dir: Path, damage: str) -> None:
+    from store import SCHEMA_VERSION
+
+    (library_dir / "preferences.json").write_text('{"first_launch_done": true}',
+                                                  encoding="utf-8")
+    db = library_dir / "library.sqlite"
+    if damage == "not sqlite":
+        db.write_bytes(b"not a database at all\n" * 500)
+    elif damage == "newer schema":
+        _raw_rows(library_dir, f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    else:
+        page_size, root = _raw_rows(library_dir, "SELECT * FROM pragma_page_size(), (SELECT "
+                                    "rootpage FROM sqlite_master WHERE name = 'series')")[0]
+        with open(db, "r+b") as f:
+            f.seek((root - 1) * page_size)
+            f.write(bytes(range(256)) * (page_size // 256))
+    before = db.read_bytes()
+    code, seen = _run_gui_and_answer_dialogs(library_dir, qt)
+    assert len(seen) == 1, seen
+    title, text = seen[0]
+    if damage == "newer schema":
+        assert code == 2 and title == "Lucida cannot start"
+        assert f"schema version {SCHEMA_VERSION + 1}, newer than this Lucida" in text
+    elif damage == "not sqlite":
+        assert code == 2 and title == "Lucida cannot start"
+        assert text.startswith("library.sqlite is damaged: ")
+    else:  # the window opens and says what is wrong; the app stays alive
+        assert code == 0 and title == "The library could not be read"
+        assert text.startswith("library.sqlite is damaged: ")
+    assert "restore it from a backup" in text or damage == "newer schema"
+    assert db.read_bytes() == before
+
+
+def test_preferences_from_a_newer_lucida_are_not_written_over(make_window: Any, qt: Any,
+                                                              library_dir: Path) -> None:
+    prefs_file = library_dir / "preferences.json"
+    newer = json.dumps({"version": 99, "default_layout": "2x2", "first_launch_done": True})
+    prefs_file.write_text(newer, encoding="utf-8")
+    window = make_window(library_dir)
+    assert "newer Lucida" in window.status_label.text()
+    assert "not saved" in window.status_label.toolTip() + window.status_label.text()
+    window.set_layout("1x1")
+    window.set_identity_visible(False)
+    window.close()
+    assert prefs_file.read_text(encoding="utf-8") == newer
