@@ -38,6 +38,12 @@ def affine_from_dicom(
     if iop.shape != (6,):
         raise GeometryError(f"ImageOrientationPatient needs 6 values, got {iop.shape}")
     row_cos, col_cos = iop[:3], iop[3:]
+    # No correction here: callers pass checked cosines (dicomio.plausibility
+    # normalises and orthogonalises them); anything else would shear or scale.
+    if not (np.allclose(np.linalg.norm(iop.reshape(2, 3), axis=1), 1.0, atol=1e-4)
+            and abs(float(row_cos @ col_cos)) <= 1e-4):
+        raise GeometryError(
+            f"ImageOrientationPatient {iop.tolist()} is not a pair of perpendicular unit vectors")
     row_spacing, col_spacing = float(pixel_spacing[0]), float(pixel_spacing[1])
     affine = np.eye(4)
     affine[:3, 0] = np.asarray(slice_step, dtype=np.float64)
@@ -45,6 +51,7 @@ def affine_from_dicom(
     affine[:3, 1] = col_cos * row_spacing
     affine[:3, 2] = row_cos * col_spacing
     affine[:3, 3] = np.asarray(first_position, dtype=np.float64)
+    check_affine(affine, orthogonal=False)
     return affine
 
 
@@ -98,6 +105,45 @@ def orientation_code(affine: FloatArray) -> str:
     """Three letters naming where +k, +j and +i point, e.g. 'SPL' (dominant axis only)."""
     direction = direction_from_affine(affine)
     return "".join(axis_letter(direction[:, c])[0] for c in range(3))
+
+
+def is_singular(affine: FloatArray, tol: float = 1e-6) -> bool:
+    """True when an axis has zero length or the axes are (nearly) coplanar.
+
+    Scale-free (the determinant of the unit directions), so 0.25 µm microscopy
+    pixels are not "singular" while a stack of slices in one plane is."""
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    if not np.all(spacing > 0):
+        return True
+    return bool(abs(np.linalg.det(affine[:3, :3] / spacing)) < tol)
+
+
+def check_affine(affine: FloatArray, *, orthogonal: bool = True,
+                 handedness: int | None = None, tol: float = 1e-4) -> None:
+    """Raise GeometryError unless ``affine`` is a usable grid: finite, with a
+    (0, 0, 0, 1) bottom row, non-singular, orthogonal when asked, and with the
+    sign of det(3×3) equal to ``handedness`` when given (a DICOM stack whose +k
+    runs along row × column has det < 0: columns k, j, i = normal, column, row).
+    """
+    a = np.asarray(affine, dtype=np.float64)
+    if a.shape != (4, 4):
+        raise GeometryError(f"affine must be 4×4, got {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise GeometryError(f"affine is not finite: {a.tolist()}")
+    if not np.allclose(a[3], [0, 0, 0, 1]):
+        raise GeometryError("affine bottom row must be (0, 0, 0, 1)")
+    if is_singular(a):
+        raise GeometryError(f"affine is singular (spacing {spacing_from_affine(a).tolist()})")
+    if orthogonal and not is_orthogonal(a, tol):
+        d = direction_from_affine(a)
+        worst = float(np.max(np.abs(d.T @ d - np.eye(3))))
+        raise GeometryError(
+            f"affine is sheared: its axes are up to {np.degrees(np.arcsin(min(worst, 1.0))):.3f}° "
+            "off perpendicular")
+    if handedness is not None and np.sign(np.linalg.det(a[:3, :3])) != np.sign(handedness):
+        raise GeometryError(
+            f"affine has det {np.linalg.det(a[:3, :3]):.4g}, expected the sign of {handedness}: "
+            "+k does not run along the slice normal")
 
 
 def is_orthogonal(affine: FloatArray, tol: float = 1e-4) -> bool:

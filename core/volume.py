@@ -28,6 +28,8 @@ class WarningCode(StrEnum):
     MIXED_ORIENTATION = "mixed_orientation"
     DUPLICATE_POSITION = "duplicate_position"
     RESAMPLED = "resampled"
+    #: A header value was corrected (e.g. direction cosines normalised) or replaced.
+    IMPLAUSIBLE_GEOMETRY = "implausible_geometry"
     OTHER = "other"
 
 
@@ -69,7 +71,9 @@ class Volume:
             raise GeometryError(f"affine must be 4×4, got {self.affine.shape}")
         if not np.allclose(self.affine[3], [0, 0, 0, 1]):
             raise GeometryError("affine bottom row must be (0, 0, 0, 1)")
-        if abs(np.linalg.det(self.affine[:3, :3])) < 1e-12:
+        if not np.all(np.isfinite(self.affine)):
+            raise GeometryError(f"affine is not finite: {self.affine.tolist()}")
+        if geometry.is_singular(self.affine):
             raise GeometryError("affine is singular")
 
     # Geometry, always derived from the affine: nothing else stores it.

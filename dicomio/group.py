@@ -8,6 +8,7 @@ multi-frame objects. Each such set becomes its own *stack* with a stable
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -90,7 +91,13 @@ def _orientation_key(orientation: tuple[float, ...] | None) -> str:
 def _same_orientation(a: tuple[float, ...] | None, b: tuple[float, ...] | None) -> bool:
     if a is None or b is None:
         return a is None and b is None
-    return max(abs(x - y) for x, y in zip(a, b, strict=True)) <= ORIENTATION_TOLERANCE
+    if len(a) != len(b):
+        return False
+    # NaN equals NaN here: files with the same broken orientation form one stack,
+    # which the loader then refuses once, naming the value (dicomio.plausibility),
+    # instead of one stack per file.
+    return all(abs(x - y) <= ORIENTATION_TOLERANCE or (math.isnan(x) and math.isnan(y))
+               for x, y in zip(a, b, strict=True))
 
 
 @dataclass

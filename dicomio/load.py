@@ -78,7 +78,9 @@ from dicomio.decode import (
     read_native_frame,
 )
 from dicomio.fastheader import read_lean_header
+from dicomio.framegeo import GEOMETRY_KEYWORDS, file_geometry, finite_or_none
 from dicomio.multiframe import enhanced_frames
+from dicomio.plausibility import ImplausibleValue, Note, check_matrix, summarise
 from dicomio.source import DicomSource
 from dicomio.stack import StackGeometry, TargetSlice, build_stack, same_orientation
 
@@ -154,6 +156,8 @@ class _Header:
     gantry_tilt: float | None
     slice_step: float | None
     has_geometry: bool
+    notes: list[Note]  # corrected values (dicomio.plausibility), summarised per series
+    step_notes: list[Note]  # an invalid slice step replaced; shown only where the step is used
 
 
 def _as_source(item: DicomSource | Path | str) -> DicomSource:
@@ -208,6 +212,9 @@ def _read_header(source: DicomSource, full: bool = True) -> _Header:
     with fp:
         raw_dataset = False
         lean = None if full else read_lean_header(fp, size)
+        if lean is not None and any(k in lean[0] and lean[0].get(k) is None
+                                    for k in GEOMETRY_KEYWORDS):
+            lean = None  # a geometry value it could not parse: pydicom's read can name it
         ds: Any
         try:
             try:
@@ -239,7 +246,7 @@ def _read_header(source: DicomSource, full: bool = True) -> _Header:
             raw_dataset = True
         sop_class = _text(ds, "SOPClassUID") or (
             _text(meta, "MediaStorageSOPClassUID") if meta is not None else "")
-        pixel_state, pixel_pos = _peek_pixels(fp, ts)
+        pixel_state, pixel_pos, pixel_length = _peek_pixels(fp, ts)
         has_pixels = pixel_state != "absent"
         kind = classify_sop_class(sop_class, has_pixel_data=has_pixels)
         if not kind.is_image:
@@ -256,8 +263,7 @@ def _read_header(source: DicomSource, full: bool = True) -> _Header:
             bits_alloc = int(ds.BitsAllocated)
         except (AttributeError, TypeError, ValueError) as exc:
             raise DicomReadError(f"image attributes missing or invalid: {exc}") from exc
-        if rows <= 0 or cols <= 0:
-            raise DicomReadError(f"image size {rows}×{cols} is empty")
+        check_matrix(rows, cols)
         fmt = PixelFormat(
             transfer_syntax=ts,
             rows=rows,
@@ -269,6 +275,8 @@ def _read_header(source: DicomSource, full: bool = True) -> _Header:
             photometric=_text(ds, "PhotometricInterpretation") or "MONOCHROME2",
             number_of_frames=max(int(_num(ds.get("NumberOfFrames")) or 1), 1),
         )
+        if pixel_state == "native":
+            _check_pixel_length(fmt, pixel_length)
         pad = ds.get("PixelPaddingValue")
         pad_limit = ds.get("PixelPaddingRangeLimit")
         if pad is not None and not isinstance(pad, (bytes, str)):
@@ -287,56 +295,24 @@ def _read_header(source: DicomSource, full: bool = True) -> _Header:
     modality = _text(ds, "Modality")
     slope = _num(ds.get("RescaleSlope"))
     intercept = _num(ds.get("RescaleIntercept"))
-    iop = ds.get("ImageOrientationPatient")
-    ipp = ds.get("ImagePositionPatient")
-    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
     instance = int(_num(ds.get("InstanceNumber")) or 0)
     thickness = _num(ds.get("SliceThickness"))
-    between = _num(ds.get("SpacingBetweenSlices"))
     frames: list[PlannedFrame] = []
     enhanced = (enhanced_frames(ds) if fmt.number_of_frames > 1
                 or "PerFrameFunctionalGroupsSequence" in ds else None)
-
-    def _vec(v: Any, n: int) -> tuple[float, ...] | None:
-        try:
-            out = tuple(float(x) for x in v)
-        except (TypeError, ValueError):
-            return None
-        return out if len(out) == n and all(np.isfinite(out)) else None
-
-    top_pos = _vec(ipp, 3) if ipp is not None else None
-    top_iop = _vec(iop, 6) if iop is not None else None
-    top_spacing = _vec(spacing, 2) if spacing is not None else None
-    if top_spacing is not None and min(top_spacing) <= 0:
-        alt = ds.get("ImagerPixelSpacing")
-        top_spacing = _vec(alt, 2) if alt is not None else None
-        if top_spacing is not None and min(top_spacing) <= 0:
-            top_spacing = None
-    step = between or thickness
+    geo = file_geometry(ds, fmt.number_of_frames, enhanced)
     window_center = _num(ds.get("WindowCenter")) if full else None
     window_width = _num(ds.get("WindowWidth")) if full else None
     has_geometry = True
-    for f in range(fmt.number_of_frames):
+    refused: list[ImplausibleValue] = []
+    for f, frame_geo in enumerate(geo.frames):
         attrs = enhanced[f] if enhanced is not None and f < len(enhanced) else None
-        pos: tuple[float, ...] | None = attrs.position if attrs else None
-        ori: tuple[float, ...] | None = attrs.orientation if attrs else None
-        pix: tuple[float, ...] | None = attrs.pixel_spacing if attrs else None
-        if pos is None and fmt.number_of_frames == 1:
-            pos = top_pos
-        ori = ori or top_iop
-        pix = pix or top_spacing
-        if attrs is None and fmt.number_of_frames > 1 and top_pos is not None and top_iop:
-            # Legacy multi-frame (e.g. NM): frames along the normal at the slice step.
-            from dicomio.stack import normal_of
-
-            n = normal_of(top_iop)
-            pos = tuple(float(x) for x in np.asarray(top_pos) + n * f * (step or 1.0))
-        if attrs is not None:
-            if attrs.window_center is not None and window_center is None:
-                window_center, window_width = attrs.window_center, attrs.window_width
-            if attrs.slice_thickness is not None and step is None:
-                step = attrs.slice_thickness
-        if pos is None or ori is None:
+        if attrs is not None and attrs.window_center is not None and window_center is None:
+            window_center, window_width = attrs.window_center, attrs.window_width
+        if isinstance(frame_geo, ImplausibleValue):
+            refused.append(frame_geo)
+            continue
+        if frame_geo.position is None or frame_geo.orientation is None:
             has_geometry = False
         fslope = attrs.slope if attrs and attrs.slope is not None else slope
         ficpt = attrs.intercept if attrs and attrs.intercept is not None else intercept
@@ -346,11 +322,19 @@ def _read_header(source: DicomSource, full: bool = True) -> _Header:
             fmt=fmt,
             slope=1.0 if fslope is None or fslope == 0 else float(fslope),
             intercept=0.0 if ficpt is None else float(ficpt),
-            position=(pos[0], pos[1], pos[2]) if pos is not None else None,
-            orientation=tuple(ori) if ori is not None else None,
-            pixel_spacing=(float(pix[0]), float(pix[1])) if pix is not None else None,
+            position=frame_geo.position,
+            orientation=frame_geo.orientation,
+            pixel_spacing=frame_geo.pixel_spacing,
             instance_number=instance,
         ))
+    notes = list(geo.notes)
+    if refused:
+        if not frames:  # every frame needs the refused value: the file is refused
+            raise refused[0]
+        notes.append(Note("frames left out", f"{len(refused)} of {len(geo.frames)} frames "
+                          f"were left out: {refused[0]}"))
+    step = geo.slice_step
+    tilt = finite_or_none(_num(ds.get("GantryDetectorTilt")))
     rescale_type = _text(ds, "RescaleType")
     if not rescale_type and enhanced is not None:
         per = ds.get("SharedFunctionalGroupsSequence")
@@ -361,7 +345,7 @@ def _read_header(source: DicomSource, full: bool = True) -> _Header:
     units = "HU" if modality == "CT" and rescale_type in ("", "HU") else rescale_type
     if not full:
         return _Header(source, frames, {"modality": modality, "units": units}, {}, sop_class,
-                       "", "", modality, _num(ds.get("GantryDetectorTilt")), step, has_geometry)
+                       "", "", modality, tilt, step, has_geometry, notes, geo.step_notes)
     meta_out: dict[str, Any] = {
         "modality": modality,
         "series_description": _text(ds, "SeriesDescription"),
@@ -379,7 +363,7 @@ def _read_header(source: DicomSource, full: bool = True) -> _Header:
         "photometric": fmt.photometric,
         "bits_stored": fmt.bits_stored,
         "pixel_representation": fmt.pixel_representation,
-        "slice_thickness": thickness,
+        "slice_thickness": finite_or_none(thickness),
     }
     identity = {
         "patient_name": _text(ds, "PatientName"),
@@ -387,8 +371,8 @@ def _read_header(source: DicomSource, full: bool = True) -> _Header:
         "patient_birth_date": _text(ds, "PatientBirthDate"),
     }
     return _Header(source, frames, meta_out, identity, sop_class, _text(ds, "SeriesInstanceUID"),
-                   _text(ds, "FrameOfReferenceUID"), modality, _num(ds.get("GantryDetectorTilt")),
-                   step, has_geometry)
+                   _text(ds, "FrameOfReferenceUID"), modality, tilt, step, has_geometry, notes,
+                   geo.step_notes)
 
 
 def _looks_like_raw_dataset(head: bytes) -> bool:
@@ -414,34 +398,51 @@ def _replace_fmt(fmt: PixelFormat, **changes: Any) -> PixelFormat:
     return replace(fmt, **changes)
 
 
-def _peek_pixels(fp: Any, ts: str) -> tuple[str, int]:
+def _check_pixel_length(fmt: PixelFormat, length: int) -> None:
+    """Native pixel data holding a whole frame more than the header describes
+    means Rows, Columns or NumberOfFrames are wrong (e.g. byte-swapped): the
+    image would be read as a strip of the real one. A few bytes of trailing
+    padding are normal; too little data is reported when the pixels are read."""
+    needed = fmt.frame_bytes * fmt.number_of_frames
+    if fmt.frame_bytes > 0 and length - needed >= fmt.frame_bytes:
+        raise ImplausibleValue(
+            "Rows", f"Rows {fmt.rows}, Columns {fmt.columns}, NumberOfFrames "
+            f"{fmt.number_of_frames} (× {fmt.samples_per_pixel} sample(s) of "
+            f"{fmt.bits_allocated} bits) describe {needed} bytes of pixels, but PixelData holds "
+            f"{length}: the image size in the header is wrong")
+
+
+def _peek_pixels(fp: Any, ts: str) -> tuple[str, int, int]:
     """What follows the header: 'native', 'encapsulated', 'float', 'absent' or
-    'unknown' (deflated / big endian: cannot tell without a full parse)."""
+    'unknown' (deflated / big endian: cannot tell without a full parse), its
+    file offset and the element's value length (0 when not known)."""
     import struct
 
     from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
     pos = fp.tell()
     if ts in (str(DeflatedExplicitVRLittleEndian), str(ExplicitVRBigEndian)):
-        return "unknown", pos
+        return "unknown", pos, 0
     head = fp.read(12)
     fp.seek(pos)
     if len(head) < 8:
-        return "absent", pos
+        return "absent", pos, 0
     group, element = struct.unpack("<HH", head[:4])
     if group != 0x7FE0:
-        return "absent", pos
+        return "absent", pos, 0
     if element in (0x0008, 0x0009):
-        return "float", pos
+        return "float", pos, 0
     if element != 0x0010:
-        return "absent", pos
+        return "absent", pos, 0
     if ts == "1.2.840.10008.1.2":
         (length,) = struct.unpack("<I", head[4:8])
     elif head[4:6] in (b"OB", b"OW", b"UN") and len(head) >= 12:
         (length,) = struct.unpack("<I", head[8:12])
     else:
         (length,) = struct.unpack("<H", head[6:8])
-    return ("encapsulated" if length == 0xFFFFFFFF else "native"), pos
+    if length == 0xFFFFFFFF:
+        return "encapsulated", pos, 0
+    return "native", pos, length
 
 
 # --------------------------------------------------------------------------- planning
@@ -545,6 +546,7 @@ def _plan_from_headers(headers: list[_Header], failures: list[tuple[str, str]],
             single_slice_step_mm=first_header.slice_step or 1.0,
             gantry_tilt_deg=tilt,
         )
+        step_used = geometry.shape[0] == 1  # one slice: its thickness is the k spacing
     else:
         # No patient geometry: nominal grid, frames in instance/frame order.
         frames = sorted(frames, key=lambda f: (f.instance_number, str(f.source), f.frame_index))
@@ -565,8 +567,14 @@ def _plan_from_headers(headers: list[_Header], failures: list[tuple[str, str]],
             "posterior"
             + ("" if len(frames) == 1 else f", frames {step:g} mm apart in frame order")
             + "); not for 3-D measurements"))
-    warnings.extend(geometry.warnings)
+        step_used = True
     ordered = [frames[i] for i in geometry.order]
+    used = {f.source for f in ordered}
+    notes = [n for h in headers if h.source in used for n in h.notes]
+    if step_used:
+        notes.extend(first_header.step_notes)
+    warnings.extend(summarise(notes))
+    warnings.extend(geometry.warnings)
 
     colour = any(f.fmt.is_colour for f in ordered)
     integral = all(float(f.slope).is_integer() and float(f.intercept).is_integer()
@@ -584,13 +592,12 @@ def _plan_from_headers(headers: list[_Header], failures: list[tuple[str, str]],
     else:
         background = float(min(max(0.0, lo), hi))
     meta = dict(first.meta)
-    used_sources = {f.source for f in ordered}
     monochrome1 = any(f.fmt.photometric == "MONOCHROME1" for f in ordered)
     if monochrome1 and meta.get("window_center") is not None:
         meta["window_center"] = (lo + hi) - float(meta["window_center"])
     meta.update({
         "transfer_syntaxes": {f.fmt.transfer_syntax for f in ordered},
-        "number_of_instances": len(used_sources),
+        "number_of_instances": len(used),
         "number_of_frames": len(ordered),
         "inverted_monochrome1": monochrome1,
         "pixel_padding_value": ordered[0].fmt.padding_value,

@@ -29,6 +29,15 @@ Decisions (issue 2 §5), all reported as ``Volume.warnings``:
   the hole; the warning lists each gap in mm and as slice positions.
 * **Mixed orientations** are handled by the caller (load.py): the majority
   orientation is used and the others are left out with a warning.
+* **Refused** (GeometryError naming ImagePositionPatient), because the images
+  are not one stack: in-plane drift between neighbouring slices steeper than
+  45° (gantries tilt by at most 30°), or a regular grid that would need more
+  than 10× as many slices as there are images (one huge gap, or a handful of
+  images spread over a long distance).
+* Every affine returned is checked (:func:`core.geometry.check_affine`):
+  finite, non-singular, orthogonal, and det < 0 (+k along row × column).
+  The values it is built from were checked one by one before
+  (:mod:`dicomio.plausibility`).
 """
 
 from __future__ import annotations
@@ -40,11 +49,18 @@ import numpy as np
 import numpy.typing as npt
 
 from core.errors import GeometryError
+from core.geometry import check_affine
 from core.volume import VolumeWarning, WarningCode
 
 FloatArray = npt.NDArray[np.float64]
 
 DUPLICATE_TOL_MM = 0.01
+#: Gantries tilt by at most ±30°; steeper in-plane drift between neighbouring
+#: slices is not a tilt (see _check_shear).
+MAX_SHEAR_DEG = 45.0
+#: A regular grid with more than this many slices per source image is mostly
+#: invented (blank or interpolated): the images are not one volume.
+MAX_GRID_FACTOR = 10
 
 
 @dataclass(frozen=True)
@@ -114,8 +130,14 @@ def build_stack(
     row, col = _unit(iop[:3]), _unit(iop[3:])
     n = normal_of(iop)
     row_spacing, col_spacing = float(pixel_spacing[0]), float(pixel_spacing[1])
-    if row_spacing <= 0 or col_spacing <= 0:
+    # The caller's values passed dicomio.plausibility; these guards keep the
+    # function honest for any other caller.
+    if not (row_spacing > 0 and col_spacing > 0 and np.isfinite([row_spacing, col_spacing]).all()):
         raise GeometryError(f"PixelSpacing {list(pixel_spacing)} is not positive")
+    if not (single_slice_step_mm > 0 and np.isfinite(single_slice_step_mm)):
+        raise GeometryError(f"slice thickness {single_slice_step_mm} mm is not positive")
+    if not np.all(np.isfinite(pos)):
+        raise GeometryError("ImagePositionPatient is not finite")
     warnings: list[VolumeWarning] = []
 
     dist = pos @ n
@@ -157,11 +179,13 @@ def build_stack(
 
     if count == 1:
         step_vec = n * single_slice_step_mm
-        affine = _affine(step_vec, col * row_spacing, row * col_spacing, pos_k[0])
+        affine = _checked(_affine(step_vec, col * row_spacing, row * col_spacing, pos_k[0]))
         return StackGeometry(kept, affine, (1, rows, columns), True,
                              [TargetSlice(0, 0, 0.0)], np.zeros((1, 2)), d, warnings, dropped)
 
     gaps = np.diff(d)
+    if sheared:
+        _check_shear(a * col_spacing, b * row_spacing, d)
     mean_gap = float((d[-1] - d[0]) / (count - 1))
     tol = max(0.02 * mean_gap, 0.05)
     uniform = bool(np.max(np.abs(gaps - mean_gap)) <= min(tol, 0.2 * mean_gap))
@@ -222,9 +246,15 @@ def build_stack(
         total = count
         targets = [TargetSlice(k, k, 0.0) for k in range(count)]
 
+    if total > MAX_GRID_FACTOR * count:
+        raise GeometryError(
+            f"ImagePositionPatient: the {count} images do not form one volume — their gaps "
+            f"along the slice normal range from {gaps.min():.3g} to {gaps.max():.3g} mm, and a "
+            f"regular grid of {step:.3g} mm would need {total} slices, more than "
+            f"{MAX_GRID_FACTOR}× the images. Select the images that belong together.")
     if uniform and not sheared:
         step_vec = (pos_k[-1] - pos_k[0]) / (count - 1)
-        affine = _affine(step_vec, col * row_spacing, row * col_spacing, pos_k[0])
+        affine = _checked(_affine(step_vec, col * row_spacing, row * col_spacing, pos_k[0]))
         return StackGeometry(kept, affine, (count, rows, columns), True, targets,
                              np.zeros((count, 2)), d, warnings, dropped)
 
@@ -232,12 +262,33 @@ def build_stack(
     out_cols = int(np.floor(columns - 1 + (a.max() - a_min) + 1e-3)) + 1
     out_rows = int(np.floor(rows - 1 + (b.max() - b_min) + 1e-3)) + 1
     origin = pos_k[0] + a_min * col_spacing * row + b_min * row_spacing * col
-    affine = _affine(n * step, col * row_spacing, row * col_spacing, origin)
+    affine = _checked(_affine(n * step, col * row_spacing, row * col_spacing, origin))
     shifts = np.stack([b - b_min, a - a_min], axis=1)
     # Zero-out sub-tolerance shifts so unsheared stacks copy slices exactly.
     shifts[np.abs(shifts) < 1e-3] = 0.0
     return StackGeometry(kept, affine, (total, out_rows, out_cols), False, targets, shifts, d,
                          warnings, dropped)
+
+
+def _check_shear(along_row_mm: FloatArray, along_col_mm: FloatArray, d: FloatArray) -> None:
+    """Refuse in-plane drift between neighbouring slices steeper than any gantry
+    tilt: such images are not one tilted stack (an outlier position, or two
+    fields of view mixed), and de-tilting them would build a vast, mostly empty grid."""
+    drift = np.hypot(np.diff(along_row_mm), np.diff(along_col_mm))
+    angles = np.degrees(np.arctan2(drift, np.diff(d)))
+    worst = int(np.argmax(angles))
+    if angles[worst] > MAX_SHEAR_DEG:
+        raise GeometryError(
+            f"ImagePositionPatient moves {drift[worst]:.3g} mm within the image plane between "
+            f"the slices at {d[worst]:.2f} and {d[worst + 1]:.2f} mm along the normal: a "
+            f"{angles[worst]:.0f}° shear, more than any gantry tilt ({MAX_SHEAR_DEG:g}°); the "
+            "images do not form one stack")
+
+
+def _checked(affine: FloatArray) -> FloatArray:
+    # +k runs along row × column, so det(3×3) = normal · (column × row) < 0 always.
+    check_affine(affine, orthogonal=True, handedness=-1)
+    return affine
 
 
 def _linear_targets(d: FloatArray, step: float, total: int) -> list[TargetSlice]:

@@ -81,6 +81,50 @@ def test_volume_rejects_bad_geometry() -> None:
         Volume(np.zeros((2, 2, 2)), singular)
 
 
+def test_volume_rejects_non_finite_affine() -> None:
+    affine = oblique_affine()
+    affine[1, 3] = np.nan
+    with pytest.raises(GeometryError, match="affine is not finite"):
+        Volume(np.zeros((2, 2, 2)), affine)
+
+
+def test_singularity_is_scale_free() -> None:
+    # 50 µm isotropic voxels (micro-CT) are a fine grid, not a singular one...
+    tiny = np.diag([5e-5, 5e-5, 5e-5, 1.0])
+    assert Volume(np.zeros((2, 2, 2)), tiny).spacing_mm[0] == pytest.approx(5e-5)
+    # ...while two axes along the same direction are singular whatever their size.
+    flat = np.eye(4)
+    flat[:3, 0] = (0, 3.0, 0.001)
+    with pytest.raises(GeometryError, match="singular"):
+        Volume(np.zeros((2, 2, 2)), flat)
+
+
+def test_check_affine_names_what_is_wrong() -> None:
+    good = geometry.affine_from_dicom([1, 0, 0, 0, 1, 0], [0, 0, 0], [0.8, 0.7], [0, 0, 2.5])
+    geometry.check_affine(good, handedness=-1)  # a DICOM stack: det < 0
+    sheared = good.copy()
+    sheared[:3, 0] = (0, 0.9, 2.5)  # k leans along j: a tilted stack not resampled
+    with pytest.raises(GeometryError,
+                       match=r"affine is sheared: its axes are up to 19\.799° off perpendicular"):
+        geometry.check_affine(sheared)
+    geometry.check_affine(sheared, orthogonal=False)
+    reversed_k = good.copy()
+    reversed_k[:3, 0] *= -1
+    with pytest.raises(GeometryError, match="\\+k does not run along the slice normal"):
+        geometry.check_affine(reversed_k, handedness=-1)
+    infinite = good.copy()
+    infinite[0, 3] = np.inf
+    with pytest.raises(GeometryError, match="not finite"):
+        geometry.check_affine(infinite)
+
+
+def test_affine_from_dicom_refuses_cosines_that_would_scale_or_shear() -> None:
+    with pytest.raises(GeometryError, match="not a pair of perpendicular unit vectors"):
+        geometry.affine_from_dicom([0.9, 0, 0, 0, 1, 0], [0, 0, 0], [1, 1], [0, 0, 1])
+    with pytest.raises(GeometryError, match="not a pair of perpendicular unit vectors"):
+        geometry.affine_from_dicom([1, 0, 0, 0.1, 0.995, 0], [0, 0, 0], [1, 1], [0, 0, 1])
+
+
 def test_value_at_lps_uses_affine() -> None:
     affine = oblique_affine()
     array = np.zeros((7, 9, 11), dtype=np.int16)

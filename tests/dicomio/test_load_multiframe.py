@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
 from scipy.spatial.transform import Rotation
 
+from core.errors import DicomReadError
 from core.volume import Volume, WarningCode
 from dicomio.load import read_volume
 from dicomio.source import DicomSource
@@ -181,3 +183,140 @@ def test_legacy_multiframe_with_one_position(tmp_path: Path) -> None:
     expected = np.array([[0, 0, 3.0, -20.0], [0, 3.0, 0, -30.0], [2.5, 0, 0, 15.0],
                          [0, 0, 0, 1.0]])
     np.testing.assert_allclose(vol.affine, expected, atol=1e-6)
+
+
+# --------------------------------------------------------------- functional-group geometry checks
+
+
+def _enhanced_file(tmp_path: Path) -> tuple[Path, Volume, list[int]]:
+    shape = (9, 14, 16)
+    k, j, i = np.indices(shape)
+    original = Volume(((k * 53 + j * 7 + i * 2) % 900 - 450).astype(np.int16),
+                      _oblique_affine(shape))
+    path = tmp_path / "enhanced.dcm"
+    order = _enhanced_ct(path, original, intercepts=[0.0] * shape[0], seed=4)
+    return path, original, order
+
+
+def _edit_groups(path: Path, edit: object) -> None:
+    import warnings
+
+    ds = pydicom.dcmread(path)
+    edit(ds)  # type: ignore[operator]
+    with warnings.catch_warnings():  # the invalid DS values are the point
+        warnings.simplefilter("ignore")
+        ds.save_as(path, enforce_file_format=True)
+
+
+def _raw(keyword: str, text: str) -> pydicom.DataElement:
+    import warnings
+
+    from pydicom.datadict import tag_for_keyword
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pydicom.DataElement(tag_for_keyword(keyword), "DS", text)
+
+
+def test_enhanced_frame_with_nan_position_is_left_out_by_name(tmp_path: Path) -> None:
+    path, original, order = _enhanced_file(tmp_path)
+    bad = order.index(4)  # the frame holding slice k=4, inside the stack
+
+    def edit(ds: Dataset) -> None:
+        ds.PerFrameFunctionalGroupsSequence[bad].PlanePositionSequence[0].add(
+            _raw("ImagePositionPatient", "10\\nan\\62.25"))
+
+    _edit_groups(path, edit)
+    vol = read_volume([path])
+    assert [w.code for w in vol.warnings] == [WarningCode.IMPLAUSIBLE_GEOMETRY,
+                                              WarningCode.MISSING_SLICES]
+    assert vol.warnings[0].message == (
+        f"1 of 9 frames were left out: ImagePositionPatient (frame {bad + 1}) 10\\nan\\62.25 is "
+        "not finite")
+    np.testing.assert_allclose(vol.affine, original.affine, atol=1e-4)
+    keep = [k for k in range(9) if k != 4]
+    np.testing.assert_array_equal(vol.array[keep], original.array[keep])
+
+
+def test_enhanced_frame_with_five_cosines_is_left_out_by_name(tmp_path: Path) -> None:
+    """A per-frame PlaneOrientationSequence with 5 values: named, not silently replaced
+    by the shared orientation or treated as 'no geometry'."""
+    path, original, order = _enhanced_file(tmp_path)
+    bad = order.index(2)
+
+    def edit(ds: Dataset) -> None:
+        item = Dataset()
+        item.add(_raw("ImageOrientationPatient", "1\\0\\0\\0\\1"))
+        ds.PerFrameFunctionalGroupsSequence[bad].PlaneOrientationSequence = Sequence([item])
+
+    _edit_groups(path, edit)
+    vol = read_volume([path])
+    assert vol.warnings[0].message == (
+        f"1 of 9 frames were left out: ImageOrientationPatient (frame {bad + 1}) 1\\0\\0\\0\\1 "
+        "has 5 value(s); it needs 6 (row then column direction cosines)")
+    np.testing.assert_allclose(vol.affine, original.affine, atol=1e-4)
+
+
+def test_enhanced_shared_zero_pixel_spacing_is_refused_by_name(tmp_path: Path) -> None:
+    path, _, _ = _enhanced_file(tmp_path)
+
+    def edit(ds: Dataset) -> None:
+        ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].add(
+            _raw("PixelSpacing", "0\\0.8"))
+
+    _edit_groups(path, edit)
+    with pytest.raises(DicomReadError) as info:
+        read_volume([path])
+    assert str(info.value) == f"{path}: PixelSpacing (frame 1) 0\\0.8 is not positive"
+
+
+def test_enhanced_shared_orientation_not_unit_is_normalised_once(tmp_path: Path) -> None:
+    path, original, _ = _enhanced_file(tmp_path)
+    row = original.affine[:3, 2] / 0.8
+    col = original.affine[:3, 1] / 0.9
+    text = "\\".join(f"{v:.6f}" for v in (*(0.97 * row), *col))
+
+    def edit(ds: Dataset) -> None:
+        ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].add(
+            _raw("ImageOrientationPatient", text))
+
+    _edit_groups(path, edit)
+    vol = read_volume([path])
+    assert [w.code for w in vol.warnings] == [WarningCode.IMPLAUSIBLE_GEOMETRY]
+    assert re.fullmatch(r"ImageOrientationPatient \(frame 1\) \S+: the row direction has length "
+                        r"0\.97, not 1; it was normalised \(and in 8 more image\(s\)\)",
+                        vol.warnings[0].message), vol.warnings[0].message
+    np.testing.assert_allclose(vol.affine, original.affine, atol=1e-4)
+
+
+def test_legacy_multiframe_zero_spacing_is_named(tmp_path: Path) -> None:
+    """NM frames placed at SpacingBetweenSlices 0 would all sit on one plane (and be
+    dropped as duplicates): the value is named and 1 mm used, loudly."""
+    frames, rows, cols = 4, 6, 8
+    array = np.indices((frames, rows, cols))[0].astype(np.uint16) * 40
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.20"  # NM Image Storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "NM"
+    ds.Rows, ds.Columns, ds.NumberOfFrames = rows, cols, frames
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.ImagePositionPatient = [-20.0, -30.0, 15.0]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.PixelSpacing = [3.0, 3.0]
+    ds.SpacingBetweenSlices = 0
+    ds.PixelData = array.tobytes()
+    path = tmp_path / "nm.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    vol = read_volume([path])
+    assert [w.message for w in vol.warnings] == [
+        "SpacingBetweenSlices 0 is zero: 1 mm slices are assumed"]
+    assert vol.shape == (frames, rows, cols)
+    np.testing.assert_array_equal(vol.array, array)
+    np.testing.assert_allclose(vol.affine[:3, 0], (0, 0, 1.0))

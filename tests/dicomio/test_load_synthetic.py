@@ -66,14 +66,19 @@ def _phantom(affine: np.ndarray, shape: tuple[int, int, int] = SHAPE) -> Volume:
 
 
 def _check_same_anatomy(read: Volume, original: Volume) -> None:
-    """Every voxel of ``read`` sits exactly on a voxel of ``original`` with the same value."""
-    assert read.shape == tuple(sorted(read.shape, key=lambda _: 0))  # shape is a 3-tuple
+    """``read`` holds exactly the voxels of ``original``: each of its voxels sits on a
+    voxel of ``original`` with the same value, and every voxel of ``original`` is hit
+    once (a dropped, repeated or extra slice fails)."""
+    # Both grids are slices × rows × columns of the same files, whatever the slice order.
+    assert read.shape == original.shape
     idx = np.stack(np.indices(read.shape), axis=-1).reshape(-1, 3)
     lps = read.index_to_lps(idx)
     src = original.lps_to_index(lps)
     assert np.allclose(src, np.rint(src), atol=1e-3), "voxel centres do not coincide"
     src_i = np.rint(src).astype(int)
     assert np.all(src_i >= 0) and np.all(src_i < np.array(original.shape))
+    hit = np.ravel_multi_index(tuple(src_i.T), original.shape)
+    assert np.unique(hit).size == original.array.size, "some source voxels are read twice"
     expected = original.array[src_i[:, 0], src_i[:, 1], src_i[:, 2]]
     np.testing.assert_array_equal(read.array.reshape(-1), expected)
 
