@@ -11,7 +11,6 @@ shown at 64 px, stored at 128 px for high-DPI screens) are made in the backgroun
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -38,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.workers import Job, JobContext, make
+from core.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -206,11 +206,11 @@ def render_thumbnail(library: Any, series_id: Any, out: Path) -> Path:
     array = volume.array
     image = slice_to_qimage(array[array.shape[0] // 2])
     out.parent.mkdir(parents=True, exist_ok=True)
-    # Unique temporary name: two thumbnail jobs may briefly overlap after a refresh.
-    tmp = out.with_name(f"{out.stem}.{uuid.uuid4().hex[:8]}.tmp.png")
-    if not image.save(str(tmp)):  # format from the .png suffix
-        raise OSError(f"could not write {tmp}")
-    tmp.replace(out)
+    # Atomically, under a unique temporary name: two thumbnail jobs may briefly overlap
+    # after a refresh, and a half-written PNG would be cached for good.
+    with atomic_path(out) as tmp:
+        if not image.save(str(tmp), "PNG"):
+            raise OSError(f"could not write {out}")
     return out
 
 

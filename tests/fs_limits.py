@@ -61,7 +61,8 @@ def run_on_read_only_folder(folder: Path, argv: Sequence[str], *, env: dict[str,
 _FULL_DISK = textwrap.dedent("""
     import json, os, shutil, subprocess, sys
     src, mount_point, reserve = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    argv = sys.argv[4:]
+    read_back = sys.argv[4].split(",")
+    argv = sys.argv[5:]
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mount_point], check=True)
     shutil.copytree(src, mount_point, dirs_exist_ok=True)
     st = os.statvfs(mount_point)
@@ -71,25 +72,33 @@ _FULL_DISK = textwrap.dedent("""
     proc = subprocess.run(argv, capture_output=True, text=True)
     os.remove(os.path.join(mount_point, "filler.bin"))
     names = sorted(os.listdir(mount_point))
-    with open(os.path.join(mount_point, "library.sqlite"), "rb") as db:
-        db_bytes = db.read().hex()
+    files = {}
+    for name in read_back:
+        try:
+            with open(os.path.join(mount_point, name), "rb") as f:
+                files[name] = f.read().hex()
+        except FileNotFoundError:
+            files[name] = None
     print(json.dumps({"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr,
-                      "names": names, "db": db_bytes}))
+                      "names": names, "files": files}))
 """)
 
 
 def run_with_full_disk(library: Path, mount_point: Path, argv: Sequence[str], *,
                        env: dict[str, str], reserve_bytes: int = 96 * 1024,
+                       read_back: Sequence[str] = ("library.sqlite",),
                        timeout: float = 180) -> dict[str, object]:
     """Copy ``library`` onto a small tmpfs at ``mount_point``, fill it up to
-    ``reserve_bytes``, run ``argv`` there; returns its exit code, output, the
-    file names left and the database bytes (hex) afterwards."""
+    ``reserve_bytes``, run ``argv`` there; returns its exit code ("rc"), "stdout",
+    "stderr", the file "names" left and the bytes (hex, None when absent) of the
+    ``read_back`` files afterwards ("files")."""
     if not namespaces_work():
         pytest.skip("no user namespaces (unshare -rm): cannot make a full disk without root")
     mount_point.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
         ["unshare", "-rm", sys.executable, "-c", _FULL_DISK, str(library), str(mount_point),
-         str(reserve_bytes), *argv], capture_output=True, text=True, env=env, timeout=timeout)
+         str(reserve_bytes), ",".join(read_back), *argv], capture_output=True, text=True,
+        env=env, timeout=timeout)
     assert proc.returncode == 0, proc.stderr
     result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result

@@ -142,11 +142,18 @@ def grab_window_png(window: Any, out: Path) -> tuple[int, int]:
     pixmap = screen.grabWindow(window.winId())
     if pixmap.isNull():
         raise LucidaError("the screen could not be captured (is the display working?)")
+    from core.atomic import atomic_path
+
     out = Path(out)
-    if out.parent and not out.parent.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-    if not pixmap.save(str(out), "PNG"):
-        raise LucidaError(f"could not write {out}")
+    try:
+        if out.parent and not out.parent.exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+        # Atomically: a crash or a full disk leaves the previous file, not half a PNG.
+        with atomic_path(out) as tmp:
+            if not pixmap.save(str(tmp), "PNG"):
+                raise LucidaError(f"could not write {out} (is the disk full?)")
+    except OSError as exc:
+        raise LucidaError(f"could not write {out}: {exc.strerror or exc}") from exc
     return pixmap.width(), pixmap.height()
 
 

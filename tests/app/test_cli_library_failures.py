@@ -272,4 +272,6 @@ def test_a_full_disk_is_named_and_the_library_kept(small_library: Path, tmp_path
     line = _one_clear_line(str(result["stderr"]), f"error: the disk holding the library {mount} "
                                                   "is full (database or disk is full")
     assert "free some space and try again" in line
-    assert result["db"] == before.hex(), "the library changed although the import failed"
+    files = result["files"]
+    assert isinstance(files, dict)
+    assert files["library.sqlite"] == before.hex(), "the library changed although the import failed"

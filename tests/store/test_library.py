@@ -71,7 +71,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 
 def test_corrupt_database_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "library.sqlite").write_bytes(b"this is not sqlite at all" * 100)
-    with pytest.raises(StoreError, match="library.sqlite is damaged"):
+    with pytest.raises(StoreError, match=r"library\.sqlite is damaged"):
         Library.open(tmp_path)
 
 
