@@ -4,6 +4,12 @@
 and drag-and-drop all call. It is idempotent: importing the same tree again
 adds nothing. Source files are only read, never modified, and nothing is
 written next to them (the library lives in its own folder).
+
+One bad file never ends an import: the scan turns every failure of a file or
+zip member into its skip reason, and here a stack that cannot be grouped or
+indexed has its files reported as skipped with the error while the other
+stacks are imported. Only a failing library (``StoreError``: busy, full,
+damaged, read-only) or a cancel stops the import.
 """
 
 from __future__ import annotations
@@ -15,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import LucidaError
+from core.errors import LucidaError, StoreError
 from core.progress import CancelToken, ProgressSink
 from dicomio.group import SeriesGroup, group_series
-from dicomio.scan import SkippedFile, scan_paths
+from dicomio.scan import InstanceHeader, SkippedFile, scan_paths
 from dicomio.source import DicomSource
 from store import Library, NewInstance, NewStack, StoredSource
 
@@ -181,6 +187,70 @@ def plan_summary(sources: Sequence[DicomSource]) -> tuple[dict[str, Any] | None,
     return geometry, [str(w) for w in plan.warnings]
 
 
+def _failure(what: str, exc: BaseException) -> str:
+    return f"not indexed: {what} failed ({type(exc).__name__}: {exc})"[:300]
+
+
+def _group(instances: list[InstanceHeader], report: ImportReport) -> list[SeriesGroup]:
+    """Stacks of the scanned instances; when grouping them all at once fails, each
+    series is grouped on its own and only the series that fails is skipped."""
+    try:
+        return group_series(instances)
+    except Exception as exc:  # a header value grouping did not expect: find its series
+        log.warning("grouping failed (%s); grouping series one by one", type(exc).__name__)
+    by_series: dict[str, list[InstanceHeader]] = {}
+    for inst in instances:
+        by_series.setdefault(inst.series_uid, []).append(inst)
+    groups: list[SeriesGroup] = []
+    for members in by_series.values():
+        try:
+            groups.extend(group_series(members))
+        except Exception as exc:
+            reason = _failure("grouping its series", exc)
+            report.skipped.extend(SkippedFile(inst.source, reason) for inst in members)
+    return groups
+
+
+def _import_group(library: Library, group: SeriesGroup, report: ImportReport, *,
+                  plan_geometry: bool) -> ImportedSeries | None:
+    """Index one stack (one transaction) and cache its geometry; None when the stack
+    could not be indexed, its files then being in ``report.skipped`` with the reason."""
+    try:
+        outcome = library.index_stack(_new_stack(group))
+        row = library.get_series(outcome.series_id)
+    except StoreError:
+        raise  # the library itself failed: every later stack would too
+    except Exception as exc:  # a value this stack's headers carry: skip this stack only
+        log.warning("import: a stack of %d files not indexed (%s)", len(group.instances),
+                    type(exc).__name__)
+        reason = _failure("indexing its stack", exc)
+        report.skipped.extend(SkippedFile(inst.source, reason) for inst in group.instances)
+        return None
+    report.new += outcome.new
+    report.existing += outcome.existing
+    report.moved.extend(outcome.moved)
+    report.duplicates.extend(outcome.duplicates)
+    report.modified.extend(outcome.modified)
+    warnings = tuple(row.warnings)
+    needs_plan = (outcome.new or outcome.moved or row.geometry is None)
+    if (plan_geometry and needs_plan and group.object_kind.is_image
+            and row.num_instances <= PLAN_AT_IMPORT_MAX_FILES):
+        sources = series_sources(library, outcome.series_id)
+        geometry, plan_warnings = plan_summary(sources)
+        library.set_series_geometry(outcome.series_id, geometry, plan_warnings)
+        warnings = tuple(plan_warnings)
+    return ImportedSeries(
+        series_id=outcome.series_id,
+        series_uid=group.series_uid,
+        stack_index=row.stack_index,
+        object_kind=group.object_kind.value,
+        description=group.description,
+        instances=row.num_instances,
+        new_instances=outcome.new,
+        warnings=warnings,
+    )
+
+
 def import_paths(
     library: Library,
     paths: Sequence[Path | str],
@@ -212,35 +282,13 @@ def import_paths(
         kept = first_seen.setdefault(inst.sop_instance_uid, inst.source)
         if kept is not inst.source:  # the same object in several files: grouped once
             report.duplicates.append((str(kept), str(inst.source)))
-    groups = group_series(result.instances)
+    groups = _group(result.instances, report)
     for n, group in enumerate(groups):
         if cancel is not None:
             cancel.raise_if_cancelled()
-        outcome = library.index_stack(_new_stack(group))
-        report.new += outcome.new
-        report.existing += outcome.existing
-        report.moved.extend(outcome.moved)
-        report.duplicates.extend(outcome.duplicates)
-        report.modified.extend(outcome.modified)
-        row = library.get_series(outcome.series_id)
-        warnings = tuple(row.warnings)
-        needs_plan = (outcome.new or outcome.moved or row.geometry is None)
-        if (plan_geometry and needs_plan and group.object_kind.is_image
-                and row.num_instances <= PLAN_AT_IMPORT_MAX_FILES):
-            sources = series_sources(library, outcome.series_id)
-            geometry, plan_warnings = plan_summary(sources)
-            library.set_series_geometry(outcome.series_id, geometry, plan_warnings)
-            warnings = tuple(plan_warnings)
-        report.series.append(ImportedSeries(
-            series_id=outcome.series_id,
-            series_uid=group.series_uid,
-            stack_index=row.stack_index,
-            object_kind=group.object_kind.value,
-            description=group.description,
-            instances=row.num_instances,
-            new_instances=outcome.new,
-            warnings=warnings,
-        ))
+        imported = _import_group(library, group, report, plan_geometry=plan_geometry)
+        if imported is not None:
+            report.series.append(imported)
         if progress is not None:
             progress(0.7 + 0.3 * (n + 1) / len(groups), f"indexed {n + 1} of {len(groups)} stacks")
     report.elapsed_s = time.perf_counter() - started

@@ -16,14 +16,24 @@
   transfer syntax and each plugin's error.
 * Stored values are normalised the same way whichever decoder ran: bits above
   BitsStored are masked (unsigned) or sign-extended (signed).
+* Zip members (the scan and :meth:`DicomSource.open` read them) are inflated
+  once, in blocks, into a spool that stays in memory up to
+  :data:`ZIP_SPOOL_MEMORY` and spills to an anonymous temporary file beyond;
+  the inflated bytes are counted as they come and a member stops at
+  :data:`ZIP_MEMBER_MAX_BYTES` whatever the archive claims.
 """
 
 from __future__ import annotations
 
 import logging
 import struct
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from pathlib import Path
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -331,3 +341,136 @@ def luminance(rgb: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
     rgb = rgb[..., :3].astype(np.float32)
     return np.asarray(0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2],
                       dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- zip members
+
+#: The most bytes one zip member may inflate to. Counted on the bytes as they inflate,
+#: never taken from the archive's size fields (a crafted zip can lie there), so a "zip
+#: bomb" member costs at most this much inflating (about a second) and is refused. Real
+#: objects are far smaller: a 1,000-frame 512 x 512 16-bit enhanced CT is 512 MiB.
+ZIP_MEMBER_MAX_BYTES = 1 << 30
+#: Inflated bytes of one member kept in memory; beyond this the spool moves to an
+#: anonymous temporary file (deleted on close, never next to the sources).
+ZIP_SPOOL_MEMORY = 8 << 20
+#: Bytes inflated per read: zlib's output per call is bounded by it.
+ZIP_READ_BLOCK = 256 * 1024
+#: The most members, and the largest central directory, an archive may have: zipfile
+#: reads the whole directory into memory (~0.5 KB of objects per member) on opening.
+ZIP_MAX_MEMBERS = 100_000
+ZIP_MAX_DIRECTORY_BYTES = 32 << 20
+# Only stored and deflated members are read: zipfile inflates bzip2 and LZMA data a
+# whole compressed chunk at a time, with no bound on the output of one call.
+_ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
+_ZIP_METHOD_NAMES = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "LZMA", 9: "Deflate64"}
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError,
+               NotImplementedError, RuntimeError, zlib.error, struct.error)
+
+
+class ZipMemberError(DicomReadError):
+    """A zip member that is not read; the message is the reason shown to the user."""
+
+
+def zip_directory_problem(path: Path | str) -> str | None:
+    """Why the archive's central directory is not read (too many members, a directory
+    larger than the file or than :data:`ZIP_MAX_DIRECTORY_BYTES`), or None."""
+    with open(path, "rb") as fp:
+        size = fp.seek(0, 2)
+        back = min(size, 22 + 65535)
+        fp.seek(size - back)
+        tail = fp.read(back)
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or at + 22 > len(tail):
+            return None  # zipfile reports it
+        entries, directory = struct.unpack_from("<HI", tail, at + 10)
+        if (entries == 0xFFFF or directory == 0xFFFFFFFF) and at >= 20 \
+                and tail[at - 20:at - 16] == b"PK\x06\x07":
+            (offset,) = struct.unpack_from("<Q", tail, at - 20 + 8)
+            if offset + 56 <= size:
+                fp.seek(offset)
+                record = fp.read(56)
+                if record[:4] == b"PK\x06\x06":
+                    entries, directory = struct.unpack_from("<QQ", record, 32)
+    if entries > ZIP_MAX_MEMBERS:
+        return (f"zip archive with {entries} members: more than {ZIP_MAX_MEMBERS} are not "
+                "read (split the archive)")
+    if directory > min(size, ZIP_MAX_DIRECTORY_BYTES):
+        return (f"corrupt zip archive: its directory claims {directory} bytes "
+                f"(file {size} bytes, limit {ZIP_MAX_DIRECTORY_BYTES})")
+    return None
+
+
+def zip_member_blocks(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
+    """The inflated bytes of one member, in blocks of at most :data:`ZIP_READ_BLOCK`.
+
+    Raises :class:`ZipMemberError` when the member is encrypted, uses a method whose
+    output cannot be bounded, inflates past :data:`ZIP_MEMBER_MAX_BYTES`, fails its
+    CRC, or inflates to another size than the archive says.
+    """
+    cap = ZIP_MEMBER_MAX_BYTES
+    if info.flag_bits & 0x1:
+        raise ZipMemberError("encrypted zip member: not read (no password)")
+    if info.compress_type not in _ZIP_METHODS:
+        name = _ZIP_METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
+        raise ZipMemberError(f"zip member compressed with {name}: not read (Lucida reads "
+                             "stored or deflated members)")
+    if info.file_size > cap:
+        raise ZipMemberError(f"zip member of {info.file_size} bytes: more than the "
+                             f"{cap}-byte limit for one member")
+    total = 0
+    try:
+        with archive.open(info) as stream:
+            while True:
+                block = stream.read(ZIP_READ_BLOCK)
+                if not block:
+                    break
+                total += len(block)
+                if total > cap:
+                    raise ZipMemberError(f"zip member inflates to more than {cap} bytes "
+                                         "(the limit for one member): not read")
+                yield block
+    except ZipMemberError:
+        raise
+    except _ZIP_ERRORS as exc:
+        raise ZipMemberError(f"unreadable zip member: {type(exc).__name__}: {exc}") from exc
+    if total != info.file_size:
+        raise ZipMemberError(f"corrupt zip member: it inflates to {total} bytes, the archive "
+                             f"says {info.file_size}")
+
+
+def spool_zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo,
+                     check_start: Callable[[bytes], None] | None = None) -> BinaryIO:
+    """One member inflated once into a seekable spool (see :data:`ZIP_SPOOL_MEMORY`).
+
+    ``check_start`` sees the first block before the rest is inflated and may raise to
+    stop early (e.g. a member that is not DICOM is not inflated to its end).
+    """
+    spool = tempfile.SpooledTemporaryFile(max_size=ZIP_SPOOL_MEMORY)
+    try:
+        first = True
+        for block in zip_member_blocks(archive, info):
+            if first and check_start is not None:
+                check_start(block)
+            first = False
+            spool.write(block)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return cast(BinaryIO, spool)
+
+
+def open_zip_member(path: Path | str, member: str) -> BinaryIO:
+    """A zip member's bytes as a seekable stream, within the caps above (for
+    :meth:`dicomio.source.DicomSource.open`). Raises KeyError for a missing member,
+    :class:`ZipMemberError` for one that is not read."""
+    try:
+        problem = zip_directory_problem(path)
+        if problem is not None:
+            raise ZipMemberError(problem)
+        with zipfile.ZipFile(path) as archive:
+            return spool_zip_member(archive, archive.getinfo(member))
+    except (ZipMemberError, KeyError):
+        raise
+    except _ZIP_ERRORS as exc:
+        raise ZipMemberError(f"unreadable zip archive: {type(exc).__name__}: {exc}") from exc

@@ -1,19 +1,35 @@
 """Header-only scanning of files, folders, DICOMDIRs and zip archives.
 
 ``scan_paths`` walks what the user gave, reads only the header of each
-candidate file (``stop_before_pixels``, a fixed tag list), and returns one
-:class:`InstanceHeader` per DICOM object plus a :class:`SkippedFile` with a
-specific reason for everything that could not be indexed. No exception from a
-single bad file escapes; nothing is ever written next to the sources.
+candidate file, and returns one :class:`InstanceHeader` per DICOM object plus
+a :class:`SkippedFile` with a specific reason for everything that could not be
+indexed. Nothing is ever written next to the sources.
+
+The element structure is read by :mod:`dicomio.fastheader` (Lucida's one
+header parser): it keeps the raw bytes of the tags below, seeks past every
+other value and stops at the pixel data. Text in a character set and the
+SharedFunctionalGroupsSequence are then decoded by pydicom from those raw
+bytes. Only what that parser declines (no 'DICM' marker, an invalid VR) goes to
+``pydicom.dcmread`` (``stop_before_pixels``), through a reader that stops after
+:data:`FALLBACK_READ_MAX` bytes.
+
+One file can never end a scan: every failure of one file or zip member — any
+``Exception``, ``MemoryError`` and ``RecursionError`` included — becomes that
+file's skip reason, in worker threads and processes alike, and a worker
+process that dies has its files scanned again in the calling thread.
 
 Files inside a ``.zip`` are read in place through
-:class:`dicomio.source.DicomSource` (path + member), never extracted.
+:class:`dicomio.source.DicomSource` (path + member), never extracted: each
+member is inflated once, in blocks, into a spool bounded in memory
+(:func:`dicomio.decode.spool_zip_member`), and refused past
+:data:`dicomio.decode.ZIP_MEMBER_MAX_BYTES` actual inflated bytes.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import re
 import stat
@@ -27,14 +43,16 @@ from typing import Any, BinaryIO, Protocol
 
 import pydicom
 from pydicom.datadict import keyword_for_tag
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag, Tag
 
 from core.errors import CancelledError
 from core.progress import CancelToken, ProgressSink
+from dicomio import fastheader
 from dicomio.classify import MEDIA_STORAGE_DIRECTORY, ObjectKind, classify_sop_class
+from dicomio.decode import ZipMemberError, spool_zip_member, zip_directory_problem
 from dicomio.source import DicomSource
 
 log = logging.getLogger(__name__)
@@ -42,7 +60,17 @@ log = logging.getLogger(__name__)
 Vec3 = tuple[float, float, float]
 Orientation = tuple[float, float, float, float, float, float]
 
-#: Suffixes that make a directory "look like a file" (reported when it holds nothing).
+#: Bytes the pydicom fallback may read from one file. pydicom keeps what it reads as
+#: Python objects (up to ~100x the bytes for a header of nothing but empty items), so
+#: this bounds its memory; real headers that reach the fallback are a few KB.
+FALLBACK_READ_MAX = 1 << 20
+#: Largest DICOMDIR read (pydicom reads it whole, ~10-20x its size in objects); 16 MiB
+#: is a DICOMDIR of some 40,000 images.
+DICOMDIR_MAX_BYTES = 16 << 20
+#: Bytes at the end of a file searched for the end of encapsulated pixel data.
+_TAIL_BYTES = 4096
+
+
 FILE_LIKE_SUFFIXES = frozenset({".dcm", ".dicom", ".ima", ".img", ".zip"})
 
 _HEADER_TAGS: list[BaseTag] = [
@@ -80,10 +108,10 @@ _HEADER_TAGS: list[BaseTag] = [
 _TAG_OF: dict[str, BaseTag] = {keyword_for_tag(tag): tag for tag in _HEADER_TAGS}
 _US_KEYWORDS = frozenset({"Rows", "Columns", "SamplesPerPixel"})
 _US_TAGS = frozenset(int(_TAG_OF[k]) for k in _US_KEYWORDS)
-_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00009, 0x7FE00008})
+_SHARED_FG = int(Tag("SharedFunctionalGroupsSequence"))
+_WANTED = frozenset(int(tag) for tag in _HEADER_TAGS) - {_SHARED_FG}
+_CAPTURED = frozenset({_SHARED_FG})
 _SEQ_DELIMITER_LE = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
-_EXPLICIT_LONG_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"UT", b"SQ"})
-_DEFLATED = {"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"}
 
 
 class ScanProblem(Exception):
@@ -157,8 +185,14 @@ class ScanResult:
 # --------------------------------------------------------------------------- helpers
 
 
-_VALID_VR = re.compile(rb"[A-Z]{2}")
+
+# --------------------------------------------------------------------------- helpers
+
+
 _ASCII_SAFE = re.compile(rb"[^\x00-\x1a\x1c-\x7f]")  # anything non-ASCII or ESC
+# IS is a 32-bit signed integer (PS3.5 6.2); anything outside is not a number we keep
+# (and SQLite could not store every Python int).
+_IS_RANGE = (-(1 << 31), (1 << 31) - 1)
 
 
 def _raw_element(ds: Dataset, keyword: str) -> Any:
@@ -197,16 +231,21 @@ def _int(ds: Dataset, keyword: str) -> int | None:
 
 
 def _int_from_text(text: str) -> int | None:
-    """An IS (or a DS written where an integer belongs, e.g. "12.0"); None if neither."""
+    """An IS (or a DS written where an integer belongs, e.g. "12.0"); None if neither
+    or outside the 32-bit range of IS ("1e400" must not become an overflow)."""
     if not text:
         return None
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         try:
-            return int(float(text))
+            number = float(text)
         except ValueError:
             return None
+        if not math.isfinite(number):
+            return None
+        value = int(number)
+    return value if _IS_RANGE[0] <= value <= _IS_RANGE[1] else None
 
 
 def _numbers(ds: Dataset, keyword: str, n: int) -> tuple[float, ...] | None:
@@ -214,14 +253,16 @@ def _numbers(ds: Dataset, keyword: str, n: int) -> tuple[float, ...] | None:
 
 
 def _floats_from_text(text: str, n: int) -> tuple[float, ...] | None:
-    """A multi-valued DS ("a\\b\\c") with exactly ``n`` numbers, else None."""
+    """A multi-valued DS ("a\\b\\c") with exactly ``n`` finite numbers, else None."""
     if not text:
         return None
     try:
         items = [float(v) for v in text.split("\\")]
     except ValueError:
         return None
-    return tuple(items) if len(items) == n else None
+    if len(items) != n or not all(math.isfinite(v) for v in items):
+        return None
+    return tuple(items)
 
 
 def _floats(value: Any, n: int) -> tuple[float, ...] | None:
@@ -229,9 +270,11 @@ def _floats(value: Any, n: int) -> tuple[float, ...] | None:
         return None
     try:
         items = [float(v) for v in value]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return tuple(items) if len(items) == n else None
+    if len(items) != n or not all(math.isfinite(v) for v in items):
+        return None
+    return tuple(items)
 
 
 def _functional(ds: Dataset, seq: str, item: str) -> Dataset | None:
@@ -246,7 +289,18 @@ def _functional(ds: Dataset, seq: str, item: str) -> Dataset | None:
     return found if item in found else None
 
 
-def _pixel_data_check(fp: BinaryIO, ds: Dataset, size: int, transfer_syntax: str) -> bool:
+_TRUNCATED = "truncated: the file ends inside a data element"
+
+
+def _tail_reader(fp: BinaryIO, size: int, start: int) -> Callable[[], bytes]:
+    """The last bytes of the stream from ``start`` on (at most :data:`_TAIL_BYTES`)."""
+    def tail() -> bytes:
+        fp.seek(max(start, size - _TAIL_BYTES))
+        return fp.read(_TAIL_BYTES)
+    return tail
+
+
+def _pixel_data_check(fp: BinaryIO, ds: Dataset, size: int) -> bool:
     """Whether pixel data follows the header; raise ScanProblem when it is truncated.
 
     ``dcmread(stop_before_pixels=True)`` leaves ``fp`` at the pixel data tag, so
@@ -255,108 +309,50 @@ def _pixel_data_check(fp: BinaryIO, ds: Dataset, size: int, transfer_syntax: str
     pos = fp.tell()
     if pos > size:
         raise ScanProblem("truncated: the header ends early (an element runs past the end)")
+    implicit, little = ds.original_encoding
     if pos == size:
         # No pixel data: prove that the elements tile the file, else it was cut short.
-        fp.seek(0)
-        _check_complete(fp.read(), ds)
+        _check_complete(fp, size, _dataset_start(fp, size), bool(implicit),
+                        little is not False)
         return False
+    fp.seek(pos)
     head = fp.read(12)
     if len(head) < 8:
         raise ScanProblem("truncated: the file ends inside the pixel data element header")
-    implicit, little = ds.original_encoding
     endian = "<" if little is not False else ">"
     group, elem = struct.unpack(endian + "HH", head[:4])
-    if ((group << 16) | elem) not in _PIXEL_TAGS:
+    if ((group << 16) | elem) not in fastheader.PIXEL_TAGS:
         return False
-
-    def tail() -> bytes:
-        fp.seek(max(pos, size - 4096))
-        return fp.read()
-
-    return _pixel_element_check(head, bool(implicit), pos, size, tail, endian)
+    return _pixel_element_check(head, bool(implicit), pos, size, _tail_reader(fp, size, pos),
+                                endian)
 
 
-_TRUNCATED = "truncated: the file ends inside a data element"
-
-
-def _check_complete(buf: bytes, ds: Dataset) -> None:
+def _check_complete(fp: BinaryIO, size: int, start: int, implicit: bool, little: bool) -> None:
     """Walk the top-level elements of a file without pixel data to its end.
 
     pydicom stops quietly at an early end of file when it can skip unwanted
     values; a file whose last element is cut short is truncated.
     """
-    pos = 132 if buf[128:132] == b"DICM" else 0
-    while pos + 8 <= len(buf):  # file meta: group 0002, explicit VR little endian
-        group = struct.unpack_from("<H", buf, pos)[0]
-        if group != 0x0002:
-            break
-        pos = _skip_element(buf, pos, implicit=False, endian="<")
-    implicit, little = ds.original_encoding
-    endian = "<" if little is not False else ">"
-    end = _elements_end(buf, pos, bool(implicit), endian, in_item=False)
-    if end != len(buf):
-        raise ScanProblem(_TRUNCATED)
+    try:
+        fastheader.walk(fp, start, end=size, implicit=implicit, little=little,
+                        stop_at_pixels=False)
+    except fastheader.Truncated:
+        raise ScanProblem(_TRUNCATED) from None
+    except fastheader.HeaderProblem as problem:
+        raise ScanProblem(str(problem)) from None
+    except fastheader.Declined:
+        pass  # an encoding the walker does not read: pydicom's reading stands
 
 
-def _skip_element(buf: bytes, pos: int, *, implicit: bool, endian: str) -> int:
-    """Position after the element at ``pos`` (sequences of undefined length walked)."""
-    size = len(buf)
-    if pos + 8 > size:
-        raise ScanProblem(_TRUNCATED)
-    vr = b""
-    if implicit or not _VALID_VR.fullmatch(buf[pos + 4:pos + 6]):
-        length = struct.unpack_from(endian + "I", buf, pos + 4)[0]
-        pos += 8
-    else:
-        vr = buf[pos + 4:pos + 6]
-        if vr in _EXPLICIT_LONG_VRS:
-            if pos + 12 > size:
-                raise ScanProblem(_TRUNCATED)
-            length = struct.unpack_from(endian + "I", buf, pos + 8)[0]
-            pos += 12
-        else:
-            length = struct.unpack_from(endian + "H", buf, pos + 6)[0]
-            pos += 8
-    if length == 0xFFFFFFFF:
-        nested_implicit = implicit or vr == b"UN"
-        return _sequence_end(buf, pos, nested_implicit, "<" if vr == b"UN" else endian)
-    pos += length
-    if pos > size:
-        raise ScanProblem(_TRUNCATED)
-    return pos
-
-
-def _elements_end(buf: bytes, pos: int, implicit: bool, endian: str, *, in_item: bool) -> int:
-    size = len(buf)
-    while pos < size:
-        if pos + 8 > size:
-            raise ScanProblem(_TRUNCATED)
-        group, elem = struct.unpack_from(endian + "HH", buf, pos)
-        if in_item and group == 0xFFFE and elem == 0xE00D:
-            return pos + 8
-        pos = _skip_element(buf, pos, implicit=implicit, endian=endian)
-    if in_item:
-        raise ScanProblem(_TRUNCATED)
-    return pos
-
-
-def _sequence_end(buf: bytes, pos: int, implicit: bool, endian: str) -> int:
-    size = len(buf)
-    while True:
-        if pos + 8 > size:
-            raise ScanProblem(_TRUNCATED)
-        group, elem, length = struct.unpack_from(endian + "HHI", buf, pos)
-        pos += 8
-        if group == 0xFFFE and elem == 0xE0DD:
-            return pos
-        if group != 0xFFFE or elem != 0xE000:
-            raise ScanProblem("corrupt sequence: an item tag was expected")
-        if length == 0xFFFFFFFF:
-            pos = _elements_end(buf, pos, implicit, endian, in_item=True)
-        else:
-            pos += length
-            if pos > size:
-                raise ScanProblem(_TRUNCATED)
+def _dataset_start(fp: BinaryIO, size: int) -> int:
+    """Offset of the data set after the preamble and any group 0002 elements."""
+    fp.seek(0)
+    head = fp.read(132)
+    pos = 132 if head[128:132] == b"DICM" else 0
+    try:
+        return fastheader.skip_meta_group(fp, pos, size)
+    except (fastheader.HeaderProblem, fastheader.Declined):
+        return pos
 
 
 class _Fields(Protocol):
@@ -376,15 +372,25 @@ class _Fields(Protocol):
 
 
 class _DatasetFields:
-    """Header attributes of a pydicom Dataset (the general, slower path)."""
+    """Header attributes of a pydicom Dataset (character sets, functional groups)."""
 
-    def __init__(self, ds: Dataset) -> None:
+    def __init__(self, ds: Dataset, transfer_syntax: str, meta_sop_class: str,
+                 meta_sop_instance: str) -> None:
         self.ds = ds
+        self.transfer_syntax = transfer_syntax
+        self.meta_sop_class = meta_sop_class
+        self.meta_sop_instance = meta_sop_instance
+
+    @classmethod
+    def of(cls, ds: Dataset) -> _DatasetFields:
+        """Fields of a data set read by ``dcmread`` (file meta from the data set)."""
         meta = getattr(ds, "file_meta", None)
-        self.transfer_syntax = str(meta.get("TransferSyntaxUID", "") or "") if meta else ""
-        self.meta_sop_class = str(meta.get("MediaStorageSOPClassUID", "") or "") if meta else ""
-        self.meta_sop_instance = (str(meta.get("MediaStorageSOPInstanceUID", "") or "")
-                                  if meta else "")
+
+        def get(keyword: str) -> str:
+            return str(meta.get(keyword, "") or "") if meta else ""
+
+        return cls(ds, get("TransferSyntaxUID"), get("MediaStorageSOPClassUID"),
+                   get("MediaStorageSOPInstanceUID"))
 
     def text(self, keyword: str) -> str:
         return _text(self.ds, keyword)
@@ -427,7 +433,7 @@ class _RawFields:
         return _floats_from_text(self.text(keyword), n)
 
     def functional(self, sequence: str, keyword: str, n: int) -> tuple[float, ...] | None:
-        return None  # files with functional groups take the pydicom path
+        return None  # only used without a SharedFunctionalGroupsSequence
 
 
 def _header_from_fields(
@@ -499,99 +505,23 @@ def _header_from_fields(
     )
 
 
-class _NeedFullPath(Exception):
-    """Internal: the fast parser declines this file; use pydicom."""
-
-
-_FAST_CHUNK = 16384
-_WANTED = frozenset(int(tag) for tag in _HEADER_TAGS)
-_SHARED_FG = int(Tag("SharedFunctionalGroupsSequence"))
-_IMPLICIT_LE = "1.2.840.10008.1.2"
-_EXPLICIT_BE = "1.2.840.10008.1.2.2"
-
-
-def _fast_fields(buf: bytes, size: int) -> tuple[_RawFields, int | None]:
-    """Parse a Part 10 header from bytes without pydicom.
-
-    Returns the fields and the offset of the pixel data element (None when the
-    file has none). Raises _NeedFullPath for anything unusual (no preamble,
-    big endian, deflate, non-ASCII text, functional groups, a header longer
-    than ``buf``) and ScanProblem for a file that is certainly truncated.
-    """
-    if buf[128:132] != b"DICM":
-        raise _NeedFullPath
-    pos = 132
-    n = len(buf)
-    meta: dict[int, bytes] = {}
-    while pos + 8 <= n:
-        group, elem = struct.unpack_from("<HH", buf, pos)
-        if group != 0x0002:
-            break
-        vr = buf[pos + 4:pos + 6]
-        if vr in _EXPLICIT_LONG_VRS:
-            length = struct.unpack_from("<I", buf, pos + 8)[0]
-            pos += 12
-        else:
-            length = struct.unpack_from("<H", buf, pos + 6)[0]
-            pos += 8
-        if length == 0xFFFFFFFF or pos + length > n:
-            raise _NeedFullPath
-        meta[elem] = buf[pos:pos + length]
-        pos += length
-    transfer_syntax = meta.get(0x0010, b"").decode("ascii", "replace").strip(" \x00")
-    if not transfer_syntax or transfer_syntax == _EXPLICIT_BE or transfer_syntax in _DEFLATED:
-        raise _NeedFullPath
-    implicit = transfer_syntax == _IMPLICIT_LE
-    values: dict[int, bytes] = {}
-    pixel_pos: int | None = None
-    try:
-        while pos < n:
-            if pos + 8 > n:
-                raise ScanProblem(_TRUNCATED)
-            group, elem = struct.unpack_from("<HH", buf, pos)
-            tag = (group << 16) | elem
-            if tag in _PIXEL_TAGS:
-                pixel_pos = pos
-                break
-            if tag == _SHARED_FG:
-                raise _NeedFullPath
-            start = pos
-            if implicit:
-                length = struct.unpack_from("<I", buf, pos + 4)[0]
-                pos += 8
-            else:
-                vr = buf[pos + 4:pos + 6]
-                if not _VALID_VR.fullmatch(vr):
-                    raise _NeedFullPath  # e.g. implicit VR data under an explicit syntax
-                if vr in _EXPLICIT_LONG_VRS:
-                    if pos + 12 > n:
-                        raise ScanProblem(_TRUNCATED)
-                    length = struct.unpack_from("<I", buf, pos + 8)[0]
-                    pos += 12
-                else:
-                    length = struct.unpack_from("<H", buf, pos + 6)[0]
-                    pos += 8
-            if length == 0xFFFFFFFF:
-                pos = _skip_element(buf, start, implicit=implicit, endian="<")
-                continue
-            if pos + length > n:
-                raise ScanProblem(_TRUNCATED)
-            if tag in _WANTED:
-                value = buf[pos:pos + length]
-                if _ASCII_SAFE.search(value) and tag not in _US_TAGS:
-                    raise _NeedFullPath  # a character set is needed to decode it
-                values[tag] = value
-            pos += length
-    except ScanProblem:
-        if n < size:
-            raise _NeedFullPath from None  # only this chunk ended, not the file
-        raise
-    if pixel_pos is None and n < size:
-        raise _NeedFullPath
-    fields = _RawFields(values, "<", transfer_syntax,
-                        meta.get(0x0002, b"").decode("ascii", "replace").strip(" \x00"),
-                        meta.get(0x0003, b"").decode("ascii", "replace").strip(" \x00"))
-    return fields, pixel_pos
+def _fields_from_walk(found: fastheader.Walk, meta: fastheader.FileMeta, *, implicit: bool,
+                      little: bool) -> _Fields:
+    """Fields from the raw values the walker kept: read directly when they are plain
+    ASCII, else decoded by pydicom from those bytes (no second parse of the file)."""
+    plain = _SHARED_FG not in found.values and not any(
+        _ASCII_SAFE.search(raw) for tag, raw in found.values.items() if tag not in _US_TAGS)
+    if plain:
+        return _RawFields(found.values, "<" if little else ">", meta.transfer_syntax,
+                          meta.sop_class, meta.sop_instance)
+    elements: dict[BaseTag, DataElement | RawDataElement] = {}
+    for tag, raw in found.values.items():
+        key = Tag(tag)
+        elements[key] = RawDataElement(key, found.vrs.get(tag), len(raw), raw, 0, implicit,
+                                       little)
+    ds = Dataset(elements)
+    ds.set_original_encoding(implicit, little)
+    return _DatasetFields(ds, meta.transfer_syntax, meta.sop_class, meta.sop_instance)
 
 
 def _pixel_element_check(head: bytes, implicit: bool, pos: int, size: int,
@@ -602,10 +532,10 @@ def _pixel_element_check(head: bytes, implicit: bool, pos: int, size: int,
     """
     if len(head) < 8:
         raise ScanProblem("truncated: the file ends inside the pixel data element header")
-    if implicit or not _VALID_VR.fullmatch(head[4:6]):
+    if implicit or not fastheader.is_vr(head[4:6]):
         length = struct.unpack_from(endian + "I", head, 4)[0]
         header_len = 8
-    elif head[4:6] in _EXPLICIT_LONG_VRS:
+    elif head[4:6] in fastheader.LONG_VRS:
         if len(head) < 12:
             raise ScanProblem("truncated: the file ends inside the pixel data element header")
         length = struct.unpack_from(endian + "I", head, 8)[0]
@@ -629,73 +559,187 @@ def _pixel_element_check(head: bytes, implicit: bool, pos: int, size: int,
 
 
 def _read_header(fp: BinaryIO, source: DicomSource, size: int, mtime: float) -> InstanceHeader:
-    """Parse one object's header from an open stream; ScanProblem on bad input."""
+    """Parse one object's header from a seekable stream of ``size`` bytes.
+
+    ScanProblem (the skip reason) on bad input; the fast reader first, pydicom for
+    what it declines.
+    """
     if size == 0:
         raise ScanProblem("empty file (0 bytes)")
-    chunk = fp.read(_FAST_CHUNK)
+    header = read_header_fast(fp, source, size, mtime)
+    if header is None:
+        fp.seek(0)
+        header = _read_header_pydicom(fp, source, size, mtime)
+    return header
+
+
+def read_header_fast(fp: BinaryIO, source: DicomSource, size: int,
+                     mtime: float) -> InstanceHeader | None:
+    """The header through :mod:`dicomio.fastheader` alone; None when it declines the file
+    (the caller then uses pydicom). Exposed so that a test can count the files it reads."""
     try:
-        try:
-            fields, pixel_pos = _fast_fields(chunk, size)
-        except _NeedFullPath:
-            if len(chunk) >= size:
-                raise
-            fp.seek(0)
-            chunk = fp.read()
-            fields, pixel_pos = _fast_fields(chunk, size)
-    except _NeedFullPath:
-        pass
-    else:
-        has_pixels = False
-        if pixel_pos is not None:
-            implicit = fields.transfer_syntax == _IMPLICIT_LE
+        meta = fastheader.read_file_meta(fp, size)
+        if meta is None or not meta.transfer_syntax:
+            return None
+        ts = meta.transfer_syntax
+        if ts in fastheader.DEFLATED:
+            return _read_deflated_fast(fp, meta, source, size, mtime)
+        implicit = ts == fastheader.IMPLICIT_LE
+        little = ts != fastheader.EXPLICIT_BE
+        found = fastheader.walk(fp, meta.dataset_start, end=size, implicit=implicit,
+                                little=little, wanted=_WANTED, capture=_CAPTURED,
+                                head=meta.head)
+    except fastheader.Declined:
+        return None
+    except fastheader.HeaderProblem as problem:
+        raise ScanProblem(str(problem)) from None
+    fields = _fields_from_walk(found, meta, implicit=implicit, little=little)
+    has_pixels = False
+    if found.pixel_pos is not None:
+        has_pixels = _pixel_element_check(found.pixel_head, implicit, found.pixel_pos, size,
+                                          _tail_reader(fp, size, found.pixel_pos),
+                                          "<" if little else ">")
+    return _header_from_fields(fields, source, size=size, mtime=mtime, has_pixels=has_pixels)
 
-            def tail() -> bytes:
-                fp.seek(max(pixel_pos, size - 4096))
-                return fp.read()
 
-            head = chunk[pixel_pos:pixel_pos + 12]
-            if len(head) < 12 and len(chunk) < size:
-                fp.seek(pixel_pos)
-                head = fp.read(12)
-            has_pixels = _pixel_element_check(head, implicit, pixel_pos, size, tail)
-        return _header_from_fields(fields, source, size=size, mtime=mtime,
-                                   has_pixels=has_pixels)
-    fp.seek(0)
-    return _read_header_pydicom(fp, source, size, mtime)
+def _read_deflated_fast(fp: BinaryIO, meta: fastheader.FileMeta, source: DicomSource,
+                        size: int, mtime: float) -> InstanceHeader | None:
+    """A deflated data set: its first :data:`fastheader.MAX_INFLATED` bytes inflated
+    and walked (the header must end there; the pixel data need not)."""
+    data, complete = fastheader.inflate(fp, meta.dataset_start)
+    inflated = io.BytesIO(data)
+    found = fastheader.walk(inflated, 0, end=len(data) if complete else None,
+                            limit=len(data), implicit=False, wanted=_WANTED,
+                            capture=_CAPTURED)
+    fields = _fields_from_walk(found, meta, implicit=False, little=True)
+    has_pixels = found.pixel_pos is not None
+    if found.pixel_pos is not None and complete:
+        # The whole data set was inflated: its pixel element can be checked as in a file.
+        has_pixels = _pixel_element_check(found.pixel_head, False, found.pixel_pos, len(data),
+                                          _tail_reader(inflated, len(data), found.pixel_pos))
+    return _header_from_fields(fields, source, size=size, mtime=mtime, has_pixels=has_pixels)
+
+
+class _BoundedReader(io.RawIOBase):
+    """A read-only view of a seekable stream that hands out at most ``budget`` bytes.
+
+    Seeking is free (pydicom seeks past values it does not want); once the budget is
+    spent reads return nothing and ``exhausted`` is set, so pydicom sees an early end
+    of file instead of allocating what a crafted length claims.
+    """
+
+    def __init__(self, fp: BinaryIO, budget: int) -> None:
+        super().__init__()
+        self._fp = fp
+        self._left = budget
+        self.exhausted = False
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._fp.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fp.tell()
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = len(view)
+        if want > self._left:
+            self.exhausted = True
+            want = self._left
+        if want <= 0:
+            return 0
+        data = self._fp.read(want)
+        view[:len(data)] = data
+        self._left -= len(data)
+        return len(data)
+
+
+def _too_large() -> ScanProblem:
+    return ScanProblem(f"header too large: the general reader stops after "
+                       f"{FALLBACK_READ_MAX} bytes of header")
 
 
 def _read_header_pydicom(fp: BinaryIO, source: DicomSource, size: int,
                          mtime: float) -> InstanceHeader:
-    """The general path: pydicom reads the header (character sets, odd encodings)."""
+    """The general path: pydicom reads the header (no preamble, odd encodings),
+    through a reader that hands it at most :data:`FALLBACK_READ_MAX` bytes."""
     preamble = fp.read(132)
     has_marker = len(preamble) == 132 and preamble[128:132] == b"DICM"
     if not has_marker and not _looks_like_raw_dicom(preamble):
         raise ScanProblem("not a DICOM file (no 'DICM' marker and no DICOM header)")
+    if has_marker:
+        try:
+            meta = fastheader.read_file_meta(fp, size)
+        except (fastheader.HeaderProblem, fastheader.Declined):
+            meta = None
+        if meta is not None and meta.transfer_syntax in fastheader.DEFLATED:
+            return _read_deflated_pydicom(fp, meta, source, size, mtime)
     fp.seek(0)
+    reader = _BoundedReader(fp, FALLBACK_READ_MAX)
     try:
         ds = pydicom.dcmread(
-            fp, stop_before_pixels=True, specific_tags=_HEADER_TAGS, force=not has_marker
+            reader, stop_before_pixels=True, specific_tags=_HEADER_TAGS, force=not has_marker
         )
     except InvalidDicomError as exc:
-        raise ScanProblem(f"not a DICOM file ({exc})") from exc
+        raise (_too_large() if reader.exhausted else
+               ScanProblem(f"not a DICOM file ({exc})")) from exc
     except (EOFError, struct.error) as exc:
-        raise ScanProblem(f"truncated: the header ends early ({exc})") from exc
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
-            NotImplementedError, LookupError, OSError) as exc:
-        raise ScanProblem(f"unreadable DICOM header: {type(exc).__name__}: {exc}") from exc
-    fields = _DatasetFields(ds)
-    if fields.transfer_syntax in _DEFLATED:
-        has_pixels = "Rows" in ds
-    else:
-        has_pixels = _pixel_data_check(fp, ds, size, fields.transfer_syntax)
+        raise (_too_large() if reader.exhausted else
+               ScanProblem(f"truncated: the header ends early ({exc})")) from exc
+    except (MemoryError, RecursionError):
+        raise
+    except Exception as exc:  # pydicom raises many types on corrupt headers
+        raise (_too_large() if reader.exhausted else ScanProblem(
+            f"unreadable DICOM header: {type(exc).__name__}: {exc}"[:300])) from exc
+    if reader.exhausted:
+        raise _too_large()
+    fields = _DatasetFields.of(ds)
+    has_pixels = _pixel_data_check(fp, ds, size)
+    return _header_or_problem(fields, source, size, mtime, has_pixels)
+
+
+def _read_deflated_pydicom(fp: BinaryIO, meta: fastheader.FileMeta, source: DicomSource,
+                           size: int, mtime: float) -> InstanceHeader:
+    """pydicom reads a deflated data set from our bounded inflation (its own
+    ``dcmread`` would inflate the whole file at once, however large it becomes)."""
+    from pydicom.filereader import read_dataset
+
+    try:
+        data, _ = fastheader.inflate(fp, meta.dataset_start)
+    except fastheader.HeaderProblem as problem:
+        raise ScanProblem(str(problem)) from None
+
+    def at_pixels(tag: BaseTag, vr: str | None, length: int) -> bool:
+        return int(tag) in fastheader.PIXEL_TAGS
+
+    try:
+        ds = read_dataset(io.BytesIO(data), False, True, stop_when=at_pixels,
+                          specific_tags=list(_HEADER_TAGS))
+    except (MemoryError, RecursionError):
+        raise
+    except Exception as exc:
+        raise ScanProblem(f"unreadable DICOM header: {type(exc).__name__}: {exc}"[:300]) from exc
+    fields = _DatasetFields(ds, meta.transfer_syntax, meta.sop_class, meta.sop_instance)
+    return _header_or_problem(fields, source, size, mtime, "Rows" in ds)
+
+
+def _header_or_problem(fields: _Fields, source: DicomSource, size: int, mtime: float,
+                       has_pixels: bool) -> InstanceHeader:
     try:
         return _header_from_fields(fields, source, size=size, mtime=mtime,
                                    has_pixels=has_pixels)
     except ScanProblem:
         raise
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
-            LookupError) as exc:
-        raise ScanProblem(f"unreadable DICOM header: {type(exc).__name__}: {exc}") from exc
+    except (MemoryError, RecursionError):
+        raise
+    except Exception as exc:  # pydicom converts values lazily, and fails in many ways
+        raise ScanProblem(f"unreadable DICOM header: {type(exc).__name__}: {exc}"[:300]) from exc
 
 
 def _looks_like_raw_dicom(head: bytes) -> bool:
@@ -705,6 +749,19 @@ def _looks_like_raw_dicom(head: bytes) -> bool:
     group_le = struct.unpack("<H", head[:2])[0]
     group_be = struct.unpack(">H", head[:2])[0]
     return group_le in (0x0002, 0x0008) or group_be in (0x0002, 0x0008)
+
+
+def _looks_like_dicom(head: bytes) -> bool:
+    return (len(head) >= 132 and head[128:132] == b"DICM") or _looks_like_raw_dicom(head)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The skip reason for an unexpected failure while reading one file."""
+    if isinstance(exc, MemoryError):
+        return "not indexed: reading this file ran out of memory (MemoryError)"
+    if isinstance(exc, RecursionError):
+        return "not indexed: its header is nested too deeply to read (RecursionError)"
+    return f"not indexed: unexpected {type(exc).__name__} while reading it: {exc}"[:300]
 
 
 @dataclass(frozen=True)
@@ -718,7 +775,15 @@ class _Outcome:
 
 
 def _scan_file(path: Path) -> _Outcome:
-    """Examine one plain file (a DICOM object or a zip archive). Never raises."""
+    """Examine one plain file (a DICOM object or a zip archive). Never raises an Exception."""
+    try:
+        return _scan_file_unguarded(path)
+    except Exception as exc:  # MemoryError, RecursionError, anything: this file only
+        log.warning("scan: %s skipped after %s", path, type(exc).__name__)
+        return _Outcome(skipped=(SkippedFile(DicomSource(path), failure_reason(exc)),))
+
+
+def _scan_file_unguarded(path: Path) -> _Outcome:
     source = DicomSource(path)
     try:
         st = path.stat()
@@ -749,15 +814,43 @@ def _scan_file(path: Path) -> _Outcome:
     return _Outcome(instances=(header,))
 
 
+_NESTED_DICOMDIR = "DICOMDIR inside a zip: its files are indexed directly"
+
+
+def _check_member_start(block: bytes) -> None:
+    """Stop inflating a member at its first block when it cannot be DICOM."""
+    if block[:4] == b"PK\x03\x04":
+        raise ScanProblem("zip inside a zip: extract the outer archive first")
+    if not _looks_like_dicom(block):
+        raise ScanProblem("not a DICOM file (no 'DICM' marker and no DICOM header)")
+
+
+def _scan_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: DicomSource,
+                 mtime: float) -> InstanceHeader:
+    """One member, inflated once into a bounded spool; ScanProblem on bad input."""
+    try:
+        spool = spool_zip_member(archive, info, _check_member_start)
+    except ZipMemberError as exc:
+        raise ScanProblem(str(exc)) from None
+    with spool:
+        size = spool.seek(0, io.SEEK_END)
+        spool.seek(0)
+        return _read_header(spool, source, size, mtime)
+
+
 def _scan_zip(path: Path, mtime: float) -> _Outcome:
     """Index every member of a zip archive in place (nothing is extracted)."""
     instances: list[InstanceHeader] = []
     skipped: list[SkippedFile] = []
     seen = 0
     try:
+        problem = zip_directory_problem(path)
+        if problem is not None:
+            return _Outcome(skipped=(SkippedFile(DicomSource(path), problem),))
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        return _Outcome(skipped=(SkippedFile(DicomSource(path), f"unreadable zip archive: {exc}"),))
+    except Exception as exc:  # zipfile raises many types on crafted archives
+        return _Outcome(skipped=(SkippedFile(DicomSource(path),
+                                             f"unreadable zip archive: {exc}"),))
     with archive:
         for info in archive.infolist():
             if info.is_dir():
@@ -766,26 +859,17 @@ def _scan_zip(path: Path, mtime: float) -> _Outcome:
             source = DicomSource(path, info.filename)
             name = info.filename.rsplit("/", 1)[-1]
             if name.upper() == "DICOMDIR":
-                skipped.append(SkippedFile(source, "DICOMDIR inside a zip: its files are "
-                                                   "indexed directly"))
+                skipped.append(SkippedFile(source, _NESTED_DICOMDIR))
                 continue
             try:
-                data = archive.read(info)
-            except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError,
-                    RuntimeError) as exc:
-                skipped.append(SkippedFile(source, f"unreadable zip member: {exc}"))
-                continue
-            if data[:4] == b"PK\x03\x04":
-                skipped.append(SkippedFile(source, "zip inside a zip: extract the outer "
-                                                   "archive first"))
-                continue
-            try:
-                instances.append(_read_header(io.BytesIO(data), source, len(data), mtime))
+                instances.append(_scan_member(archive, info, source, mtime))
             except ScanProblem as problem:
                 reason = str(problem)
-                if reason == "DICOMDIR":
-                    reason = "DICOMDIR inside a zip: its files are indexed directly"
-                skipped.append(SkippedFile(source, reason))
+                skipped.append(SkippedFile(source, _NESTED_DICOMDIR if reason == "DICOMDIR"
+                                           else reason))
+            except Exception as exc:  # this member only: the others are still read
+                log.warning("scan: %s skipped after %s", source, type(exc).__name__)
+                skipped.append(SkippedFile(source, failure_reason(exc)))
     return _Outcome(instances=tuple(instances), skipped=tuple(skipped), seen=max(seen, 1))
 
 
@@ -801,11 +885,16 @@ def _dicomdir_references(path: Path) -> tuple[list[Path], list[SkippedFile]]:
     try:
         from pydicom.fileset import FileSet
 
+        size = path.stat().st_size
+        if size > DICOMDIR_MAX_BYTES:
+            return [], [SkippedFile(DicomSource(path), f"DICOMDIR of {size} bytes: more than "
+                                    f"{DICOMDIR_MAX_BYTES} are not read (its files are "
+                                    "found by scanning the folder)")]
         fileset = FileSet(pydicom.dcmread(path))
         files = [Path(instance.path) for instance in fileset]
-    except (InvalidDicomError, ValueError, KeyError, AttributeError, TypeError,
-            OSError, NotImplementedError, IndexError) as exc:
-        return [], [SkippedFile(DicomSource(path), f"unreadable DICOMDIR: {exc}")]
+    except Exception as exc:  # pydicom raises many types, RecursionError included
+        return [], [SkippedFile(DicomSource(path),
+                                f"unreadable DICOMDIR: {type(exc).__name__}: {exc}"[:300])]
     return files, []
 
 
@@ -851,40 +940,57 @@ def _collect(paths: Sequence[Path], result: ScanResult) -> list[Path]:
     files: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            _walk(path, files, result.skipped)
-        elif path.exists() or path.is_symlink():
-            files.append(path)
-        else:
-            result.skipped.append(SkippedFile(DicomSource(path), "does not exist"))
+        try:
+            if path.is_dir():
+                _walk(path, files, result.skipped)
+            elif path.exists() or path.is_symlink():
+                files.append(path)
+            else:
+                result.skipped.append(SkippedFile(DicomSource(path), "does not exist"))
+        except (OSError, ValueError, RuntimeError) as exc:  # e.g. a NUL in the name
+            result.skipped.append(SkippedFile(DicomSource(path), f"unreadable path: {exc}"))
     # DICOMDIR given or found: add what it references (files the walk may have missed).
     expanded: list[Path] = []
     seen: set[Path] = set()
     for path in files:
-        if path.name.upper() == "DICOMDIR":
-            key = path.resolve()
-            if key in seen:
+        try:
+            if path.name.upper() == "DICOMDIR":
+                _expand_dicomdir(path, result, seen, expanded)
                 continue
-            seen.add(key)
-            result.dicomdirs.append(path)
-            result.files_seen += 1
-            refs, problems = _dicomdir_references(path)
-            result.skipped.extend(problems)
-            for ref in refs:
-                if not ref.exists():
-                    result.skipped.append(SkippedFile(
-                        DicomSource(ref), "referenced by a DICOMDIR but missing"))
-                    continue
-                key = ref.resolve()
-                if key not in seen:
-                    seen.add(key)
-                    expanded.append(ref)
-            continue
-        key = path.resolve() if not path.is_symlink() else path.absolute()
+            key = path.resolve() if not path.is_symlink() else path.absolute()
+        except (OSError, ValueError, RuntimeError):  # a symlink loop: the scan reports it
+            key = path.absolute()
         if key not in seen:
             seen.add(key)
             expanded.append(path)
     return expanded
+
+
+def _expand_dicomdir(path: Path, result: ScanResult, seen: set[Path],
+                     expanded: list[Path]) -> None:
+    """Record a DICOMDIR and add the files it references (each once)."""
+    key = path.resolve()
+    if key in seen:
+        return
+    seen.add(key)
+    result.dicomdirs.append(path)
+    result.files_seen += 1
+    refs, problems = _dicomdir_references(path)
+    result.skipped.extend(problems)
+    for ref in refs:
+        try:
+            if not ref.exists():
+                result.skipped.append(SkippedFile(
+                    DicomSource(ref), "referenced by a DICOMDIR but missing"))
+                continue
+            key = ref.resolve()
+        except (OSError, ValueError, RuntimeError) as exc:  # a crafted record's path
+            result.skipped.append(SkippedFile(
+                DicomSource(ref), f"referenced by a DICOMDIR but unreadable: {exc}"))
+            continue
+        if key not in seen:
+            seen.add(key)
+            expanded.append(ref)
 
 
 def default_workers() -> int:
@@ -962,9 +1068,16 @@ def scan_paths(
         with executor:
             futures = [executor.submit(_scan_chunk, part) for part in chunks]
             try:
-                for future in futures:
+                for part, future in zip(chunks, futures, strict=True):
                     check_cancel()
-                    absorb(future.result())
+                    try:
+                        outcomes = future.result()
+                    except Exception as exc:  # a worker that died (process pool) or failed
+                        # Its files are scanned again here, one by one, each guarded.
+                        log.warning("scan worker failed (%s); rescanning %d files serially",
+                                    type(exc).__name__, len(part))
+                        outcomes = _scan_chunk(part)
+                    absorb(outcomes)
             except BaseException:
                 for future in futures:
                     future.cancel()
