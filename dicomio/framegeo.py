@@ -149,8 +149,12 @@ def file_geometry(ds: Any, number_of_frames: int, enhanced: list[FrameAttrs] | N
                               check_pixel_spacing)
             if attrs is not None and attrs.slice_thickness is not None and step is None:
                 thick = _check(attrs.slice_thickness, "SliceThickness" + label,
-                               lambda v, e: check_slice_step(v, e))
-                step = thick if isinstance(thick, float) else step
+                               check_slice_step)
+                if isinstance(thick, ImplausibleValue):
+                    bad = Note("slice step", f"{thick}: 1 mm slices are assumed")
+                    step_notes.extend([] if bad in step_notes else [bad])
+                else:
+                    step = thick
         if pos is None and number_of_frames == 1:
             pos = top_pos
         ori = ori if ori is not None else top_iop
@@ -161,6 +165,14 @@ def file_geometry(ds: Any, number_of_frames: int, enhanced: list[FrameAttrs] | N
             placed = np.asarray(top_pos, dtype=np.float64) + normal_of(top_iop) * f * frame_step
             pos = _check(tuple(float(x) for x in placed), "ImagePositionPatient" + label,
                          check_position)
+        # A position without an orientation (or the reverse) is no patient geometry:
+        # the image is shown on a nominal grid, so its broken partner is only noted.
+        if isinstance(pos, ImplausibleValue) and ori is None:
+            _ignore(pos, notes)
+            pos = None
+        if isinstance(ori, ImplausibleValue) and pos is None:
+            _ignore(ori, notes)
+            ori = None
         refused = next((v for v in (pos, ori) if isinstance(v, ImplausibleValue)), None)
         if refused is not None:
             frames.append(refused)
@@ -173,6 +185,13 @@ def file_geometry(ds: Any, number_of_frames: int, enhanced: list[FrameAttrs] | N
             pix = _nominal_spacing(pix, imager if pixel is not None else None, notes)
         frames.append(FrameGeometry(pos, ori, pix))  # type: ignore[arg-type]
     return FileGeometry(frames, step, notes, step_notes)
+
+
+def _ignore(refused: ImplausibleValue, notes: list[Note]) -> None:
+    note = Note(f"{refused.element}:ignored",
+                f"{refused}: ignored, as the image has no complete patient geometry")
+    if note not in notes:
+        notes.append(note)
 
 
 def _noted(result: tuple[tuple[float, ...], list[Note]], notes: list[Note]) -> tuple[float, ...]:

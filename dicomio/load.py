@@ -5,6 +5,8 @@
 arrive. Geometry decisions (sorting, gantry tilt, uneven spacing, missing
 slices, duplicates) are documented in :mod:`dicomio.stack`; codec choice in
 :mod:`dicomio.decode`; enhanced multi-frame in :mod:`dicomio.multiframe`.
+Every header value that feeds the affine is checked first
+(:mod:`dicomio.plausibility`, per frame in :mod:`dicomio.framegeo`).
 
 Value decisions:
 
@@ -40,6 +42,13 @@ Value decisions:
 * Files that cannot be read are left out with a warning when the rest of the
   series loads (an undecodable file leaves its slice blank, warned); when
   nothing loads, :class:`DicomReadError` gives the reason.
+* **Implausible geometry.** A header value that cannot be right (e.g.
+  ``PixelSpacing 0\\0.7 is not positive``) is such a reason: the file — or,
+  in an enhanced object, the frame — that carries it is left out, named in the
+  warning, and a lone file is refused with it. A value that is nearly right
+  (direction cosines slightly off unit length or perpendicular) is corrected
+  and warned (``WarningCode.IMPLAUSIBLE_GEOMETRY``); the warnings of all files
+  are summarised into one per kind. Rules and thresholds: :mod:`dicomio.plausibility`.
 
 Speed: headers are read once (pydicom for the first file, the lean reader of
 :mod:`dicomio.fastheader` for the rest); native pixel bytes are read at their

@@ -103,6 +103,26 @@ def test_orientation_refused(tmp_path: Path, text: str, reason: str) -> None:
     assert _refusal(paths) == f"none of the {SHAPE[0]} files could be loaded: {SHAPE[0]}× {reason}"
 
 
+def test_non_numeric_orientation_named_by_both_header_readers(tmp_path: Path) -> None:
+    """The first file of a series is read by pydicom, the others by the lean reader,
+    which drops text it cannot parse; such files are read again, so that every file
+    names the value instead of passing as 'no orientation'."""
+    paths = _write(tmp_path)
+    bad = paths[1:]
+    # pydicom will not write text that is no number as DS: write it as LO, then make
+    # the VR on disk DS again, as a broken writer would have produced it.
+    _set(bad, "ImageOrientationPatient", "1\\0\\abc\\0\\1\\0", vr="LO")
+    for p in bad:
+        data = p.read_bytes()
+        assert data.count(b"\x20\x00\x37\x00LO") == 1
+        p.write_bytes(data.replace(b"\x20\x00\x37\x00LO", b"\x20\x00\x37\x00DS"))
+    vol = read_volume(paths)
+    assert vol.warnings[0].message == (
+        f"{len(bad)} of {SHAPE[0]} files were left out: {len(bad)}× ImageOrientationPatient "
+        "'1\\0\\abc\\0\\1\\0' is not a number")
+    assert vol.shape == (1, *SHAPE[1:])
+
+
 def test_orientation_nearly_unit_is_normalised_with_warning(tmp_path: Path) -> None:
     paths = _write(tmp_path)
     _set(paths, "ImageOrientationPatient", "0.98\\0\\0\\0\\1\\0")
@@ -155,6 +175,18 @@ def test_position_refused(tmp_path: Path, text: str, reason: str) -> None:
     paths = _write(tmp_path)
     _set(paths[:1], "ImagePositionPatient", text)
     assert _refusal(paths[:1]) == f"{paths[0]}: {reason}"
+
+
+def test_bad_position_without_orientation_is_only_noted(tmp_path: Path) -> None:
+    """Without ImageOrientationPatient there is no patient geometry to refuse: the image
+    is shown on the nominal grid, and the broken position is noted, not silently dropped."""
+    paths = _write(tmp_path, _volume((1, 10, 12)))
+    _set(paths, "ImageOrientationPatient", None)
+    _set(paths, "ImagePositionPatient", "0\\inf\\0")
+    vol = read_volume(paths)
+    assert _implausible(vol) == ["ImagePositionPatient 0\\inf\\0 is not finite: ignored, as the "
+                                 "image has no complete patient geometry"]
+    assert any("nominal geometry" in w.message for w in vol.warnings)
 
 
 def test_one_bad_position_leaves_its_file_out_by_name(tmp_path: Path) -> None:
