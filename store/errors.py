@@ -44,7 +44,9 @@ class LibraryTooNewError(StoreError):
 class DamagedRecordError(StoreError):
     """One row's JSON column does not decode; the rest of the library is fine."""
 
-    def __init__(self, message: str, *, table: str, row_id: int, column: str) -> None:
+    # Defaults keep the exception picklable (unpickling passes only the message).
+    def __init__(self, message: str, *, table: str = "", row_id: int = 0,
+                 column: str = "") -> None:
         super().__init__(message)
         self.table = table
         self.row_id = row_id
