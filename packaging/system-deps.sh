@@ -4,13 +4,18 @@
 # Safe to run repeatedly; does nothing on other systems.
 set -euo pipefail
 command -v dpkg >/dev/null 2>&1 || exit 0
-PKGS=(python3-venv xvfb xauth libgl1 libegl1 libglx-mesa0 libgl1-mesa-dri libfontconfig1
+# libglib2.0-0: Qt 6 core links GLib (a minimal Debian image lacks it).
+PKGS=(python3-venv xvfb xauth libglib2.0-0 libgl1 libegl1 libglx-mesa0 libgl1-mesa-dri libfontconfig1
       libdbus-1-3 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0
       libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xinerama0
       libxcb-xkb1 fonts-dejavu-core dicom3tools)
 missing=()
 for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  # Ubuntu 24.04 renamed some libraries with a t64 suffix (64-bit time_t); either will do.
+  for name in "$p" "${p}t64"; do
+    dpkg-query -W -f='${Status}' "$name" 2>/dev/null | grep -q "install ok installed" && continue 2
+  done
+  missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "Installing system packages: ${missing[*]}"
