@@ -148,7 +148,9 @@ class ModelsPanel(QWidget):
         for pack in self._packs:
             m = pack.manifest
             where = "bundled" if pack.bundled else "installed"
-            item = QListWidgetItem(f"{m.name}  ({m.version}, {'/'.join(m.modality)}, {where})")
+            demo = ", demo study only" if m.demo_only else ""
+            item = QListWidgetItem(
+                f"{m.name}  ({m.version}, {'/'.join(m.modality)}, {where}{demo})")
             item.setData(Qt.ItemDataRole.UserRole, pack.id)
             self.model_list.addItem(item)
         for problem in self.registry.problems:
@@ -158,9 +160,23 @@ class ModelsPanel(QWidget):
             self.model_list.addItem(item)
         self.model_list.blockSignals(False)
         ids = [p.id for p in self._packs]
-        row = ids.index(current) if current in ids else (0 if ids else -1)
+        if current in ids:
+            self._set_row(ids.index(current))
+        else:
+            self._select_default()
+
+    def _set_row(self, row: int) -> None:
+        self.model_list.blockSignals(True)
         self.model_list.setCurrentRow(row)
-        self._on_model_changed(row)
+        self.model_list.blockSignals(False)
+        self._on_model_changed(row)  # once, also when the row is unchanged
+
+    def _select_default(self) -> None:
+        """The first pack that may run on the open series; none rather than a demo pack."""
+        volume = self.current_volume()
+        rows = [row for row, pack in enumerate(self._packs)
+                if volume is None or _refusal(pack, volume) is None]
+        self._set_row(rows[0] if rows else -1)
 
     def selected_pack(self) -> Any:
         row = self.model_list.currentRow()
@@ -180,7 +196,7 @@ class ModelsPanel(QWidget):
     def set_volume(self, volume: Any) -> None:
         """The series the next run uses (the main window's open series by default)."""
         self._volume = volume
-        self._update_warnings()
+        self._volume_changed()
 
     def _check_host_volume(self) -> None:
         if self._volume is not None:
@@ -188,6 +204,15 @@ class ModelsPanel(QWidget):
         volume = getattr(self._host, "current_volume", None)
         if volume is not self._seen_volume:
             self._seen_volume = volume
+            self._volume_changed()
+
+    def _volume_changed(self) -> None:
+        # A pack chosen for another series (the demo pack on the demo study) is not
+        # carried over to a series it may not run on.
+        pack, volume = self.selected_pack(), self.current_volume()
+        if pack is None or (volume is not None and _refusal(pack, volume) is not None):
+            self._select_default()
+        else:
             self._update_warnings()
 
     def current_volume(self) -> Any:
@@ -198,6 +223,14 @@ class ModelsPanel(QWidget):
     @property
     def running(self) -> bool:
         return self._job is not None
+
+    def refusal(self) -> str | None:
+        """Why the selected pack must not run on the open series (a demo-only pack on a
+        real series); None when it may. Unlike warnings, this cannot be confirmed away."""
+        pack, volume = self.selected_pack(), self.current_volume()
+        if pack is None or volume is None:
+            return None
+        return _refusal(pack, volume)
 
     def input_warnings(self) -> list[str]:
         pack, volume = self.selected_pack(), self.current_volume()
@@ -210,7 +243,12 @@ class ModelsPanel(QWidget):
     # ------------------------------------------------------------------ slots
     def _on_model_changed(self, _row: int) -> None:
         pack = self.selected_pack()
-        if pack is None:
+        if pack is None and self._packs:
+            self.card.setMarkdown(
+                "No model pack here suits this series (a demonstration pack runs only on "
+                "Lucida's synthetic demo study). Install a model with "
+                "`lucida models install PACK`.")
+        elif pack is None:
             self.card.setMarkdown("No model packs installed. Install one with "
                                   "`lucida models install PACK`.")
         else:
@@ -218,16 +256,20 @@ class ModelsPanel(QWidget):
         self._update_warnings()
 
     def _update_warnings(self) -> None:
-        warnings = self.input_warnings()
+        refusal = self.refusal()
+        warnings = [] if refusal else self.input_warnings()
         self._warnings = warnings
         self.confirm.setChecked(False)
         self.confirm.setVisible(bool(warnings))
-        self.warnings_label.setVisible(bool(warnings))
-        self.warnings_label.setText("\n".join(f"⚠ {w}" for w in warnings))
+        self.warnings_label.setVisible(bool(warnings) or refusal is not None)
+        self.warnings_label.setStyleSheet("color: #e05040;" if refusal else "color: #e0a030;")
+        self.warnings_label.setText(f"⛔ Cannot run: {refusal}" if refusal else
+                                    "\n".join(f"⚠ {w}" for w in warnings))
         self._update_buttons()
 
     def _update_buttons(self) -> None:
-        ready = self.selected_pack() is not None and self.current_volume() is not None
+        ready = (self.selected_pack() is not None and self.current_volume() is not None
+                 and self.refusal() is None)
         needs_confirm = bool(self._warnings)
         self.run_button.setEnabled(
             ready and not self.running and (not needs_confirm or self.confirm.isChecked()))
@@ -240,6 +282,10 @@ class ModelsPanel(QWidget):
         pack, volume = self.selected_pack(), self.current_volume()
         if pack is None or volume is None:
             self._fail("Open a series and choose a model first.")
+            return False
+        refusal = _refusal(pack, volume)
+        if refusal is not None:
+            self._fail(refusal)
             return False
         if self.input_warnings() and not self.confirm.isChecked():
             self._fail("The series does not match the model: read the warnings and confirm.")
@@ -344,6 +390,12 @@ class ModelsPanel(QWidget):
         if self._job is not None:
             self._job.close()
             self._job = None
+
+
+def _refusal(pack: Any, volume: Any) -> str | None:
+    from inference.manifest import demo_only_problem
+
+    return demo_only_problem(pack.manifest, str(getattr(volume, "series_uid", "") or ""))
 
 
 def _demote_headings(markdown: str, by: int = 2) -> str:

@@ -23,6 +23,8 @@ import numpy as np
 
 PACK_ID = "lucida-demo-lung-density"
 VERSION = "0.1.0"
+# On every finding, the heat map and the model name: whoever sees a result sees this.
+MARK = "DEMO RULES - NOT A MODEL"
 SPACING_MM = 1.5
 INNER, SHELL_IN, SHELL_OUT = 3, 11, 17  # box widths in voxels (4.5, 16.5, 25.5 mm)
 MARGIN = SHELL_OUT // 2
@@ -109,19 +111,21 @@ def manifest(sha256: str) -> dict[str, Any]:
     return {
         "schema_version": 1,
         "id": PACK_ID,
-        "name": "Demo: dense foci in lung (rules-based, not trained)",
+        "name": f"{MARK}: dense foci in lung (synthetic demo study only)",
         "version": VERSION,
         "authors": ["Lucida developers"],
         "license": "Apache-2.0",
         "citation": "",
         "intended_use": (
             "Demonstrating Lucida's model-pack workflow (run, progress, overlay, findings) on "
-            "the synthetic demo chest CT. It is a fixed rule, not a trained detector."),
+            "the synthetic demo chest CT, and only there: Lucida refuses it on any other "
+            "series. It is a fixed rule, not a trained detector."),
         "limitations": (
             "Marks any soft-tissue-dense spot surrounded by air-filled lung, including vessels, "
             "airway walls, atelectasis and scars; misses nodules touching the chest wall or "
             "mediastinum and ground-glass lesions. Never use it on patients."),
         "research_use_notice": "Research and demonstration use only. Not for diagnostic use.",
+        "demo_only": True,
         "model_card": "MODEL_CARD.md",
         "modality": ["CT"],
         "body_part": ["CHEST", "LUNG", "THORAX"],
@@ -142,9 +146,9 @@ def manifest(sha256: str) -> dict[str, Any]:
                    "padding": "edge"},
         "output": {
             "kind": "anomaly_map", "activation": "none", "channels": 1,
-            "labels": [{"value": 1, "name": "dense focus in lung (demo candidate)",
+            "labels": [{"value": 1, "name": f"{MARK}: dense focus in lung",
                         "color": [255, 170, 0], "channel": 0}],
-            "heatmap_channel": 0, "heatmap_name": "demo density score",
+            "heatmap_channel": 0, "heatmap_name": f"{MARK}: density score",
             "threshold": 0.5, "min_finding_mm3": 20.0,
         },
         "postprocessing": [{"step": "threshold"},
@@ -182,7 +186,10 @@ nodules, and it misses anything touching the chest wall or mediastinum and all
 ground-glass lesions.
 
 **Intended use.** Demonstration and software testing on synthetic data only.
-Research use only. **Not for diagnostic use.**
+Research use only. **Not for diagnostic use.** The manifest says `demo_only`:
+Lucida offers and runs this pack only on its synthetic demo study and refuses it
+on any other series; every finding, the heat map and the result carry the mark
+"{MARK}".
 
 **Licence.** Apache-2.0, like Lucida. No training data; no third-party weights.
 """

@@ -38,7 +38,13 @@ from core.errors import ModelPackError
 SCHEMA_VERSION = 1
 _ORIENTATION_RE = re.compile(r"^[LRAPSI]{3}$")
 _SEMVER_RE = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
-_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+# An id becomes the pack's folder name in the library: no slash, backslash or leading '.'.
+_ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
+_ID_RULE = ("2-64 characters of lowercase letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit")
+# Lucida's synthetic demo series (dicomio.demo.DEMO_SERIES_UID: a name-based UUID, the same
+# on every machine). inference may not import dicomio; a test keeps the two equal.
+DEMO_SERIES_UID = "2.25.71717754956612133667887322918880858546"
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -139,7 +145,7 @@ class InputSpec(_Strict):
     @classmethod
     def _orientation(cls, value: str) -> str:
         value = value.upper()
-        if not _ORIENTATION_RE.match(value):
+        if not _ORIENTATION_RE.fullmatch(value):
             raise ValueError(f"{value!r} is not a 3-letter orientation code such as LPS, RAS, LIA")
         axes = {"L": "x", "R": "x", "P": "y", "A": "y", "S": "z", "I": "z"}
         if len({axes[c] for c in value}) != 3:
@@ -394,7 +400,8 @@ class OnnxFile(_Strict):
     @classmethod
     def _path(cls, value: str) -> str:
         p = PurePosixPath(value)
-        if p.is_absolute() or ".." in p.parts or "\\" in value or not value.endswith(".onnx"):
+        if (p.is_absolute() or ".." in p.parts or "\\" in value or ":" in value or "\0" in value
+                or not value.endswith(".onnx")):
             raise ValueError(f"{value!r} must be a relative path to a .onnx file inside the pack")
         return value
 
@@ -402,7 +409,7 @@ class OnnxFile(_Strict):
     @classmethod
     def _sha(cls, value: str) -> str:
         value = value.lower()
-        if not _SHA256_RE.match(value):
+        if not _SHA256_RE.fullmatch(value):
             raise ValueError("must be 64 hexadecimal digits (sha256)")
         return value
 
@@ -442,20 +449,30 @@ class Manifest(_Strict):
     files: list[OnnxFile] = Field(min_length=1)
     ensemble: Ensemble | None = None
     memory: MemoryHint | None = None
+    # A demonstration, not a model: Lucida runs it only on its synthetic demo study
+    # (see demo_only_problem); never the default choice, never scored as a real result.
+    demo_only: bool = False
 
     @field_validator("id")
     @classmethod
     def _id(cls, value: str) -> str:
-        if not _ID_RE.match(value):
-            raise ValueError(
-                "must be 2-64 characters of lowercase letters, digits, '.', '_' or '-'"
-            )
+        if not is_pack_id(value):
+            raise ValueError(f"{value!r} is not a pack id: it must be {_ID_RULE}")
+        return value
+
+    @field_validator("model_card")
+    @classmethod
+    def _card(cls, value: str) -> str:
+        p = PurePosixPath(value)
+        if (not value or p.is_absolute() or ".." in p.parts or "\\" in value or ":" in value
+                or "\0" in value):
+            raise ValueError(f"{value!r} must be a relative path to a file inside the pack")
         return value
 
     @field_validator("version")
     @classmethod
     def _version(cls, value: str) -> str:
-        if not _SEMVER_RE.match(value):
+        if not _SEMVER_RE.fullmatch(value):
             raise ValueError(f"{value!r} is not a semantic version such as 1.2.0")
         return value
 
@@ -493,6 +510,37 @@ class Manifest(_Strict):
     @property
     def label_steps(self) -> list[str]:
         return [s.step for s in self.postprocessing]
+
+
+def is_pack_id(value: str) -> bool:
+    """The manifest's ``id`` rule; an id is also the pack's folder name in the library."""
+    return _ID_RE.fullmatch(value) is not None
+
+
+def validate_pack_id(value: str) -> str:
+    """``value`` if it is a valid pack id, else ModelPackError saying what an id is."""
+    if not is_pack_id(value):
+        raise ModelPackError(
+            f"{value!r} is not a model pack id: an id is {_ID_RULE} (see `lucida models list`); "
+            "a path is not accepted here"
+        )
+    return value
+
+
+def demo_only_problem(manifest: Manifest, series_uid: str) -> str | None:
+    """Why a ``demo_only`` pack must not run on this series; None when it may.
+
+    Only Lucida's synthetic demo series qualifies, recognised by its fixed UID, which
+    (unlike patient identity) also reaches the worker process.
+    """
+    if not manifest.demo_only or series_uid == DEMO_SERIES_UID:
+        return None
+    return (
+        f"{manifest.name} ({manifest.id}) is a rules-based demonstration, not a model "
+        "(manifest.json: demo_only), made only for Lucida's synthetic demo study; this series "
+        "is not the demo study. Choose a trained model pack for real images "
+        "(`lucida models list`)"
+    )
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:

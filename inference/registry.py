@@ -1,20 +1,29 @@
-"""Where model packs live: bundled in ``resources/models``, installed in ``<library>/models``."""
+"""Where model packs live: bundled in ``resources/models``, installed in ``<library>/models``.
+
+An id names a pack, never a path: every id is checked against the manifest's id rule
+before it touches the file system, and only direct children of the user models
+folder that are real folders (or ``.zip`` files), not links, are ever replaced or
+removed. Installs are staged in a hidden folder beside the target and moved in at the
+end, so a failed install leaves nothing behind and an installed pack it would replace
+is untouched.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import stat
 import tempfile
-import zipfile
+import uuid
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from core.errors import ModelPackError
-from inference.pack import MANIFEST_NAME, ModelPack
+from inference.manifest import is_pack_id, validate_pack_id
+from inference.pack import DEFAULT_LIMITS, MANIFEST_NAME, ModelPack, PackLimits, kind_of
 
 log = logging.getLogger(__name__)
-
-_MAX_UNPACKED_BYTES = 8 << 30
 
 
 def bundled_models_dir() -> Path:
@@ -30,12 +39,22 @@ class PackProblem:
     message: str
 
 
+def _lmode(path: Path) -> int | None:
+    """``st_mode`` of ``path`` itself (a link is not followed); None when it is absent."""
+    try:
+        return os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+
+
 class Registry:
     """Bundled plus user packs; a user pack with the same id replaces the bundled one."""
 
-    def __init__(self, user_dir: Path, bundled_dir: Path | None = None) -> None:
+    def __init__(self, user_dir: Path, bundled_dir: Path | None = None, *,
+                 limits: PackLimits = DEFAULT_LIMITS) -> None:
         self.user_dir = Path(user_dir)
         self.bundled_dir = bundled_models_dir() if bundled_dir is None else Path(bundled_dir)
+        self.limits = limits
         self.problems: list[PackProblem] = []
 
     @classmethod
@@ -47,15 +66,22 @@ class Registry:
         if not folder.is_dir():
             return packs
         for entry in sorted(folder.iterdir()):
-            if entry.name.startswith((".", "_")):
+            if entry.name.startswith((".", "_")):  # staging folders, notes
                 continue
-            if not (
-                (entry.is_dir() and (entry / MANIFEST_NAME).is_file())
-                or (entry.is_file() and entry.suffix == ".zip")
-            ):
+            mode = _lmode(entry)
+            if mode is None:
+                continue
+            if stat.S_ISLNK(mode):
+                self.problems.append(PackProblem(entry, (
+                    f"{entry} is a symbolic link; Lucida does not follow links in a models "
+                    "folder: delete the link and install the pack with "
+                    "`lucida models install PACK`")))
+                continue
+            if not ((stat.S_ISDIR(mode) and _lmode(entry / MANIFEST_NAME) is not None)
+                    or (stat.S_ISREG(mode) and entry.suffix == ".zip")):
                 continue
             try:
-                packs.append(ModelPack.open(entry, bundled=bundled))
+                packs.append(ModelPack.open(entry, bundled=bundled, limits=self.limits))
             except ModelPackError as exc:
                 self.problems.append(PackProblem(entry, str(exc)))
                 log.warning("skipping model pack %s: %s", entry.name, exc)
@@ -69,93 +95,118 @@ class Registry:
         return sorted(by_id.values(), key=lambda p: p.id)
 
     def get(self, pack_id: str) -> ModelPack:
-        for pack in self.list():
+        validate_pack_id(pack_id)
+        packs = self.list()
+        for pack in packs:
             if pack.id == pack_id:
                 return pack
-        known = ", ".join(p.id for p in self.list()) or "none"
+        known = ", ".join(p.id for p in packs) or "none"
         raise ModelPackError(
             f"no model pack with id {pack_id!r} (installed: {known}); "
             "see `lucida models list` or install one with `lucida models install PACK`"
         )
 
     def resolve(self, ref: str | Path) -> ModelPack:
-        """A pack by id, or by a path to a pack folder / ``.zip``."""
-        path = Path(ref)
-        if path.exists():
-            return ModelPack.open(path)
-        return self.get(str(ref))
+        """A pack by id (first), else by a path to a pack folder / ``.zip``."""
+        if isinstance(ref, str) and is_pack_id(ref):
+            for pack in self.list():
+                if pack.id == ref:
+                    return pack
+        path = Path(ref).expanduser()
+        if os.path.lexists(path):
+            return ModelPack.open(path, limits=self.limits)
+        if isinstance(ref, str) and is_pack_id(ref):
+            return self.get(ref)
+        raise ModelPackError(f"{str(ref)!r} is neither the id of a model pack (see `lucida "
+                             "models list`) nor an existing pack folder or .zip")
+
+    def _target(self, pack_id: str) -> Path:
+        """``<user models>/<id>``: a direct child of the models folder, whatever the id."""
+        validate_pack_id(pack_id)
+        target = self.user_dir / pack_id
+        if target.parent != self.user_dir or target.name != pack_id:
+            raise ModelPackError(f"{pack_id!r} does not name a folder in {self.user_dir}")
+        return target
 
     def install(self, source: str | Path, *, replace: bool = False) -> ModelPack:
         """Copy a pack (folder or .zip) into the user folder after checking every hash."""
         src = Path(source).expanduser()
-        pack = ModelPack.open(src)
+        pack = ModelPack.open(src, limits=self.limits)
         pack.verify()  # refuses a hash mismatch, naming the file
-        self.user_dir.mkdir(parents=True, exist_ok=True)
-        target = self.user_dir / pack.id
-        if target.exists() and not replace:
+        target = self._target(pack.id)
+        mode = _lmode(target)
+        if mode is not None and not stat.S_ISDIR(mode):
+            raise ModelPackError(
+                f"{target} exists and is {kind_of(mode)}, not an installed pack; nothing was "
+                "changed: move it out of the models folder and install again")
+        if mode is not None and not replace:
             raise ModelPackError(
                 f"a model pack {pack.id!r} is already installed at {target}; "
                 "remove it first (`lucida models remove ID`) or install with --replace"
             )
+        self.user_dir.mkdir(parents=True, exist_ok=True)
+        if not pack.is_zip and _inside(self.user_dir, src):
+            raise ModelPackError(f"{src} holds the models folder {self.user_dir}; choose the "
+                                 "pack's own folder")
         staging = Path(tempfile.mkdtemp(prefix=".install-", dir=self.user_dir))
         try:
             unpacked = staging / pack.id
-            if src.is_dir():
-                shutil.copytree(src, unpacked)
-            else:
-                _safe_extract(src, unpacked)
-            installed = ModelPack.open(unpacked)
+            pack.copy_to(unpacked)
+            installed = ModelPack.open(unpacked, limits=self.limits)
             installed.verify()
-            if installed.id != pack.id:
-                raise ModelPackError("the pack changed while it was being installed")
-            if target.exists():
-                shutil.rmtree(target)
-            unpacked.rename(target)
+            if installed.manifest != pack.manifest:
+                raise ModelPackError(f"{src} changed while it was being installed; try again")
+            _move_in(unpacked, target, staging / "previous")
+        except OSError as exc:
+            raise ModelPackError(
+                f"could not install {pack.id} into {self.user_dir}: {exc.strerror or exc}; "
+                "nothing was installed: check free disk space and permissions") from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         log.info("installed model pack %s %s", pack.id, pack.manifest.version)
-        return ModelPack.open(target)
+        return ModelPack.open(target, limits=self.limits)
 
-    def remove(self, pack_id: str) -> Path:
-        target = self.user_dir / pack_id
-        if not (target / MANIFEST_NAME).is_file():
-            for pack in self.list():
-                if pack.id == pack_id and pack.bundled:
-                    raise ModelPackError(
-                        f"{pack_id!r} is bundled with Lucida and cannot be removed"
-                    )
+    def remove(self, pack_id: str) -> tuple[Path, ...]:
+        """Delete the installed pack(s) with this id from the user models folder."""
+        target = self._target(pack_id)
+        mine = tuple(p.source for p in self._scan(self.user_dir, False) if p.id == pack_id)
+        if not mine:
+            if any(p.id == pack_id and p.bundled for p in self.list()):
+                raise ModelPackError(f"{pack_id!r} is bundled with Lucida and cannot be removed")
+            if _lmode(target) is not None:
+                raise ModelPackError(
+                    f"{target} is not an installed model pack (see `lucida models list`); "
+                    "nothing was removed")
             raise ModelPackError(f"no installed model pack {pack_id!r} in {self.user_dir}")
-        shutil.rmtree(target)
-        return target
+        for path in mine:
+            mode = _lmode(path)
+            # _scan only yields real folders and .zip files directly in user_dir; re-checked
+            # here because this is the one place that deletes.
+            if path.parent != self.user_dir or mode is None or stat.S_ISLNK(mode):
+                raise ModelPackError(f"{path} is not a pack in {self.user_dir}; nothing removed")
+            # Out of sight first: an interrupted delete leaves a hidden folder, not half a pack.
+            trash = self.user_dir / f".remove-{uuid.uuid4().hex}"
+            os.rename(path, trash)
+            if stat.S_ISDIR(mode):
+                shutil.rmtree(trash)
+            else:
+                trash.unlink()
+            log.info("removed model pack %s (%s)", pack_id, path)
+        return mine
 
 
-def _safe_extract(archive: Path, dest: Path) -> None:
-    """Unzip refusing absolute paths, '..', links and zip bombs; strips one top folder."""
+def _inside(folder: Path, maybe_parent: Path) -> bool:
+    return folder.resolve().is_relative_to(maybe_parent.resolve())
+
+
+def _move_in(unpacked: Path, target: Path, previous: Path) -> None:
+    """Rename ``unpacked`` to ``target``; an existing ``target`` is put back if that fails."""
+    if _lmode(target) is None:
+        os.rename(unpacked, target)
+        return
+    os.rename(target, previous)
     try:
-        with zipfile.ZipFile(archive) as zf:
-            infos = [i for i in zf.infolist() if not i.is_dir()]
-            total = sum(i.file_size for i in infos)
-            if total > _MAX_UNPACKED_BYTES:
-                raise ModelPackError(f"{archive.name} unpacks to {total} bytes; refusing")
-            names = [PurePosixPath(i.filename) for i in infos]
-            for n in names:
-                if n.is_absolute() or ".." in n.parts or "\\" in str(n):
-                    raise ModelPackError(f"{archive.name} holds an unsafe path {n}")
-            strip = 0
-            if MANIFEST_NAME not in {str(n) for n in names}:
-                tops = {n.parts[0] for n in names}
-                if len(tops) == 1:
-                    strip = 1
-            dest.mkdir(parents=True)
-            for info, name in zip(infos, names, strict=True):
-                if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                    raise ModelPackError(f"{archive.name} holds a symbolic link {name}")
-                parts = name.parts[strip:]
-                if not parts:
-                    continue
-                out = dest.joinpath(*parts)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as fin, out.open("wb") as fout:
-                    shutil.copyfileobj(fin, fout)
-    except zipfile.BadZipFile as exc:
-        raise ModelPackError(f"{archive.name} is not a readable .zip ({exc})") from exc
+        os.rename(unpacked, target)
+    except OSError:
+        os.rename(previous, target)
+        raise

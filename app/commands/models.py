@@ -16,14 +16,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
     p = sub.add_parser("show", help="show a pack's manifest summary and model card")
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID", help="a pack id, or a pack folder/.zip to inspect")
     p.set_defaults(func=cmd_show)
     p = sub.add_parser("install", help="install a pack folder or .zip (hashes are verified)")
     p.add_argument("pack", metavar="PACK")
     p.add_argument("--replace", action="store_true", help="replace an installed pack")
     p.set_defaults(func=cmd_install)
     p = sub.add_parser("remove", help="remove an installed pack")
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID", help="the id of a pack installed in the library "
+                   "(`lucida models list`); never a path")
     p.set_defaults(func=cmd_remove)
 
 
@@ -65,6 +66,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     print("  files:      " + ", ".join(f"{f.path} (sha256 {f.sha256[:12]}…)" for f in m.files))
     print(f"  source:     {pack.source}")
     print(f"  notice:     {m.research_use_notice}")
+    if m.demo_only:
+        print("  demo only:  a demonstration, not a model; Lucida runs it only on its synthetic "
+              "demo study")
     print()
     print(pack.model_card())
     return 0
@@ -77,6 +81,6 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    path = _registry(args).remove(args.id)
-    print(f"removed {args.id} ({path})")
+    for path in _registry(args).remove(args.id):
+        print(f"removed {args.id} ({path})")
     return 0

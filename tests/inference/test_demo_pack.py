@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from inference import check_input, run
-from inference.demo_pack import PACK_ID, write_pack
+from inference.demo_pack import MARK, PACK_ID, write_pack
 from inference.pack import ModelPack
 from inference.registry import Registry, bundled_models_dir
 
@@ -27,6 +27,7 @@ def test_bundled_pack_is_listed_valid_and_honest(tmp_path: Path) -> None:
     pack.verify()
     card = pack.model_card()
     assert "not a trained model" in card and "Not for diagnostic use" in card
+    assert pack.manifest.demo_only and "demo_only" in card
 
 
 def test_demo_pack_finds_the_isolated_demo_nodule() -> None:
@@ -45,6 +46,10 @@ def test_demo_pack_finds_the_isolated_demo_nodule() -> None:
     # The CT table (a large dense plate in air) is not reported as a focus.
     assert all(f.volume_mm3 <= 15000 for f in res.findings)
     assert res.heatmap is not None and res.heatmap.array.shape == vol.shape
+    # Whoever reads a result (list, export, provenance) sees it is a rule, not a model.
+    assert all(f.label_name.startswith(MARK) for f in res.findings)
+    assert res.heatmap.name.startswith(MARK)
+    assert res.provenance["model"]["name"].startswith(MARK)
 
 
 def test_demo_pack_rejects_mr_with_a_warning() -> None:
