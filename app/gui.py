@@ -85,7 +85,7 @@ def run_gui(args: argparse.Namespace) -> int:
     app = make_application()
     try:
         window = create_main_window(args)
-    except LucidaError as exc:  # e.g. a library database that is locked or too new
+    except (LucidaError, OSError) as exc:  # a locked or too new library, a read-only folder
         from PySide6.QtWidgets import QMessageBox
 
         print(f"error: {exc}", file=sys.stderr)

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from core.atomic import atomic_path
 from core.errors import GeometryError
 from core.volume import Volume
 
@@ -831,5 +832,6 @@ def write_demo_study(out_dir: Path, *, shape: tuple[int, int, int] = DEFAULT_SHA
         ds.WindowCenter = [c for c, _, _ in DEMO_WINDOW_PRESETS]
         ds.WindowWidth = [w for _, w, _ in DEMO_WINDOW_PRESETS]
         ds.WindowCenterWidthExplanation = [n for _, _, n in DEMO_WINDOW_PRESETS]
-        ds.save_as(path, enforce_file_format=True)
+        with atomic_path(path) as tmp:  # a crash never leaves half a slice
+            ds.save_as(tmp, enforce_file_format=True)
     return paths

@@ -24,6 +24,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from core.atomic import atomic_path
 from core.geometry import spacing_from_affine
 from core.volume import Volume
 
@@ -150,6 +151,7 @@ def write_series(
             ds.WindowWidth = info.window_width
         ds.PixelData = np.ascontiguousarray(stored[k]).tobytes()
         path = out_dir / names[k]
-        pydicom.dcmwrite(path, ds, enforce_file_format=True)
+        with atomic_path(path) as tmp:  # a crash never leaves half a file
+            pydicom.dcmwrite(tmp, ds, enforce_file_format=True)
         paths.append(path)
     return paths
