@@ -41,7 +41,10 @@ _SEMVER_RE = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
 # An id becomes the pack's folder name in the library: no slash, backslash or leading '.'.
 _ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
 _ID_RULE = ("2-64 characters of lowercase letters, digits, '.', '_' or '-', starting with a "
-            "letter or digit")
+            "letter or digit, not ending with '.', not a Windows device name such as 'nul'")
+# Windows opens these as devices whatever the folder or extension ("nul", "com1.x").
+_WINDOWS_DEVICES = frozenset(["con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
+                              *(f"lpt{i}" for i in range(10))])
 # Lucida's synthetic demo series (dicomio.demo.DEMO_SERIES_UID: a name-based UUID, the same
 # on every machine). inference may not import dicomio; a test keeps the two equal.
 DEMO_SERIES_UID = "2.25.71717754956612133667887322918880858546"
@@ -514,7 +517,8 @@ class Manifest(_Strict):
 
 def is_pack_id(value: str) -> bool:
     """The manifest's ``id`` rule; an id is also the pack's folder name in the library."""
-    return _ID_RE.fullmatch(value) is not None
+    return (_ID_RE.fullmatch(value) is not None and not value.endswith(".")
+            and value.split(".", 1)[0] not in _WINDOWS_DEVICES)
 
 
 def validate_pack_id(value: str) -> str:

@@ -144,12 +144,16 @@ class Registry:
                 f"a model pack {pack.id!r} is already installed at {target}; "
                 "remove it first (`lucida models remove ID`) or install with --replace"
             )
-        self.user_dir.mkdir(parents=True, exist_ok=True)
-        if not pack.is_zip and _inside(self.user_dir, src):
-            raise ModelPackError(f"{src} holds the models folder {self.user_dir}; choose the "
-                                 "pack's own folder")
-        staging = Path(tempfile.mkdtemp(prefix=".install-", dir=self.user_dir))
         try:
+            self.user_dir.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".install-", dir=self.user_dir))
+        except OSError as exc:
+            raise ModelPackError(f"cannot write to the models folder {self.user_dir}: "
+                                 f"{exc.strerror or exc}; check its permissions") from exc
+        try:
+            if not pack.is_zip and _inside(self.user_dir, src):
+                raise ModelPackError(f"{src} holds the models folder {self.user_dir}; choose "
+                                     "the pack's own folder")
             unpacked = staging / pack.id
             pack.copy_to(unpacked)
             installed = ModelPack.open(unpacked, limits=self.limits)
@@ -173,10 +177,11 @@ class Registry:
         if not mine:
             if any(p.id == pack_id and p.bundled for p in self.list()):
                 raise ModelPackError(f"{pack_id!r} is bundled with Lucida and cannot be removed")
-            if _lmode(target) is not None:
+            mode = _lmode(target)
+            if mode is not None:
                 raise ModelPackError(
-                    f"{target} is not an installed model pack (see `lucida models list`); "
-                    "nothing was removed")
+                    f"{target} is {kind_of(mode)}, not an installed model pack (see `lucida "
+                    "models list`); nothing was removed")
             raise ModelPackError(f"no installed model pack {pack_id!r} in {self.user_dir}")
         for path in mine:
             mode = _lmode(path)
@@ -186,11 +191,15 @@ class Registry:
                 raise ModelPackError(f"{path} is not a pack in {self.user_dir}; nothing removed")
             # Out of sight first: an interrupted delete leaves a hidden folder, not half a pack.
             trash = self.user_dir / f".remove-{uuid.uuid4().hex}"
-            os.rename(path, trash)
-            if stat.S_ISDIR(mode):
-                shutil.rmtree(trash)
-            else:
-                trash.unlink()
+            try:
+                os.rename(path, trash)
+                if stat.S_ISDIR(mode):
+                    shutil.rmtree(trash)
+                else:
+                    trash.unlink()
+            except OSError as exc:
+                raise ModelPackError(f"could not remove {path}: {exc.strerror or exc}; check "
+                                     "the permissions of the models folder") from exc
             log.info("removed model pack %s (%s)", pack_id, path)
         return mine
 

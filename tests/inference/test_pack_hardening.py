@@ -70,7 +70,7 @@ def test_a_manifest_id_that_is_not_a_folder_name_is_refused_naming_the_field(
         pack: Path) -> None:
     m = _manifest(pack)
     # "model\n" once passed: a regex '$' also matches before a final newline.
-    for bad in ("../x", "model\n", "Upper", "a/b", "a\\b", "."):
+    for bad in ("../x", "model\n", "Upper", "a/b", "a\\b", ".", "nul", "com1.pack", "pack."):
         m["id"] = bad
         with pytest.raises(ModelPackError, match=r"manifest\.json: id: "):
             parse_manifest(json.dumps(m))
