@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.volume import Volume
-from inference.manifest import Manifest
+from inference.manifest import Manifest, demo_only_problem
 
 
 def check_input(volume: Volume, manifest: Manifest) -> list[str]:
@@ -15,6 +15,10 @@ def check_input(volume: Volume, manifest: Manifest) -> list[str]:
     line refuses unless ``--force`` is given.
     """
     warnings: list[str] = []
+    # A demo-only pack (rules, not a trained model) is for Lucida's synthetic demo study.
+    problem = demo_only_problem(manifest, volume.series_uid)
+    if problem is not None:
+        warnings.append(problem)
     modality = (volume.modality or str(volume.metadata.get("modality", ""))).upper()
     if not modality:
         warnings.append(

@@ -135,6 +135,7 @@ def _write_outputs(folder: Path, result: Any) -> list[str]:
     import nibabel as nib
     import numpy as np
 
+    from core.atomic import atomic_path, write_text
     from core.convert import array_to_ijk, to_ras_affine_ijk
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -143,22 +144,24 @@ def _write_outputs(folder: Path, result: Any) -> list[str]:
     img = nib.Nifti1Image(np.asarray(array_to_ijk(result.label_map.array)), affine)
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
-    nib.save(img, str(folder / "labels.nii.gz"))
+    with atomic_path(folder / "labels.nii.gz") as tmp:
+        nib.save(img, str(tmp))
     written.append("labels.nii.gz")
     if result.heatmap is not None:
         heat = nib.Nifti1Image(np.asarray(array_to_ijk(result.heatmap.array), dtype=np.float32),
                                affine)
         heat.set_qform(affine, code=1)
         heat.set_sform(affine, code=1)
-        nib.save(heat, str(folder / "probability.nii.gz"))
+        with atomic_path(folder / "probability.nii.gz") as tmp:
+            nib.save(heat, str(tmp))
         written.append("probability.nii.gz")
     labels = [{"value": lab.value, "name": lab.name, "color_rgb": list(lab.color_rgb),
                "code": list(lab.code) if lab.code else None}
               for lab in result.label_map.labels]
-    (folder / "findings.json").write_text(json.dumps(
+    write_text(folder / "findings.json", json.dumps(
         {"labels": labels, "findings": [f.to_dict() for f in result.findings],
          "research_use_only": True}, indent=2))
-    (folder / "provenance.json").write_text(json.dumps(result.provenance, indent=2))
+    write_text(folder / "provenance.json", json.dumps(result.provenance, indent=2))
     written += ["findings.json", "provenance.json"]
     return written
 

@@ -86,7 +86,7 @@ def test_infer_nifti_writes_outputs_on_the_input_grid(library_dir: Path, tmp_pat
 
     path, vol = _demo_nifti(tmp_path)
     out = tmp_path / "out"
-    rc = main(["infer", "--model", DEMO_ID, str(path), str(path), "--out", str(out),
+    rc = main(["infer", "--model", DEMO_ID, str(path), str(path), "--out", str(out), "--force",
                "--threads", "1", "--provider", "cpu"])
     assert rc == 0, capsys.readouterr().err
     for name in ("demo", "demo-2"):  # the same input twice gets two folders
@@ -162,7 +162,7 @@ def test_a_worker_crash_fails_one_series_not_the_batch(library_dir: Path, tmp_pa
     path, _vol = _demo_nifti(tmp_path)
     worker_faults(crash="segfault", crash_once_marker=str(tmp_path / "crashed"))
     out = tmp_path / "out"
-    rc = main(["infer", "--model", DEMO_ID, str(path), str(path), "--out", str(out),
+    rc = main(["infer", "--model", DEMO_ID, str(path), str(path), "--out", str(out), "--force",
                "--threads", "1", "--provider", "cpu"])
     err = capsys.readouterr().err
     assert rc == 2

@@ -121,10 +121,6 @@ def _real_nifti(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "needs inference/checks.py (not this change's file) to add "
-    "inference.manifest.demo_only_problem(manifest, volume.series_uid) to check_input's "
-    "warnings; remove this marker with that change"))
 def test_infer_refuses_the_demo_pack_on_a_series_that_is_not_the_demo(
         library_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
