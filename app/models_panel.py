@@ -263,7 +263,7 @@ class ModelsPanel(QWidget):
         self.confirm.setVisible(bool(warnings))
         self.warnings_label.setVisible(bool(warnings) or refusal is not None)
         self.warnings_label.setStyleSheet("color: #e05040;" if refusal else "color: #e0a030;")
-        self.warnings_label.setText(f"⛔ Cannot run: {refusal}" if refusal else
+        self.warnings_label.setText(f"⚠ Cannot run: {refusal}" if refusal else
                                     "\n".join(f"⚠ {w}" for w in warnings))
         self._update_buttons()
 
