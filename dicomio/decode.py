@@ -350,9 +350,12 @@ def luminance(rgb: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
 #: bomb" member costs at most this much inflating (about a second) and is refused. Real
 #: objects are far smaller: a 1,000-frame 512 x 512 16-bit enhanced CT is 512 MiB.
 ZIP_MEMBER_MAX_BYTES = 1 << 30
-#: Inflated bytes of one member kept in memory; beyond this the spool moves to an
-#: anonymous temporary file (deleted on close, never next to the sources).
+#: Inflated bytes of one member kept in memory: the head the scan parses (the rest is
+#: only counted), and the part of a loaded member held in memory before the spool moves
+#: to an anonymous temporary file (deleted on close, never next to the sources).
 ZIP_SPOOL_MEMORY = 8 << 20
+#: Bytes kept from the end of a member for the scan (the end of encapsulated pixel data).
+ZIP_TAIL_BYTES = 4096
 #: Bytes inflated per read: zlib's output per call is bounded by it.
 ZIP_READ_BLOCK = 256 * 1024
 #: The most members, and the largest central directory, an archive may have: zipfile
@@ -414,7 +417,8 @@ def zip_member_blocks(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterat
         name = _ZIP_METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
         raise ZipMemberError(f"zip member compressed with {name}: not read (Lucida reads "
                              "stored or deflated members)")
-    if info.file_size > cap:
+    if info.file_size > cap:  # refused before inflating anything; a smaller claim is
+        # checked against the bytes that really come out (below)
         raise ZipMemberError(f"zip member of {info.file_size} bytes: more than the "
                              f"{cap}-byte limit for one member")
     total = 0
@@ -425,9 +429,9 @@ def zip_member_blocks(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterat
                 if not block:
                     break
                 total += len(block)
-                if total > cap:
-                    raise ZipMemberError(f"zip member inflates to more than {cap} bytes "
-                                         "(the limit for one member): not read")
+                if total > cap:  # zipfile stops at the declared size; this is a backstop
+                    raise ZipMemberError(f"zip member inflates to more than the {cap}-byte "
+                                         "limit for one member")
                 yield block
     except ZipMemberError:
         raise
@@ -436,6 +440,35 @@ def zip_member_blocks(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterat
     if total != info.file_size:
         raise ZipMemberError(f"corrupt zip member: it inflates to {total} bytes, the archive "
                              f"says {info.file_size}")
+
+
+@dataclass(frozen=True)
+class ZipMemberHead:
+    """What the scan keeps of one member: its first and last bytes and its real size."""
+
+    head: bytearray  # kept as built: a bytes() copy would double the peak
+    tail: bytes
+    size: int
+
+
+def read_zip_member_head(archive: zipfile.ZipFile, info: zipfile.ZipInfo,
+                         check_start: Callable[[bytes], None] | None = None) -> ZipMemberHead:
+    """Inflate a member once, keeping its first :data:`ZIP_SPOOL_MEMORY` bytes and its
+    last :data:`ZIP_TAIL_BYTES`; the bytes between are counted, not kept, so neither
+    memory nor disk grow with the member. Errors as :func:`zip_member_blocks`;
+    ``check_start`` as in :func:`spool_zip_member`."""
+    head = bytearray()
+    tail = b""
+    size = 0
+    for block in zip_member_blocks(archive, info):
+        if not size and check_start is not None:
+            check_start(block)
+        size += len(block)
+        room = ZIP_SPOOL_MEMORY - len(head)
+        if room > 0:
+            head += block[:room]
+        tail = (tail + block)[-ZIP_TAIL_BYTES:]
+    return ZipMemberHead(head, tail, size)
 
 
 def spool_zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo,

@@ -86,6 +86,18 @@ def is_vr(vr: bytes) -> bool:
     return vr in _VR_SHAPES
 
 
+def _read_at_least(fp: BinaryIO, want: int, need: int) -> bytes:
+    """Up to ``want`` bytes, at least ``need`` unless the stream ends: a stream may
+    return less than asked (a zip member's kept head ends), so read on."""
+    data = fp.read(want)
+    while len(data) < need:
+        more = fp.read(want - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
 class _Cursor:
     """A forward position in a seekable stream, read through a bounded buffer.
 
@@ -117,7 +129,7 @@ class _Cursor:
         if self.limit is not None:
             want = max(n, min(want, self.limit - self.pos))
         self.fp.seek(self.pos)
-        self._buf = self.fp.read(want)
+        self._buf = _read_at_least(self.fp, want, n)
         self._base = self.pos
         if len(self._buf) < n:
             raise Truncated("truncated: the file ends inside a data element")
@@ -164,7 +176,7 @@ class _Cursor:
         if self.limit is not None and pos + n > self.limit:
             raise TooLarge("header too large: a value runs past the bytes read for a header")
         self.fp.seek(pos)
-        data = self.fp.read(n)
+        data = _read_at_least(self.fp, n, n)
         if len(data) < n:
             raise Truncated("truncated: the file ends inside a data element")
         return data

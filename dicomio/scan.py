@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, cast
 
 import pydicom
 from pydicom.datadict import keyword_for_tag
@@ -52,7 +52,13 @@ from core.errors import CancelledError
 from core.progress import CancelToken, ProgressSink
 from dicomio import fastheader
 from dicomio.classify import MEDIA_STORAGE_DIRECTORY, ObjectKind, classify_sop_class
-from dicomio.decode import ZipMemberError, spool_zip_member, zip_directory_problem
+from dicomio.decode import (
+    ZipMemberError,
+    ZipMemberHead,
+    read_zip_member_head,
+    spool_zip_member,
+    zip_directory_problem,
+)
 from dicomio.source import DicomSource
 
 log = logging.getLogger(__name__)
@@ -292,6 +298,17 @@ def _functional(ds: Dataset, seq: str, item: str) -> Dataset | None:
 _TRUNCATED = "truncated: the file ends inside a data element"
 
 
+def _read_exact(fp: BinaryIO, n: int) -> bytes:
+    """``n`` bytes, or fewer only at the end of the stream (a read may return less)."""
+    data = fp.read(n)
+    while len(data) < n:
+        more = fp.read(n - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
 def _tail_reader(fp: BinaryIO, size: int, start: int) -> Callable[[], bytes]:
     """The last bytes of the stream from ``start`` on (at most :data:`_TAIL_BYTES`)."""
     def tail() -> bytes:
@@ -316,7 +333,7 @@ def _pixel_data_check(fp: BinaryIO, ds: Dataset, size: int) -> bool:
                         little is not False)
         return False
     fp.seek(pos)
-    head = fp.read(12)
+    head = _read_exact(fp, 12)
     if len(head) < 8:
         raise ScanProblem("truncated: the file ends inside the pixel data element header")
     endian = "<" if little is not False else ">"
@@ -646,17 +663,23 @@ class _BoundedReader(io.RawIOBase):
     def tell(self) -> int:
         return self._fp.tell()
 
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        want = len(view)
+    def read(self, size: int | None = -1) -> bytes:
+        # Clamp before anything is allocated: io.RawIOBase.read would first allocate
+        # the size asked for, and a crafted length asks for gigabytes.
+        want = self._left if size is None or size < 0 else size
         if want > self._left:
             self.exhausted = True
             want = self._left
         if want <= 0:
-            return 0
-        data = self._fp.read(want)
-        view[:len(data)] = data
+            return b""
+        data = _read_exact(self._fp, want)
         self._left -= len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[:len(data)] = data
         return len(data)
 
 
@@ -686,6 +709,8 @@ def _read_header_pydicom(fp: BinaryIO, source: DicomSource, size: int,
         ds = pydicom.dcmread(
             reader, stop_before_pixels=True, specific_tags=_HEADER_TAGS, force=not has_marker
         )
+    except _NotKept:
+        raise
     except InvalidDicomError as exc:
         raise (_too_large() if reader.exhausted else
                ScanProblem(f"not a DICOM file ({exc})")) from exc
@@ -825,17 +850,83 @@ def _check_member_start(block: bytes) -> None:
         raise ScanProblem("not a DICOM file (no 'DICM' marker and no DICOM header)")
 
 
+class _NotKept(Exception):
+    """Internal: a read of bytes of a zip member that were counted but not kept."""
+
+
+class _HeadAndTail(io.RawIOBase):
+    """A member as a seekable stream of its real size, of which only the kept head and
+    tail can be read; reading between raises :class:`_NotKept`."""
+
+    def __init__(self, kept: ZipMemberHead) -> None:
+        super().__init__()
+        self._kept = kept
+        self._pos = 0
+        self._tail_start = kept.size - len(kept.tail)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._kept.size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[:len(data)] = data
+        return len(data)
+
+    def read(self, size: int | None = -1) -> bytes:
+        start = self._pos
+        stop = self._kept.size if size is None or size < 0 else min(start + size,
+                                                                     self._kept.size)
+        if stop <= start:
+            return b""
+        head, tail = self._kept.head, self._kept.tail
+        if stop <= len(head):
+            data = bytes(head[start:stop])
+        elif start >= self._tail_start:
+            data = tail[start - self._tail_start:stop - self._tail_start]
+        elif start < len(head) and len(head) + len(tail) >= self._kept.size:
+            data = bytes(head[start:]) + tail[len(head) - self._tail_start:stop - self._tail_start]
+        elif start < len(head):
+            data = bytes(head[start:])  # a short read: the next one, in the gap, raises
+        else:
+            raise _NotKept
+        self._pos += len(data)
+        return data
+
+
 def _scan_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: DicomSource,
                  mtime: float) -> InstanceHeader:
-    """One member, inflated once into a bounded spool; ScanProblem on bad input."""
+    """One member, inflated once; ScanProblem on bad input.
+
+    The header is read from the member's kept head (and tail). A header that runs
+    past the head (a large structure set, say) has the member inflated again into a
+    spool that moves to a temporary file beyond :data:`ZIP_SPOOL_MEMORY`.
+    """
     try:
-        spool = spool_zip_member(archive, info, _check_member_start)
+        kept = read_zip_member_head(archive, info, _check_member_start)
+    except ZipMemberError as exc:
+        raise ScanProblem(str(exc)) from None
+    try:
+        return _read_header(cast(BinaryIO, _HeadAndTail(kept)), source, kept.size, mtime)
+    except _NotKept:
+        pass
+    try:
+        spool = spool_zip_member(archive, info)
     except ZipMemberError as exc:
         raise ScanProblem(str(exc)) from None
     with spool:
-        size = spool.seek(0, io.SEEK_END)
-        spool.seek(0)
-        return _read_header(spool, source, size, mtime)
+        return _read_header(spool, source, kept.size, mtime)
 
 
 def _scan_zip(path: Path, mtime: float) -> _Outcome:
@@ -1012,9 +1103,10 @@ def scan_paths(
 ) -> ScanResult:
     """Scan files, folders (recursively), DICOMDIRs and zip archives, headers only.
 
-    Headers are parsed from the first bytes of each file by a small reader of
-    our own, falling back to pydicom for anything unusual (character sets,
-    big endian, deflate, functional groups). ``workers`` sets the pool size
+    Headers are read by :mod:`dicomio.fastheader` (seeking past values, never
+    reading pixel data), falling back to pydicom only for what it declines (no
+    'DICM' marker, invalid VRs). A file that fails in any way is a
+    :class:`SkippedFile` with the reason; only a cancel raises. ``workers`` sets the pool size
     (1 scans in this thread; default: serial below :data:`SERIAL_BELOW`
     files, else :func:`default_workers` threads, which overlap file I/O on a
     cold cache). Measured on the 2-core development machine, a process pool

@@ -386,13 +386,18 @@ def _zoo_files() -> list[Path]:
 
 
 def test_fast_reader_agrees_with_pydicom_on_the_zoo() -> None:
-    """The quick header reader gives exactly what pydicom gives, or declines."""
+    """The header parser (fastheader) gives exactly what pydicom gives, or declines.
+
+    The fast reader is called on its own (``read_header_fast`` returns None when it
+    declines), so a file it hands to pydicom cannot count as agreement: the test
+    asserts how many files it really parsed.
+    """
     from dicomio import scan as scan_module
     from dicomio.source import DicomSource
 
     files = _zoo_files()
-    assert len(files) > 100
-    compared = 0
+    assert len(files) > 300
+    fast_parsed = declined = 0
     def run(reader: object, path: Path, size: int, mtime: float) -> object:
         try:
             with open(path, "rb") as fp:
@@ -402,21 +407,27 @@ def test_fast_reader_agrees_with_pydicom_on_the_zoo() -> None:
 
     for path in files:
         size, mtime = path.stat().st_size, path.stat().st_mtime
-        fast = run(scan_module._read_header, path, size, mtime)
-        general = run(scan_module._read_header_pydicom, path, size, mtime)
         if size == 0:
             continue
+        fast = run(scan_module.read_header_fast, path, size, mtime)
+        if fast is None:
+            declined += 1
+            continue
+        general = run(scan_module._read_header_pydicom, path, size, mtime)
         assert fast == general, path
-        compared += 1
-    print(f"fast reader == pydicom on {compared} files")
+        fast_parsed += 1
+    print(f"fast reader == pydicom on {fast_parsed} files, {declined} declined")
+    # 295 of the 312 non-empty zoo files today; the 17 declined have no 'DICM' marker
+    # (raw data sets, JSON, text) or an invalid VR in an explicit-VR data set.
+    assert fast_parsed >= 290 and declined <= 20
 
 
 def test_zoo_tally_every_file_accounted_for() -> None:
+    """The scan of the whole zoo, checked against a record: the count of each object
+    kind and skip reason, and for known files their kind or their reason."""
     files = _zoo_files()
     folders = sorted({p.parent for p in files})
     result = scan_paths(folders)
-    assert result.files_seen == (len(result.instances) + len(result.skipped)
-                                 + len(result.dicomdirs))
     kinds: dict[str, int] = {}
     for instance in result.instances:
         kinds[instance.object_kind.value] = kinds.get(instance.object_kind.value, 0) + 1
@@ -426,8 +437,27 @@ def test_zoo_tally_every_file_accounted_for() -> None:
         reasons[key] = reasons.get(key, 0) + 1
     print(f"zoo scan: {result.files_seen} files, {len(result.instances)} indexed {kinds}, "
           f"{len(result.dicomdirs)} DICOMDIRs, skipped {reasons}")
-    assert kinds.get("image", 0) > 100 and kinds.get("rtdose", 0) > 0
-    assert reasons.get("truncated", 0) >= 2
+    assert (result.files_seen, len(result.dicomdirs)) == (244, 8)
+    assert kinds == {"image": 144, "rtdose": 7, "seg": 4, "rtplan": 3, "sr": 3,
+                     "rtstruct": 1, "waveform": 1}
+    assert reasons == {"image object without pixel data": 50, "missing required UID(s)": 10,
+                       "not a DICOM file": 10, "truncated": 3}
+    kind_of = {i.source.path.name: i.object_kind.value for i in result.instances}
+    for name, kind in (("CT_small.dcm", "image"), ("MR_small_bigendian.dcm", "image"),
+                       ("image_dfl.dcm", "image"), ("emri_small.dcm", "image"),
+                       ("rtstruct.dcm", "rtstruct"), ("rtdose.dcm", "rtdose"),
+                       ("test-SR.dcm", "sr"), ("waveform_ecg.dcm", "waveform"),
+                       ("liver.dcm", "seg")):
+        assert kind_of.get(name) == kind, (name, kind_of.get(name))
+    skipped = {s.source.path.name: s.reason for s in result.skipped}
+    for name, fragment in (
+            ("MR_truncated.dcm", "truncated: pixel data needs 8192 bytes but the file is 62"),
+            ("rtplan_truncated.dcm", "truncated: the file ends inside a data element"),
+            ("emri_small_jpeg_2k_lossless_too_short.dcm",
+             "truncated: compressed pixel data has no end-of-sequence marker"),
+            ("priv_SQ.dcm", "missing required UID(s): StudyInstanceUID, SeriesInstanceUID"),
+            ("no_meta.dcm", "not a DICOM file"), ("zipMR.gz", "not a DICOM file")):
+        assert fragment in skipped.get(name, ""), (name, skipped.get(name))
 
 
 def test_key_object_selection_is_indexed_as_ko(tmp_path: Path) -> None:
@@ -449,3 +479,65 @@ def test_key_object_selection_is_indexed_as_ko(tmp_path: Path) -> None:
     groups = group_series(result.instances)
     ko_group = next(g for g in groups if g.object_kind is ObjectKind.KO)
     assert len(ko_group.instances) == 1 and "ko" in ko_group.description
+
+
+def test_top_level_uc_ur_sv_uv_elements_are_read(tmp_path: Path) -> None:
+    """Valid files with top-level UC, UR, SV and UV elements (4-byte lengths) are
+    indexed with pydicom's values, as an image and as a non-image object.
+
+    The URI starts with two capitals, so a parser that took UR for a short VR would
+    read "HT" as a VR and "TP" as a 20,564-byte length: past the end of this file.
+    """
+    from app.importer import import_paths
+    from store import Library
+
+    files = _write(_axial(2), tmp_path / "s", patient_name="DOE^JANE", series_number=7,
+                   series_description="Chest")
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.add_new(0x00080409, "UR", "HTTPS://pacs.example.org/studies/1")  # FileAccessURI
+        ds.add_new(0x00100212, "UC", "HETEROZYGOUS strain, described at length")
+        ds.add_new(0x00720082, "SV", [-5, 1 << 40])  # SelectorSVValue
+        ds.add_new(0x00720083, "UV", [1 << 60])  # SelectorUVValue
+        ds.save_as(path)
+    no_pixels = tmp_path / "s" / "no_pixels.dcm"
+    ds = pydicom.dcmread(files[1])
+    del ds.PixelData
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.3.4.5.6.7.8.9"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.save_as(no_pixels)
+    raw = files[0].read_bytes()
+    for vr in (b"UR\x00\x00", b"UC\x00\x00", b"SV\x00\x00", b"UV\x00\x00"):
+        assert vr in raw  # written with the 4-byte length form
+
+    result = scan_paths([tmp_path / "s"], workers=1)
+    assert not result.skipped, result.skipped
+    by_name = {i.source.path.name: i for i in result.instances}
+    assert by_name["no_pixels.dcm"].object_kind is ObjectKind.OTHER_NONIMAGE
+    for path in [*files, no_pixels]:
+        ref = pydicom.dcmread(path)
+        assert ref[0x00720082].value == [-5, 1 << 40] and ref[0x00720083].value == 1 << 60
+        got = by_name[path.name]
+        assert got.sop_instance_uid == ref.SOPInstanceUID
+        assert got.series_uid == ref.SeriesInstanceUID and got.study_uid == ref.StudyInstanceUID
+        assert got.patient_name == str(ref.PatientName) == "DOE^JANE"
+        assert got.series_description == ref.SeriesDescription
+        assert got.series_number == ref.SeriesNumber == 7
+        assert got.instance_number == ref.InstanceNumber
+        assert got.image_position == pytest.approx([float(v) for v in ref.ImagePositionPatient])
+        assert (got.rows, got.columns) == (ref.Rows, ref.Columns)
+
+    from dicomio.fastheader import WANTED, read_lean_header
+
+    with open(files[0], "rb") as fp:
+        lean = read_lean_header(fp, files[0].stat().st_size)
+    assert lean is not None
+    ref = pydicom.dcmread(files[0], stop_before_pixels=True)
+    for keyword in ("Rows", "Columns", "InstanceNumber", "Modality", "RescaleIntercept"):
+        assert keyword in WANTED
+        assert lean[0].get(keyword) == pytest.approx(ref.get(keyword)) \
+            if keyword != "Modality" else lean[0].get(keyword) == ref.Modality
+
+    with Library.open(tmp_path / "lib") as lib:
+        report = import_paths(lib, [tmp_path / "s"])
+    assert report.new == 3 and not report.skipped

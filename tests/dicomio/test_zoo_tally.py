@@ -3,8 +3,11 @@
 Each file is loaded as an image (``read_volume`` on that single file), indexed
 as a non-image object (``dicomio.scan`` classification), or rejected with a
 reason; no exception other than a LucidaError subclass may escape. The tally
-is printed (``pytest -s``). Corrupt copies made in tmp_path each give a
-DicomReadError with a specific reason.
+is printed (``pytest -s``) and checked against a record: the count of each
+category, and for known files the category and what the detail says (shape,
+object kind or rejection reason), so a file landing in the wrong category
+fails even when the totals still add up. Corrupt copies made in tmp_path each
+give a DicomReadError with a specific reason.
 """
 
 from __future__ import annotations
@@ -57,6 +60,65 @@ def _attempt(files: list[Path]) -> dict[str, list[tuple[Path, str]]]:
     return tally
 
 
+def _check_known(tally: dict[str, list[tuple[Path, str]]],
+                 known: dict[str, tuple[str, str]]) -> None:
+    """Each known file (by relative name) is in its category with that detail."""
+    where: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for category, items in tally.items():
+        for path, detail in items:
+            for name in known:
+                if path.as_posix().endswith("/" + name):
+                    where[name].append((category, detail))
+    for name, (category, fragment) in known.items():
+        assert len(where[name]) == 1, (name, where[name])
+        got_category, detail = where[name][0]
+        assert got_category == category, (name, got_category, detail)
+        assert fragment in detail, (name, detail)
+
+
+#: The pinned zoo (pydicom 3.0.2 test files + pydicom-data 1.0.0), as it lands today.
+ZOO_TOTALS = {"loaded": 148, "non-image": 19, "rejected": 77}
+ZOO_KNOWN = {
+    # one file per decoder family that must work here, with its shape and dtype
+    "CT_small.dcm": ("loaded", "(1, 128, 128) int16"),
+    "MR_small_RLE.dcm": ("loaded", "(1, 64, 64) int16"),
+    "JPEG2000.dcm": ("loaded", "(1, 1024, 256) int16"),
+    "JPEG-LL.dcm": ("loaded", "(1, 1024, 256) int16"),
+    "MR_small_jpeg_ls_lossless.dcm": ("loaded", "(1, 64, 64) int16"),
+    "MR_small_bigendian.dcm": ("loaded", "(1, 64, 64) int16"),
+    "image_dfl.dcm": ("loaded", "(1, 512, 512) int16"),
+    "SC_rgb.dcm": ("loaded", "(1, 100, 100) float32"),
+    "emri_small.dcm": ("loaded", "(10, 64, 64) int16"),
+    "color3d_jpeg_baseline.dcm": ("loaded", "(120, 480, 640) float32"),
+    # non-image objects, by kind
+    "liver.dcm": ("non-image", "seg"),
+    "rtdose.dcm": ("non-image", "rtdose"),
+    "rtplan.dcm": ("non-image", "rtplan"),
+    "rtstruct.dcm": ("non-image", "rtstruct"),
+    "test-SR.dcm": ("non-image", "sr"),
+    "waveform_ecg.dcm": ("non-image", "waveform"),
+    # rejected, with the reason
+    "MR_truncated.dcm": ("rejected", "pixel data are truncated: 8192 bytes needed, 8130 present"),
+    "no_meta.dcm": ("rejected", "no 'DICM' marker"),
+    "priv_SQ.dcm": ("rejected", "no pixel data (MR Image Storage)"),
+    "dicomdirtests/DICOMDIR": ("rejected", "not an image: Media Storage Directory Storage"),
+    "JPEG2000-embedded-sequence-delimiter.dcm": (
+        "rejected", "no available decoder could read transfer syntax JPEG 2000"),
+}
+MASKS_TOTALS = {"loaded": 3, "non-image": 7, "rejected": 0}
+MASKS_KNOWN = {
+    "dcmqi_ct-3slice_SEG/ct-3slice/01.dcm": ("loaded", "(1, 512, 512) int16"),
+    "dcmqi_ct-3slice_SEG/ct-3slice/03.dcm": ("loaded", "(1, 512, 512) int16"),
+    "LIDC-IDRI-0001_SEG_fedorov/nodule.dcm": ("non-image", "seg"),
+    "dcmqi_ct-3slice_SEG/liver.dcm": ("non-image", "seg"),
+    "dcmqi_ct-3slice_SEG/partial_overlaps.dcm": ("non-image", "seg"),
+    "dcmqi_sr-tid1500_example/seg.dcm": ("non-image", "seg"),
+    "dcmqi_sr-tid1500_example/sr.dcm": ("non-image", "sr"),
+    "dcmqi_sr-tid1500_example/rwvm.dcm": ("non-image", "other_nonimage"),
+    "dicompyler_RTSTRUCT/rtss.dcm": ("non-image", "rtstruct"),
+}
+
+
 def _print_tally(title: str, tally: dict[str, list[tuple[Path, str]]]) -> None:
     print(f"\n=== {title}: loaded {len(tally['loaded'])}, non-image "
           f"{len(tally['non-image'])}, rejected {len(tally['rejected'])}")
@@ -79,14 +141,10 @@ def test_pydicom_zoo_tally() -> None:
     assert len(files) > 100
     tally = _attempt(files)
     _print_tally("pydicom + pydicom-data zoo", tally)
-    assert sum(len(v) for v in tally.values()) == len(files)
-    # The zoo is mostly images in every codec: most must load.
-    assert len(tally["loaded"]) > len(files) // 2
-    loaded_names = {p.name for p, _ in tally["loaded"]}
-    # One file per decoder family that must work here.
-    for name in ("CT_small.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm", "JPEG-LL.dcm",
-                 "MR_small_jpeg_ls_lossless.dcm", "SC_rgb.dcm", "emri_small.dcm"):
-        assert name in loaded_names, name
+    assert {k: len(tally[k]) for k in ZOO_TOTALS} == ZOO_TOTALS
+    _check_known(tally, ZOO_KNOWN)
+    # Every rejection says why, and no rejected file is one the scan indexed as an image.
+    assert all(reason.strip() for _, reason in tally["rejected"])
 
 
 def test_shared_masks_tally(shared_data: Path) -> None:
@@ -94,10 +152,8 @@ def test_shared_masks_tally(shared_data: Path) -> None:
                    and p.name != "SOURCE.md")
     tally = _attempt(files)
     _print_tally("shared/data/masks", tally)
-    assert sum(len(v) for v in tally.values()) == len(files)
-    non_image = {p.name for p, _ in tally["non-image"]}
-    assert {"nodule.dcm", "liver.dcm", "seg.dcm", "sr.dcm", "rtss.dcm"} <= non_image
-    assert tally["loaded"], "the CT slices next to the dcmqi SEG must load"
+    assert {k: len(tally[k]) for k in MASKS_TOTALS} == MASKS_TOTALS
+    _check_known(tally, MASKS_KNOWN)
 
 
 # --------------------------------------------------------------------------- corrupt inputs
