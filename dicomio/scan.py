@@ -610,13 +610,16 @@ def read_header_fast(fp: BinaryIO, source: DicomSource, size: int,
         return None
     except fastheader.HeaderProblem as problem:
         raise ScanProblem(str(problem)) from None
-    fields = _fields_from_walk(found, meta, implicit=implicit, little=little)
-    has_pixels = False
-    if found.pixel_pos is not None:
-        has_pixels = _pixel_element_check(found.pixel_head, implicit, found.pixel_pos, size,
-                                          _tail_reader(fp, size, found.pixel_pos),
-                                          "<" if little else ">")
-    return _header_from_fields(fields, source, size=size, mtime=mtime, has_pixels=has_pixels)
+    def has_pixels() -> bool:
+        if found.pixel_pos is None:
+            return False
+        return _pixel_element_check(found.pixel_head, implicit, found.pixel_pos, size,
+                                    _tail_reader(fp, size, found.pixel_pos),
+                                    "<" if little else ">")
+
+    return _header_or_problem(
+        source, size, mtime,
+        lambda: _fields_from_walk(found, meta, implicit=implicit, little=little), has_pixels)
 
 
 def _read_deflated_fast(fp: BinaryIO, meta: fastheader.FileMeta, source: DicomSource,
@@ -628,13 +631,16 @@ def _read_deflated_fast(fp: BinaryIO, meta: fastheader.FileMeta, source: DicomSo
     found = fastheader.walk(inflated, 0, end=len(data) if complete else None,
                             limit=len(data), implicit=False, wanted=_WANTED,
                             capture=_CAPTURED)
-    fields = _fields_from_walk(found, meta, implicit=False, little=True)
-    has_pixels = found.pixel_pos is not None
-    if found.pixel_pos is not None and complete:
+    def has_pixels() -> bool:
+        if found.pixel_pos is None or not complete:
+            return found.pixel_pos is not None
         # The whole data set was inflated: its pixel element can be checked as in a file.
-        has_pixels = _pixel_element_check(found.pixel_head, False, found.pixel_pos, len(data),
-                                          _tail_reader(inflated, len(data), found.pixel_pos))
-    return _header_from_fields(fields, source, size=size, mtime=mtime, has_pixels=has_pixels)
+        return _pixel_element_check(found.pixel_head, False, found.pixel_pos, len(data),
+                                    _tail_reader(inflated, len(data), found.pixel_pos))
+
+    return _header_or_problem(
+        source, size, mtime, lambda: _fields_from_walk(found, meta, implicit=False, little=True),
+        has_pixels)
 
 
 class _BoundedReader(io.RawIOBase):
@@ -667,13 +673,16 @@ class _BoundedReader(io.RawIOBase):
         # Clamp before anything is allocated: io.RawIOBase.read would first allocate
         # the size asked for, and a crafted length asks for gigabytes.
         want = self._left if size is None or size < 0 else size
-        if want > self._left:
-            self.exhausted = True
-            want = self._left
-        if want <= 0:
-            return b""
-        data = _read_exact(self._fp, want)
+        clamped = want > self._left
+        want = min(want, self._left)
+        data = _read_exact(self._fp, want) if want > 0 else b""
         self._left -= len(data)
+        # Only a read that the budget cut short (the stream had more) means "too large";
+        # a crafted length past the end of a small file is plain truncation.
+        if clamped and len(data) == want:
+            at = self._fp.tell()
+            self.exhausted = bool(self._fp.read(1))
+            self._fp.seek(at)
         return data
 
     def readinto(self, buffer: Any) -> int:
@@ -724,9 +733,8 @@ def _read_header_pydicom(fp: BinaryIO, source: DicomSource, size: int,
             f"unreadable DICOM header: {type(exc).__name__}: {exc}"[:300])) from exc
     if reader.exhausted:
         raise _too_large()
-    fields = _DatasetFields.of(ds)
-    has_pixels = _pixel_data_check(fp, ds, size)
-    return _header_or_problem(fields, source, size, mtime, has_pixels)
+    return _header_or_problem(source, size, mtime, lambda: _DatasetFields.of(ds),
+                              lambda: _pixel_data_check(fp, ds, size))
 
 
 def _read_deflated_pydicom(fp: BinaryIO, meta: fastheader.FileMeta, source: DicomSource,
@@ -750,18 +758,21 @@ def _read_deflated_pydicom(fp: BinaryIO, meta: fastheader.FileMeta, source: Dico
         raise
     except Exception as exc:
         raise ScanProblem(f"unreadable DICOM header: {type(exc).__name__}: {exc}"[:300]) from exc
-    fields = _DatasetFields(ds, meta.transfer_syntax, meta.sop_class, meta.sop_instance)
-    return _header_or_problem(fields, source, size, mtime, "Rows" in ds)
+    return _header_or_problem(
+        source, size, mtime,
+        lambda: _DatasetFields(ds, meta.transfer_syntax, meta.sop_class, meta.sop_instance),
+        lambda: "Rows" in ds)
 
 
-def _header_or_problem(fields: _Fields, source: DicomSource, size: int, mtime: float,
-                       has_pixels: bool) -> InstanceHeader:
+def _header_or_problem(source: DicomSource, size: int, mtime: float,
+                       fields: Callable[[], _Fields],
+                       has_pixels: Callable[[], bool]) -> InstanceHeader:
+    """The header from the fields and the pixel check, with any failure of theirs (pydicom
+    converts values lazily, and fails in many ways) as a specific skip reason."""
     try:
-        return _header_from_fields(fields, source, size=size, mtime=mtime,
-                                   has_pixels=has_pixels)
-    except ScanProblem:
-        raise
-    except (MemoryError, RecursionError):
+        return _header_from_fields(fields(), source, size=size, mtime=mtime,
+                                   has_pixels=has_pixels())
+    except (ScanProblem, _NotKept, MemoryError, RecursionError):
         raise
     except Exception as exc:  # pydicom converts values lazily, and fails in many ways
         raise ScanProblem(f"unreadable DICOM header: {type(exc).__name__}: {exc}"[:300]) from exc

@@ -355,7 +355,28 @@ def test_no_preamble_file_claiming_4_gb_under_a_memory_limit(tmp_path: Path) -> 
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["indexed"] == len(good)
     assert list(result["reasons"]) == ["no_preamble.dcm"]
-    assert result["reasons"]["no_preamble.dcm"].startswith(("truncated", "header too large"))
+    assert result["reasons"]["no_preamble.dcm"].startswith("truncated")
+
+
+def test_the_general_reader_stops_at_its_budget(tmp_path: Path) -> None:
+    """A preamble-less file whose header really is larger than the fallback's budget
+    (a 2 MiB PatientName) is refused as too large instead of being read whole."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    from dicomio.scan import FALLBACK_READ_MAX
+
+    ds = pydicom.dcmread(_series(tmp_path / "s", 1)[0])
+    ds.PatientName = "X" * (2 * MiB)
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, True
+    write_dataset(buffer, ds)
+    path = tmp_path / "huge_name.dcm"
+    path.write_bytes(buffer.getvalue())
+    result = scan_paths([path])
+    assert not result.instances
+    assert [s.reason for s in result.skipped] == [
+        f"header too large: the general reader stops after {FALLBACK_READ_MAX} bytes of header"]
 
 
 def _replace_value(data: bytes, tag: bytes, value: bytes) -> bytes:
@@ -403,8 +424,8 @@ _WEIRD_NUMBERS = [b"1e400", b"-1e999", b"nan", b"inf", b"99999999999999999999", 
 def _mutate(data: bytes, rng: random.Random) -> bytes:
     """One seeded, structure-aware mutation of a DICOM file."""
     buf = bytearray(data)
-    kind = rng.randrange(8)
-    if kind == 0:  # flip bytes
+    kind = rng.randrange(8) if len(buf) > 256 else 0
+    if kind == 0 and buf:  # flip bytes
         for _ in range(rng.randint(1, 16)):
             buf[rng.randrange(len(buf))] = rng.randrange(256)
     elif kind == 1:  # a length field becomes huge or undefined
@@ -472,3 +493,40 @@ def test_random_mutations_never_escape_scan_or_import(tmp_path: Path) -> None:
     good_series = [s for s in report.series if s.instances == len(good)
                    and s.new_instances == len(good)]
     assert good_series, report.summary()
+
+
+# --------------------------------------------------------------------------- workers, DICOMDIR
+
+
+@pytest.mark.parametrize("use_processes", [False, True])
+def test_hostile_files_in_worker_threads_and_processes(tmp_path: Path,
+                                                      use_processes: bool) -> None:
+    """Failures inside pool workers are skip reasons too: a recursion-deep header and
+    an overflowing number, in several chunks, next to a real series."""
+    good = _series(tmp_path / "src" / "ct", 40)
+    header, pixels = _split_at_pixels(_one_file(tmp_path))
+    bad = tmp_path / "src" / "bad"
+    bad.mkdir()
+    for n in range(20):
+        (bad / f"deep{n:02d}.dcm").write_bytes(header + _nested_sequences(5000) + pixels)
+        overflow = _replace_value(_one_file(tmp_path, f"o{n}"), b"\x20\x00\x13\x00IS",
+                                  b"1e400 ")
+        (bad / f"overflow{n:02d}.dcm").write_bytes(overflow)
+    result = scan_paths([tmp_path / "src"], workers=2, use_processes=use_processes)
+    assert len(result.instances) == len(good) + 20  # the overflowing numbers read as absent
+    reasons = _reasons(result.skipped)
+    assert sorted(reasons) == [f"deep{n:02d}.dcm" for n in range(20)]
+    assert all("nested more than 64 levels" in r for r in reasons.values())
+
+
+def test_a_hostile_dicomdir_is_a_skip_reason(tmp_path: Path) -> None:
+    """A DICOMDIR that pydicom cannot read (5,000 nested sequences: RecursionError)
+    is reported; the files beside it are still scanned."""
+    good = _series(tmp_path / "media" / "ct", 3)
+    header, pixels = _split_at_pixels(_one_file(tmp_path))
+    (tmp_path / "media" / "DICOMDIR").write_bytes(header + _nested_sequences(5000) + pixels)
+    result = scan_paths([tmp_path / "media"])
+    assert len(result.instances) == len(good)
+    reasons = _reasons(result.skipped)
+    assert list(reasons) == ["DICOMDIR"]
+    assert reasons["DICOMDIR"].startswith("unreadable DICOMDIR: RecursionError")
