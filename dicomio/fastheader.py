@@ -215,7 +215,6 @@ class Walk:
     vrs: dict[int, str | None] = field(default_factory=dict)
     pixel_pos: int | None = None  # offset of the pixel data tag; None: none before the end
     pixel_head: bytes = b""  # up to 12 bytes from pixel_pos: the pixel element's header
-    elements: int = 0
 
 
 _S_META = struct.Struct("<HH2s")
@@ -223,7 +222,6 @@ _U16 = {True: struct.Struct("<H"), False: struct.Struct(">H")}
 _U32 = {True: struct.Struct("<I"), False: struct.Struct(">I")}
 _TAG = {True: struct.Struct("<HH"), False: struct.Struct(">HH")}
 _TAG_LEN = {True: struct.Struct("<HHI"), False: struct.Struct(">HHI")}
-_TAG_VR = {True: struct.Struct("<HH2s"), False: struct.Struct(">HH2s")}
 
 
 def skip_meta_group(fp: BinaryIO, pos: int, end: int | None, limit: int | None = None,
@@ -377,7 +375,6 @@ def walk(fp: BinaryIO, start: int, *, end: int | None, implicit: bool, little: b
                 raise Truncated("truncated: the file ends inside a data element")
     if stack:
         raise Truncated("truncated: the file ends inside a sequence")
-    out.elements = count
     return out
 
 
