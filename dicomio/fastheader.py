@@ -319,7 +319,10 @@ def walk(fp: BinaryIO, start: int, *, end: int | None, implicit: bool, little: b
                     cur.skip(length)
                 continue
         # One element header, parsed straight from the buffer (the hot path).
-        buf, rel = cur.window(12)
+        buf = cur._buf
+        rel = cur.pos - cur._base
+        if rel < 0 or rel + 12 > len(buf):
+            buf, rel = cur.window(12)
         have = len(buf) - rel
         if have < 8:
             cur.peek(8)  # raises Truncated or TooLarge, whichever applies
