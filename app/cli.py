@@ -72,7 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_gui(args)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        # Flush here, not at interpreter exit: with a buffered stdout (no
+        # PYTHONUNBUFFERED) a reader that went away only shows at the flush.
+        sys.stdout.flush()
+        return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

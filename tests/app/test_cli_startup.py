@@ -40,7 +40,9 @@ def test_output_into_a_closed_pipe_is_not_an_error(tmp_path) -> None:  # type: i
 
     read_fd, write_fd = os.pipe()
     os.close(read_fd)                      # nobody will ever read
-    env = {**os.environ, "LUCIDA_LIBRARY": str(tmp_path / "lib")}
+    # Buffered stdout, as in a plain shell: the broken pipe then shows only when it is flushed.
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
+           "LUCIDA_LIBRARY": str(tmp_path / "lib")}
     proc = subprocess.run([sys.executable, "-m", "app.cli", "models", "list"], stdout=write_fd,
                           stderr=subprocess.PIPE, text=True, env=env, timeout=120)
     os.close(write_fd)
