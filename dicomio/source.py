@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 from typing import BinaryIO
 
@@ -23,5 +21,9 @@ class DicomSource:
         """Readable binary stream; source files are only ever opened for reading."""
         if self.member is None:
             return open(self.path, "rb")
-        with zipfile.ZipFile(self.path) as archive:
-            return BytesIO(archive.read(self.member))
+        # A member is inflated in blocks within decode's caps (size, CRC, declared size)
+        # and spooled (memory up to a cap, then an anonymous temp file): never read whole
+        # into memory, never trusted for its declared size.
+        from dicomio.decode import open_zip_member
+
+        return open_zip_member(self.path, self.member)

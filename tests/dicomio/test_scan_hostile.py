@@ -215,10 +215,9 @@ def _import_in_fresh_interpreter(library: Path, *paths: Path,
 def test_a_real_zip_bomb_costs_bounded_memory(tmp_path: Path) -> None:
     """2.1 GB of zeros behind a valid DICOM header, deflated to ~9 MB, is refused; a
     900 MiB member within the cap is indexed. Neither is ever held in memory: the
-    scan keeps a member's first 8 MiB and counts the rest.
-
-    Geometry planning is off here: it reads a member through DicomSource.open, which
-    is not the scan (see dicomio/source.py)."""
+    scan keeps a member's first 8 MiB and counts the rest, and geometry planning opens
+    members through DicomSource.open, which spools them (8 MiB in memory, then a
+    temporary file)."""
     good = _series(tmp_path / "src" / "ct", 4)
     archive = tmp_path / "zips" / "bomb.zip"
     archive.parent.mkdir()
@@ -227,8 +226,7 @@ def test_a_real_zip_bomb_costs_bounded_memory(tmp_path: Path) -> None:
             head, _ = _with_big_pixels(_one_file(tmp_path, name), total)
             _write_zip_member(zf, name, head, total)
     assert archive.stat().st_size < 24 * MiB
-    result = _import_in_fresh_interpreter(tmp_path / "lib", archive.parent, good[0].parent,
-                                          plan=False)
+    result = _import_in_fresh_interpreter(tmp_path / "lib", archive.parent, good[0].parent)
     print(result)
     assert result["new"] == len(good) + 1  # the series and big.dcm
     assert list(result["skipped"]) == ["bomb.dcm"]
