@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from core.atomic import write_bytes, write_text
+
 PACK_ID = "lucida-demo-lung-density"
 VERSION = "0.1.0"
 # On every finding, the heat map and the model name: whoever sees a result sees this.
@@ -199,10 +201,10 @@ def write_pack(folder: Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     data = build_onnx()
-    (folder / "model.onnx").write_bytes(data)
+    write_bytes(folder / "model.onnx", data)
     sha = hashlib.sha256(data).hexdigest()
-    (folder / "manifest.json").write_text(json.dumps(manifest(sha), indent=2) + "\n")
-    (folder / "MODEL_CARD.md").write_text(MODEL_CARD)
+    write_text(folder / "manifest.json", json.dumps(manifest(sha), indent=2) + "\n")
+    write_text(folder / "MODEL_CARD.md", MODEL_CARD)
     return folder
 
 
