@@ -242,8 +242,32 @@ def replay(args: argparse.Namespace) -> int:
     return 1
 
 
+def _ddmin(items: list[Any], still_fails: Any) -> list[Any]:
+    """Smallest sublist (1-minimal by chunks) for which ``still_fails`` holds."""
+    chunk = max(1, len(items) // 2)
+    while chunk >= 1:
+        start, changed = 0, False
+        while start < len(items):
+            candidate = items[:start] + items[start + chunk:]
+            if still_fails(candidate):
+                items, changed = candidate, True
+            else:
+                start += chunk
+        if not changed:
+            chunk //= 2
+    return items
+
+
 def minimize(args: argparse.Namespace) -> int:
-    """Delta debugging over bytes: drop chunks while the same signature still fires."""
+    """Shrink an input while the same signature still fires.
+
+    Without ``--base``: delta debugging over the bytes. With ``--base FILE`` (the
+    zoo file the input was mutated from): over the differences from that file,
+    so the result is the base file plus the few edits that matter — a
+    regression input that is a known public test file with N bytes changed.
+    """
+    import difflib
+
     from tests.fuzz.target import Finding, check, limit_address_space
 
     limit_address_space()
@@ -261,22 +285,33 @@ def minimize(args: argparse.Namespace) -> int:
     if wanted is None:
         print("the input is clean: nothing to minimise")
         return 1
-    print(f"signature: {wanted}; {len(data)} bytes")
-    chunk = max(1, len(data) // 2)
-    while chunk >= 1:
-        start = 0
-        changed = False
-        while start < len(data):
-            candidate = data[:start] + data[start + chunk:]
-            if candidate and signature(candidate) == wanted:
-                data = candidate
-                changed = True
-            else:
-                start += chunk
-        if not changed:
-            chunk //= 2
-        print(f"  chunk {chunk}: {len(data)} bytes", flush=True)
-    out = Path(args.minimize).with_suffix(".min")
+    print(f"signature: {wanted}; {len(data)} bytes", flush=True)
+    if args.base:
+        base = Path(args.base).read_bytes()
+        hunks = [op for op in difflib.SequenceMatcher(None, base, data, autojunk=False)
+                 .get_opcodes() if op[0] != "equal"]
+
+        def apply(chosen: list[tuple[str, int, int, int, int]]) -> bytes:
+            out, pos = bytearray(), 0
+            for _tag, i1, i2, j1, j2 in chosen:
+                out += base[pos:i1] + data[j1:j2]
+                pos = i2
+            return bytes(out + base[pos:])
+
+        print(f"{len(hunks)} differences from the base file", flush=True)
+        hunks = _ddmin(hunks, lambda chosen: signature(apply(chosen)) == wanted)
+        mutated = Path(args.minimize).read_bytes()
+        for _tag, i1, i2, j1, j2 in hunks:
+            print(f"  base[{i1}:{i2}] {base[i1:i2][:24]!r} -> {mutated[j1:j2][:24]!r}")
+        data = apply(hunks)
+    else:
+        chunks = [data[i:i + 1] for i in range(len(data))]
+        if len(chunks) > 4096:  # coarse first: byte-level ddmin on 100 KB is too slow
+            step = len(data) // 512 + 1
+            chunks = [data[i:i + step] for i in range(0, len(data), step)]
+        kept = _ddmin(chunks, lambda c: bool(c) and signature(b"".join(c)) == wanted)
+        data = b"".join(kept)
+    out = Path(args.out) if args.out else Path(args.minimize).with_suffix(".min")
     out.write_bytes(data)
     print(f"minimised to {len(data)} bytes: {out}")
     return 0
@@ -307,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replay", metavar="PATH")
     parser.add_argument("--minimize", metavar="PATH")
     parser.add_argument("--target", default="file", help="for --replay / --minimize")
+    parser.add_argument("--base", help="for --minimize: the file the input was mutated from")
+    parser.add_argument("--out", help="for --minimize: where to write the result")
     args = parser.parse_args(argv)
     if args.replay:
         return replay(args)

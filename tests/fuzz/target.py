@@ -10,10 +10,13 @@ The contract, stage by stage, read from the code under test:
     escapes": it must return, whatever the bytes. Every file written must come
     back as an instance, a ``SkippedFile`` (with a non-empty reason) or a
     DICOMDIR (a valid zip with no file members is exempt: it holds nothing).
-``fastheader``
+``fastheader`` / ``fastheader-walk``
     ``dicomio.fastheader.read_lean_header`` documents that anything unusual
     returns ``None``: it returns ``None`` or ``(dataset, offset)`` with
-    ``0 <= offset <= size``, and never raises.
+    ``0 <= offset <= size``, and never raises. ``read_file_meta`` and ``walk``
+    (the one element walker the scan and the loader share) return, or refuse with
+    ``HeaderProblem`` / ``Declined``; the walk goes over every element, pixel data
+    included, so its caps are tested on the whole file.
 ``group``
     ``dicomio.group.group_series`` takes whatever the scan indexed: no exception.
 ``plan`` / ``load``
@@ -278,16 +281,44 @@ def _plain_sources(written: list[Path]) -> list[DicomSource]:
 
 
 def _check_fastheader(path: Path) -> None:
-    reader: Callable[..., Any] | None = getattr(fastheader, "read_lean_header", None)
-    if reader is None:  # the parser's API changed: nothing to call here
-        return
+    """The header parser's public readers on the raw file, each within its contract.
+
+    ``read_lean_header`` returns None for anything it does not read; ``read_file_meta``
+    and ``walk`` may refuse with their own ``HeaderProblem`` (a user-facing reason)
+    or ``Declined`` (hand it to pydicom). Readers missing from this tree are skipped,
+    so the harness follows the parser's API as it changes.
+    """
     size = path.stat().st_size
-    with _stage("fastheader"), open(path, "rb") as fp:
-        got = reader(fp, size)
-        if got is not None:
-            _dataset, offset = got
-            if not 0 <= offset <= size:
+    reader: Callable[..., Any] | None = getattr(fastheader, "read_lean_header", None)
+    if reader is not None:
+        with _stage("fastheader"), open(path, "rb") as fp:
+            got = reader(fp, size)
+            if got is not None and not 0 <= got[1] <= size:
                 raise _contract("fastheader", "offset outside the file")
+    read_meta = getattr(fastheader, "read_file_meta", None)
+    walk = getattr(fastheader, "walk", None)
+    refusals = tuple(getattr(fastheader, name) for name in ("HeaderProblem", "Declined")
+                     if hasattr(fastheader, name))
+    if read_meta is None or walk is None:
+        return
+    with _stage("fastheader-walk", clean=refusals), open(path, "rb") as fp:
+        meta = read_meta(fp, size)
+        if meta is None:  # a bare data set: walk it as implicit VR little endian
+            start, syntax, head = 0, "1.2.840.10008.1.2", b""
+        else:
+            start, syntax, head = meta.dataset_start, meta.transfer_syntax, meta.head
+        if syntax in getattr(fastheader, "DEFLATED", ()):
+            return
+        # Every element, past the pixel data: the walker's caps must hold on all of it.
+        walk(fp, start, end=size, implicit=syntax == "1.2.840.10008.1.2",
+             little=syntax != "1.2.840.10008.1.2.2", wanted=_WALK_WANTED,
+             stop_at_pixels=False, head=head)
+
+
+#: Tags the walk keeps (those the scan and the loader read), so value capture is exercised.
+_WALK_WANTED = frozenset({0x00080016, 0x00080018, 0x0020000D, 0x0020000E, 0x00200032,
+                          0x00200037, 0x00280008, 0x00280010, 0x00280011, 0x00280030,
+                          0x00281052, 0x00281053})
 
 
 def _check_volume(stage: str, volume: Any, expected_shape: tuple[int, ...] | None) -> None:
