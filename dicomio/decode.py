@@ -14,6 +14,17 @@
   plugin is excluded because it aborts the process on some corrupt data. A
   file that none can decode raises :class:`DicomReadError` naming the
   transfer syntax and each plugin's error.
+* Every decoder call goes through :func:`call_decoder`: whatever a decoder raises
+  — a Rust panic from pylibjpeg-rle arrives as pyo3's ``PanicException``, a
+  ``BaseException`` — is that decoder's failure, and the next one is tried
+  (only KeyboardInterrupt, SystemExit and GeneratorExit pass through).
+* Before any decoder sees encapsulated frames, :func:`check_encoded_frame` reads
+  each frame's own header: an RLE header whose segments cannot be what the image
+  needs (GDCM allocates gigabytes from a bad segment offset), a JPEG / JPEG-LS /
+  JPEG 2000 codestream declaring more pixels than Rows × Columns × SamplesPerPixel
+  (decoders allocate what the codestream says), or a JP2 box list that pydicom's
+  parameter parser would walk forever (a box of length 0 before the codestream)
+  refuses the file with the reason. Nothing is decoded from a frame that fails.
 * Stored values are normalised the same way whichever decoder ran: bits above
   BitsStored are masked (unsigned) or sign-extended (signed).
 * Zip members (the scan and :meth:`DicomSource.open` read them) are inflated
@@ -25,15 +36,17 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import struct
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +54,8 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from core.errors import DicomReadError
+from dicomio.fastheader import LONG_VRS
+from dicomio.plausibility import element_value
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +66,31 @@ NATIVE_LE = {str(ImplicitVRLittleEndian), str(ExplicitVRLittleEndian)}
 # can catch. GDCM is still tried, through SimpleITK, which reports errors as exceptions.
 PLUGIN_PREFERENCE = ("pylibjpeg", "pyjpegls", "pillow", "pydicom")
 EXCLUDED_PLUGINS = frozenset({"gdcm"})
-_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"}
+
+T = TypeVar("T")
+#: What a decoder call lets through: the user or the interpreter stopping. Everything
+#: else a decoder raises is its failure on this data.
+_NOT_DECODER_FAILURES = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+class DecoderFailed(DicomReadError):
+    """One decoder could not read the data (the next one may); the message says how."""
+
+
+def call_decoder(name: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``func(*args, **kwargs)``, with any failure of it as :class:`DecoderFailed`.
+
+    Decoders are C, C++ and Rust code behind thin bindings: pylibjpeg-rle turns a
+    Rust panic into pyo3's ``PanicException``, which derives from BaseException so
+    that ``except Exception`` misses it; others raise RuntimeError, MemoryError or
+    their own types. All of them mean "this decoder cannot read this data".
+    """
+    try:
+        return func(*args, **kwargs)
+    except _NOT_DECODER_FAILURES:
+        raise
+    except BaseException as exc:  # a panic is a BaseException; it is still a failure
+        raise DecoderFailed(f"{name}: {type(exc).__name__}: {exc}"[:300]) from exc
 
 
 @dataclass(frozen=True)
@@ -105,6 +144,104 @@ class PixelFormat:
         return self.rows * self.columns * self.samples_per_pixel * self.bits_allocated // 8
 
 
+class BoundedReader(io.RawIOBase):
+    """A read-only view of a seekable stream that hands pydicom at most ``budget`` bytes
+    (None: no budget), and never more than the stream holds from where it is.
+
+    pydicom reads an element's value with ``read(length)`` as the file declares it,
+    and Python allocates the whole ``length`` before reading: a 4 GB length in a
+    small file is a 4 GB allocation (a MemoryError under an address-space limit).
+    Reads are clamped first — to the bytes left in the stream, then to the budget —
+    so pydicom sees a short read (an early end of the file) instead. Seeking is free
+    (pydicom seeks past values it does not keep). ``exhausted`` is set when the
+    budget, not the stream, cut a read short: the data were larger than allowed.
+    """
+
+    def __init__(self, fp: BinaryIO, budget: int | None, size: int | None = None) -> None:
+        super().__init__()
+        self._fp = fp
+        # No budget: only the clamp to the stream's end (pydicom re-reads a little
+        # where it searches for delimiters, so a budget of the file's size is too tight).
+        self._left = budget if budget is not None else 1 << 62
+        self._size = size if size is not None else _stream_size(fp)
+        self.exhausted = False
+        self.name = getattr(fp, "name", None)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._fp.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fp.tell()
+
+    def read(self, size: int | None = -1) -> bytes:
+        remaining = max(self._size - self._fp.tell(), 0)
+        want = remaining if size is None or size < 0 else min(size, remaining)
+        if want > self._left:
+            self.exhausted = True
+            want = self._left
+        data = _read_exact(self._fp, want) if want > 0 else b""
+        self._left -= len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[:len(data)] = data
+        return len(data)
+
+
+def _stream_size(fp: BinaryIO) -> int:
+    at = fp.tell()
+    size = fp.seek(0, io.SEEK_END)
+    fp.seek(at)
+    return size
+
+
+def _read_exact(fp: BinaryIO, n: int) -> bytes:
+    """``n`` bytes, or fewer only at the end of the stream (a read may return less)."""
+    data = fp.read(n)
+    while len(data) < n:
+        more = fp.read(n - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+def inflated_size_exceeds(fp: BinaryIO, start: int, cap: int) -> bool:
+    """Whether the deflated data from ``start`` inflate to more than ``cap`` bytes.
+
+    pydicom inflates a Deflated Explicit VR data set whole, in one call, whatever it
+    grows to; this counts the output in blocks first (and keeps none of it), so a
+    deflate "bomb" is refused before pydicom is handed the file. A stream that is
+    not valid deflate data is not refused here: pydicom reports it.
+    """
+    fp.seek(start)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    pending = b""
+    while True:
+        if not pending:
+            pending = fp.read(ZIP_READ_BLOCK)
+            if not pending:
+                return False
+        try:
+            total += len(inflater.decompress(pending, ZIP_READ_BLOCK))
+        except zlib.error:
+            return False
+        if total > cap:
+            return True
+        pending = inflater.unconsumed_tail
+        if inflater.eof:
+            return False
+
+
 def locate_native_pixels(fp: BinaryIO, transfer_syntax: str, fmt_bytes_needed: int,
                          file_size: int | None) -> int | None:
     """After ``dcmread(fp, stop_before_pixels=True)``: the file offset of native
@@ -123,7 +260,7 @@ def locate_native_pixels(fp: BinaryIO, transfer_syntax: str, fmt_bytes_needed: i
         offset = start + 8
     else:
         vr = head[4:6]
-        if vr in _LONG_VRS:
+        if vr in LONG_VRS:
             if len(head) < 12:
                 return None
             (length,) = struct.unpack("<I", head[8:12])
@@ -199,27 +336,245 @@ def can_use_imagecodecs(fmt: PixelFormat) -> bool:
             and fmt.bits_allocated in (8, 16))
 
 
-def decode_frames_imagecodecs(fp: BinaryIO, fmt: PixelFormat,
-                              indices: list[int]) -> list[npt.NDArray[Any]]:
-    """Stored values of the given frames of an encapsulated greyscale file, decoded by
-    imagecodecs straight from the fragments (no second header parse)."""
-    import imagecodecs
+# --------------------------------------------------------------------------- encoded frames
+
+RLE_SYNTAX = "1.2.840.10008.1.2.5"
+JPEG_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51",
+                           "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
+                           "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"})
+J2K_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",
+                          "1.2.840.10008.1.2.4.92", "1.2.840.10008.1.2.4.93",
+                          "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
+                          "1.2.840.10008.1.2.4.203"})
+#: A PackBits replicate run turns 2 bytes into at most 128: no RLE segment can decode
+#: to more than this many times its length (PS3.5 G.3.1).
+RLE_MAX_RATIO = 64
+_CHECKED_SYNTAXES = JPEG_SYNTAXES | J2K_SYNTAXES | {RLE_SYNTAX}
+_JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  "
+# JPEG start-of-frame markers (ITU T.81 B.1.1.3; SOF55 is JPEG-LS, ITU T.87): C4 (DHT),
+# C8 (JPG) and CC (DAC) share the range but are not frame headers.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC} | {0xF7}
+# Markers without a length field: TEM, RSTn, SOI, EOI.
+_JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD9)})
+
+
+def read_encoded_frames(fp: BinaryIO, fmt: PixelFormat) -> list[bytes]:
+    """Every frame of an encapsulated file, read at ``fmt.encapsulated_offset`` and
+    checked by :func:`check_encoded_frame` (DicomReadError on the first that fails)."""
     from pydicom.encaps import generate_frames
 
     if fmt.encapsulated_offset is None:
         raise DicomReadError("internal: no encapsulated offset")
     fp.seek(fmt.encapsulated_offset)
     data = fp.read()
-    wanted = set(indices)
-    found: dict[int, bytes] = {}
+    problem = fragments_problem(data)
+    if problem is not None:
+        raise DicomReadError(f"encapsulated pixel data cannot be decoded: {problem}")
+    frames: list[bytes] = []
     for index, frame in enumerate(generate_frames(data, number_of_frames=fmt.number_of_frames)):
-        if index in wanted:
-            found[index] = frame
-        if len(found) == len(wanted):
-            break
+        if index >= fmt.number_of_frames:
+            break  # fragments beyond the frames the header declares are not decoded
+        check_encoded_frame(frame, index, fmt)
+        frames.append(frame)
+    return frames
+
+
+def fragments_problem(data: bytes) -> str | None:
+    """What is wrong with the item structure of encapsulated pixel data (the basic
+    offset table item, fragment items, the sequence delimiter; PS3.5 A.4), or None.
+
+    pydicom's fragment reader takes a short read at the end of the data as the
+    fragment, and GDCM (through SimpleITK) trusts the declared length — it allocated
+    gigabytes for a 64 × 64 RLE frame whose item claimed 6 KB at the end of a 3 KB
+    file — so a fragment running past the end is refused. Data that end right after a
+    whole fragment, without the final delimiter, are read as pydicom reads them."""
+    pos = 0
+    end = len(data)
+    while True:
+        if pos == end and pos > 0:
+            return None
+        if pos + 8 > end:
+            return "it ends inside an item header (the file is truncated)"
+        group, element, length = struct.unpack_from("<HHI", data, pos)
+        if (group, element) == (0xFFFE, 0xE0DD):
+            return None
+        if (group, element) != (0xFFFE, 0xE000):
+            return f"an item was expected at byte {pos}, found ({group:04X},{element:04X})"
+        if length == 0xFFFFFFFF or pos + 8 + length > end:
+            return (f"a fragment of {length} bytes at byte {pos} runs past the end of the "
+                    "data (the file is truncated)")
+        pos += 8 + length
+
+
+def check_dataset_frames(ds: Dataset, fmt: PixelFormat) -> None:
+    """:func:`check_encoded_frame` on every frame of a data set's encapsulated pixel
+    data, framed as pydicom's decoders will frame it (extended offsets included)."""
+    from pydicom.encaps import generate_frames
+
+    if fmt.transfer_syntax not in _CHECKED_SYNTAXES:
+        return
+    data = element_value(ds, "PixelData")
+    if not isinstance(data, bytes):
+        return  # pydicom's decoders report it
+    offsets = element_value(ds, "ExtendedOffsetTable")
+    lengths = element_value(ds, "ExtendedOffsetTableLengths")
+    extended = (offsets, lengths) if isinstance(offsets, bytes) and isinstance(
+        lengths, bytes) else None
+    try:
+        frames = generate_frames(data, number_of_frames=fmt.number_of_frames,
+                                 extended_offsets=extended)
+        for index, frame in enumerate(frames):
+            if index >= fmt.number_of_frames:
+                break
+            check_encoded_frame(frame, index, fmt)
+    except DicomReadError:
+        raise
+    except Exception as exc:  # framing pydicom cannot read: its decoders will say so
+        log.debug("encapsulated frames not checked: %s", exc)
+
+
+def check_encoded_frame(frame: bytes, index: int, fmt: PixelFormat) -> None:
+    """Refuse a frame no decoder may be handed (see the module doc); DicomReadError."""
+    ts = fmt.transfer_syntax
+    problem: str | None = None
+    pixels: tuple[int, int, int] | None = None  # width, height, components
+    if ts == RLE_SYNTAX:
+        problem = _rle_problem(frame, fmt)
+    elif ts in JPEG_SYNTAXES:
+        pixels = _jpeg_frame_size(frame)
+    elif ts in J2K_SYNTAXES:
+        problem = _jp2_box_problem(frame)
+        if problem is None:
+            pixels = _j2k_frame_size(frame)
+    if problem is None and pixels is not None:
+        width, height, components = pixels
+        declared = fmt.rows * fmt.columns * fmt.samples_per_pixel
+        if width * height * components > declared:
+            problem = (f"its codestream is {width}×{height} with {components} component(s), "
+                       f"but the header says {fmt.columns}×{fmt.rows} with "
+                       f"{fmt.samples_per_pixel}")
+    if problem is not None:
+        raise DicomReadError(f"{UID(ts).name} frame {index + 1} cannot be decoded: {problem}")
+
+
+def _rle_problem(frame: bytes, fmt: PixelFormat) -> str | None:
+    """What is wrong with an RLE frame's header (PS3.5 G.5), or None."""
+    if len(frame) < 64:
+        return f"the RLE header needs 64 bytes, the frame has {len(frame)}"
+    count, *offsets = struct.unpack_from("<16I", frame)
+    expected = fmt.samples_per_pixel * (max(fmt.bits_allocated, 8) // 8)
+    if count != expected:
+        return f"{count} RLE segments, the image needs {expected}"
+    used = [*offsets[:count], len(frame)]
+    if used[0] != 64 or any(b <= a for a, b in pairwise(used)):
+        return (f"RLE segment offsets {offsets[:count]} do not lie in order within the "
+                f"{len(frame)}-byte frame")
+    plane = fmt.rows * fmt.columns
+    shortest = min(b - a for a, b in pairwise(used))
+    if shortest * RLE_MAX_RATIO < plane:
+        return (f"an RLE segment of {shortest} bytes cannot decode to the {plane} bytes of "
+                "one plane")
+    return None
+
+
+def _jpeg_frame_size(frame: bytes) -> tuple[int, int, int] | None:
+    """(width, height, components) of a JPEG or JPEG-LS frame header, or None when there
+    is none to read (no SOI: every decoder refuses it before allocating anything).
+
+    Walks the marker segments from SOI to the first SOFn, skipping garbage between
+    segments the way libjpeg does; a height of 0 (defined later by DNL) or a width of
+    0 (JPEG-LS: defined by an LSE segment) is not checked."""
+    if not frame.startswith(b"\xff\xd8"):
+        return None
+    pos = 2
+    end = len(frame)
+    while pos + 4 <= end:
+        if frame[pos] != 0xFF:
+            pos = frame.find(b"\xff", pos)  # extraneous bytes before a marker
+            if pos < 0:
+                return None
+            continue
+        marker = frame[pos + 1]
+        if marker == 0xFF or marker == 0x00:  # fill byte / stuffed zero
+            pos += 1
+            continue
+        if marker in _JPEG_STANDALONE:
+            pos += 2
+            continue
+        if marker == 0xDA:  # start of scan before any frame header
+            return None
+        (length,) = struct.unpack_from(">H", frame, pos + 2)
+        if marker in _JPEG_SOF:
+            if pos + 10 > end:
+                return None
+            height, width = struct.unpack_from(">HH", frame, pos + 5)
+            components = frame[pos + 9]
+            if height == 0 or width == 0:
+                return None
+            return width, height, components
+        pos += 2 + max(length, 2)
+    return None
+
+
+def _jp2_box_problem(frame: bytes) -> str | None:
+    """Why pydicom's JP2 box walk (``pixels.utils.get_j2k_parameters``, which every
+    pydicom J2K decoder runs first) would never end on this frame, or None.
+
+    It adds each box length to its offset and stops at the 'jp2c' box or the end, so
+    a box of length 0 — or bytes that read as one — that is not 'jp2c' holds it in
+    place for ever. The walk is replayed exactly, with that one case refused (by the
+    standard a length of 0 means "to the end of the file", so no codestream follows)."""
+    if not frame.startswith(_JP2_SIGNATURE):
+        return None
+    offset = 12
+    while offset < len(frame):
+        length = int.from_bytes(frame[offset:offset + 4], byteorder="big")
+        if frame[offset + 4:offset + 8] == b"jp2c":
+            return None
+        if length == 0:
+            return f"a JP2 box of length 0 at byte {offset}, before the codestream box"
+        offset += length
+    return None
+
+
+def _j2k_frame_size(frame: bytes) -> tuple[int, int, int] | None:
+    """(width, height, components) from the SIZ segment of a JPEG 2000 codestream,
+    bare or in a JP2 'jp2c' box, or None when there is none (decoders refuse it)."""
+    start = 0
+    if frame.startswith(_JP2_SIGNATURE):
+        start = -1
+        offset = 12
+        while offset + 8 <= len(frame):
+            length = int.from_bytes(frame[offset:offset + 4], byteorder="big")
+            header = 8
+            if length == 1 and offset + 16 <= len(frame):  # XLBox: a 64-bit length
+                length = int.from_bytes(frame[offset + 8:offset + 16], byteorder="big")
+                header = 16
+            if frame[offset + 4:offset + 8] == b"jp2c":
+                start = offset + header
+                break
+            if length < header:
+                return None
+            offset += length
+        if start < 0:
+            return None
+    # SOC, then SIZ: Lsiz Rsiz Xsiz Ysiz XOsiz YOsiz XTsiz YTsiz XTOsiz YTOsiz Csiz
+    if frame[start:start + 4] != b"\xff\x4f\xff\x51" or start + 42 > len(frame):
+        return None
+    x, y, x0, y0 = struct.unpack_from(">IIII", frame, start + 8)
+    (components,) = struct.unpack_from(">H", frame, start + 40)
+    return max(x - x0, 0), max(y - y0, 0), components
+
+
+def decode_frames_imagecodecs(encoded: Sequence[bytes], fmt: PixelFormat,
+                              indices: list[int]) -> list[npt.NDArray[Any]]:
+    """Stored values of the given frames of an encapsulated greyscale file, decoded by
+    imagecodecs straight from the checked frames of :func:`read_encoded_frames`."""
+    import imagecodecs
+
     out: list[npt.NDArray[Any]] = []
     for index in indices:
-        if index not in found:
+        if not 0 <= index < len(encoded):
             raise DicomReadError(f"frame {index + 1} is missing from the encapsulated data")
         errors = []
         arr: npt.NDArray[Any] | None = None
@@ -228,10 +583,10 @@ def decode_frames_imagecodecs(fp: BinaryIO, fmt: PixelFormat,
             if func is None:
                 continue
             try:
-                arr = np.asarray(func(found[index]))
+                arr = np.asarray(call_decoder(name, func, encoded[index]))
                 break
-            except Exception as exc:  # codec errors have codec-specific types
-                errors.append(f"{name}: {exc}")
+            except DecoderFailed as exc:  # codec errors have codec-specific types
+                errors.append(str(exc))
         if arr is None:
             raise DicomReadError("imagecodecs could not decode: " + "; ".join(errors))
         if arr.shape != (fmt.rows, fmt.columns):
@@ -268,7 +623,7 @@ def decode_file_sitk(path: str, fmt: PixelFormat, intercept: float) -> npt.NDArr
     reader = sitk.ImageFileReader()
     reader.SetImageIO("GDCMImageIO")
     reader.SetFileName(path)
-    image = reader.Execute()
+    image = call_decoder("SimpleITK", reader.Execute)
     arr = sitk.GetArrayViewFromImage(image)
     if arr.shape[-2:] != (fmt.rows, fmt.columns) or arr.size != fmt.rows * fmt.columns:
         raise DicomReadError(f"SimpleITK returned shape {arr.shape}")
@@ -296,22 +651,24 @@ def plugin_order(transfer_syntax: str) -> list[str]:
 
 def decode_dataset(ds: Dataset, fmt: PixelFormat, where: str) -> npt.NDArray[Any]:
     """All frames of a full dataset as stored values: (frames, rows, cols) for
-    greyscale, (frames, rows, cols, 3) RGB for colour. Tries each plugin."""
+    greyscale, (frames, rows, cols, 3) RGB for colour. Tries each plugin, after
+    :func:`check_dataset_frames` (DicomReadError when a frame must not be decoded)."""
     from pydicom.pixels.utils import pixel_array
 
     ts = fmt.transfer_syntax
+    check_dataset_frames(ds, fmt)
     plugins = plugin_order(ts)
     errors: list[str] = []
     arr: npt.NDArray[Any] | None = None
     for plugin in plugins or [""]:
         try:
             if plugin:
-                arr = pixel_array(ds, decoding_plugin=plugin)
+                arr = call_decoder(plugin, pixel_array, ds, decoding_plugin=plugin)
             else:
-                arr = pixel_array(ds)
+                arr = call_decoder("default", pixel_array, ds)
             break
-        except Exception as exc:  # each plugin fails in its own way; try the next
-            errors.append(f"{plugin or 'default'}: {type(exc).__name__}: {exc}"[:300])
+        except DecoderFailed as exc:  # each plugin fails in its own way; try the next
+            errors.append(str(exc))
             log.debug("decoder %s failed on %s: %s", plugin, where, exc)
     if arr is None:
         name = UID(ts).name if ts else "unknown"
@@ -321,7 +678,7 @@ def decode_dataset(ds: Dataset, fmt: PixelFormat, where: str) -> npt.NDArray[Any
     if fmt.photometric.startswith("PALETTE"):
         from pydicom.pixels.processing import apply_color_lut
 
-        arr = apply_color_lut(arr, ds)
+        arr = call_decoder("palette", apply_color_lut, arr, ds)
     frames = fmt.number_of_frames
     colour = arr.ndim >= 3 and arr.shape[-1] in (3, 4) and fmt.is_colour
     if colour:

@@ -9,6 +9,10 @@ sign gives the direction (PS3.3 C.8.4.15). Every value passes the checks of
 it, so one bad frame of an enhanced object is left out like one bad file of a
 classic series.
 
+A value pydicom cannot convert at all (an unknown VR, a wrong byte length) is
+read through :func:`~dicomio.plausibility.element_value` and refused like an
+impossible one, naming the element.
+
 PixelSpacing is an affine input only when the frame has a patient position
 and orientation. Without them the geometry is nominal anyway (projection
 X-ray, secondary capture), so an impossible PixelSpacing there is replaced —
@@ -25,7 +29,7 @@ from typing import Any, TypeAlias, TypeVar
 
 import numpy as np
 
-from dicomio.multiframe import FrameAttrs
+from dicomio.multiframe import FrameAttrs, first_item, per_frame_items
 from dicomio.plausibility import (
     ImplausibleValue,
     Note,
@@ -33,6 +37,7 @@ from dicomio.plausibility import (
     check_pixel_spacing,
     check_position,
     check_slice_step,
+    element_value,
     numbers,
 )
 
@@ -74,16 +79,27 @@ def _check(raw: Any, element: str, check: Callable[[tuple[float, ...], str], T])
         return exc
 
 
+def _read(ds: Any, keyword: str, check: Callable[[tuple[float, ...], str], T]) -> Checked[T]:
+    """A top-level element checked; one pydicom cannot convert is refused like an
+    impossible value (:class:`~dicomio.plausibility.UnreadableValue`)."""
+    try:
+        raw = element_value(ds, keyword)
+    except ImplausibleValue as exc:
+        return exc
+    return _check(raw, keyword, check)
+
+
 def _functional_raw(ds: Any, frame: int, sequence: str, keyword: str) -> Any:
-    """The raw value of a functional-group element (per-frame item wins), or None."""
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-    shared = ds.get("SharedFunctionalGroupsSequence")
-    groups = [per_frame[frame] if per_frame and frame < len(per_frame) else None,
-              shared[0] if shared else None]
-    for group in groups:
-        seq = group.get(sequence) if group is not None else None
-        if seq and keyword in seq[0] and seq[0][keyword].value not in (None, ""):
-            return seq[0][keyword].value
+    """The raw value of a functional-group element (per-frame item wins), or None;
+    UnreadableValue when pydicom cannot convert it."""
+    per_frame = per_frame_items(ds)
+    shared = first_item(element_value(ds, "SharedFunctionalGroupsSequence"))
+    own = per_frame[frame] if per_frame and frame < len(per_frame) else None
+    for group in (own, shared):
+        item = first_item(element_value(group, sequence)) if group is not None else None
+        value = element_value(item, keyword) if item is not None else None
+        if value is not None and not (isinstance(value, str) and value == ""):
+            return value
     return None
 
 
@@ -93,9 +109,9 @@ def _step(ds: Any, signed: bool) -> tuple[float | None, list[Note]]:
     problems: list[str] = []
     for element in ("SpacingBetweenSlices", "SliceThickness"):
         # Only NM's SpacingBetweenSlices has a sign (the stacking direction).
-        checked = _check(ds.get(element), element,
-                         partial(check_slice_step,
-                                 signed=signed and element == "SpacingBetweenSlices"))
+        checked = _read(ds, element,
+                        partial(check_slice_step,
+                                signed=signed and element == "SpacingBetweenSlices"))
         if isinstance(checked, ImplausibleValue):
             problems.append(str(checked))
         elif checked is not None:
@@ -112,11 +128,11 @@ def file_geometry(ds: Any, number_of_frames: int, enhanced: list[FrameAttrs] | N
                   ) -> FileGeometry:
     """Checked position, orientation and pixel spacing of each frame of ``ds``."""
     notes: list[Note] = []
-    top_pos = _check(ds.get("ImagePositionPatient"), "ImagePositionPatient", check_position)
-    top_iop = _check(ds.get("ImageOrientationPatient"), "ImageOrientationPatient",
-                     lambda v, e: _noted(check_orientation(v, e), notes))
-    pixel = _check(ds.get("PixelSpacing"), "PixelSpacing", check_pixel_spacing)
-    imager = _check(ds.get("ImagerPixelSpacing"), "ImagerPixelSpacing", check_pixel_spacing)
+    top_pos = _read(ds, "ImagePositionPatient", check_position)
+    top_iop = _read(ds, "ImageOrientationPatient",
+                    lambda v, e: _noted(check_orientation(v, e), notes))
+    pixel = _read(ds, "PixelSpacing", check_pixel_spacing)
+    imager = _read(ds, "ImagerPixelSpacing", check_pixel_spacing)
     top_spacing = imager if pixel is None else pixel
     legacy = enhanced is None and number_of_frames > 1
     step, step_notes = _step(ds, signed=legacy)
@@ -210,7 +226,10 @@ def _functional(ds: Any, attrs: FrameAttrs | None, frame: int, sequence: str, ke
         known = {"ImagePositionPatient": attrs.position,
                  "ImageOrientationPatient": attrs.orientation,
                  "PixelSpacing": attrs.pixel_spacing}[keyword]
-    raw = known if known is not None else _functional_raw(ds, frame, sequence, keyword)
+    try:
+        raw = known if known is not None else _functional_raw(ds, frame, sequence, keyword)
+    except ImplausibleValue as exc:
+        return exc
     return _check(raw, f"{keyword}{label}", check)
 
 

@@ -42,6 +42,21 @@ Value decisions:
 * Files that cannot be read are left out with a warning when the rest of the
   series loads (an undecodable file leaves its slice blank, warned); when
   nothing loads, :class:`DicomReadError` gives the reason.
+* **Hostile input.** Whatever one file does — any exception, MemoryError and
+  RecursionError included — is that file's reason, never the import's end.
+  pydicom converts values lazily and fails on first access in many ways, so every
+  value of an untrusted data set is read through
+  :func:`dicomio.plausibility.element_value` (a refusal naming the element) or,
+  for what is only shown (descriptions, names, the window), ``optional_value``
+  (absent instead). pydicom reads a header through
+  :class:`dicomio.decode.BoundedReader` — at most :data:`HEADER_READ_MAX` bytes,
+  and never a value longer than what is left of the file — after
+  :func:`dicomio.fastheader.walk` has checked the element structure (its caps on
+  elements and nesting; a truncated element is refused here as in the scan). A
+  deflated data set is inflated within the same bound for the header and within
+  the declared pixel size plus that bound for decoding. Pixel descriptions that
+  would decode to more than 4 GiB per file (or a volume of more than
+  :data:`VOLUME_MAX_BYTES`) are refused before anything is allocated.
 * **Implausible geometry.** A header value that cannot be right (e.g.
   ``PixelSpacing 0\\0.7 is not positive``) is such a reason: the file — or,
   in an enhanced object, the frame — that carries it is left out, named in the
@@ -59,7 +74,9 @@ SimpleITK release the GIL). Results are consumed, rescaled and streamed to
 
 from __future__ import annotations
 
+import io
 import logging
+import math
 import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -74,7 +91,9 @@ import numpy.typing as npt
 from core.errors import DicomReadError, LucidaError
 from core.progress import CancelToken, ProgressSink
 from core.volume import Volume, VolumeWarning, WarningCode
+from dicomio import fastheader
 from dicomio.decode import (
+    BoundedReader,
     PixelFormat,
     can_use_fast_path,
     can_use_imagecodecs,
@@ -82,14 +101,26 @@ from dicomio.decode import (
     decode_dataset,
     decode_file_sitk,
     decode_frames_imagecodecs,
+    inflated_size_exceeds,
     locate_native_pixels,
     luminance,
+    read_encoded_frames,
     read_native_frame,
 )
 from dicomio.fastheader import read_lean_header
 from dicomio.framegeo import GEOMETRY_KEYWORDS, file_geometry, finite_or_none
-from dicomio.multiframe import enhanced_frames
-from dicomio.plausibility import ImplausibleValue, Note, check_matrix, summarise
+from dicomio.multiframe import enhanced_frames, first_item, functional_value
+from dicomio.plausibility import (
+    ImplausibleValue,
+    Note,
+    check_frame_count,
+    check_matrix,
+    check_pixel_format,
+    check_rescale,
+    element_value,
+    optional_value,
+    summarise,
+)
 from dicomio.source import DicomSource
 from dicomio.stack import StackGeometry, TargetSlice, build_stack, same_orientation
 
@@ -97,6 +128,15 @@ log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 CT_AIR_HU = -1024
+#: Bytes of one header that pydicom is handed (the first file of a series, and files
+#: the lean reader declines). pydicom keeps a header as Python objects, up to ~80x
+#: its bytes for a crafted one of empty items; real headers stay far below this (the
+#: per-frame groups of a 10,000-frame enhanced MR are ~10 MB).
+HEADER_READ_MAX = 16 << 20
+#: The largest volume array planned (int16 or float32 voxels): 2,000 slices of
+#: 1024 x 1024 int16. The array is allocated before the first slice is decoded, so a
+#: few small files claiming huge images are refused here instead.
+VOLUME_MAX_BYTES = 4 << 30
 
 __all__ = ["PlannedFrame", "VolumePlan", "plan_volume", "read_volume"]
 
@@ -176,20 +216,48 @@ def _as_source(item: DicomSource | Path | str) -> DicomSource:
 
 
 def _num(value: Any) -> float | None:
-    if value is None or value == "":
+    if value is None or (isinstance(value, str) and value == ""):
         return None
     try:
         if isinstance(value, (list, tuple)) or (hasattr(value, "__len__")
                                                 and not isinstance(value, (str, bytes))):
             value = value[0]
         return float(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, KeyError, OverflowError):
         return None
 
 
-def _text(ds: Any, keyword: str) -> str:
-    value = ds.get(keyword)
+def _text(ds: Any, keyword: str, *, shown_only: bool = False) -> str:
+    """A text value; one pydicom cannot convert refuses the file naming it, or, with
+    ``shown_only`` (descriptions, names, dates), is read as empty."""
+    value = (optional_value if shown_only else element_value)(ds, keyword)
     return "" if value is None else str(value).strip()
+
+
+def _number(ds: Any, keyword: str, *, shown_only: bool = False) -> float | None:
+    """A number (the first of several), None when absent or not a number."""
+    return _num((optional_value if shown_only else element_value)(ds, keyword))
+
+
+def _whole(ds: Any, keyword: str, default: int | None = None) -> int:
+    """An integer attribute of the pixel description: ``default`` when absent or empty,
+    refused naming the element when it is not a finite number (or absent without a
+    default)."""
+    value = element_value(ds, keyword)
+    if value is None or (isinstance(value, (str, bytes)) and not value.strip()):
+        if default is None:
+            raise ImplausibleValue(keyword, f"image attributes missing or invalid: {keyword} "
+                                   "is missing")
+        return default
+    number = _num(value)
+    if number is None or not math.isfinite(number):
+        raise ImplausibleValue(keyword, f"image attributes missing or invalid: {keyword} "
+                               f"{str(value)[:40]!r} is not a whole number")
+    return int(number)
+
+
+def _finite_int(value: float | None, default: int) -> int:
+    return int(value) if value is not None and math.isfinite(value) else default
 
 
 def _file_size(source: DicomSource) -> int | None:
@@ -206,11 +274,6 @@ def _read_header(source: DicomSource, full: bool = True) -> _Header:
 
     With ``full=False`` only what sorting and decoding need is extracted (the
     descriptive metadata and identity come from the first file of a series)."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    from dicomio.classify import classify_sop_class, sop_class_name
-
     size = _file_size(source)
     if size == 0:
         raise DicomReadError("empty file (0 bytes)")
@@ -219,99 +282,93 @@ def _read_header(source: DicomSource, full: bool = True) -> _Header:
     except (OSError, KeyError) as exc:
         raise DicomReadError(f"cannot open the file: {exc}") from exc
     with fp:
-        raw_dataset = False
-        lean = None if full else read_lean_header(fp, size)
-        if lean is not None and any(k in lean[0] and lean[0].get(k) is None
-                                    for k in GEOMETRY_KEYWORDS):
-            lean = None  # a geometry value it could not parse: pydicom's read can name it
-        ds: Any
-        try:
-            try:
-                if lean is not None:
-                    ds = lean[0]
-                else:
-                    fp.seek(0)
-                    ds = pydicom.dcmread(fp, stop_before_pixels=True)
-            except InvalidDicomError as exc:
-                fp.seek(0)
-                if not _looks_like_raw_dataset(fp.read(8)):
-                    raise DicomReadError(
-                        "not a DICOM Part 10 file (no 'DICM' marker after the 128-byte "
-                        "preamble)") from exc
-                # A bare dataset without preamble/meta (old files): read it as such.
-                fp.seek(0)
-                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
-                raw_dataset = True
-        except DicomReadError:
-            raise
-        except Exception as exc:  # pydicom raises many types on corrupt headers
-            raise DicomReadError(
-                f"DICOM header is truncated or corrupt ({type(exc).__name__}: {exc})"[:300]
-            ) from exc
-        meta = getattr(ds, "file_meta", None)
-        ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-        if not ts:
-            ts = _encoding_syntax(ds)
-            raw_dataset = True
-        sop_class = _text(ds, "SOPClassUID") or (
-            _text(meta, "MediaStorageSOPClassUID") if meta is not None else "")
-        pixel_state, pixel_pos, pixel_length = _peek_pixels(fp, ts)
-        has_pixels = pixel_state != "absent"
-        kind = classify_sop_class(sop_class, has_pixel_data=has_pixels)
-        if not kind.is_image:
-            raise DicomReadError(
-                f"not an image: {sop_class_name(sop_class) or 'no SOP class'} ({kind.value}); "
-                "it is indexed as a non-image object")
-        if not has_pixels:
-            raise DicomReadError(
-                f"no pixel data ({sop_class_name(sop_class) or 'unknown SOP class'})")
-        if pixel_state == "float":
-            raise DicomReadError("float or double pixel data are not supported")
-        try:
-            rows, cols = int(ds.Rows), int(ds.Columns)
-            bits_alloc = int(ds.BitsAllocated)
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise DicomReadError(f"image attributes missing or invalid: {exc}") from exc
-        check_matrix(rows, cols)
-        fmt = PixelFormat(
-            transfer_syntax=ts,
-            rows=rows,
-            columns=cols,
-            samples_per_pixel=int(ds.get("SamplesPerPixel", 1) or 1),
-            bits_allocated=bits_alloc,
-            bits_stored=int(ds.get("BitsStored", bits_alloc) or bits_alloc),
-            pixel_representation=int(ds.get("PixelRepresentation", 0) or 0),
-            photometric=_text(ds, "PhotometricInterpretation") or "MONOCHROME2",
-            number_of_frames=max(int(_num(ds.get("NumberOfFrames")) or 1), 1),
-        )
-        if pixel_state == "native":
-            _check_pixel_length(fmt, pixel_length)
-        pad = ds.get("PixelPaddingValue")
-        pad_limit = ds.get("PixelPaddingRangeLimit")
-        if pad is not None and not isinstance(pad, (bytes, str)):
-            fmt = _replace_fmt(fmt, padding_value=fmt.signed_value(int(pad)),
-                               padding_limit=None if pad_limit is None
-                               else fmt.signed_value(int(pad_limit)))
-        if pixel_state == "encapsulated" and not raw_dataset:
-            fmt = _replace_fmt(fmt, encapsulated_offset=pixel_pos + 12)
-        if pixel_state == "native" and not raw_dataset and can_use_fast_path(
-                _replace_fmt(fmt, pixel_offset=-1)):
-            fp.seek(pixel_pos)
-            offset = locate_native_pixels(fp, ts, fmt.frame_bytes * fmt.number_of_frames, size)
-            if offset is not None:
-                fmt = _replace_fmt(fmt, pixel_offset=offset)
+        if size is None:  # a zip member: its spool knows its size
+            size = fastheader.data_size(fp)
+        return _parse_header(source, fp, size, full)
+
+
+def _parse_header(source: DicomSource, fp: Any, size: int, full: bool) -> _Header:
+    from dicomio.classify import classify_sop_class, sop_class_name
+
+    raw_dataset = False
+    lean = None if full else read_lean_header(fp, size)
+    if lean is not None and any(k in lean[0] and lean[0].get(k) is None
+                                for k in GEOMETRY_KEYWORDS):
+        lean = None  # a geometry value it could not parse: pydicom's read can name it
+    ds: Any
+    if lean is not None:
+        ds = lean[0]
+    else:
+        ds, raw_dataset = _read_header_pydicom(fp, size)
+    meta = getattr(ds, "file_meta", None)
+    ts = str(element_value(meta, "TransferSyntaxUID") or "") if meta is not None else ""
+    if not ts:
+        ts = _encoding_syntax(ds)
+        raw_dataset = True
+    sop_class = _text(ds, "SOPClassUID") or (
+        _text(meta, "MediaStorageSOPClassUID") if meta is not None else "")
+    pixel_state, pixel_pos, pixel_header, pixel_length = _peek_pixels(fp, ts)
+    has_pixels = pixel_state != "absent"
+    kind = classify_sop_class(sop_class, has_pixel_data=has_pixels)
+    if not kind.is_image:
+        raise DicomReadError(
+            f"not an image: {sop_class_name(sop_class) or 'no SOP class'} ({kind.value}); "
+            "it is indexed as a non-image object")
+    if not has_pixels:
+        raise DicomReadError(
+            f"no pixel data ({sop_class_name(sop_class) or 'unknown SOP class'})")
+    if pixel_state == "float":
+        raise DicomReadError("float or double pixel data are not supported")
+    rows, cols = _whole(ds, "Rows"), _whole(ds, "Columns")
+    bits_alloc = _whole(ds, "BitsAllocated")
+    check_matrix(rows, cols)
+    # Old writers leave these 0 or empty; the defaults are what they meant.
+    samples = _whole(ds, "SamplesPerPixel", 1) or 1
+    bits_stored = _whole(ds, "BitsStored", bits_alloc) or bits_alloc
+    representation = _whole(ds, "PixelRepresentation", 0)
+    frames_count = check_frame_count(_number(ds, "NumberOfFrames"))
+    check_pixel_format(samples=samples, bits_allocated=bits_alloc, bits_stored=bits_stored,
+                       pixel_representation=representation, frames=frames_count,
+                       rows=rows, columns=cols)
+    fmt = PixelFormat(
+        transfer_syntax=ts,
+        rows=rows,
+        columns=cols,
+        samples_per_pixel=samples,
+        bits_allocated=bits_alloc,
+        bits_stored=bits_stored,
+        pixel_representation=representation,
+        photometric=_text(ds, "PhotometricInterpretation") or "MONOCHROME2",
+        number_of_frames=frames_count,
+    )
+    if pixel_state == "native":
+        _check_pixel_length(fmt, pixel_length)
+    pad = _num(element_value(ds, "PixelPaddingValue"))
+    pad_limit = _num(element_value(ds, "PixelPaddingRangeLimit"))
+    if pad is not None and math.isfinite(pad):
+        fmt = _replace_fmt(fmt, padding_value=fmt.signed_value(int(pad)),
+                           padding_limit=None if pad_limit is None or not math.isfinite(
+                               pad_limit) else fmt.signed_value(int(pad_limit)))
+    if pixel_state == "encapsulated" and not raw_dataset:
+        fmt = _replace_fmt(fmt, encapsulated_offset=pixel_pos + pixel_header)
+    if pixel_state == "native" and not raw_dataset and can_use_fast_path(
+            _replace_fmt(fmt, pixel_offset=-1)):
+        fp.seek(pixel_pos)
+        offset = locate_native_pixels(fp, ts, fmt.frame_bytes * fmt.number_of_frames, size)
+        if offset is not None:
+            fmt = _replace_fmt(fmt, pixel_offset=offset)
 
     modality = _text(ds, "Modality")
-    slope = _num(ds.get("RescaleSlope"))
-    intercept = _num(ds.get("RescaleIntercept"))
-    instance = int(_num(ds.get("InstanceNumber")) or 0)
-    thickness = _num(ds.get("SliceThickness"))
+    slope = _number(ds, "RescaleSlope")
+    intercept = _number(ds, "RescaleIntercept")
+    instance = _finite_int(_number(ds, "InstanceNumber"), 0)
+    thickness = _number(ds, "SliceThickness")
     frames: list[PlannedFrame] = []
-    enhanced = (enhanced_frames(ds) if fmt.number_of_frames > 1
+    enhanced = (enhanced_frames(ds, fmt.number_of_frames) if fmt.number_of_frames > 1
                 or "PerFrameFunctionalGroupsSequence" in ds else None)
     geo = file_geometry(ds, fmt.number_of_frames, enhanced)
-    window_center = _num(ds.get("WindowCenter")) if full else None
-    window_width = _num(ds.get("WindowWidth")) if full else None
+    window_center = _number(ds, "WindowCenter", shown_only=True) if full else None
+    window_width = _number(ds, "WindowWidth", shown_only=True) if full else None
     has_geometry = True
     refused: list[ImplausibleValue] = []
     for f, frame_geo in enumerate(geo.frames):
@@ -321,16 +378,24 @@ def _read_header(source: DicomSource, full: bool = True) -> _Header:
         if isinstance(frame_geo, ImplausibleValue):
             refused.append(frame_geo)
             continue
-        if frame_geo.position is None or frame_geo.orientation is None:
-            has_geometry = False
         fslope = attrs.slope if attrs and attrs.slope is not None else slope
         ficpt = attrs.intercept if attrs and attrs.intercept is not None else intercept
+        fslope = 1.0 if fslope is None or fslope == 0 else float(fslope)
+        ficpt = 0.0 if ficpt is None else float(ficpt)
+        try:
+            check_rescale(fslope, ficpt, fmt.stored_range(),
+                          f" (frame {f + 1})" if fmt.number_of_frames > 1 else "")
+        except ImplausibleValue as exc:
+            refused.append(exc)
+            continue
+        if frame_geo.position is None or frame_geo.orientation is None:
+            has_geometry = False
         frames.append(PlannedFrame(
             source=source,
             frame_index=f,
             fmt=fmt,
-            slope=1.0 if fslope is None or fslope == 0 else float(fslope),
-            intercept=0.0 if ficpt is None else float(ficpt),
+            slope=fslope,
+            intercept=ficpt,
             position=frame_geo.position,
             orientation=frame_geo.orientation,
             pixel_spacing=frame_geo.pixel_spacing,
@@ -343,27 +408,29 @@ def _read_header(source: DicomSource, full: bool = True) -> _Header:
         notes.append(Note("frames left out", f"{len(refused)} of {len(geo.frames)} frames "
                           f"were left out: {refused[0]}"))
     step = geo.slice_step
-    tilt = finite_or_none(_num(ds.get("GantryDetectorTilt")))
+    tilt = finite_or_none(_number(ds, "GantryDetectorTilt", shown_only=True))
     rescale_type = _text(ds, "RescaleType")
     if not rescale_type and enhanced is not None:
-        per = ds.get("SharedFunctionalGroupsSequence")
-        try:
-            rescale_type = str(per[0].PixelValueTransformationSequence[0].get("RescaleType", ""))
-        except (AttributeError, IndexError, TypeError):
-            rescale_type = ""
+        shared = first_item(element_value(ds, "SharedFunctionalGroupsSequence"))
+        value = functional_value([shared], "PixelValueTransformationSequence", "RescaleType")
+        rescale_type = "" if value is None else str(value).strip()
     units = "HU" if modality == "CT" and rescale_type in ("", "HU") else rescale_type
     if not full:
         return _Header(source, frames, {"modality": modality, "units": units}, {}, sop_class,
                        "", "", modality, tilt, step, has_geometry, notes, geo.step_notes)
+
+    def shown(keyword: str) -> str:
+        return _text(ds, keyword, shown_only=True)
+
     meta_out: dict[str, Any] = {
         "modality": modality,
-        "series_description": _text(ds, "SeriesDescription"),
-        "study_description": _text(ds, "StudyDescription"),
-        "study_date": _text(ds, "StudyDate"),
+        "series_description": shown("SeriesDescription"),
+        "study_description": shown("StudyDescription"),
+        "study_date": shown("StudyDate"),
         "study_instance_uid": _text(ds, "StudyInstanceUID"),
-        "series_number": _text(ds, "SeriesNumber"),
-        "manufacturer": _text(ds, "Manufacturer"),
-        "body_part": _text(ds, "BodyPartExamined"),
+        "series_number": shown("SeriesNumber"),
+        "manufacturer": shown("Manufacturer"),
+        "body_part": shown("BodyPartExamined"),
         "sop_class_uid": sop_class,
         "rescale_type": rescale_type or units,
         "units": units,
@@ -375,13 +442,119 @@ def _read_header(source: DicomSource, full: bool = True) -> _Header:
         "slice_thickness": finite_or_none(thickness),
     }
     identity = {
-        "patient_name": _text(ds, "PatientName"),
-        "patient_id": _text(ds, "PatientID"),
-        "patient_birth_date": _text(ds, "PatientBirthDate"),
+        "patient_name": shown("PatientName"),
+        "patient_id": shown("PatientID"),
+        "patient_birth_date": shown("PatientBirthDate"),
     }
     return _Header(source, frames, meta_out, identity, sop_class, _text(ds, "SeriesInstanceUID"),
                    _text(ds, "FrameOfReferenceUID"), modality, tilt, step, has_geometry, notes,
                    geo.step_notes)
+
+
+def _read_header_pydicom(fp: Any, size: int) -> tuple[Any, bool]:
+    """The header read by pydicom within the caps (see the module doc): (data set,
+    whether it is a bare data set without file meta)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    meta = _file_meta(fp, size)
+    if meta is not None and meta.transfer_syntax in fastheader.DEFLATED:
+        return _read_deflated_header(fp, meta), False
+    if meta is not None and meta.transfer_syntax:
+        _check_structure(fp, meta.dataset_start, size, meta.transfer_syntax, meta.head)
+    raw_dataset = False
+    fp.seek(0)
+    reader = BoundedReader(fp, HEADER_READ_MAX, size)
+    try:
+        try:
+            ds = pydicom.dcmread(reader, stop_before_pixels=True)
+        except InvalidDicomError as exc:
+            fp.seek(0)
+            if not _looks_like_raw_dataset(fp.read(8)):
+                raise DicomReadError(
+                    "not a DICOM Part 10 file (no 'DICM' marker after the 128-byte "
+                    "preamble)") from exc
+            # A bare dataset without preamble/meta (old files): read it as such.
+            fp.seek(0)
+            reader = BoundedReader(fp, HEADER_READ_MAX, size)
+            ds = pydicom.dcmread(reader, stop_before_pixels=True, force=True)
+            raw_dataset = True
+    except DicomReadError:
+        raise
+    except Exception as exc:  # pydicom raises many types on corrupt headers
+        raise _header_failure(exc, reader.exhausted) from exc
+    if reader.exhausted:
+        raise _header_failure(None, True)
+    return ds, raw_dataset
+
+
+def _file_meta(fp: Any, size: int) -> fastheader.FileMeta | None:
+    """The Part 10 file meta as the header parser reads it; None when there is none
+    or pydicom should read it (meta without explicit VRs)."""
+    try:
+        return fastheader.read_file_meta(fp, size)
+    except fastheader.Declined:
+        return None
+    except fastheader.HeaderProblem as problem:
+        raise DicomReadError(str(problem)) from None
+
+
+def _check_structure(fp: Any, start: int, end: int | None, syntax: str, head: bytes = b"",
+                     limit: int | None = None) -> None:
+    """Walk the header's elements with the scan's parser before pydicom reads them: the
+    caps on elements and nesting (pydicom recurses once per level of an undefined-length
+    sequence) and an element that runs past the end are refusals with its reason. What
+    the walker does not read (an invalid VR) is left to pydicom."""
+    try:
+        fastheader.walk(fp, start, end=end, limit=limit,
+                        implicit=syntax == fastheader.IMPLICIT_LE,
+                        little=syntax != fastheader.EXPLICIT_BE, head=head)
+    except fastheader.HeaderProblem as problem:
+        raise DicomReadError(str(problem)) from None
+    except fastheader.Declined:
+        pass
+
+
+def _read_deflated_header(fp: Any, meta: fastheader.FileMeta) -> Any:
+    """A deflated data set's header: its first :data:`HEADER_READ_MAX` inflated bytes,
+    walked and read by pydicom up to the pixel data (pydicom's own ``dcmread`` would
+    inflate the whole file at once, whatever it grows to)."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filereader import read_dataset
+    from pydicom.uid import UID
+
+    try:
+        data, complete = fastheader.inflate(fp, meta.dataset_start, HEADER_READ_MAX)
+    except fastheader.HeaderProblem as problem:
+        raise DicomReadError(str(problem)) from None
+    _check_structure(io.BytesIO(data), 0, len(data) if complete else None,
+                     "1.2.840.10008.1.2.1", limit=len(data))
+
+    def at_pixels(tag: Any, vr: Any, length: int) -> bool:
+        return int(tag) in fastheader.PIXEL_TAGS
+
+    try:
+        ds = read_dataset(io.BytesIO(data), False, True, stop_when=at_pixels)
+    except Exception as exc:  # pydicom raises many types on corrupt headers
+        raise _header_failure(exc, False) from exc
+    file_meta = FileMetaDataset()
+    file_meta.TransferSyntaxUID = UID(meta.transfer_syntax)
+    if meta.sop_class:
+        file_meta.MediaStorageSOPClassUID = UID(meta.sop_class)
+    ds.file_meta = file_meta
+    return ds
+
+
+def _header_failure(exc: BaseException | None, too_large: bool) -> DicomReadError:
+    if too_large:
+        return DicomReadError(f"header too large: Lucida reads at most {HEADER_READ_MAX} "
+                              "bytes of header")
+    if isinstance(exc, RecursionError):
+        return DicomReadError("DICOM header is nested too deeply to read (RecursionError)")
+    if isinstance(exc, MemoryError):
+        return DicomReadError("DICOM header cannot be read: it ran out of memory (MemoryError)")
+    return DicomReadError(
+        f"DICOM header is truncated or corrupt ({type(exc).__name__}: {exc})"[:300])
 
 
 def _looks_like_raw_dataset(head: bytes) -> bool:
@@ -421,37 +594,45 @@ def _check_pixel_length(fmt: PixelFormat, length: int) -> None:
             f"{length}: the image size in the header is wrong")
 
 
-def _peek_pixels(fp: Any, ts: str) -> tuple[str, int, int]:
+def _peek_pixels(fp: Any, ts: str) -> tuple[str, int, int, int]:
     """What follows the header: 'native', 'encapsulated', 'float', 'absent' or
     'unknown' (deflated / big endian: cannot tell without a full parse), its
-    file offset and the element's value length (0 when not known)."""
+    file offset, the length of its element header (where the value starts) and the
+    element's value length (0 when not known)."""
     import struct
 
     from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
     pos = fp.tell()
     if ts in (str(DeflatedExplicitVRLittleEndian), str(ExplicitVRBigEndian)):
-        return "unknown", pos, 0
+        return "unknown", pos, 0, 0
     head = fp.read(12)
     fp.seek(pos)
     if len(head) < 8:
-        return "absent", pos, 0
+        return "absent", pos, 0, 0
     group, element = struct.unpack("<HH", head[:4])
     if group != 0x7FE0:
-        return "absent", pos, 0
+        return "absent", pos, 0, 0
     if element in (0x0008, 0x0009):
-        return "float", pos, 0
+        return "float", pos, 0, 0
     if element != 0x0010:
-        return "absent", pos, 0
-    if ts == "1.2.840.10008.1.2":
+        return "absent", pos, 0, 0
+    # The one long-VR table (fastheader.LONG_VRS); an element without a VR where one
+    # belongs (some writers put the pixel data in implicit VR) has a 4-byte length.
+    if ts == fastheader.IMPLICIT_LE or not fastheader.is_vr(head[4:6]):
         (length,) = struct.unpack("<I", head[4:8])
-    elif head[4:6] in (b"OB", b"OW", b"UN") and len(head) >= 12:
+        header = 8
+    elif head[4:6] in fastheader.LONG_VRS:
+        if len(head) < 12:
+            return "absent", pos, 0, 0  # the file ends inside the element header
         (length,) = struct.unpack("<I", head[8:12])
+        header = 12
     else:
         (length,) = struct.unpack("<H", head[6:8])
+        header = 8
     if length == 0xFFFFFFFF:
-        return "encapsulated", pos, 0
-    return "native", pos, length
+        return "encapsulated", pos, header, 0
+    return "native", pos, header, length
 
 
 # --------------------------------------------------------------------------- planning
@@ -474,7 +655,19 @@ def _read_headers(sources: Sequence[DicomSource | Path], progress: ProgressSink 
             headers.append(_read_header(src, full=not headers))
         except LucidaError as exc:
             failures.append((str(src), str(exc)))
+        except Exception as exc:  # MemoryError, RecursionError, anything: this file only
+            log.warning("load: %s left out after %s", src, type(exc).__name__)
+            failures.append((str(src), _unexpected_failure(exc)))
     return headers, failures
+
+
+def _unexpected_failure(exc: BaseException) -> str:
+    """The reason for a failure no check foresaw (the rule: it is this file's alone)."""
+    if isinstance(exc, MemoryError):
+        return "reading this file ran out of memory (MemoryError)"
+    if isinstance(exc, RecursionError):
+        return "its header is nested too deeply to read (RecursionError)"
+    return f"unexpected {type(exc).__name__} while reading it: {exc}"[:300]
 
 
 def plan_volume(sources: Sequence[DicomSource | Path]) -> VolumePlan:
@@ -586,9 +779,14 @@ def _plan_from_headers(headers: list[_Header], failures: list[tuple[str, str]],
     warnings.extend(geometry.warnings)
 
     colour = any(f.fmt.is_colour for f in ordered)
-    integral = all(float(f.slope).is_integer() and float(f.intercept).is_integer()
-                   for f in ordered)
+    integral = all(_integral(f) for f in ordered)
     dtype = np.dtype(np.int16) if integral and not colour else np.dtype(np.float32)
+    volume_bytes = math.prod(geometry.shape) * dtype.itemsize
+    if volume_bytes > VOLUME_MAX_BYTES:
+        raise DicomReadError(
+            f"the volume would be {geometry.shape[0]}×{geometry.shape[1]}×{geometry.shape[2]} "
+            f"voxels ({volume_bytes / (1 << 30):.1f} GiB), more than the "
+            f"{VOLUME_MAX_BYTES >> 30} GiB Lucida loads")
     if colour:
         warnings.append(VolumeWarning(
             WarningCode.OTHER,
@@ -640,6 +838,19 @@ def _plan_from_headers(headers: list[_Header], failures: list[tuple[str, str]],
     )
 
 
+def _integral(frame: PlannedFrame) -> bool:
+    """Whether a frame's rescale is integer arithmetic that cannot overflow the int32
+    of :func:`_to_values` (stored × slope, then + intercept): a slope of 1e30 is
+    integral but is rescaled in floating point."""
+    if not (float(frame.slope).is_integer() and float(frame.intercept).is_integer()):
+        return False
+    lo_s, hi_s = frame.fmt.stored_range()
+    limit = 2**31 - 1
+    scaled = max(abs(lo_s), abs(hi_s)) * abs(frame.slope)
+    lo, hi = _rescaled_range(frame)
+    return scaled <= limit and -limit <= lo and hi <= limit
+
+
 def _rescaled_range(frame: PlannedFrame) -> tuple[float, float]:
     lo_s, hi_s = frame.fmt.stored_range()
     a = lo_s * frame.slope + frame.intercept
@@ -651,7 +862,10 @@ def _rescaled_range(frame: PlannedFrame) -> tuple[float, float]:
 
 
 def _decode_file(frames: list[tuple[int, PlannedFrame]]) -> list[tuple[int, npt.NDArray[Any]]]:
-    """Stored values of the requested frames of one file: [(k, array), ...]."""
+    """Stored values of the requested frames of one file: [(k, array), ...].
+
+    Any failure is a DicomReadError naming the file (it runs in worker threads too,
+    and one file's failure is that file's alone)."""
     source = frames[0][1].source
     fmt = frames[0][1].fmt
     out: list[tuple[int, npt.NDArray[Any]]] = []
@@ -662,32 +876,35 @@ def _decode_file(frames: list[tuple[int, PlannedFrame]]) -> list[tuple[int, npt.
                     out.append((k, read_native_frame(fp, fmt, fr.frame_index)))
             return out
         first = frames[0][1]
-        if can_use_imagecodecs(fmt):
-            try:
-                with source.open() as fp:
+        checked = fmt.encapsulated_offset is not None
+        if checked:
+            # Every frame's own header is checked before any decoder sees the file
+            # (decode.check_encoded_frame); a frame that fails refuses the file.
+            with source.open() as fp:
+                encoded = read_encoded_frames(fp, fmt)
+            if can_use_imagecodecs(fmt):
+                try:
                     arrays = decode_frames_imagecodecs(
-                        fp, fmt, [fr.frame_index for _, fr in frames])
-                return [(k, a) for (k, _), a in zip(frames, arrays, strict=True)]
-            except ImportError:
-                pass
-            except Exception as exc:  # fall back to the other decoders below
-                log.debug("imagecodecs could not decode %s: %s", source, exc)
-        if can_use_sitk(fmt, first.slope, first.intercept, source.member is None):
+                        encoded, fmt, [fr.frame_index for _, fr in frames])
+                    return [(k, a) for (k, _), a in zip(frames, arrays, strict=True)]
+                except ImportError:
+                    pass
+                except Exception as exc:  # fall back to the other decoders below
+                    log.debug("imagecodecs could not decode %s: %s", source, exc)
+            del encoded
+        # GDCM reads the file itself: only frames checked above are handed to it.
+        if checked and can_use_sitk(fmt, first.slope, first.intercept, source.member is None):
             try:
                 return [(frames[0][0], decode_file_sitk(str(source.path), fmt, first.intercept))]
             except Exception as exc:  # fall back to pydicom's plugins below
                 log.debug("SimpleITK could not decode %s: %s", source, exc)
-        import pydicom
-
-        with source.open() as fp:
-            ds = pydicom.dcmread(fp, force=True)
-        if "TransferSyntaxUID" not in ds.file_meta:
-            from pydicom.uid import UID
-
-            ds.file_meta.TransferSyntaxUID = UID(fmt.transfer_syntax)
+        ds = _read_whole_dataset(source, fmt)
         arr = decode_dataset(ds, fmt, str(source))
     except LucidaError as exc:
         raise DicomReadError(f"{source}: {exc}") from exc
+    except MemoryError as exc:
+        raise DicomReadError(f"{source}: pixel data cannot be read: decoding ran out of "
+                             "memory (MemoryError)") from exc
     except Exception as exc:  # pydicom/decoder errors on corrupt data
         raise DicomReadError(
             f"{source}: pixel data cannot be read ({type(exc).__name__}: {exc})"[:400]) from exc
@@ -696,6 +913,29 @@ def _decode_file(frames: list[tuple[int, PlannedFrame]]) -> list[tuple[int, npt.
             raise DicomReadError(f"{source}: frame {fr.frame_index + 1} is missing")
         out.append((k, arr[fr.frame_index]))
     return out
+
+
+def _read_whole_dataset(source: DicomSource, fmt: PixelFormat) -> Any:
+    """The whole file, pixel data included, read by pydicom for its decoders: through a
+    reader that never hands out more than the file holds (a crafted length before the
+    pixel data is not allocated), and a deflated data set only when it inflates to at
+    most its declared pixels plus :data:`HEADER_READ_MAX` (pydicom inflates it whole)."""
+    import pydicom
+    from pydicom.uid import UID
+
+    with source.open() as fp:
+        size = fastheader.data_size(fp)
+        meta = _file_meta(fp, size)
+        if meta is not None and meta.transfer_syntax in fastheader.DEFLATED:
+            cap = HEADER_READ_MAX + fmt.frame_bytes * fmt.number_of_frames
+            if inflated_size_exceeds(fp, meta.dataset_start, cap):
+                raise DicomReadError(f"the deflated data set inflates to more than {cap} "
+                                     "bytes, more than its header describes")
+        fp.seek(0)
+        ds = pydicom.dcmread(BoundedReader(fp, None, size), force=True)
+    if "TransferSyntaxUID" not in ds.file_meta:
+        ds.file_meta.TransferSyntaxUID = UID(fmt.transfer_syntax)
+    return ds
 
 
 def _to_values(stored: npt.NDArray[Any], frame: PlannedFrame, integral: bool,

@@ -30,7 +30,22 @@ SliceThickness,           NaN/inf, 0, < 1e-4 mm, > 1000 mm; negative  the loader
 SpacingBetweenSlices      except where the sign has a meaning (NM)    to the next source
 (only where used)
 Rows, Columns             0, > 32768                                  —
+BitsAllocated,            not 1/8/16/32; BitsStored negative;         BitsStored 0 or
+BitsStored,               PixelRepresentation not 0/1;                absent → BitsAllocated;
+PixelRepresentation,      SamplesPerPixel > 4                         SamplesPerPixel 0 → 1
+SamplesPerPixel
+NumberOfFrames            NaN/inf, > 100 000                          0 or absent → 1
+(all of the above)        more than 4 GiB of decoded pixels per file  —
+RescaleSlope,             NaN/inf; values beyond float32              slope 0 → 1 (loader)
+RescaleIntercept
 ========================  ==========================================  ====================
+
+Values that pydicom cannot convert at all (an unknown VR, a wrong byte length, text
+in an unknown character set: pydicom converts lazily and raises on first access)
+are read through :func:`element_value`, which refuses them naming the element, or
+:func:`optional_value` for what is only shown (descriptions, names), where such a
+value is treated as absent. No other code in the loader touches a value of an
+untrusted data set directly.
 """
 
 from __future__ import annotations
@@ -71,6 +86,17 @@ STEP_MAX_MM = 1000.0
 #: radiographs, film digitisers); more is a corrupt header, and would be
 #: allocated before any pixel data were read.
 MATRIX_MAX = 32768
+#: Frames in one file: enhanced and legacy multi-frame objects have up to a few
+#: thousand. The loader keeps a few objects per frame, so a crafted count is
+#: refused before any of them is made.
+FRAMES_MAX = 100_000
+#: Decoded pixel bytes of one file (Rows × Columns × SamplesPerPixel × BitsAllocated/8
+#: × NumberOfFrames). Decoders allocate this much before they look at the data, so a
+#: small compressed file claiming more is refused before any decoder runs; a 2,000-frame
+#: 1024 × 1024 16-bit object is exactly this large.
+DECODED_MAX_BYTES = 4 << 30
+#: The largest finite float32 (the widest voxel type a Volume uses).
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class ImplausibleValue(DicomReadError):
@@ -79,6 +105,47 @@ class ImplausibleValue(DicomReadError):
     def __init__(self, element: str, message: str) -> None:
         super().__init__(message)
         self.element = element
+
+
+class UnreadableValue(ImplausibleValue):
+    """A value pydicom cannot convert (unknown VR, wrong byte length, undecodable text)."""
+
+
+def _unreadable(keyword: str, exc: BaseException) -> UnreadableValue:
+    if isinstance(exc, RecursionError):
+        return UnreadableValue(keyword, f"{keyword} cannot be read: its sequences are nested "
+                               "too deeply (RecursionError)")
+    if isinstance(exc, MemoryError):
+        return UnreadableValue(keyword, f"{keyword} cannot be read: it is too large to hold "
+                               "in memory (MemoryError)")
+    return UnreadableValue(
+        keyword, f"{keyword} cannot be read: {type(exc).__name__}: {exc}"[:300])
+
+
+def element_value(ds: Any, keyword: str, default: Any = None) -> Any:
+    """``ds.get(keyword, default)``, or :class:`UnreadableValue` naming the element.
+
+    pydicom converts an element's raw bytes on first access, and a crafted element
+    fails there in many ways: NotImplementedError (unknown VR), BytesLengthException
+    (an Exception only), ValueError, struct.error, LookupError (character set),
+    RecursionError (a sequence nested thousands of levels inside a defined-length
+    one, parsed only now). Every one of them is this element's refusal, so that the
+    file is left out with a reason instead of ending the import. ``ds`` may also be
+    the lean reader's stand-in, which never raises.
+    """
+    try:
+        return ds.get(keyword, default)
+    except Exception as exc:  # any conversion failure is this element's refusal
+        raise _unreadable(keyword, exc) from exc
+
+
+def optional_value(ds: Any, keyword: str, default: Any = None) -> Any:
+    """A value that is only shown (a description, a name, a window): ``default`` when
+    pydicom cannot convert it, so a damaged label never costs the image."""
+    try:
+        return element_value(ds, keyword, default)
+    except UnreadableValue:
+        return default
 
 
 @dataclass(frozen=True)
@@ -105,7 +172,7 @@ def numbers(raw: Any, element: str) -> tuple[float, ...] | None:
         return None
     try:
         return tuple(float(v) for v in items)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         text = "\\".join(str(v) for v in items)
         raise ImplausibleValue(element, f"{element} '{text}' is not a number") from None
 
@@ -226,6 +293,60 @@ def check_matrix(rows: int, columns: int) -> None:
             "Rows" if rows > MATRIX_MAX else "Columns",
             f"Rows {rows}, Columns {columns}: more than {MATRIX_MAX} pixels along a side, "
             "which is not a real image matrix")
+
+
+def check_pixel_format(*, samples: int, bits_allocated: int, bits_stored: int,
+                       pixel_representation: int, frames: int, rows: int, columns: int
+                       ) -> None:
+    """Refuse a pixel description no decoder can honour or that would decode to more
+    than :data:`DECODED_MAX_BYTES` (the values as read; the caller's defaults applied)."""
+    if bits_allocated not in (1, 8, 16, 32):
+        raise ImplausibleValue("BitsAllocated",
+                               f"BitsAllocated {bits_allocated} is not supported (1, 8, 16 "
+                               "or 32 are)")
+    if bits_stored < 0:
+        raise ImplausibleValue("BitsStored", f"BitsStored {bits_stored} is negative")
+    if pixel_representation not in (0, 1):
+        raise ImplausibleValue(
+            "PixelRepresentation", f"PixelRepresentation {pixel_representation} is neither "
+            "0 (unsigned) nor 1 (signed)")
+    if not 1 <= samples <= 4:
+        raise ImplausibleValue("SamplesPerPixel",
+                               f"SamplesPerPixel {samples} is not 1 to 4")
+    if not 1 <= frames <= FRAMES_MAX:
+        raise ImplausibleValue("NumberOfFrames", f"NumberOfFrames {frames} is more than the "
+                               f"{FRAMES_MAX} frames Lucida reads from one file")
+    decoded = rows * columns * samples * bits_allocated // 8 * frames
+    if decoded > DECODED_MAX_BYTES:
+        raise ImplausibleValue(
+            "NumberOfFrames" if frames > 1 else "Rows",
+            f"Rows {rows}, Columns {columns}, NumberOfFrames {frames} (× {samples} "
+            f"sample(s) of {bits_allocated} bits) describe {decoded} bytes of pixels, more "
+            f"than the {DECODED_MAX_BYTES >> 30} GiB Lucida decodes from one file")
+
+
+def check_frame_count(value: float | None) -> int:
+    """NumberOfFrames as a count: absent, empty or below 1 is one frame (old writers
+    put 0); a value that is not a finite number is refused."""
+    if value is None:
+        return 1
+    if not math.isfinite(value):
+        raise ImplausibleValue("NumberOfFrames", f"NumberOfFrames {shown(value)} is not finite")
+    return max(int(value), 1)
+
+
+def check_rescale(slope: float, intercept: float, stored: tuple[int, int],
+                  label: str = "") -> None:
+    """RescaleSlope and RescaleIntercept must be finite, and so must every value they
+    give for the stored range in float32 (the widest voxel type)."""
+    for element, value in (("RescaleSlope", slope), ("RescaleIntercept", intercept)):
+        if not math.isfinite(value):
+            raise ImplausibleValue(element, f"{element}{label} {shown(value)} is not finite")
+    far = max(abs(stored[0] * slope + intercept), abs(stored[1] * slope + intercept))
+    if not far <= FLOAT32_MAX:
+        raise ImplausibleValue(
+            "RescaleSlope", f"RescaleSlope{label} {shown(slope)}, RescaleIntercept{label} "
+            f"{shown(intercept)} give values up to {far:.3g}, beyond what a voxel can hold")
 
 
 def summarise(notes: Iterable[Note]) -> list[VolumeWarning]:
