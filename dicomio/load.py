@@ -779,7 +779,18 @@ def _plan_from_headers(headers: list[_Header], failures: list[tuple[str, str]],
     warnings.extend(geometry.warnings)
 
     colour = any(f.fmt.is_colour for f in ordered)
+    first = headers[0]  # the fully parsed header: descriptive metadata and identity
+    modality = first.modality
+    lo, hi = _rescaled_range(ordered[0])
+    if modality == "CT" and first.meta["units"] == "HU":
+        background = float(CT_AIR_HU)
+    else:
+        background = float(min(max(0.0, lo), hi))
     integral = all(_integral(f) for f in ordered)
+    # The background fills unread slices of the array as it is allocated (np.full wraps
+    # a value int16 cannot hold) and a file that fails to decode (assigning it raises
+    # OverflowError): an int16 volume needs a background int16 holds.
+    integral = integral and -32768 <= background <= 32767
     dtype = np.dtype(np.int16) if integral and not colour else np.dtype(np.float32)
     volume_bytes = math.prod(geometry.shape) * dtype.itemsize
     if volume_bytes > VOLUME_MAX_BYTES:
@@ -791,13 +802,6 @@ def _plan_from_headers(headers: list[_Header], failures: list[tuple[str, str]],
         warnings.append(VolumeWarning(
             WarningCode.OTHER,
             f"colour image ({ordered[0].fmt.photometric}) converted to greyscale luminance"))
-    first = headers[0]  # the fully parsed header: descriptive metadata and identity
-    modality = first.modality
-    lo, hi = _rescaled_range(ordered[0])
-    if modality == "CT" and first.meta["units"] == "HU":
-        background = float(CT_AIR_HU)
-    else:
-        background = float(min(max(0.0, lo), hi))
     meta = dict(first.meta)
     monochrome1 = any(f.fmt.photometric == "MONOCHROME1" for f in ordered)
     if monochrome1 and meta.get("window_center") is not None:

@@ -556,3 +556,26 @@ def test_pixel_data_element_header_is_read_with_the_one_long_vr_table(tmp_path: 
     bad = _replace_vr(_bytes(ds), 0x7FE00010, b"OW", b"OF")
     with pytest.raises(DicomReadError, match="the image size in the header is wrong"):
         read_volume([_write(tmp_path / "of.dcm", bad)])
+
+
+def test_a_background_int16_cannot_hold_makes_a_float_volume(tmp_path: Path) -> None:
+    """MR with RescaleIntercept 40000, slope 2: the background (the lowest value the
+    stored range gives, 40000) does not fit int16. The array used to be int16 until a
+    slice widened it, so the blank slice of a file that fails to decode — here the
+    first one — raised OverflowError (np.full had wrapped it to -25536 already)."""
+    paths = []
+    for i in range(1, 4):
+        ds = _slice(i, syntax=RLELossless)
+        ds.Modality = "MR"
+        ds.RescaleIntercept, ds.RescaleSlope = 40000, 2
+        paths.append(_write(tmp_path / f"IM{i}.dcm", _bytes(_rle(ds))))
+    ds = _slice(1, syntax=RLELossless)
+    ds.Modality = "MR"
+    ds.RescaleIntercept, ds.RescaleSlope = 40000, 2
+    header = struct.pack("<16I", 2, 64, 66, *([0] * 13))
+    _write(paths[0], _bytes(_encapsulated(ds, [header + b"\x00\x05" + b"\x00\x05"])))
+    volume = read_volume(paths)
+    assert "could not be decoded" in _left_out_warning(volume)
+    assert volume.metadata["background_value"] == 40000
+    assert np.all(volume.array[0] == 40000)
+    assert volume.array.dtype == np.float32
