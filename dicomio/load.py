@@ -1032,8 +1032,18 @@ def read_volume(
     plan = _plan_from_headers(headers, failures, len(sources))
     if progress is not None:
         progress(0.05, "headers read")
-    return _read_pixels(plan, progress=progress, cancel=cancel, on_slice=on_slice,
-                        workers=workers)
+    try:
+        return _read_pixels(plan, progress=progress, cancel=cancel, on_slice=on_slice,
+                            workers=workers)
+    except MemoryError as exc:
+        # The volume itself (or widening it to float32) did not fit: a failure of this
+        # series, said as such, not an internal error. One file's decoder running out
+        # of memory is that file's reason (_decode_file).
+        size = math.prod(plan.shape) * plan.dtype.itemsize / (1 << 30)
+        raise DicomReadError(
+            f"not enough memory for this volume ({plan.shape[0]}×{plan.shape[1]}×"
+            f"{plan.shape[2]} voxels, {size:.1f} GiB as {plan.dtype}): close other "
+            "series or programs and try again") from exc
 
 
 def _read_pixels(plan: VolumePlan, *, progress: ProgressSink | None, cancel: CancelToken | None,

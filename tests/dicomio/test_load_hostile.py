@@ -579,3 +579,33 @@ def test_a_background_int16_cannot_hold_makes_a_float_volume(tmp_path: Path) -> 
     assert volume.metadata["background_value"] == 40000
     assert np.all(volume.array[0] == 40000)
     assert volume.array.dtype == np.float32
+
+
+def test_a_volume_that_does_not_fit_in_memory_is_a_read_error(tmp_path: Path) -> None:
+    """Four files planned as a 2 GiB volume, loaded in a process limited to 1.5 GB of
+    address space: allocating the array raises MemoryError, which is this series'
+    error (what the CLI prints as 'error:'), not an internal error."""
+    for i in range(1, 5):
+        ds = _slice(i, syntax=JPEG2000Lossless, rows=16384, columns=16384)
+        _write(tmp_path / f"IM{i}.dcm", _bytes(_encapsulated(
+            ds, [_siz_codestream(16384, 16384)])))
+    code = textwrap.dedent("""
+        import resource, sys
+        from pathlib import Path
+        from core.errors import DicomReadError
+        from dicomio.load import read_volume
+        paths = sorted(Path(sys.argv[1]).glob("*.dcm"))
+        limit = 1536 << 20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(
+            resource.RLIMIT_AS)[1]))
+        try:
+            read_volume(paths, workers=1)
+        except DicomReadError as exc:
+            print("refused:", exc)
+    """)
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1",
+               OPENBLAS_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "refused: not enough memory for this volume (4×16384×16384" in proc.stdout
