@@ -10,10 +10,12 @@
   libjpeg/openjpeg/rle, pyjpegls, Pillow, pydicom's own): when one plugin fails
   on a file the next is tried. Before them, encapsulated greyscale frames go
   to imagecodecs (C decoders that release the GIL, so frames decode in
-  parallel threads) and then to GDCM through SimpleITK; python-gdcm's pydicom
-  plugin is excluded because it aborts the process on some corrupt data. A
-  file that none can decode raises :class:`DicomReadError` naming the
-  transfer syntax and each plugin's error.
+  parallel threads); after them, a single-frame file nobody else could read
+  goes to GDCM through SimpleITK (last: on damaged data it has allocated
+  gigabytes where the others fail cleanly); python-gdcm's pydicom plugin is
+  excluded because it aborts the process on some corrupt data. A file that
+  none can decode raises :class:`DicomReadError` naming the transfer syntax
+  and each plugin's error.
 * Every decoder call goes through :func:`call_decoder`: whatever a decoder raises
   — a Rust panic from pylibjpeg-rle arrives as pyo3's ``PanicException``, a
   ``BaseException`` — is that decoder's failure, and the next one is tried
@@ -386,8 +388,11 @@ def fragments_problem(data: bytes) -> str | None:
     pydicom's fragment reader takes a short read at the end of the data as the
     fragment, and GDCM (through SimpleITK) trusts the declared length — it allocated
     gigabytes for a 64 × 64 RLE frame whose item claimed 6 KB at the end of a 3 KB
-    file — so a fragment running past the end is refused. Data that end right after a
-    whole fragment, without the final delimiter, are read as pydicom reads them."""
+    file — so a fragment running past the end is refused, and so is a sequence
+    delimiter whose length is not 0 (GDCM allocated 2 GB for a JPEG-LS file whose
+    delimiter said 1; the scan does not index such a file either). Data that end right
+    after a whole fragment, without the final delimiter, are read as pydicom reads
+    them."""
     pos = 0
     end = len(data)
     while True:
@@ -397,7 +402,8 @@ def fragments_problem(data: bytes) -> str | None:
             return "it ends inside an item header (the file is truncated)"
         group, element, length = struct.unpack_from("<HHI", data, pos)
         if (group, element) == (0xFFFE, 0xE0DD):
-            return None
+            return None if length == 0 else (f"its sequence delimiter has length {length}, "
+                                             "not 0")
         if (group, element) != (0xFFFE, 0xE000):
             return f"an item was expected at byte {pos}, found ({group:04X},{element:04X})"
         if length == 0xFFFFFFFF or pos + 8 + length > end:

@@ -896,14 +896,22 @@ def _decode_file(frames: list[tuple[int, PlannedFrame]]) -> list[tuple[int, npt.
                 except Exception as exc:  # fall back to the other decoders below
                     log.debug("imagecodecs could not decode %s: %s", source, exc)
             del encoded
-        # GDCM reads the file itself: only frames checked above are handed to it.
-        if checked and can_use_sitk(fmt, first.slope, first.intercept, source.member is None):
+        try:
+            ds = _read_whole_dataset(source, fmt)
+            arr = decode_dataset(ds, fmt, str(source))
+        except DicomReadError as exc:
+            # GDCM (through SimpleITK) is the last resort, as ARCHITECTURE.md orders the
+            # decoders: on damaged data it has allocated gigabytes (a JPEG-LS stream
+            # pylibjpeg decodes; an RLE item past the end), so it sees only files whose
+            # frames passed the checks above and that every other decoder refused.
+            if not (checked and can_use_sitk(fmt, first.slope, first.intercept,
+                                             source.member is None)):
+                raise
             try:
                 return [(frames[0][0], decode_file_sitk(str(source.path), fmt, first.intercept))]
-            except Exception as exc:  # fall back to pydicom's plugins below
-                log.debug("SimpleITK could not decode %s: %s", source, exc)
-        ds = _read_whole_dataset(source, fmt)
-        arr = decode_dataset(ds, fmt, str(source))
+            except Exception as sitk_exc:
+                log.debug("SimpleITK could not decode %s: %s", source, sitk_exc)
+                raise exc from None
     except LucidaError as exc:
         raise DicomReadError(f"{source}: {exc}") from exc
     except MemoryError as exc:

@@ -609,3 +609,20 @@ def test_a_volume_that_does_not_fit_in_memory_is_a_read_error(tmp_path: Path) ->
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "refused: not enough memory for this volume (4×16384×16384" in proc.stdout
+
+
+def test_a_sequence_delimiter_with_a_length_never_reaches_gdcm(tmp_path: Path) -> None:
+    """pydicom's MR_small_jpeg_ls_lossless.dcm with two bytes changed (as the fuzzer
+    found it): one in the JPEG-LS scan, so imagecodecs (CharLS) refuses the stream, and
+    the length of the pixel data's sequence delimiter set to 1. SimpleITK, tried next,
+    had GDCM allocate some 2 GB. The delimiter is refused before any decoder (as the
+    scan refuses it), and GDCM now comes after pydicom's plugins in any case."""
+    from pydicom.data import get_testdata_file
+
+    data = bytearray(Path(get_testdata_file("MR_small_jpeg_ls_lossless.dcm")).read_bytes())
+    delimiter = data.rindex(b"\xfe\xff\xdd\xe0\x00\x00\x00\x00")
+    data[delimiter + 4] = 1
+    data[4552:4554] = b"\xff\xff"  # inside the JPEG-LS scan data
+    result = _load_peak(_write(tmp_path / "a.dcm", bytes(data)))
+    assert "sequence delimiter has length 1" in result["reason"]
+    assert result["grew_mib"] < 256, result
