@@ -463,6 +463,22 @@ def check_encoded_frame(frame: bytes, index: int, fmt: PixelFormat) -> None:
         raise DicomReadError(f"{UID(ts).name} frame {index + 1} cannot be decoded: {problem}")
 
 
+def frame_header_matches(frame: bytes, fmt: PixelFormat) -> bool:
+    """Whether a checked frame's own header says exactly what the DICOM header says
+    (columns, rows, samples), as GDCM needs: it dereferenced a JPEG-LS frame header of
+    width 0 (legal only with an LSE segment giving the width) and crashed the process,
+    where every other decoder raised. RLE frames passed :func:`check_encoded_frame`."""
+    ts = fmt.transfer_syntax
+    declared = (fmt.columns, fmt.rows, fmt.samples_per_pixel)
+    if ts == RLE_SYNTAX:
+        return True
+    if ts in JPEG_SYNTAXES:
+        return _jpeg_frame_size(frame) == declared
+    if ts in J2K_SYNTAXES:
+        return _jp2_box_problem(frame) is None and _j2k_frame_size(frame) == declared
+    return False
+
+
 def _rle_problem(frame: bytes, fmt: PixelFormat) -> str | None:
     """What is wrong with an RLE frame's header (PS3.5 G.5), or None."""
     if len(frame) < 64:

@@ -101,6 +101,7 @@ from dicomio.decode import (
     decode_dataset,
     decode_file_sitk,
     decode_frames_imagecodecs,
+    frame_header_matches,
     inflated_size_exceeds,
     locate_native_pixels,
     luminance,
@@ -880,12 +881,13 @@ def _decode_file(frames: list[tuple[int, PlannedFrame]]) -> list[tuple[int, npt.
                     out.append((k, read_native_frame(fp, fmt, fr.frame_index)))
             return out
         first = frames[0][1]
-        checked = fmt.encapsulated_offset is not None
-        if checked:
+        gdcm_safe = False
+        if fmt.encapsulated_offset is not None:
             # Every frame's own header is checked before any decoder sees the file
             # (decode.check_encoded_frame); a frame that fails refuses the file.
             with source.open() as fp:
                 encoded = read_encoded_frames(fp, fmt)
+            gdcm_safe = len(encoded) == 1 and frame_header_matches(encoded[0], fmt)
             if can_use_imagecodecs(fmt):
                 try:
                     arrays = decode_frames_imagecodecs(
@@ -901,11 +903,12 @@ def _decode_file(frames: list[tuple[int, PlannedFrame]]) -> list[tuple[int, npt.
             arr = decode_dataset(ds, fmt, str(source))
         except DicomReadError as exc:
             # GDCM (through SimpleITK) is the last resort, as ARCHITECTURE.md orders the
-            # decoders: on damaged data it has allocated gigabytes (a JPEG-LS stream
-            # pylibjpeg decodes; an RLE item past the end), so it sees only files whose
-            # frames passed the checks above and that every other decoder refused.
-            if not (checked and can_use_sitk(fmt, first.slope, first.intercept,
-                                             source.member is None)):
+            # decoders: on damaged data it has allocated gigabytes (an RLE item past the
+            # end, a delimiter with a length) and crashed the process (a JPEG-LS frame
+            # header of width 0), so it sees only a frame whose own header matches the
+            # file's exactly, and only when every other decoder refused it.
+            if not (gdcm_safe and can_use_sitk(fmt, first.slope, first.intercept,
+                                               source.member is None)):
                 raise
             try:
                 return [(frames[0][0], decode_file_sitk(str(source.path), fmt, first.intercept))]

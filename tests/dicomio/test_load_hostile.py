@@ -626,3 +626,19 @@ def test_a_sequence_delimiter_with_a_length_never_reaches_gdcm(tmp_path: Path) -
     result = _load_peak(_write(tmp_path / "a.dcm", bytes(data)))
     assert "sequence delimiter has length 1" in result["reason"]
     assert result["grew_mib"] < 256, result
+
+
+def test_a_frame_header_gdcm_cannot_take_never_reaches_it(tmp_path: Path) -> None:
+    """pydicom's MR_small_jpeg_ls_lossless.dcm with the width in its JPEG-LS frame header
+    (SOF55) set to 0, which is legal only with an LSE segment giving the width: every
+    decoder refuses it, and GDCM (SimpleITK), tried when all others failed, crashed the
+    process with a segmentation fault (found by fuzzing). GDCM is handed only frames
+    whose own header matches the file's; this one is refused with the others' reasons."""
+    from pydicom.data import get_testdata_file
+
+    data = bytearray(Path(get_testdata_file("MR_small_jpeg_ls_lossless.dcm")).read_bytes())
+    sof = data.index(b"\xff\xf7\x00\x0b")  # SOF55: length 11, P, Y (2), X (2), Nf
+    assert data[sof + 5:sof + 9] == b"\x00\x40\x00\x40"
+    data[sof + 7:sof + 9] = b"\x00\x00"
+    result = _load_peak(_write(tmp_path / "a.dcm", bytes(data)))
+    assert "no available decoder could read" in result["reason"]
