@@ -56,7 +56,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from core.errors import DicomReadError
-from dicomio.fastheader import LONG_VRS
+from dicomio.fastheader import LONG_VRS, is_vr
 from dicomio.plausibility import element_value
 
 log = logging.getLogger(__name__)
@@ -257,11 +257,13 @@ def locate_native_pixels(fp: BinaryIO, transfer_syntax: str, fmt_bytes_needed: i
     group, element = struct.unpack("<HH", head[:4])
     if (group, element) != (0x7FE0, 0x0010):
         return None
-    if transfer_syntax == str(ImplicitVRLittleEndian):
+    vr = head[4:6]
+    if transfer_syntax == str(ImplicitVRLittleEndian) or not is_vr(vr):
+        # No VR where one belongs (some writers put the pixel data in implicit VR):
+        # a 4-byte length, as the scan and dicomio.load read it.
         (length,) = struct.unpack("<I", head[4:8])
         offset = start + 8
     else:
-        vr = head[4:6]
         if vr in LONG_VRS:
             if len(head) < 12:
                 return None

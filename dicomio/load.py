@@ -344,8 +344,11 @@ def _parse_header(source: DicomSource, fp: Any, size: int, full: bool) -> _Heade
     )
     if pixel_state == "native":
         _check_pixel_length(fmt, pixel_length)
-    pad = _num(element_value(ds, "PixelPaddingValue"))
-    pad_limit = _num(element_value(ds, "PixelPaddingRangeLimit"))
+    # US-or-SS values pydicom could not resolve stay raw bytes: not a number to use.
+    pad_raw = element_value(ds, "PixelPaddingValue")
+    pad = None if isinstance(pad_raw, (bytes, str)) else _num(pad_raw)
+    limit_raw = element_value(ds, "PixelPaddingRangeLimit")
+    pad_limit = None if isinstance(limit_raw, (bytes, str)) else _num(limit_raw)
     if pad is not None and math.isfinite(pad):
         fmt = _replace_fmt(fmt, padding_value=fmt.signed_value(int(pad)),
                            padding_limit=None if pad_limit is None or not math.isfinite(

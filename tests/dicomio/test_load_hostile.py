@@ -642,3 +642,16 @@ def test_a_frame_header_gdcm_cannot_take_never_reaches_it(tmp_path: Path) -> Non
     data[sof + 7:sof + 9] = b"\x00\x00"
     result = _load_peak(_write(tmp_path / "a.dcm", bytes(data)))
     assert "no available decoder could read" in result["reason"]
+
+
+def test_pixel_data_without_a_vr_in_an_explicit_vr_file_is_located(tmp_path: Path) -> None:
+    """Some writers put the pixel data element in implicit VR (tag, 4-byte length) inside
+    an explicit VR file, as pydicom's SC_rgb_jpeg.dcm has it; pydicom reads it. Its value
+    is located after an 8-byte header, as the scan reads it, not at a 2-byte length
+    read from the middle of the 4-byte one."""
+    data = _bytes(_native(_slice()))
+    at = data.rindex(b"\xe0\x7f\x10\x00OW\x00\x00")
+    bad = data[:at + 4] + data[at + 8:]  # tag, then the 4-byte length and the pixels
+    volume = read_volume([_write(tmp_path / "a.dcm", bad)])
+    assert volume.shape == (1, 4, 4)
+    assert int(volume.array.max()) == int(_pixels(_slice()).max()) - 1024
