@@ -187,7 +187,7 @@ class BoundedReader(io.RawIOBase):
         if want > self._left:
             self.exhausted = True
             want = self._left
-        data = _read_exact(self._fp, want) if want > 0 else b""
+        data = read_exact(self._fp, want) if want > 0 else b""
         self._left -= len(data)
         return data
 
@@ -205,7 +205,7 @@ def _stream_size(fp: BinaryIO) -> int:
     return size
 
 
-def _read_exact(fp: BinaryIO, n: int) -> bytes:
+def read_exact(fp: BinaryIO, n: int) -> bytes:
     """``n`` bytes, or fewer only at the end of the stream (a read may return less)."""
     data = fp.read(n)
     while len(data) < n:

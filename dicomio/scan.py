@@ -53,8 +53,10 @@ from core.progress import CancelToken, ProgressSink
 from dicomio import fastheader
 from dicomio.classify import MEDIA_STORAGE_DIRECTORY, ObjectKind, classify_sop_class
 from dicomio.decode import (
+    BoundedReader,
     ZipMemberError,
     ZipMemberHead,
+    read_exact,
     read_zip_member_head,
     spool_zip_member,
     zip_directory_problem,
@@ -298,17 +300,6 @@ def _functional(ds: Dataset, seq: str, item: str) -> Dataset | None:
 _TRUNCATED = "truncated: the file ends inside a data element"
 
 
-def _read_exact(fp: BinaryIO, n: int) -> bytes:
-    """``n`` bytes, or fewer only at the end of the stream (a read may return less)."""
-    data = fp.read(n)
-    while len(data) < n:
-        more = fp.read(n - len(data))
-        if not more:
-            break
-        data += more
-    return data
-
-
 def _tail_reader(fp: BinaryIO, size: int, start: int) -> Callable[[], bytes]:
     """The last bytes of the stream from ``start`` on (at most :data:`_TAIL_BYTES`)."""
     def tail() -> bytes:
@@ -333,7 +324,7 @@ def _pixel_data_check(fp: BinaryIO, ds: Dataset, size: int) -> bool:
                         little is not False)
         return False
     fp.seek(pos)
-    head = _read_exact(fp, 12)
+    head = read_exact(fp, 12)
     if len(head) < 8:
         raise ScanProblem("truncated: the file ends inside the pixel data element header")
     endian = "<" if little is not False else ">"
@@ -643,55 +634,6 @@ def _read_deflated_fast(fp: BinaryIO, meta: fastheader.FileMeta, source: DicomSo
         has_pixels)
 
 
-class _BoundedReader(io.RawIOBase):
-    """A read-only view of a seekable stream that hands out at most ``budget`` bytes.
-
-    Seeking is free (pydicom seeks past values it does not want); once the budget is
-    spent reads return nothing and ``exhausted`` is set, so pydicom sees an early end
-    of file instead of allocating what a crafted length claims.
-    """
-
-    def __init__(self, fp: BinaryIO, budget: int) -> None:
-        super().__init__()
-        self._fp = fp
-        self._left = budget
-        self.exhausted = False
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self._fp.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._fp.tell()
-
-    def read(self, size: int | None = -1) -> bytes:
-        # Clamp before anything is allocated: io.RawIOBase.read would first allocate
-        # the size asked for, and a crafted length asks for gigabytes.
-        want = self._left if size is None or size < 0 else size
-        clamped = want > self._left
-        want = min(want, self._left)
-        data = _read_exact(self._fp, want) if want > 0 else b""
-        self._left -= len(data)
-        # Only a read that the budget cut short (the stream had more) means "too large";
-        # a crafted length past the end of a small file is plain truncation.
-        if clamped and len(data) == want:
-            at = self._fp.tell()
-            self.exhausted = bool(self._fp.read(1))
-            self._fp.seek(at)
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[:len(data)] = data
-        return len(data)
-
-
 def _too_large() -> ScanProblem:
     return ScanProblem(f"header too large: the general reader stops after "
                        f"{FALLBACK_READ_MAX} bytes of header")
@@ -713,7 +655,7 @@ def _read_header_pydicom(fp: BinaryIO, source: DicomSource, size: int,
         if meta is not None and meta.transfer_syntax in fastheader.DEFLATED:
             return _read_deflated_pydicom(fp, meta, source, size, mtime)
     fp.seek(0)
-    reader = _BoundedReader(fp, FALLBACK_READ_MAX)
+    reader = BoundedReader(fp, FALLBACK_READ_MAX, size)
     try:
         ds = pydicom.dcmread(
             reader, stop_before_pixels=True, specific_tags=_HEADER_TAGS, force=not has_marker
