@@ -151,12 +151,9 @@ def test_zip_member_sources(tmp_path: Path) -> None:
     assert pydicom.dcmread(paths[0]).Modality == "CT"
 
 
-def test_legacy_multiframe_with_one_position(tmp_path: Path) -> None:
-    """NM-style multi-frame: one ImagePositionPatient, frames along the normal at
-    SpacingBetweenSlices."""
-    frames, rows, cols = 5, 6, 8
-    k, j, i = np.indices((frames, rows, cols))
-    array = (k * 40 + j * 5 + i).astype(np.uint16)
+def _write_nm(tmp_path: Path, array: np.ndarray, spacing_between_slices: float) -> Path:
+    """A legacy NM multi-frame file: one ImagePositionPatient, frames along the normal."""
+    frames, rows, cols = array.shape
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.20"  # NM Image Storage
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -173,10 +170,20 @@ def test_legacy_multiframe_with_one_position(tmp_path: Path) -> None:
     ds.ImagePositionPatient = [-20.0, -30.0, 15.0]
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
     ds.PixelSpacing = [3.0, 3.0]
-    ds.SpacingBetweenSlices = 2.5
-    ds.PixelData = array.tobytes()
+    ds.SpacingBetweenSlices = spacing_between_slices
+    ds.PixelData = np.ascontiguousarray(array, dtype=np.uint16).tobytes()
     path = tmp_path / "nm.dcm"
     ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_legacy_multiframe_with_one_position(tmp_path: Path) -> None:
+    """NM-style multi-frame: one ImagePositionPatient, frames along the normal at
+    SpacingBetweenSlices."""
+    frames, rows, cols = 5, 6, 8
+    k, j, i = np.indices((frames, rows, cols))
+    array = (k * 40 + j * 5 + i).astype(np.uint16)
+    path = _write_nm(tmp_path, array, spacing_between_slices=2.5)
     vol = read_volume([path])
     assert vol.warnings == []
     np.testing.assert_array_equal(vol.array, array)
@@ -294,26 +301,7 @@ def test_legacy_multiframe_zero_spacing_is_named(tmp_path: Path) -> None:
     dropped as duplicates): the value is named and 1 mm used, loudly."""
     frames, rows, cols = 4, 6, 8
     array = np.indices((frames, rows, cols))[0].astype(np.uint16) * 40
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.20"  # NM Image Storage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "NM"
-    ds.Rows, ds.Columns, ds.NumberOfFrames = rows, cols, frames
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.ImagePositionPatient = [-20.0, -30.0, 15.0]
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.PixelSpacing = [3.0, 3.0]
-    ds.SpacingBetweenSlices = 0
-    ds.PixelData = array.tobytes()
-    path = tmp_path / "nm.dcm"
-    ds.save_as(path, enforce_file_format=True)
+    path = _write_nm(tmp_path, array, spacing_between_slices=0)
     vol = read_volume([path])
     assert [w.message for w in vol.warnings] == [
         "SpacingBetweenSlices 0 is zero: 1 mm slices are assumed"]
