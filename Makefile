@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # parsed: on a fresh machine xvfb-run only exists once `setup` has installed it.
 XVFB_RUN := xvfb-run -a -s "-screen 0 1920x1080x24"
 
-.PHONY: run check setup lint typecheck imports test bench clean
+.PHONY: run check setup lint typecheck imports test bench fuzz clean
 
 # Set up (system packages, virtual environment) and launch the app on the demo study.
 run: setup
@@ -52,6 +52,13 @@ bench: setup
 	if [ -z "$$DISPLAY" ]; then $(XVFB_RUN) $(BIN)/python bench/render.py; \
 	else $(BIN)/python bench/render.py; fi
 	$(BIN)/python bench/inference.py --threads 2 --repeat 3
+
+# Fuzz the import path (not part of check; tests/fuzz/README.md): FUZZ_SECONDS=3600 make fuzz.
+# Findings go to .fuzz/findings/; the regression files they became are replayed by `make check`.
+FUZZ_SECONDS ?= 600
+fuzz: setup
+	$(BIN)/python -m pip install -q -e '.[fuzz]'
+	nice -n 10 $(BIN)/python -m tests.fuzz.run --seconds $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
