@@ -352,20 +352,7 @@ def test_non_ascii_names_and_implicit_vr(tmp_path: Path) -> None:
     assert implicit[0].image_position is not None
 
 
-def _zoo_files() -> list[Path]:
-    import importlib.util
-
-    import pydicom.data
-
-    files = [Path(p) for p in pydicom.data.get_testdata_files() if Path(p).is_file()]
-    spec = importlib.util.find_spec("data_store")
-    if spec is not None and spec.submodule_search_locations:
-        root = Path(next(iter(spec.submodule_search_locations)))
-        files += [p for p in root.rglob("*.dcm") if p.is_file()]
-    return files
-
-
-def test_fast_reader_agrees_with_pydicom_on_the_zoo() -> None:
+def test_fast_reader_agrees_with_pydicom_on_the_zoo(zoo_files: list[Path]) -> None:
     """The header parser (fastheader) gives exactly what pydicom gives, or declines.
 
     The fast reader is called on its own (``read_header_fast`` returns None when it
@@ -375,7 +362,7 @@ def test_fast_reader_agrees_with_pydicom_on_the_zoo() -> None:
     from dicomio import scan as scan_module
     from dicomio.source import DicomSource
 
-    files = _zoo_files()
+    files = zoo_files
     assert len(files) > 300
     fast_parsed = declined = 0
     def run(reader: object, path: Path, size: int, mtime: float) -> object:
@@ -402,10 +389,10 @@ def test_fast_reader_agrees_with_pydicom_on_the_zoo() -> None:
     assert fast_parsed >= 290 and declined <= 20
 
 
-def test_zoo_tally_every_file_accounted_for() -> None:
+def test_zoo_tally_every_file_accounted_for(zoo_files: list[Path]) -> None:
     """The scan of the whole zoo, checked against a record: the count of each object
     kind and skip reason, and for known files their kind or their reason."""
-    files = _zoo_files()
+    files = zoo_files
     folders = sorted({p.parent for p in files})
     result = scan_paths(folders)
     kinds: dict[str, int] = {}
