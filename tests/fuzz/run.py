@@ -331,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=600, help="total fuzzing time")
+    parser.add_argument("--seconds", type=int, default=600,
+                        help="total fuzzing time, split among the targets (30 s each at least)")
     parser.add_argument("--targets", default=",".join(WEIGHTS),
                         help=f"comma-separated, of {', '.join(WEIGHTS)}")
     parser.add_argument("--cpu-seconds", type=float, default=10.0,
