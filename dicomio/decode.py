@@ -56,7 +56,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from core.errors import DicomReadError
-from dicomio.fastheader import LONG_VRS, is_vr
+from dicomio.fastheader import LONG_VRS, is_vr, read_exact
 from dicomio.plausibility import element_value
 
 log = logging.getLogger(__name__)
@@ -203,17 +203,6 @@ def _stream_size(fp: BinaryIO) -> int:
     size = fp.seek(0, io.SEEK_END)
     fp.seek(at)
     return size
-
-
-def read_exact(fp: BinaryIO, n: int) -> bytes:
-    """``n`` bytes, or fewer only at the end of the stream (a read may return less)."""
-    data = fp.read(n)
-    while len(data) < n:
-        more = fp.read(n - len(data))
-        if not more:
-            break
-        data += more
-    return data
 
 
 def inflated_size_exceeds(fp: BinaryIO, start: int, cap: int) -> bool:

@@ -98,6 +98,11 @@ def _read_at_least(fp: BinaryIO, want: int, need: int) -> bytes:
     return data
 
 
+def read_exact(fp: BinaryIO, n: int) -> bytes:
+    """``n`` bytes, or fewer only at the end of the stream (a read may return less)."""
+    return _read_at_least(fp, n, n)
+
+
 class _Cursor:
     """A forward position in a seekable stream, read through a bounded buffer.
 
@@ -176,7 +181,7 @@ class _Cursor:
         if self.limit is not None and pos + n > self.limit:
             raise TooLarge("header too large: a value runs past the bytes read for a header")
         self.fp.seek(pos)
-        data = _read_at_least(self.fp, n, n)
+        data = read_exact(self.fp, n)
         if len(data) < n:
             raise Truncated("truncated: the file ends inside a data element")
         return data

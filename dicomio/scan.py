@@ -56,7 +56,6 @@ from dicomio.decode import (
     BoundedReader,
     ZipMemberError,
     ZipMemberHead,
-    read_exact,
     read_zip_member_head,
     spool_zip_member,
     zip_directory_problem,
@@ -324,7 +323,7 @@ def _pixel_data_check(fp: BinaryIO, ds: Dataset, size: int) -> bool:
                         little is not False)
         return False
     fp.seek(pos)
-    head = read_exact(fp, 12)
+    head = fastheader.read_exact(fp, 12)
     if len(head) < 8:
         raise ScanProblem("truncated: the file ends inside the pixel data element header")
     endian = "<" if little is not False else ">"

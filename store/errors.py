@@ -13,6 +13,7 @@ import json
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from core.errors import StoreError
 
@@ -128,13 +129,18 @@ def damaged_json(table: str, row_id: int, column: str, problem: str) -> DamagedR
         "the library is fine", table=table, row_id=row_id, column=column)
 
 
-def decode_json(text: str | bytes | None, *, table: str, row_id: int, column: str) -> object:
-    """``json.loads`` of one column, or DamagedRecordError naming the table and row."""
+_JSON_KINDS: dict[type, str] = {dict: "an object", list: "a list"}
+
+
+def decode_json(text: str | bytes | None, *, table: str, row_id: int, column: str,
+                expect: type | None = None) -> Any:
+    """``json.loads`` of one column, or DamagedRecordError naming the table and row;
+    with ``expect`` (dict or list) a value of another JSON type is damaged too."""
     if text is None:
         raise damaged_json(table, row_id, column, "it is empty")
     try:
         raw = text.decode("utf-8") if isinstance(text, bytes) else text
-        return json.loads(raw)
+        value = json.loads(raw)
     except UnicodeDecodeError as exc:
         raise damaged_json(table, row_id, column, f"not UTF-8 text: {exc.reason}") from exc
     except json.JSONDecodeError as exc:
@@ -142,3 +148,7 @@ def decode_json(text: str | bytes | None, *, table: str, row_id: int, column: st
                            f"not valid JSON: {exc.msg} at character {exc.pos}") from exc
     except ValueError as exc:  # e.g. numbers too long to convert
         raise damaged_json(table, row_id, column, f"not valid JSON: {exc}") from exc
+    if expect is not None and not isinstance(value, expect):
+        raise damaged_json(table, row_id, column, f"a JSON {type(value).__name__}, not "
+                           f"{_JSON_KINDS.get(expect, expect.__name__)}")
+    return value

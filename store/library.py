@@ -104,19 +104,11 @@ def _series_row(row: sqlite3.Row | tuple[Any, ...]) -> SeriesRow:
     problems: list[str] = []
     try:
         if row[16]:
-            value = decode_json(row[16], table="series", row_id=row[0], column="geometry_json")
-            if not isinstance(value, dict):
-                raise DamagedRecordError(
-                    f"the library's series row {row[0]} has a damaged geometry_json (not a "
-                    "JSON object)", table="series", row_id=row[0], column="geometry_json")
-            geometry = value
+            geometry = decode_json(row[16], table="series", row_id=row[0],
+                                   column="geometry_json", expect=dict)
         if row[17]:
-            value = decode_json(row[17], table="series", row_id=row[0], column="warnings_json")
-            if not isinstance(value, list):
-                raise DamagedRecordError(
-                    f"the library's series row {row[0]} has a damaged warnings_json (not a "
-                    "JSON list)", table="series", row_id=row[0], column="warnings_json")
-            warnings = [str(w) for w in value]
+            warnings = [str(w) for w in decode_json(row[17], table="series", row_id=row[0],
+                                                    column="warnings_json", expect=list)]
     except DamagedRecordError as exc:
         # Both columns are a cache of what the files say: read as "not cached" (geometry
         # None), so the next import or `lucida info` rebuilds them.
@@ -636,12 +628,7 @@ class Library:
                 "WHERE series_row = ? ORDER BY position, id", (int(series_id),)).fetchall():
             try:
                 value = decode_json(payload, table="measurements", row_id=row_id,
-                                    column="payload_json")
-                if not isinstance(value, dict):
-                    raise DamagedRecordError(
-                        f"the library's measurements row {row_id} has a damaged payload_json "
-                        f"(a JSON {type(value).__name__}, not an object)",
-                        table="measurements", row_id=row_id, column="payload_json")
+                                    column="payload_json", expect=dict)
             except DamagedRecordError as exc:
                 out.append((row_id, None, created, exc))
                 continue
@@ -767,14 +754,8 @@ class Library:
             provenance: dict[str, Any] = {}
             problem = ""
             try:
-                value = decode_json(r[6], table="model_runs", row_id=r[0],
-                                    column="provenance_json")
-                if not isinstance(value, dict):
-                    raise DamagedRecordError(
-                        f"the library's model_runs row {r[0]} has a damaged provenance_json "
-                        "(not a JSON object)", table="model_runs", row_id=r[0],
-                        column="provenance_json")
-                provenance = value
+                provenance = decode_json(r[6], table="model_runs", row_id=r[0],
+                                         column="provenance_json", expect=dict)
             except DamagedRecordError as exc:
                 problem = str(exc)
             runs.append(ModelRunRow(id=r[0], series_row=r[1], model_id=r[2], model_version=r[3],
@@ -808,12 +789,9 @@ class Library:
         out = []
         for r in rows:
             try:
-                value = decode_json(r[3], table="import_reports", row_id=r[0],
-                                    column="report_json")
-                report = value if isinstance(value, dict) else {}
-                problem = "" if isinstance(value, dict) else (
-                    f"the library's import_reports row {r[0]} has a damaged report_json "
-                    "(not a JSON object)")
+                report = decode_json(r[3], table="import_reports", row_id=r[0],
+                                     column="report_json", expect=dict)
+                problem = ""
             except DamagedRecordError as exc:
                 report, problem = {}, str(exc)
             out.append(ImportReportRow(r[0], r[1], r[2], report, problem))
