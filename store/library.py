@@ -36,6 +36,7 @@ from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from core.errors import StoreError
+from store import audit as audit_log
 from store.errors import (
     DamagedRecordError,
     LibraryTooNewError,
@@ -769,6 +770,26 @@ class Library:
             if run.id == int(run_id):
                 return run
         raise StoreError(f"no model run with id {run_id} in the library")
+
+    # ------------------------------------------------------------------ audit log
+
+    @_guarded("writing the audit log")
+    def audit(self, event: str, payload: dict[str, Any], *, actor: str, series_uid: str = "",
+              run_id: int | None = None) -> int:
+        """Append one audit event (joins the caller's transaction, so the event and the
+        change it records commit together). Returns the row id."""
+        with self.transaction():
+            return audit_log.append(self._conn, event, payload, actor=actor,
+                                    series_uid=series_uid, run_id=run_id)
+
+    @_guarded("reading the audit log")
+    def audit_rows(self, *, run_id: int | None = None,
+                   series_uid: str | None = None) -> list[audit_log.AuditRow]:
+        return list(audit_log.iter_rows(self._conn, run_id=run_id, series_uid=series_uid))
+
+    @_guarded("verifying the audit log")
+    def verify_audit(self) -> audit_log.AuditVerdict:
+        return audit_log.verify(self._conn)
 
     # ------------------------------------------------------------------ import reports
 

@@ -106,7 +106,16 @@ def _v1_initial(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _v2_review_and_audit(conn: sqlite3.Connection) -> None:
+    """The hash-chained audit log (``store.audit``) and the review tables (``store.review``)."""
+    from store.audit import create_audit_tables
+    from store.review_schema import create_review_tables
+
+    create_audit_tables(conn)
+    create_review_tables(conn)
+
+
 #: Ordered migrations; the schema version is ``len(MIGRATIONS)``.
-MIGRATIONS: list[Migration] = [_v1_initial]
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_review_and_audit]
 
 SCHEMA_VERSION = len(MIGRATIONS)
