@@ -123,7 +123,8 @@ def iter_rows(conn: sqlite3.Connection, *, run_id: int | None = None,
               series_uid: str | None = None) -> Iterator[AuditRow]:
     sql = ("SELECT id, created, actor, event, series_uid, run_id, payload_json, prev_hash, "
            "row_hash FROM audit_log")
-    where, args = [], []
+    where: list[str] = []
+    args: list[Any] = []
     if run_id is not None:
         where.append("run_id = ?")
         args.append(run_id)
