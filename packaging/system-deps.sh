@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages Lucida needs (Qt 6 xcb + GL for VTK, Xvfb for
-# headless tests, dicom3tools for DICOM validation) when any is missing.
+# headless tests, dicom3tools for DICOM validation, pixelmed-apps (brings Java) for
+# the SR template validator) when any is missing.
 # Safe to run repeatedly; does nothing on other systems.
 set -euo pipefail
 command -v dpkg >/dev/null 2>&1 || exit 0
@@ -8,7 +9,7 @@ command -v dpkg >/dev/null 2>&1 || exit 0
 PKGS=(python3-venv xvfb xauth libglib2.0-0 libgl1 libegl1 libglx-mesa0 libgl1-mesa-dri libfontconfig1
       libdbus-1-3 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0
       libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xinerama0
-      libxcb-xkb1 fonts-dejavu-core dicom3tools)
+      libxcb-xkb1 fonts-dejavu-core dicom3tools pixelmed-apps)
 missing=()
 for p in "${PKGS[@]}"; do
   # Ubuntu 24.04 renamed some libraries with a t64 suffix (64-bit time_t); either will do.
