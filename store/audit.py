@@ -91,9 +91,7 @@ class AuditVerdict:
 def row_hash(created: str, actor: str, event: str, series_uid: str, run_id: int | None,
              payload_json: str, prev_hash: str) -> str:
     """SHA-256 over the row's content and the previous hash (canonical JSON text)."""
-    text = json.dumps([created, actor, event, series_uid, run_id, payload_json, prev_hash],
-                      ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return _digest([created, actor, event, series_uid, run_id, payload_json, prev_hash])
 
 
 def canonical_payload(payload: dict[str, Any]) -> str:
@@ -135,45 +133,162 @@ def iter_rows(conn: sqlite3.Connection, *, run_id: int | None = None,
         sql += " WHERE " + " AND ".join(where)
     for r in conn.execute(sql + " ORDER BY id", args):
         yield AuditRow(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]),
-                       None if r[5] is None else int(r[5]), str(r[6]), str(r[7]), str(r[8]))
+                       _as_run_id(r[5]), str(r[6]), str(r[7]), str(r[8]))
 
 
-def _own_hash_ok(row: AuditRow) -> bool:
-    return row.row_hash == row_hash(row.created, row.actor, row.event, row.series_uid,
-                                    row.run_id, row.payload_json, row.prev_hash)
+def _as_run_id(value: Any) -> int | None:
+    # SQLite keeps whatever a tamperer stored; show it without failing (verify hashes
+    # the stored value itself, so a changed type is still caught there).
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+#: The triggers that make the table append-only; missing ones mean someone removed them.
+TRIGGERS = ("audit_log_no_update", "audit_log_no_delete")
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """One row exactly as stored (values not coerced, so a changed type breaks the hash)."""
+
+    id: int
+    event: str
+    values: tuple[Any, ...]  # created, actor, event, series_uid, run_id, payload_json
+    prev_hash: Any
+    row_hash: Any
+
+    @property
+    def own_hash_ok(self) -> bool:
+        return bool(self.row_hash == _digest([*self.values, self.prev_hash]))
+
+    def name(self) -> str:
+        return f"row {self.id} ({self.event})"
+
+
+def _digest(values: list[Any]) -> str:
+    text = json.dumps(values, ensure_ascii=False, separators=(",", ":"), default=repr)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _stored_rows(conn: sqlite3.Connection) -> list[_Stored]:
+    rows = conn.execute("SELECT id, created, actor, event, series_uid, run_id, payload_json, "
+                        "prev_hash, row_hash FROM audit_log ORDER BY id")
+    return [_Stored(int(r[0]), str(r[3]), tuple(r[1:7]), r[7], r[8]) for r in rows]
+
+
+def _missing_triggers(conn: sqlite3.Connection) -> list[str]:
+    present = {str(r[0]) for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log'")}
+    return [name for name in TRIGGERS if name not in present]
 
 
 def verify(conn: sqlite3.Connection) -> AuditVerdict:
-    """Walk the chain; name the first row that was altered, inserted or deleted."""
-    rows = list(iter_rows(conn))
+    """Walk the chain; name the first row that was altered, inserted or deleted.
+
+    Three facts are checked for each row in id order: its own hash matches its
+    content, its ``prev_hash`` is the hash of the row before it, and its id is the
+    one after the previous row's. The table's AUTOINCREMENT counter
+    (``sqlite_sequence``) remembers the highest id ever given, which shows rows
+    deleted from the end, or deleted in the middle with the later rows renumbered.
+    Where the stored rows cannot tell two stories apart, the message gives both.
+    """
+    rows = _stored_rows(conn)
     seq_row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'").fetchone()
     highest = int(seq_row[0]) if seq_row is not None else 0
+    verdict = _walk(rows, highest)
+    missing = _missing_triggers(conn)
+    if missing:
+        note = (f"the trigger{'s' if len(missing) > 1 else ''} {', '.join(missing)} that "
+                "keep the log append-only "
+                f"{'were' if len(missing) > 1 else 'was'} removed outside Lucida")
+        problem = f"{verdict.problem}; also {note}" if verdict.problem else note
+        return AuditVerdict(False, verdict.rows, verdict.head_hash, verdict.bad_row,
+                            problem)
+    return verdict
+
+
+def _walk(rows: list[_Stored], highest: int) -> AuditVerdict:
+    n = len(rows)
+    hashes = [str(r.row_hash) for r in rows]
+
+    def fail(good_head: str, bad_row: int, problem: str) -> AuditVerdict:
+        return AuditVerdict(False, n, good_head, bad_row, problem)
+
     prev_hash, expected_id = GENESIS_HASH, 1
     for index, row in enumerate(rows):
         if row.id != expected_id:
-            what = (f"row {expected_id} is missing: it was deleted" if row.id > expected_id
-                    else f"row {row.id} is out of order: it was inserted")
-            return AuditVerdict(False, len(rows), prev_hash, min(row.id, expected_id), what)
-        if not _own_hash_ok(row):
-            return AuditVerdict(False, len(rows), prev_hash, row.id,
-                                f"row {row.id} ({row.event}) was altered: its content does not "
-                                "match its hash")
+            if row.id > expected_id:
+                span = (f"row {expected_id} is" if row.id == expected_id + 1
+                        else f"rows {expected_id} to {row.id - 1} are")
+                return fail(prev_hash, expected_id, f"{span} missing: deleted (the log goes "
+                            f"from row {expected_id - 1} to row {row.id})")
+            return fail(prev_hash, row.id, f"{row.name()} is out of order (expected row "
+                        f"{expected_id}): it was inserted")
+        if not row.own_hash_ok:
+            return fail(prev_hash, row.id, f"{row.name()} was altered: its content does not "
+                        "match its hash")
         if row.prev_hash != prev_hash:
-            # This row is intact (its own hash holds) but names a different predecessor:
-            # the row before it was altered or inserted (and re-hashed), or rows between
-            # them were deleted.
-            before = rows[index - 1].id if index else None
-            if before is None:
-                what = f"row {row.id} ({row.event}) does not start the chain: rows before it " \
-                       "were deleted or it was inserted"
-                return AuditVerdict(False, len(rows), prev_hash, row.id, what)
-            what = (f"row {before} ({rows[index - 1].event}) was altered or inserted: row "
-                    f"{row.id} records a different hash for the row before it")
-            return AuditVerdict(False, len(rows), prev_hash, before, what)
-        prev_hash, expected_id = row.row_hash, row.id + 1
-    if highest > len(rows) and (not rows or rows[-1].id < highest):
-        missing = (rows[-1].id + 1) if rows else 1
-        return AuditVerdict(False, len(rows), prev_hash, missing,
-                            f"row {missing} is missing: it was deleted (the log had "
-                            f"{highest} rows)")
-    return AuditVerdict(True, len(rows), prev_hash)
+            return fail(prev_hash, *_explain_break(rows, hashes, index, highest))
+        prev_hash, expected_id = hashes[index], row.id + 1
+    if highest > n:
+        first = n + 1
+        span = f"row {first} is" if highest == first else f"rows {first} to {highest} are"
+        return fail(prev_hash, first, f"{span} missing: the last {highest - n} "
+                    f"row{'s were' if highest - n > 1 else ' was'} deleted (the log numbered "
+                    f"{highest} rows, {n} remain)")
+    return AuditVerdict(True, n, prev_hash)
+
+
+def _explain_break(rows: list[_Stored], hashes: list[str], index: int,
+                   highest: int) -> tuple[int, str]:
+    """Row ``index`` is intact but does not link to the row before it: say why.
+
+    Stories, checked in this order:
+
+    * the row after it links to the row before it: this row was inserted;
+    * it links to an earlier row: the rows between that one and this were inserted;
+    * it links to no row, and the counter shows more rows were numbered than
+      remain: a row between the two was deleted and the later rows renumbered;
+    * it links to no row, the counter agrees: the row before was altered and its
+      hash recomputed (or rows were deleted and the counter reset too: both said).
+    """
+    row = rows[index]
+    before = rows[index - 1] if index else None
+    hash_before = hashes[index - 1] if index else GENESIS_HASH
+    if index + 1 < len(rows) and rows[index + 1].prev_hash == hash_before:
+        return row.id, (f"{row.name()} was inserted: it does not link to the row before it, "
+                        "and the row after it links past it")
+    target = str(row.prev_hash)
+    if target == GENESIS_HASH:
+        earlier = -1
+    else:
+        earlier = next((i for i in range(index - 1) if hashes[i] == target), -2)
+    if earlier >= -1 and before is not None:
+        first = rows[earlier + 1]
+        last = before
+        span = (f"{first.name()} was" if first is last
+                else f"rows {first.id} to {last.id} were")
+        return first.id, (f"{span} inserted: {row.name()} links to "
+                          f"{'the start of the log' if earlier < 0 else f'row {rows[earlier].id}'}"
+                          f", skipping {'it' if first is last else 'them'}")
+    later = next((i for i in range(index + 1, len(rows)) if hashes[i] == target), None)
+    if later is not None:
+        return row.id, (f"{row.name()} is out of order: it links to row {rows[later].id}, "
+                        "which comes after it (rows were moved)")
+    if before is None:
+        return row.id, (f"{row.name()} does not start the chain: the rows before it were "
+                        "deleted and the rest renumbered (or it was altered and its hash "
+                        "recomputed)")
+    if highest > len(rows):
+        return row.id, (f"row {row.id} was deleted and the rows after it renumbered: the row "
+                        f"now numbered {row.id} ({row.event}) records a hash for the row before "
+                        f"it that no row has, and the log numbered {highest} rows but "
+                        f"{len(rows)} remain (or {before.name()} was altered and its hash "
+                        "recomputed, and rows were deleted elsewhere)")
+    return before.id, (f"{before.name()} was altered and its hash recomputed: {row.name()} "
+                       "records a different hash for it (or a row between them was deleted, "
+                       "the later rows renumbered and the row counter reset)")
