@@ -1,9 +1,11 @@
-"""Lucida's main window: library browser, viewing area, measurements, models.
+"""Lucida's main window: library browser, viewing area, measurements, models, findings.
 
-Wiring only: the viewer (``viewer.ViewerPanel``) draws, the store keeps the
-library and the measurements, ``dicomio`` reads series — all in background
-jobs (``app.workers``) whose results arrive by queued signals. The GUI thread
-never reads pixels from disk.
+Wiring and menus only: the viewer (``viewer.ViewerPanel``) draws, the open
+series' logic — its runs, review, measurements, imported objects — lives in a
+Qt-free ``app.series_session.SeriesSession`` (one per open series, so nothing
+of one series leaks into the next), the store keeps everything, ``dicomio``
+reads series — in background jobs (``app.workers``) whose results arrive by
+queued signals. The GUI thread never reads pixels from disk.
 
 Stored data is never written over unread: when a series' saved measurements
 cannot all be read (a damaged row, a failing read, a record the viewer cannot
@@ -56,15 +58,19 @@ from app.dialogs import (
 from app.library_browser import LibraryBrowser
 from app.load_worker import demo_job, import_job, load_series_job
 from app.measurements_panel import MeasurementsPanel
+from app.series_session import SeriesSession, error_text
 from app.settings import Preferences, save_preferences
 
 log = logging.getLogger(__name__)
 
 LAYOUTS = (("1x1", "Single view", "Ctrl+1"), ("1x3", "Three planes", "Ctrl+2"),
            ("2x2", "Three planes + 3D", "Ctrl+3"))
-TOOLS = (("navigate", "Navigate / window", "N"), ("crosshair", "Crosshair", "X"),
-         ("distance", "Distance", "D"), ("angle", "Angle", "A"), ("ellipse", "Ellipse ROI", "E"),
-         ("rectangle", "Rectangle ROI", "B"), ("pan", "Pan", "P"), ("zoom", "Zoom", "Z"))
+# A, R, E, N and P belong to the review (Findings panel), so the tools that had
+# them moved: navigate V, angle Shift+A, ellipse O (oval), pan H (hand).
+TOOLS = (("navigate", "Navigate / window", "V"), ("crosshair", "Crosshair", "X"),
+         ("distance", "Distance", "D"), ("angle", "Angle", "Shift+A"),
+         ("ellipse", "Ellipse ROI", "O"), ("rectangle", "Rectangle ROI", "B"),
+         ("pan", "Pan", "H"), ("zoom", "Zoom", "Z"))
 SLAB_MODES = (("none", "Thin"), ("mip", "MIP"), ("minip", "MinIP"), ("mean", "Mean"))
 
 # Keys the slice views handle themselves (listed on the shortcut sheet).
@@ -77,8 +83,14 @@ VIEWER_KEYS = (
     ("Right drag / Ctrl + wheel", "Zoom"),
     ("1 … 8", "CT presets: brain, subdural, stroke, lung, mediastinum, abdomen, liver, bone"),
     ("0", "Automatic window (percentiles)"),
-    ("R", "Reset zoom, pan and window of the view"),
+    ("R", "Reset zoom, pan and window of the view (no review open; else Ctrl+R)"),
+    ("[ / ]", "Brush / eraser smaller / larger"),
     ("Esc", "Cancel the measurement being drawn"),
+)
+# Keys of the review dialogs (listed on the shortcut sheet).
+REVIEW_KEYS = (
+    ("1 … 5 / ↑ ↓ Enter", "Reject reason: false positive, artefact, not clinically "
+     "significant, duplicate, other (asks for text)"),
 )
 
 
@@ -92,6 +104,7 @@ class MainWindow(QMainWindow):
     load_cancelled = Signal(object)
     import_done = Signal(object)  # ImportReport
     demo_ready = Signal(object)  # demo series id
+    review_opened = Signal(object)  # run id: its findings are in the panel and on the views
 
     def __init__(self, library_dir: Path, prefs: Preferences, prefs_path: Path | None = None,
                  state_path: Path | None = None, *, library: Any = None,
@@ -110,6 +123,13 @@ class MainWindow(QMainWindow):
         self.library = library if library is not None else Library.open(self.library_dir)
         self.current_series_id: Any = None
         self.current_volume: Any = None
+        # The open series' logic (runs, review, measurements); None while loading.
+        self.series: SeriesSession | None = None
+        self.export_dir: Path | None = None  # non-interactive sign-off folder (tests, scripts)
+        self.last_export: Any = None
+        self._paint_target: str | None = None  # the finding the brush edits
+        self._drawing_new = False
+        self._stroke_points: list[Any] = []
         self._load_job: workers.Job | None = None
         self._import_job: workers.Job | None = None
         self._demo_job: workers.Job | None = None
@@ -161,6 +181,7 @@ class MainWindow(QMainWindow):
         self.models_panel: Any = None
         self.models_dock: QDockWidget | None = None
         self._mount_models_panel()
+        self._mount_findings_panel()
 
         self.viewer.measurements_changed.connect(self._on_measurements_changed)
         if hasattr(self.viewer, "window_level_changed"):
@@ -215,7 +236,30 @@ class MainWindow(QMainWindow):
         panel.result_ready.connect(self._on_inference_result)
         panel.error.connect(lambda message: self.set_status(f"Model: {message}"))
         panel.status_message.connect(self.set_status)
-        panel.finding_selected.connect(self.viewer.set_cursor_lps)
+
+    def _mount_findings_panel(self) -> None:
+        from app.findings_panel import FindingsPanel
+
+        panel = FindingsPanel(self, reviewer=self.prefs.reviewer or _os_user())
+        self.findings_panel = panel
+        self.findings_dock = self._dock("Findings", "findingsDock", panel,
+                                        Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tabifyDockWidget(self.models_dock or self.measurements_dock, self.findings_dock)
+        self.measurements_dock.raise_()
+        for action in panel.review_actions():
+            self.addAction(action)  # window-wide: the panel or a view may have focus
+        panel.focus_requested.connect(self._focus_finding)
+        panel.edit_requested.connect(self._edit_finding)
+        panel.draw_requested.connect(self._draw_new_finding)
+        panel.export_requested.connect(self._export_requested)
+        panel.style_changed.connect(self._apply_findings_style)
+        panel.run_chosen.connect(self._open_run)
+        panel.reviewer_changed.connect(self._set_reviewer)
+        panel.status_message.connect(self.set_status)
+        if hasattr(self.viewer, "finding_clicked"):
+            self.viewer.finding_clicked.connect(panel.select_key)
+        if hasattr(self.viewer, "paint_stroke"):
+            self.viewer.paint_stroke.connect(self._on_paint_stroke)
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -342,6 +386,7 @@ class MainWindow(QMainWindow):
         view_menu.addAction(self.measurements_dock.toggleViewAction())
         if self.models_dock is not None:
             view_menu.addAction(self.models_dock.toggleViewAction())
+        view_menu.addAction(self.findings_dock.toggleViewAction())
 
         tools_menu = menu.addMenu("&Tools")
         for act in self.tool_actions.values():
@@ -356,6 +401,12 @@ class MainWindow(QMainWindow):
             models_menu.addAction(self.act_run_model)
             self.act_cancel_model = self._action("Cancel model run", self.models_panel.cancel)
             models_menu.addAction(self.act_cancel_model)
+
+        review_menu = menu.addMenu("&Review")
+        review_menu.addAction(self.findings_dock.toggleViewAction())
+        review_menu.addSeparator()
+        for action in self.findings_panel.review_actions():
+            review_menu.addAction(action)
 
         help_menu = menu.addMenu("&Help")
         help_menu.addAction(self.act_shortcuts)
@@ -512,6 +563,7 @@ class MainWindow(QMainWindow):
         self._shown_partial = False
         self._auto_cursor = None
         self.warning_banner.hide()
+        self._close_series_session()
         self.viewer.clear()
         self.measurements.set_records([])
         self.measurements.set_notice(None)
@@ -591,9 +643,12 @@ class MainWindow(QMainWindow):
         finished = getattr(self.viewer, "loading_finished", None)
         if callable(finished):
             finished()
+        self.series = SeriesSession(self.library, self.current_series_id, volume,
+                                    reviewer=self.prefs.reviewer or None)
         self._restore_measurements()
         # Only now: measurement changes before this point are not the user's.
         self.current_volume = volume
+        self._open_series_review()
         self._remember_recent(self.current_series_id)
         if self.models_panel is not None:
             self.models_panel.set_volume(volume)
@@ -678,8 +733,10 @@ class MainWindow(QMainWindow):
                             "its saved ones could not all be read "
                             f"({self.measurements_not_saved}).")
             return
+        if self.series is None:
+            return
         try:
-            self.library.save_measurements(self.current_series_id, records)
+            self.series.save_measurements(records)
         except Exception as exc:  # the user must know a measurement was not kept
             log.warning("saving measurements failed: %s", type(exc).__name__)
             self.show_problem("Could not save measurements", _error_text(exc))
@@ -687,14 +744,9 @@ class MainWindow(QMainWindow):
     def _restore_measurements(self) -> None:
         """Show the series' saved measurements; block saving when any could not be read."""
         self._restore_problem = ""
-        problems: list[str] = []
-        records: list[dict[str, Any]] = []
-        try:
-            read = self.library.read_measurements(self.current_series_id)
-            records, problems = list(read.records), list(read.damaged)
-        except Exception as exc:  # a failing read must not look like "no measurements"
-            log.warning("reading measurements failed: %s", type(exc).__name__)
-            problems.append(f"reading them failed: {_error_text(exc)}")
+        if self.series is None:
+            return
+        records, problems = self.series.read_measurements()
         self._restoring_measurements = True
         try:
             try:
@@ -734,10 +786,10 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ models
     def _on_inference_result(self, result: Any) -> None:
-        """Show a model's label map as an overlay — only on the series it was run on."""
+        """Record a model's result as a run of the series it was run on, open its review."""
         label_map = getattr(result, "label_map", None)
         volume = self.current_volume
-        if label_map is None or volume is None:
+        if label_map is None or volume is None or self.series is None:
             self.set_status("Model result ignored: no series is open.")
             return
         result_uid = str(getattr(label_map, "series_uid", "") or "")
@@ -750,9 +802,236 @@ class MainWindow(QMainWindow):
             self.set_status("Model result ignored: its grid differs from the open series.")
             return
         name = str(getattr(result, "model_name", "") or "AI result")
-        self.viewer.add_label_overlay(name, label_map)
+        try:
+            run_id = self.series.record_result(result, actor=self._reviewer())
+        except Exception as exc:  # not recorded: show it, say it is not kept
+            log.warning("recording the run failed: %s", type(exc).__name__)
+            self.viewer.add_label_overlay(name, label_map)
+            self.show_problem("The model run was not recorded",
+                              f"{_error_text(exc)}. Its overlay is shown but will be gone when "
+                              "the series closes, and it cannot be reviewed.")
+            return
+        self._show_review()
         n = len(getattr(result, "findings", []) or [])
-        self.set_status(f"{name}: overlay shown, {n} finding(s). Research use only.")
+        self.set_status(f"{name}: run #{run_id} recorded, {n} finding(s) to review. "
+                        "Research use only.")
+
+    # ------------------------------------------------------------------ review
+    def _close_series_session(self) -> None:
+        if self.series is not None:
+            self.series.close()
+        self.series = None
+        self._paint_target = None
+        self._drawing_new = False
+        self._stroke_points = []
+        self.findings_panel.set_session(None)
+        layer = self._findings_layer()
+        if layer is not None:
+            layer.set_findings([])
+
+    def _open_series_review(self) -> None:
+        """The series' imported objects and its last run's review (decisions, edits, undo)."""
+        series = self.series
+        if series is None:
+            return
+        series.load_derived()
+        try:
+            series.open_last_run()
+        except Exception as exc:  # a damaged run must not stop the series from opening
+            log.warning("opening the last review failed: %s", type(exc).__name__)
+            self.show_problem("The saved review could not be opened", _error_text(exc))
+        self._show_review()
+
+    def _open_run(self, run_id: int) -> None:
+        if self.series is None:
+            return
+        try:
+            self.series.open_run(run_id)
+        except Exception as exc:
+            self.show_problem("The run could not be opened", _error_text(exc))
+            return
+        self._show_review()
+
+    def _show_review(self) -> None:
+        """Panel and overlay from the series session (after a run, a reopen, a run switch)."""
+        series = self.series
+        self.findings_panel.set_session(series)
+        if series is not None:
+            series.add_listener(self._on_review_changed)
+        self._redraw_findings()
+        self._apply_findings_style()
+        if series is not None and (series.review is not None or series.imported.rows
+                                   or series.imported.problems):
+            self.findings_dock.show()
+            self.findings_dock.raise_()
+        if series is not None and series.review is not None:
+            self.review_opened.emit(series.run_id)
+
+    def _findings_layer(self) -> Any:
+        return getattr(self.viewer, "findings_layer", None)
+
+    def _shape(self, finding: Any) -> Any:
+        from viewer.findings import FindingShape
+
+        return FindingShape(key=str(finding.key), offset=tuple(finding.mask.offset),
+                            mask=finding.mask.array, color_rgb=tuple(finding.color_rgb),
+                            status=str(finding.status), tag=str(finding.key).lstrip("mr"))
+
+    def _redraw_findings(self) -> None:
+        layer = self._findings_layer()
+        series = self.series
+        if layer is None:
+            return
+        if series is None:
+            layer.set_findings([])
+            return
+        from viewer.findings import FindingShape
+
+        shapes = []
+        if series.review is not None:
+            shapes = [self._shape(f) for f in series.review.findings if not f.mask.empty]
+        for key, (offset, crop, color) in series.imported.masks.items():
+            shapes.append(FindingShape(key=key, offset=offset, mask=crop, color_rgb=color,
+                                       status="imported", tag=key))
+        layer.set_findings(shapes)
+
+    def _on_review_changed(self, keys: Any) -> None:
+        """Redraw only what changed (a decision, a stroke, an undo)."""
+        layer = self._findings_layer()
+        review = self.series.review if self.series is not None else None
+        if layer is None or review is None:
+            return
+        present = {f.key: f for f in review.findings}
+        for key in keys:
+            finding = present.get(key)
+            if finding is None or finding.mask.empty:
+                layer.remove(key)
+            else:
+                layer.update(self._shape(finding))
+
+    def _apply_findings_style(self) -> None:
+        layer = self._findings_layer()
+        if layer is None:
+            return
+        for name, value in self.findings_panel.overlay_style().items():
+            setattr(layer, name, value)
+
+    def _focus_finding(self, row: Any) -> None:
+        """Centre and zoom every view (3-D too) on the finding, select it on the overlay."""
+        if self.series is None or row.centroid_lps is None:
+            return
+        focus = getattr(self.viewer, "focus_on", None)
+        if callable(focus):
+            focus(row.centroid_lps, row.extent_mm)
+        else:
+            self.viewer.set_cursor_lps(row.centroid_lps)
+        layer = self._findings_layer()
+        if layer is not None:
+            layer.set_selected(row.key if layer.get(row.key) is not None else None)
+
+    def _edit_finding(self, key: str, erase: bool) -> None:
+        self._paint_target, self._drawing_new = key, False
+        self.set_tool("eraser" if erase else "brush")
+        self.set_status(f"{'Erasing from' if erase else 'Painting'} finding {key}: drag on a "
+                        "slice view ([ ] size). V returns to navigation.")
+
+    def _draw_new_finding(self) -> None:
+        self._paint_target, self._drawing_new = None, True
+        self.set_tool("brush")
+        self.set_status("Draw the new finding on a slice view ([ ] size). V returns to "
+                        "navigation.")
+
+    def _on_paint_stroke(self, stroke: Any) -> None:
+        """A brush drag: preview while dragging, one committed command on release."""
+        series = self.series
+        review = series.review if series is not None else None
+        if review is None or (self._paint_target is None and not self._drawing_new):
+            return
+        self._stroke_points.append(np.asarray(stroke.points_lps, dtype=float).reshape(-1, 3))
+        if not stroke.finished:
+            self._preview_stroke(stroke)
+            return
+        points = np.concatenate(self._stroke_points)
+        self._stroke_points = []
+        from review.model import SparseMask
+        from viewer.brush import stroke_voxels
+
+        offset, crop = stroke_voxels(review.affine, review.shape, stroke.plane, points,
+                                     stroke.radius_mm)
+        voxels = SparseMask(offset, crop)
+        if voxels.empty:
+            return
+        try:
+            if self._paint_target is None:
+                label = review.findings[0] if review.findings else None
+                key = review.add_finding(
+                    label.label_name if label is not None else "Reader-drawn finding", voxels,
+                    label_value=label.label_value if label is not None else 1)
+                self._paint_target, self._drawing_new = key, False
+                self.findings_panel.select_key(key)
+            else:
+                review.paint(self._paint_target, voxels, erase=bool(stroke.erase))
+        except Exception as exc:
+            self.show_problem("The stroke was not kept", _error_text(exc))
+
+    def _preview_stroke(self, stroke: Any) -> None:
+        layer = self._findings_layer()
+        review = self.series.review if self.series is not None else None
+        if layer is None or review is None or self._paint_target is None:
+            return
+        from review.model import SparseMask
+        from viewer.brush import stroke_voxels
+
+        offset, crop = stroke_voxels(review.affine, review.shape, stroke.plane,
+                                     np.concatenate(self._stroke_points), stroke.radius_mm)
+        finding = review.get(self._paint_target)
+        full_shape = tuple(int(v) for v in review.shape)
+        mask = finding.mask.to_full(full_shape)
+        painted = SparseMask(offset, crop).to_full(full_shape)
+        mask = mask & ~painted if stroke.erase else mask | painted
+        preview = SparseMask.from_full(mask)
+        if not preview.empty:
+            shape = self._shape(finding)
+            from dataclasses import replace
+
+            layer.update(replace(shape, offset=preview.offset, mask=preview.array))
+
+    def _reviewer(self) -> str:
+        return self.prefs.reviewer or _os_user()
+
+    def _set_reviewer(self, name: str) -> None:
+        if name == (self.prefs.reviewer or ""):
+            return
+        self.prefs.reviewer = name
+        self._save_prefs()
+        if self.series is not None:
+            try:
+                self.series.set_reviewer(name or _os_user())
+            except Exception as exc:
+                self.show_problem("The reviewer was not changed", _error_text(exc))
+
+    def _export_requested(self) -> None:
+        folder: Path | None = self.export_dir
+        if self.interactive:
+            chosen = QFileDialog.getExistingDirectory(self, "Sign off and export to a folder")
+            folder = Path(chosen) if chosen else None
+        if folder is not None:
+            self.sign_off_and_export(folder)
+
+    def sign_off_and_export(self, folder: Path) -> Any:
+        """Sign the open run off and write SEG, SR, KO and the report into ``folder``."""
+        if self.series is None or self.series.review is None:
+            self.set_status("Nothing to sign off: no review is open.")
+            return None
+        try:
+            result = self.series.sign_off_and_export(Path(folder))
+        except Exception as exc:  # pending findings, a full disk: say so
+            self.show_problem("Sign-off and export failed", _error_text(exc))
+            return None
+        self.last_export = result
+        self.findings_panel.refresh()
+        self.set_status(f"Signed off and exported to {folder}.")
+        return result
 
     def _run_model(self) -> None:
         if self.models_dock is not None:
@@ -862,6 +1141,7 @@ class MainWindow(QMainWindow):
             if keys:
                 rows.append((keys, act.text().replace("&", "").split("\t")[0]))
         rows.extend(VIEWER_KEYS)
+        rows.extend(REVIEW_KEYS)
         return rows
 
     def show_shortcuts(self) -> None:
@@ -989,6 +1269,7 @@ class MainWindow(QMainWindow):
         workers.cancel_all_and_wait(15000)
         if self.models_panel is not None:
             self.models_panel.shutdown()
+        self._close_series_session()
         close_viewer = getattr(self.viewer, "shutdown", None)
         if callable(close_viewer):
             close_viewer()
@@ -997,11 +1278,16 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
 
-def _error_text(exc: BaseException) -> str:
-    """A Lucida error's own message; anything else with its type (it is unexpected)."""
-    from core.errors import LucidaError
+_error_text = error_text
 
-    return str(exc) if isinstance(exc, LucidaError) else f"{type(exc).__name__}: {exc}"
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "reader"
 
 
 def describe_volume(volume: Any) -> str:

@@ -2,8 +2,9 @@
 
 Inference runs in a spawned worker process (``inference.worker.InferenceJob``);
 a QTimer polls it, so the GUI thread never blocks. The panel emits
-``result_ready(InferenceResult)`` for the main window to show as an overlay
-and ``error(str)`` for a message; it shows a small legend of the labels.
+``result_ready(InferenceResult)`` for the main window to record as a run and
+review in the Findings panel (``app.findings_panel``), and ``error(str)`` for
+a message; it shows a small legend of the labels.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ class ModelsPanel(QWidget):
     """List packs, show the model card and input warnings, run / cancel with progress."""
 
     result_ready = Signal(object)  # inference.InferenceResult
-    finding_selected = Signal(object)  # (x, y, z) LPS mm of the clicked finding
     error = Signal(str)
     status_message = Signal(str)
 
@@ -94,13 +94,6 @@ class ModelsPanel(QWidget):
         self.legend = QListWidget(self)
         self.legend.setObjectName("legend")
         self.legend.setMaximumHeight(70)
-        # One row per finding, largest first; a click moves the crosshair there.
-        self.findings_list = QListWidget(self)
-        self.findings_list.setObjectName("findings")
-        self.findings_list.setWordWrap(True)
-        self.findings_list.itemActivated.connect(self._on_finding_activated)
-        self.findings_list.itemClicked.connect(self._on_finding_activated)
-
         form = QFormLayout()
         form.addRow("Execution", self.provider_box)
         form.addRow("Threads", self.threads_box)
@@ -118,8 +111,6 @@ class ModelsPanel(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.legend)
-        layout.addWidget(QLabel("Findings (click to go there):", self))
-        layout.addWidget(self.findings_list, 1)
 
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
@@ -302,7 +293,6 @@ class ModelsPanel(QWidget):
             self._fail(f"Could not start the model: {exc}")
             return False
         self.legend.clear()
-        self.findings_list.clear()
         self.progress.setValue(0)
         self.status.setText(f"Starting {pack.manifest.name}…")
         self._timer.start()
@@ -360,19 +350,6 @@ class ModelsPanel(QWidget):
             item = QListWidgetItem(f"{label.value}: {label.name}")
             item.setIcon(swatch)
             self.legend.addItem(item)
-        self.findings_list.clear()
-        ordered = sorted(result.findings, key=lambda f: -f.volume_mm3)
-        for finding in ordered:
-            item = QListWidgetItem(
-                f"#{finding.id} {finding.label_name}: {finding.longest_diameter_mm:.1f} mm, "
-                f"{finding.volume_mm3:.0f} mm³, score {finding.max_score:.2f}")
-            item.setData(Qt.ItemDataRole.UserRole, tuple(finding.centroid_lps))
-            self.findings_list.addItem(item)
-
-    def _on_finding_activated(self, item: QListWidgetItem) -> None:
-        lps = item.data(Qt.ItemDataRole.UserRole)
-        if lps is not None:
-            self.finding_selected.emit(tuple(float(v) for v in lps))
 
     def _fail(self, message: str) -> None:
         self.status.setText(f"Error: {message}")

@@ -55,6 +55,7 @@ class Preferences(BaseModel):
     open_demo_on_first_launch: bool = True
     first_launch_done: bool = False
     recent_series: list[int] = Field(default_factory=list)
+    reviewer: str = ""  # the name review decisions carry; "" = the OS user
 
     # How loading went (not saved; private attributes are not fields).
     _load_problem: str | None = PrivateAttr(default=None)

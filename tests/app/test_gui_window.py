@@ -447,6 +447,11 @@ def test_toolbar_drives_the_viewer(make_window: Any, qt: Any, two_patients: dict
     window.tool_actions["distance"].trigger()
     assert {v.tool for v in viewer.slice_views().values()} == {"distance"}
     assert window.tool_actions["distance"].shortcut() == QKeySequence(Qt.Key.Key_D)
+    # The review owns A, R, E, N, P: no tool may share them (an ambiguous shortcut fires
+    # neither action).
+    review_keys = {a.shortcut() for a in window.findings_panel.review_actions()}
+    assert not review_keys & {a.shortcut() for a in window.tool_actions.values()}
+    assert QKeySequence("A") in review_keys
     window.tool_actions["navigate"].trigger()
     assert {v.tool for v in viewer.slice_views().values()} == {"navigate"}
 
@@ -475,6 +480,7 @@ def test_help_sheet_and_about_box(make_window: Any, library_dir: Path) -> None:
     window.act_shortcuts.trigger()
     keys = {k: v for k, v in window.shortcut_rows()}
     assert "Ctrl+I" in keys and "Ctrl+1" in keys
+    assert keys["A"] == "Accept finding(s)" and keys["Shift+A"] == "Angle"
     assert window.last_dialog.table.rowCount() == len(window.shortcut_rows())
     window.act_about.trigger()
     text = window.last_dialog.notice.text().lower()
@@ -554,17 +560,20 @@ def test_model_result_is_shown_as_an_overlay_on_its_own_series_only(
     with qt.waitSignal(panel.result_ready, timeout=240_000) as got:
         assert panel.run_selected()
     result = got.args[0]
-    assert window.viewer.overlay_names() == [result.model_name]
-    assert "overlay" in window.status_label.text()
-    # The findings list has one row per finding; a click puts the crosshair on it.
-    assert result.findings and panel.findings_list.count() == len(result.findings)
-    item = panel.findings_list.item(0)
-    target = np.array(item.data(Qt.ItemDataRole.UserRole))
-    assert any(np.allclose(target, f.centroid_lps) for f in result.findings)
-    rect = panel.findings_list.visualItemRect(item)
-    QTest.mouseClick(panel.findings_list.viewport(), Qt.MouseButton.LeftButton,
+    # The run is recorded and its review opens at once: one row per finding, drawn as
+    # findings (not a plain label overlay) — a click focuses every view on it.
+    assert window.series is not None and window.series.run_id is not None
+    assert "recorded" in window.status_label.text()
+    findings = window.findings_panel
+    assert result.findings and findings.row_count() == len(result.findings)
+    assert sorted(window.viewer.findings_layer.keys()) == sorted(r.key for r in findings.rows())
+    row = findings.rows()[0]
+    assert any(np.allclose(row.centroid_lps, f.centroid_lps) for f in result.findings)
+    rect = findings.table.visualRect(findings.table.model().index(0, 1))
+    QTest.mouseClick(findings.table.viewport(), Qt.MouseButton.LeftButton,
                      Qt.KeyboardModifier.NoModifier, rect.center())
-    assert np.allclose(window.viewer.cursor_lps(), target, atol=1e-6)
+    assert np.allclose(window.viewer.cursor_lps(), row.centroid_lps, atol=1e-6)
+    assert window.viewer.findings_layer.selected == row.key
 
     # A result that arrives after the user opened another series is not painted on it.
     write_ct(tmp_path / "other")
@@ -573,9 +582,11 @@ def test_model_result_is_shown_as_an_overlay_on_its_own_series_only(
     other = [sid for sid in window.browser.visible_series_ids()
              if sid != window.current_series_id]
     open_and_wait(qt, window, other[0])
-    assert window.viewer.overlay_names() == []
+    # The other series shows its own (no) runs: nothing of the demo's findings.
+    assert findings.row_count() == 0 and window.viewer.findings_layer.keys() == []
+    assert window.series.runs() == []
     panel.result_ready.emit(result)
-    assert window.viewer.overlay_names() == []
+    assert window.viewer.overlay_names() == [] and findings.row_count() == 0
     assert "ignored" in window.status_label.text()
 
 

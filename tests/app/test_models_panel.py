@@ -50,8 +50,6 @@ def test_panel_runs_the_demo_pack(qtbot, panel) -> None:  # type: ignore[no-unty
     assert f"{len(result.findings)} findings" in panel.status.text()
     assert panel.legend.count() == 1 and MARK in panel.legend.item(0).text()
     assert result.findings and all(f.label_name.startswith(MARK) for f in result.findings)
-    assert all(MARK in panel.findings_list.item(i).text()
-               for i in range(panel.findings_list.count()))
     assert not panel.running and panel.run_button.isEnabled()
     assert not list((panel.library_dir / "cache" / "inference").iterdir())
 
