@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,10 +27,10 @@ from PySide6.QtCore import QEvent, QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QKeyEvent, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QWidget
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
-from vtkmodules.vtkCommonCore import vtkLookupTable, vtkPoints, vtkUnsignedCharArray
+from vtkmodules.vtkCommonCore import vtkPoints, vtkUnsignedCharArray
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
-from vtkmodules.vtkImagingCore import vtkImageMapToColors, vtkImageReslice
+from vtkmodules.vtkImagingCore import vtkImageReslice
 from vtkmodules.vtkRenderingCore import (
     vtkActor,
     vtkActor2D,
@@ -44,14 +43,17 @@ from vtkmodules.vtkRenderingCore import (
 
 from core.volume import LabelMap, Volume
 from viewer import planes
+from viewer.brush import MAX_RADIUS_MM, MIN_RADIUS_MM, PaintStroke
+from viewer.findings import FindingsLayer
+from viewer.findings_visual import FindingsVisual
 from viewer.measure import Measurement, value_unit
 from viewer.models import CursorModel, MeasurementList, SlabModel, WindowLevelModel
+from viewer.overlay import LabelOverlayVisual, OverlayStyle
 from viewer.presets import AUTO, CT_PRESET_ORDER
 from viewer.vtkutil import (
     background_value,
     fit_text_lines,
     index_space_image,
-    label_lookup_table,
     render_window_rgb,
     set_vtk_matrix,
 )
@@ -66,7 +68,9 @@ PLANE_COLOURS = {
     "coronal": (0.30, 0.65, 0.35),
     "sagittal": (0.35, 0.48, 0.85),
 }
-TOOLS = ("navigate", "crosshair", "distance", "angle", "ellipse", "rectangle", "pan", "zoom")
+TOOLS = ("navigate", "crosshair", "distance", "angle", "ellipse", "rectangle", "pan", "zoom",
+         "brush", "eraser")
+BRUSH_TOOLS = ("brush", "eraser")
 _CLICK_SLOP_PX = 3
 CROSSHAIR_GAP_PX = 10.0
 # Depth of overlays above the image (camera looks down -z from +z).
@@ -88,31 +92,6 @@ def _format_date(value: str) -> str:
     return v
 
 
-@dataclass
-class _Overlay:
-    labels: LabelMap
-    image: Any
-    reslice: vtkImageReslice
-    colours: vtkImageMapToColors
-    lut: vtkLookupTable
-    actor: vtkImageActor
-    matrix: vtkMatrix4x4
-    corners_lps: np.ndarray | None     # LPS corners of the labelled box; None when empty
-
-
-def _label_box_corners(labels: LabelMap) -> np.ndarray | None:
-    """LPS corners (8×3) of the box holding every non-zero label, voxel edges included."""
-    arr = labels.array
-    ranges = []
-    for axes in ((1, 2), (0, 2), (0, 1)):
-        hit = np.flatnonzero(arr.any(axis=axes))
-        if hit.size == 0:
-            return None
-        ranges.append((hit[0] - 0.5, hit[-1] + 0.5))
-    corners = np.array([[a, b, c] for a in ranges[0] for b in ranges[1] for c in ranges[2]])
-    return np.asarray(corners @ labels.affine[:3, :3].T + labels.affine[:3, 3])
-
-
 class SliceView(QVTKRenderWindowInteractor):
     """A reformatted slice of a Volume in patient orientation.
 
@@ -122,10 +101,14 @@ class SliceView(QVTKRenderWindowInteractor):
 
     slice_changed = Signal(int)          # 0-based slice index along the aligned axis
     view_changed = Signal()              # zoom or pan changed
+    paint_stroke = Signal(object)        # PaintStroke (brush / eraser drag)
+    finding_clicked = Signal(str)        # key of the finding clicked with the navigate tool
+    brush_radius_changed = Signal(float)
 
     def __init__(self, plane: str = "axial", *, window_level: WindowLevelModel | None = None,
                  cursor: CursorModel | None = None, slab: SlabModel | None = None,
                  measurements: MeasurementList | None = None,
+                 findings: FindingsLayer | None = None,
                  parent: QWidget | None = None) -> None:
         if plane not in planes.PLANE_NAMES:
             raise ValueError(f"plane must be one of {planes.PLANE_NAMES}, got {plane!r}")
@@ -144,7 +127,11 @@ class SliceView(QVTKRenderWindowInteractor):
         self._cross_dirs: tuple[object, object] | None = None
         self._drawn_measurements: list[int] | None = None
         self._offset = 0.0
-        self._overlays: dict[str, _Overlay] = {}
+        self._overlays: dict[str, LabelOverlayVisual] = {}
+        self.findings = findings if findings is not None else FindingsLayer()
+        self.brush_radius_mm = 5.0
+        self._brush_xy: np.ndarray | None = None     # circle cursor centre (in-plane mm)
+        self._styled_mm_per_px = 0.0
         self._render_pending = False
         self._fit_scale = 1.0
         self._drag: dict[str, Any] | None = None
@@ -212,6 +199,18 @@ class SliceView(QVTKRenderWindowInteractor):
         self.renderer.AddActor(self.meas_actor)
         self._meas_labels: list[vtkTextActor] = []
 
+        # Findings (one actor pair per finding) and the brush's circle cursor.
+        self.findings_visual = FindingsVisual(self.renderer, self.findings)
+        self._brush_poly = vtkPolyData()
+        self._brush_mapper = vtkPolyDataMapper()
+        self._brush_mapper.SetInputData(self._brush_poly)
+        self.brush_actor = vtkActor()
+        self.brush_actor.SetMapper(self._brush_mapper)
+        self.brush_actor.GetProperty().SetColor(1.0, 1.0, 1.0)
+        self.brush_actor.GetProperty().SetLineWidth(1.0)
+        self.brush_actor.VisibilityOff()
+        self.renderer.AddActor(self.brush_actor)
+
         # Text: four corners, four orientation letters, scale bar.
         self.corner_actors: dict[str, vtkTextActor] = {}
         self._fitted: dict[str, tuple[Any, str]] = {}  # corner → (lines, width), text
@@ -248,6 +247,8 @@ class SliceView(QVTKRenderWindowInteractor):
         self.slab.changed.connect(self._on_slab)
         self.measurements.changed.connect(self._update_measurements)
         self.measurements.selection_changed.connect(lambda _i: self._update_measurements())
+        self.findings.changed.connect(self._on_findings_changed)
+        self.findings.shape_changed.connect(self._on_finding_changed)
         self.Initialize()
         self._apply_window_level()
 
@@ -279,6 +280,8 @@ class SliceView(QVTKRenderWindowInteractor):
         self.remove_all_overlays()
         self.volume = volume
         self._draft = None
+        self.findings_visual.set_volume_affine(None if volume is None else volume.affine)
+        self._brush_xy = None
         if volume is None:
             self.geometry_ = None
             self._image = None
@@ -302,8 +305,9 @@ class SliceView(QVTKRenderWindowInteractor):
         self.cross_actor.SetVisibility(self.crosshair_visible)
         self._apply_slab()
         self._offset = g.slice_offset(volume, self.cursor_model.lps)
-        self._apply_slice()
         self.reset_view()
+        self.findings_visual.sync(g, self._offset, self.mm_per_px())
+        self._apply_slice()
         self._update_measurements()
 
     def refresh(self) -> None:
@@ -322,45 +326,21 @@ class SliceView(QVTKRenderWindowInteractor):
             self.request_render()
 
     # ------------------------------------------------------------------ overlays
-    def add_overlay(self, name: str, labels: LabelMap, opacity: float = 0.45) -> None:
-        """Show a label map as a coloured semi-transparent layer (replaces one of that name)."""
+    def add_overlay(self, name: str, labels: LabelMap, opacity: float = 0.45,
+                    style: OverlayStyle | None = None) -> None:
+        """Show a label map as a translucent fill with a smooth outline (replaces ``name``)."""
         self.remove_overlay(name)
-        arr = np.ascontiguousarray(labels.array)
-        if arr.dtype != np.uint8:
-            if arr.size and (arr.min() < 0 or arr.max() > 255):
-                raise ValueError(f"label values must lie in 0–255 to be shown, got "
-                                 f"{arr.min()}–{arr.max()}")
-            arr = arr.astype(np.uint8)
-        image = index_space_image(arr)
-        reslice = vtkImageReslice()
-        reslice.SetInputData(image)
-        reslice.SetOutputDimensionality(2)
-        reslice.SetInterpolationModeToNearestNeighbor()
-        matrix = vtkMatrix4x4()
-        reslice.SetResliceAxes(matrix)
-        reslice.SetBackgroundLevel(0)
-        lut = label_lookup_table(labels)
-        colours = vtkImageMapToColors()
-        colours.SetLookupTable(lut)
-        colours.SetOutputFormatToRGBA()
-        colours.SetInputConnection(reslice.GetOutputPort())
-        actor = vtkImageActor()
-        actor.GetMapper().SetInputConnection(colours.GetOutputPort())
-        actor.GetProperty().SetOpacity(float(opacity))
-        actor.GetProperty().SetInterpolationTypeToNearest()
-        actor.SetPosition(0.0, 0.0, _Z_OVERLAY)
-        self.renderer.AddViewProp(actor)
-        ov = _Overlay(labels, image, reslice, colours, lut, actor, matrix,
-                      _label_box_corners(labels))
+        st = style if style is not None else OverlayStyle(opacity=float(opacity))
+        ov = LabelOverlayVisual(self.renderer, labels, st)
         self._overlays[name] = ov
         if self.geometry_ is not None:
-            self._configure_overlay(ov)
+            ov.place(self.geometry_, self._offset, self.mm_per_px())
         self.request_render()
 
     def remove_overlay(self, name: str) -> None:
         ov = self._overlays.pop(name, None)
         if ov is not None:
-            self.renderer.RemoveViewProp(ov.actor)
+            ov.remove()
             self.request_render()
 
     def remove_all_overlays(self) -> None:
@@ -370,50 +350,58 @@ class SliceView(QVTKRenderWindowInteractor):
     def overlay_names(self) -> list[str]:
         return list(self._overlays)
 
-    def set_overlay_opacity(self, name: str, opacity: float) -> None:
-        self._overlays[name].actor.GetProperty().SetOpacity(float(opacity))
+    def overlay_style(self, name: str) -> OverlayStyle:
+        return self._overlays[name].style
+
+    def set_overlay_style(self, name: str, style: OverlayStyle) -> None:
+        """Opacity, fill, outline and visibility of overlay ``name``."""
+        ov = self._overlays[name]
+        was_visible = ov.style.visible
+        ov.set_style(style)
+        if style.visible and not was_visible and self.geometry_ is not None:
+            ov.place(self.geometry_, self._offset, self.mm_per_px())
+        else:
+            ov.restyle(self.mm_per_px())
         self.request_render()
+
+    def set_overlay_opacity(self, name: str, opacity: float) -> None:
+        st = self._overlays[name].style
+        self.set_overlay_style(name, OverlayStyle(float(opacity), st.fill, st.outline, st.visible))
 
     def refresh_overlay(self, name: str) -> None:
         """The label map's array changed in place (an edit): redraw it."""
         ov = self._overlays[name]
-        ov.image.Modified()
-        ov.corners_lps = _label_box_corners(ov.labels)
+        ov.refresh()
         if self.geometry_ is not None:
-            self._place_overlay(ov, self.geometry_.plane_to_lps_matrix(self._offset))
+            ov.place(self.geometry_, self._offset, self.mm_per_px())
         self.request_render()
 
-    def _configure_overlay(self, ov: _Overlay) -> None:
-        g = self.geometry_
-        assert g is not None
-        ov.reslice.SetOutputSpacing(g.spacing_xy[0], g.spacing_xy[1], g.step_mm)
-        ov.reslice.SetOutputOrigin(g.origin_xy[0], g.origin_xy[1], 0.0)
-        self._place_overlay(ov, g.plane_to_lps_matrix(self._offset))
+    def overlay_outline_points(self, name: str) -> list[np.ndarray]:
+        """Smoothed outline polylines (in-plane x, y mm) of overlay ``name`` on this slice."""
+        visual = self._overlays[name].visual
+        return [] if visual is None else visual.outline_points()
 
-    def _place_overlay(self, ov: _Overlay, plane_to_lps: np.ndarray) -> None:
-        """Reslice only the part of the plane that can hold labels; hide it when none can.
+    # ------------------------------------------------------------------ findings
+    def _on_findings_changed(self) -> None:
+        if self.geometry_ is None:
+            return
+        self.findings_visual.sync(self.geometry_, self._offset, self.mm_per_px())
+        self.request_render()
 
-        Keeps a sparse result (a few nodules) nearly free while scrolling.
-        """
-        g = self.geometry_
-        assert g is not None
-        if ov.corners_lps is None:
-            ov.actor.VisibilityOff()
+    def _on_finding_changed(self, key: str) -> None:
+        if self.geometry_ is None:
             return
-        rel = ov.corners_lps - g.anchor
-        xs, ys, zs = rel @ g.right, rel @ g.up, rel @ g.normal
-        if not zs.min() - 1e-6 <= self._offset <= zs.max() + 1e-6:
-            ov.actor.VisibilityOff()
-            return
-        (x0, y0), (sx, sy), (nx, ny) = g.origin_xy, g.spacing_xy, g.size_xy
-        i0 = int(np.clip(np.floor((xs.min() - x0) / sx), 0, nx - 1))
-        i1 = int(np.clip(np.ceil((xs.max() - x0) / sx), 0, nx - 1))
-        j0 = int(np.clip(np.floor((ys.min() - y0) / sy), 0, ny - 1))
-        j1 = int(np.clip(np.ceil((ys.max() - y0) / sy), 0, ny - 1))
-        ov.reslice.SetOutputExtent(i0, i1, j0, j1, 0, 0)
-        set_vtk_matrix(ov.matrix, planes.reslice_matrix(ov.labels.affine, plane_to_lps))
-        ov.reslice.Modified()
-        ov.actor.VisibilityOn()
+        self.findings_visual.update_key(key, self.geometry_, self._offset, self.mm_per_px())
+        self.request_render()
+
+    def finding_outline_points(self, key: str) -> list[np.ndarray]:
+        """Smoothed outline polylines (in-plane x, y mm) of finding ``key`` on this slice."""
+        return self.findings_visual.outline_points(key)
+
+    def mm_per_px(self) -> float:
+        """Size of one rendered pixel in mm at the current zoom."""
+        _, h = self._size_px()
+        return 2.0 * self.renderer.GetActiveCamera().GetParallelScale() / h
 
     # ------------------------------------------------------------------ slices
     def _apply_slice(self) -> None:
@@ -423,8 +411,11 @@ class SliceView(QVTKRenderWindowInteractor):
         plane_to_lps = g.plane_to_lps_matrix(self._offset)
         set_vtk_matrix(self._axes, planes.reslice_matrix(vol.affine, plane_to_lps))
         self.reslice.Modified()
+        mmpp = self.mm_per_px()
         for ov in self._overlays.values():
-            self._place_overlay(ov, plane_to_lps)
+            ov.place(g, self._offset, mmpp)
+        self.findings_visual.place_all(g, self._offset, mmpp)
+        self._styled_mm_per_px = mmpp
         self._update_crosshair()
         self._update_text()
         self._update_measurements()
@@ -521,7 +512,37 @@ class SliceView(QVTKRenderWindowInteractor):
         cam.SetPosition(px - dx, py - dy, pz)
         self._after_camera_change()
 
+    def centre_on(self, lps: Sequence[float]) -> None:
+        """Pan so the LPS point (projected on the plane) is at the view centre."""
+        g = self.geometry_
+        if g is None:
+            return
+        x, y, _ = g.to_plane(lps)
+        cam = self.renderer.GetActiveCamera()
+        fx, fy, _fz = cam.GetFocalPoint()
+        self.pan_mm(fx - x, fy - y)
+
+    def zoom_to_extent(self, extent_mm: float, fraction: float = 1.0 / 3.0) -> None:
+        """Zoom so ``extent_mm`` spans ``fraction`` of the view's shorter side; never out."""
+        if self.geometry_ is None or extent_mm <= 0:
+            return
+        w, h = self._size_px()
+        # Parallel scale = half the view height in mm; the shorter side decides.
+        short_over_h = min(w, h) / h
+        wanted = extent_mm / fraction / 2.0 / short_over_h
+        cam = self.renderer.GetActiveCamera()
+        if wanted < cam.GetParallelScale():
+            self.set_zoom(self._fit_scale / wanted)
+
     def _after_camera_change(self) -> None:
+        mmpp = self.mm_per_px()
+        if self._styled_mm_per_px and abs(mmpp / self._styled_mm_per_px - 1.0) > 0.1:
+            # Dash lengths are in screen pixels: redo them for the new zoom.
+            self._styled_mm_per_px = mmpp
+            for ov in self._overlays.values():
+                ov.restyle(mmpp)
+            self.findings_visual.restyle_all(mmpp)
+        self._update_brush_cursor()
         self._update_crosshair()
         self._update_letters()
         self._update_text()
@@ -852,8 +873,46 @@ class SliceView(QVTKRenderWindowInteractor):
         self._angle_stage = 0
         cursor = Qt.CursorShape.CrossCursor if tool in ("distance", "angle", "ellipse",
                                                         "rectangle") else Qt.CursorShape.ArrowCursor
+        if tool in BRUSH_TOOLS:
+            cursor = Qt.CursorShape.BlankCursor        # the circle is the cursor
         self.setCursor(cursor)
+        self._update_brush_cursor()
         self._update_measurements()
+
+    # ------------------------------------------------------------------ brush / eraser
+    def set_brush_radius_mm(self, radius_mm: float) -> None:
+        r = float(np.clip(radius_mm, MIN_RADIUS_MM, MAX_RADIUS_MM))
+        if r != self.brush_radius_mm:
+            self.brush_radius_mm = r
+            self._update_brush_cursor()
+            self.brush_radius_changed.emit(r)
+            self.request_render()
+
+    def _update_brush_cursor(self) -> None:
+        xy = self._brush_xy
+        if self.tool not in BRUSH_TOOLS or xy is None or self.geometry_ is None:
+            if self.brush_actor.GetVisibility():
+                self.brush_actor.VisibilityOff()
+            return
+        t = np.linspace(0.0, 2.0 * math.pi, 73)
+        r = self.brush_radius_mm
+        pts = vtkPoints()
+        lines = vtkCellArray()
+        lines.InsertNextCell(len(t))
+        for a in t:
+            lines.InsertCellPoint(pts.InsertNextPoint(xy[0] + r * math.cos(a),
+                                                      xy[1] + r * math.sin(a), _Z_MEASURE))
+        self._brush_poly.SetPoints(pts)
+        self._brush_poly.SetLines(lines)
+        self._brush_poly.Modified()
+        colour = (1.0, 0.55, 0.45) if self.tool == "eraser" else (1.0, 1.0, 1.0)
+        self.brush_actor.GetProperty().SetColor(*colour)
+        self.brush_actor.VisibilityOn()
+
+    def _emit_stroke(self, points: list[np.ndarray], finished: bool) -> None:
+        self.paint_stroke.emit(PaintStroke(self.plane, np.asarray(points, dtype=np.float64),
+                                           self.brush_radius_mm, self.tool == "eraser",
+                                           finished))
 
     def _visible_measurements(self) -> list[tuple[int, Measurement]]:
         g = self.geometry_
@@ -970,7 +1029,9 @@ class SliceView(QVTKRenderWindowInteractor):
         shift = bool(ev.modifiers() & Qt.KeyboardModifier.ShiftModifier)
         action = "none"
         if button == Qt.MouseButton.LeftButton:
-            if self.tool in ("distance", "angle", "ellipse", "rectangle"):
+            if self.tool in BRUSH_TOOLS:
+                action = "paint"
+            elif self.tool in ("distance", "angle", "ellipse", "rectangle"):
                 action = "draw"
             elif self.tool == "crosshair" or shift:
                 action = "cross"
@@ -991,11 +1052,21 @@ class SliceView(QVTKRenderWindowInteractor):
             self.cursor_model.set(self.display_to_lps(pos.x(), pos.y()))
         elif action == "draw":
             self._draw_press(pos.x(), pos.y())
+        elif action == "paint":
+            p = self.display_to_lps(pos.x(), pos.y())
+            self._drag["paint_last"] = p
+            self._brush_xy = self.display_to_plane(pos.x(), pos.y())
+            self._update_brush_cursor()
+            self._emit_stroke([p], finished=False)
 
     def mouseMoveEvent(self, ev: QMouseEvent) -> None:
         if self.geometry_ is None:
             return
         pos = ev.position()
+        if self.tool in BRUSH_TOOLS:
+            self._brush_xy = self.display_to_plane(pos.x(), pos.y())
+            self._update_brush_cursor()
+            self.request_render()
         if self._drag is None:
             if self._draft is not None and self.tool == "angle" and self._angle_stage == 2:
                 self._draft.points_lps[2] = self.display_to_lps(pos.x(), pos.y())
@@ -1024,6 +1095,10 @@ class SliceView(QVTKRenderWindowInteractor):
             self.set_zoom(d["zoom"] * math.exp(-(y - sy) / 150.0))
         elif action == "draw":
             self._draw_move(x, y)
+        elif action == "paint":
+            p = self.display_to_lps(x, y)
+            self._emit_stroke([d["paint_last"], p], finished=False)
+            d["paint_last"] = p
         d["last"] = (x, y)
 
     def mouseReleaseEvent(self, ev: QMouseEvent) -> None:
@@ -1032,7 +1107,14 @@ class SliceView(QVTKRenderWindowInteractor):
             return
         pos = ev.position()
         if d["action"] == "wl" and not d["moved"]:
-            self.cursor_model.set(self.display_to_lps(pos.x(), pos.y()))  # a click: crosshair
+            p = self.display_to_lps(pos.x(), pos.y())
+            self.cursor_model.set(p)                                       # a click: crosshair
+            if self.tool == "navigate" and self.volume is not None:
+                key = self.findings.hit(np.floor(self.volume.lps_to_index(p) + 0.5).astype(int))
+                if key is not None:
+                    self.finding_clicked.emit(key)
+        elif d["action"] == "paint":
+            self._emit_stroke([self.display_to_lps(pos.x(), pos.y())], finished=True)
         elif d["action"] == "draw":
             self._draw_release(pos.x(), pos.y(), moved=d["moved"])
 
@@ -1062,6 +1144,10 @@ class SliceView(QVTKRenderWindowInteractor):
             self.apply_preset(AUTO)
         elif key == K.Key_R:
             self.reset_view()
+        elif key == K.Key_BracketLeft:
+            self.set_brush_radius_mm(self.brush_radius_mm / 1.25)
+        elif key == K.Key_BracketRight:
+            self.set_brush_radius_mm(self.brush_radius_mm * 1.25)
         elif key == K.Key_Escape:
             self._draft = None
             self._angle_stage = 0
@@ -1076,6 +1162,10 @@ class SliceView(QVTKRenderWindowInteractor):
         pass
 
     def leaveEvent(self, ev: QEvent) -> None:
+        if self._brush_xy is not None:
+            self._brush_xy = None
+            self._update_brush_cursor()
+            self.request_render()
         if self.probe_text:
             self.probe_text = ""
             self._update_text()
