@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.actor import os_user
 from core.errors import LucidaError, StoreError
 from core.progress import CancelToken, ProgressSink
 from dicomio.group import SeriesGroup, group_series
@@ -251,6 +252,25 @@ def _import_group(library: Library, group: SeriesGroup, report: ImportReport, *,
     )
 
 
+def audit_payload(report: ImportReport) -> dict[str, Any]:
+    """The import's audit summary: counts and UIDs only. No paths (a folder is often
+    named after the patient) and no names."""
+    added = sorted({s.series_uid for s in report.series if s.new_instances})
+    return {
+        "report_id": report.report_id,
+        "files_seen": report.files_seen,
+        "new": report.new,
+        "existing": report.existing,
+        "skipped": len(report.skipped),
+        "moved": len(report.moved),
+        "modified": len(report.modified),
+        "duplicates": len(report.duplicates),
+        "stacks": len(report.series),
+        "series_added": len(added),
+        "series_uids_added": added,
+    }
+
+
 def import_paths(
     library: Library,
     paths: Sequence[Path | str],
@@ -258,12 +278,14 @@ def import_paths(
     cancel: CancelToken | None = None,
     *,
     plan_geometry: bool = True,
+    actor: str | None = None,
 ) -> ImportReport:
     """Scan ``paths`` and index every DICOM object found into ``library``.
 
     Progress: 0–0.7 scanning, 0.7–1.0 indexing. Each stack is indexed in its
     own transaction, so a cancel or crash keeps what was done. The report is
-    also stored in the library.
+    also stored in the library, and the import is one "import" audit event
+    (``actor``: the OS user by default) committed together with the report.
     """
     started = time.perf_counter()
     path_list = [Path(p) for p in paths]
@@ -284,6 +306,10 @@ def import_paths(
             report.duplicates.append((str(kept), str(inst.source)))
     groups = _group(result.instances, report)
     for n, group in enumerate(groups):
+        if cancel is not None and cancel.cancelled and report.series:
+            # What was indexed before the cancel stays in the library: audit it.
+            library.audit("import", audit_payload(report) | {"cancelled": True},
+                          actor=actor or os_user())
         if cancel is not None:
             cancel.raise_if_cancelled()
         imported = _import_group(library, group, report, plan_geometry=plan_geometry)
@@ -292,7 +318,9 @@ def import_paths(
         if progress is not None:
             progress(0.7 + 0.3 * (n + 1) / len(groups), f"indexed {n + 1} of {len(groups)} stacks")
     report.elapsed_s = time.perf_counter() - started
-    report.report_id = library.save_import_report(report.summary(), report.as_dict())
+    with library.transaction():
+        report.report_id = library.save_import_report(report.summary(), report.as_dict())
+        library.audit("import", audit_payload(report), actor=actor or os_user())
     log.info("import: %s", report.summary())
     if progress is not None:
         progress(1.0, "import finished")

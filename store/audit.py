@@ -224,8 +224,9 @@ def _walk(rows: list[_Stored], highest: int) -> AuditVerdict:
             if row.id > expected_id:
                 span = (f"row {expected_id} is" if row.id == expected_id + 1
                         else f"rows {expected_id} to {row.id - 1} are")
-                return fail(prev_hash, expected_id, f"{span} missing: deleted (the log goes "
-                            f"from row {expected_id - 1} to row {row.id})")
+                context = (f"the log starts at row {row.id}" if index == 0 else
+                           f"the log goes from row {expected_id - 1} to row {row.id}")
+                return fail(prev_hash, expected_id, f"{span} missing: deleted ({context})")
             return fail(prev_hash, row.id, f"{row.name()} is out of order (expected row "
                         f"{expected_id}): it was inserted")
         if not row.own_hash_ok:
@@ -237,8 +238,8 @@ def _walk(rows: list[_Stored], highest: int) -> AuditVerdict:
     if highest > n:
         first = n + 1
         span = f"row {first} is" if highest == first else f"rows {first} to {highest} are"
-        return fail(prev_hash, first, f"{span} missing: the last {highest - n} "
-                    f"row{'s were' if highest - n > 1 else ' was'} deleted (the log numbered "
+        last = f"the last {highest - n} rows were" if highest - n > 1 else "the last row was"
+        return fail(prev_hash, first, f"{span} missing: {last} deleted (the log numbered "
                     f"{highest} rows, {n} remain)")
     return AuditVerdict(True, n, prev_hash)
 
