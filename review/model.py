@@ -299,6 +299,7 @@ class ReviewFinding:
     decided_at: str = ""  # ISO 8601 UTC of the last decision or edit
     score: float | None = None
     edited: bool = False  # the mask differs from the model's
+    original_mask: SparseMask | None = None  # the model's mask (None for reader-drawn)
 
     @property
     def reviewed(self) -> bool:
@@ -319,3 +320,41 @@ class ReviewFinding:
         if self.reason_text:
             return f"{self.reason.label}: {self.reason_text}"
         return self.reason.label
+
+
+_PACK_MAGIC = b"LMP1"
+_NONE_LEN = 0xFFFFFFFF
+
+
+def pack_masks(masks: list[SparseMask | None]) -> bytes:
+    """Several (optional) masks in one blob."""
+    parts = [_PACK_MAGIC, struct.pack("<I", len(masks))]
+    for mask in masks:
+        if mask is None:
+            parts.append(struct.pack("<I", _NONE_LEN))
+        else:
+            data = mask.to_bytes()
+            parts += [struct.pack("<I", len(data)), data]
+    return b"".join(parts)
+
+
+def unpack_masks(blob: bytes) -> list[SparseMask | None]:
+    """The inverse of :func:`pack_masks` (ValueError when damaged)."""
+    if blob[:4] != _PACK_MAGIC or len(blob) < 8:
+        raise ValueError("mask blob is not a Lucida mask pack")
+    (count,) = struct.unpack_from("<I", blob, 4)
+    pos = 8
+    out: list[SparseMask | None] = []
+    for _ in range(count):
+        if pos + 4 > len(blob):
+            raise ValueError("mask blob is truncated")
+        (length,) = struct.unpack_from("<I", blob, pos)
+        pos += 4
+        if length == _NONE_LEN:
+            out.append(None)
+            continue
+        if pos + length > len(blob):
+            raise ValueError("mask blob is truncated")
+        out.append(SparseMask.from_bytes(blob[pos:pos + length]))
+        pos += length
+    return out
