@@ -60,7 +60,7 @@ def _row(conn: sqlite3.Connection, row_id: int) -> tuple[str, str, str, str, int
                                                          str, str]:
     r = conn.execute("SELECT created, actor, event, series_uid, run_id, payload_json, prev_hash,"
                      " row_hash FROM audit_log WHERE id = ?", (row_id,)).fetchone()
-    return tuple(r)  # type: ignore[return-value]
+    return tuple(r)
 
 
 def _forge(conn: sqlite3.Connection, row_id: int, prev: str, payload: str) -> None:

@@ -3,6 +3,7 @@ with sqlite3 after dropping the triggers), and the stories verify tells apart.""
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +25,7 @@ def db(tmp_path: Path) -> Path:
     return tmp_path / DB_NAME
 
 
-def _tamper(db: Path, edit: Callable[[sqlite3.Connection], None]) -> None:
+def _tamper(db: Path, edit: Callable[[sqlite3.Connection], object]) -> None:
     conn = sqlite3.connect(db, isolation_level=None)
     try:
         conn.execute("DROP TRIGGER audit_log_no_update")
@@ -51,7 +52,7 @@ def test_chain_links_rows_and_survives_reopen(db: Path) -> None:
         verdict = library.verify_audit()
     assert [r.id for r in rows] == list(range(1, 8))
     assert rows[0].prev_hash == GENESIS_HASH
-    assert all(b.prev_hash == a.row_hash for a, b in zip(rows, rows[1:], strict=False))
+    assert all(b.prev_hash == a.row_hash for a, b in itertools.pairwise(rows))
     assert verdict.ok and verdict.rows == 7 and verdict.head_hash == rows[-1].row_hash
 
 
