@@ -140,7 +140,6 @@ def _fill(obj: DerivedObject, ds: Dataset, target: Volume,
     if target.frame_of_reference_uid and obj.frame_of_reference_uid and (
             obj.frame_of_reference_uid != target.frame_of_reference_uid):
         raise _Refused("it belongs to another frame of reference than this series")
-    seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
     seg_type = text(ds, "SegmentationType").upper()
     descriptions = {int(d.SegmentNumber): d for d in items(ds, "SegmentSequence")}
     if not descriptions:
@@ -158,6 +157,8 @@ def _fill(obj: DerivedObject, ds: Dataset, target: Volume,
         refs = "" if (obj.referenced_series_uids or any(_source_uid(f) for f in per_frame)) \
             else ", and it references no images"
         raise _Refused(outside + refs)
+    # Our own checks first (clear sentences), then highdicom's parser for the pixels.
+    seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
 
     shape = target.shape
     planes_by_seg: dict[int, dict[int, npt.NDArray[np.bool_]]] = {s: {} for s in numbers}
