@@ -290,6 +290,10 @@ def test_list_shows_rows(logged: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert main(["audit", "list", "--limit", "2"]) == 0
     out = capsys.readouterr().out
     assert "edit" in out and "sign-off" in out and "model-run" not in out
+    assert main(["audit", "list", "--series", SERIES_UID, "--run", "1"]) == 0
+    assert "model-run" in capsys.readouterr().out
+    assert main(["audit", "list", "--series", "9.9.9"]) == 2  # no such series: one line
+    assert capsys.readouterr().err.startswith("error: ")
 
 
 def test_import_appends_an_import_event_without_names(library_dir: Path, tmp_path: Path,
@@ -317,3 +321,33 @@ def test_import_appends_an_import_event_without_names(library_dir: Path, tmp_pat
         assert "PID-77" not in row.payload_json
     assert main(["audit", "verify"]) == 0
     assert "2 rows" in capsys.readouterr().out
+
+
+def test_a_cancelled_import_is_audited_with_what_it_indexed(library_dir: Path,
+                                                            tmp_path: Path) -> None:
+    from app.importer import import_paths
+    from core.errors import CancelledError
+    from core.progress import CancelToken
+
+    for n in (1, 2):
+        array = np.zeros((2, 3, 4))
+        array[0, n, 1] = 50.0
+        write_series(Volume(array=array, affine=np.eye(4)), tmp_path / "src" / f"s{n}",
+                     SeriesInfo(series_uid=f"{SERIES_UID}.{n}", patient_name="DOE^JANE"))
+    cancel = CancelToken()
+
+    def progress(fraction: float, message: str = "") -> None:
+        if message.startswith("indexed 1 of 2"):
+            cancel.cancel()
+
+    with Library.open(library_dir) as library:
+        with pytest.raises(CancelledError):
+            import_paths(library, [tmp_path / "src"], progress=progress, cancel=cancel,
+                         actor="tester")
+        rows = library.audit_rows()
+        indexed = library.all_series()
+    assert len(indexed) == 1 and [r.event for r in rows] == ["import"]
+    payload = rows[0].payload
+    assert payload["cancelled"] is True and payload["new"] == 2
+    assert payload["series_uids_added"] == [indexed[0].series_uid]
+    assert rows[0].actor == "tester" and "DOE" not in rows[0].payload_json
