@@ -131,9 +131,9 @@ def _fill(obj: DerivedObject, ds: Dataset) -> None:
                 series.append(uid)
     obj.referenced_series_uids = tuple(series)
     if not obj.findings:
-        kind = f"TID {template}" if template else "this template"
-        obj.problem = (f"This report cannot be shown: it has no measurement groups "
-                       f"(content is {kind}, not a TID 1500 measurement report).")
+        tid = f"TID {template}" if template else "no template named"
+        obj.problem = ("This report cannot be shown: it holds no TID 1500 measurement groups "
+                       f"({tid}).")
 
 
 def referenced_instances(ds: Dataset) -> list[str]:
