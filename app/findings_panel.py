@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.series_session import REVIEWED, FindingRow
+from app.series_session import REVIEWED, FindingRow, run_row
 
 COLUMNS = ("ID", "Label", "Slice", "Side / position (mm)", "Ø mm", "Volume mm³", "Score",
            "Status")
@@ -275,10 +275,17 @@ class FindingsPanel(QWidget):
     def refresh_runs(self) -> None:
         self.run_combo.clear()
         runs = self.session.runs() if self.session is not None else []
-        for run in runs:
-            name = str((run.provenance.get("model") or {}).get("name", "") or run.model_id)
-            self.run_combo.addItem(f"#{run.id} {name} — {run.created[:16].replace('T', ' ')}",
-                                   int(run.id))
+        for summary in runs:
+            run = run_row(summary)
+            model = run.provenance.get("model") if isinstance(run.provenance, dict) else None
+            name = str((model or {}).get("name", "") if isinstance(model, dict) else "")
+            text = f"#{run.id} {name or run.model_id} — {run.created[:16].replace('T', ' ')}"
+            if getattr(summary, "total", 0):
+                text += f" ({summary.reviewed}/{summary.total})"
+            problem = str(getattr(summary, "problem", "") or "")
+            self.run_combo.addItem(f"⚠ {text}" if problem else text, int(run.id))
+            self.run_combo.setItemData(self.run_combo.count() - 1, problem or text,
+                                       Qt.ItemDataRole.ToolTipRole)
         current = self.session.run_id if self.session is not None else None
         index = self.run_combo.findData(current) if current is not None else -1
         self.run_combo.setCurrentIndex(index)

@@ -125,28 +125,38 @@ def imported_group(objects: Sequence[Any], affine: np.ndarray, n_slices: int) ->
             continue
         for n, f in enumerate(getattr(obj, "findings", []) or [], start=1):
             key = f"i{len(group.rows) + 1}"
-            raw = getattr(f, "centroid_lps", None)
-            centroid = _point(raw) if raw is not None else None
-            measured = {str(name).lower(): value for name, value, *_ in
-                        (getattr(f, "measurements", []) or [])}
-            diameter = next((float(v) for name, v in measured.items() if "diameter" in name),
-                            None)
-            volume = next((float(v) for name, v in measured.items() if "volume" in name), None)
             mask = getattr(f, "mask", None)
-            color = tuple(getattr(f, "color_rgb", (80, 200, 255)) or (80, 200, 255))
+            color = tuple(int(v) for v in (getattr(f, "color_rgb", None) or (208, 176, 96)))
+            raw = getattr(f, "centroid_lps", None)
+            if raw is None and mask is not None and np.asarray(mask.array).any():
+                mean = np.argwhere(mask.array).mean(axis=0) + np.asarray(mask.offset)
+                raw = (affine @ np.append(mean, 1.0))[:3]
+            centroid = _point(raw) if raw is not None else None
+            diameter = volume = None
+            for m in getattr(f, "measurements", ()) or ():
+                name, unit = str(m.name).lower(), str(m.unit).lower()
+                if "diameter" in name and diameter is None:
+                    diameter = float(m.value) * _MM.get(unit, 1.0)
+                elif "volume" in name and volume is None:
+                    volume = float(m.value) * _MM3.get(unit, 1.0)
             if mask is not None:
                 offset, crop = _mask_parts(mask)
-                group.masks[key] = (offset, crop, color)
+                group.masks[key] = (offset, crop, (color[0], color[1], color[2]))
             k = _slice_of(affine, centroid) if centroid is not None else None
-            label = str(getattr(f, "label_name", "") or f"{kind} {n}")
+            source = str(getattr(f, "source_kind", "") or kind)
+            label = str(getattr(f, "label_name", "") or f"{source} {n}")
             group.rows.append(FindingRow(
-                key=key, label=f"{label} ({getattr(f, 'kind', kind) or kind})",
-                full_label=f"{label} — imported from {kind} {desc}",
+                key=key, label=f"{label} ({source})",
+                full_label=f"{label} — imported from {source} {desc} (read-only)",
                 slice_number=None if k is None else k + 1, n_slices=n_slices,
                 side=side_of(centroid[0]) if centroid else "", centroid_lps=centroid,
                 diameter_mm=diameter, volume_mm3=volume, score=None, status="imported",
                 imported=True))
     return group
+
+
+_MM = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
+_MM3 = {"mm3": 1.0, "ml": 1000.0, "cm3": 1000.0, "l": 1e6}
 
 
 def _point(values: Sequence[float]) -> tuple[float, float, float]:
@@ -199,7 +209,7 @@ class SeriesSession:
 
     def open_run(self, run_id: int) -> Any:
         """Make ``run_id`` (one of this series' runs) the active review."""
-        if run_id not in {int(r.id) for r in self.runs()}:
+        if run_id not in {int(run_row(r).id) for r in self.runs()}:
             raise ValueError(f"run {run_id} does not belong to the open series")
         from review.session import ReviewSession
 
@@ -213,7 +223,7 @@ class SeriesSession:
         runs = self.runs()
         if not runs:
             return None
-        return self.open_run(int(runs[-1].id))
+        return self.open_run(int(run_row(runs[-1]).id))
 
     def reviewer_name(self) -> str:
         if self.review is not None:
@@ -233,7 +243,10 @@ class SeriesSession:
         """The run's saved label map (core.LabelMap)."""
         from app.runs import load_run_overlay
 
-        return load_run_overlay(self.library, run_id if run_id is not None else self.run_id)[0]
+        wanted = run_id if run_id is not None else self.run_id
+        if wanted is None:
+            raise ValueError("no model run is open")
+        return load_run_overlay(self.library, wanted)[0]
 
     # ------------------------------------------------------------------ review
     def add_listener(self, callback: Callable[[Sequence[str]], None]) -> None:
@@ -303,6 +316,11 @@ class SeriesSession:
         self._listeners.clear()
         self.review = None
         self.run_id = None
+
+
+def run_row(run: Any) -> Any:
+    """The store's ModelRunRow of an ``app.runs.RunSummary`` (or the row itself)."""
+    return getattr(run, "run", run)
 
 
 def error_text(exc: BaseException) -> str:
