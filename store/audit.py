@@ -196,11 +196,21 @@ def verify(conn: sqlite3.Connection) -> AuditVerdict:
     deleted from the end, or deleted in the middle with the later rows renumbered.
     Where the stored rows cannot tell two stories apart, the message gives both.
     """
-    rows = _stored_rows(conn)
-    seq_row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'").fetchone()
+    # One read snapshot: a row appended between reading the rows and the counter
+    # would otherwise look like a deleted last row.
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    try:
+        rows = _stored_rows(conn)
+        seq_row = conn.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'").fetchone()
+        missing = _missing_triggers(conn)
+    finally:
+        if own:
+            conn.execute("COMMIT")
     highest = int(seq_row[0]) if seq_row is not None else 0
     verdict = _walk(rows, highest)
-    missing = _missing_triggers(conn)
     if missing:
         note = (f"the trigger{'s' if len(missing) > 1 else ''} {', '.join(missing)} that "
                 "keep the log append-only "

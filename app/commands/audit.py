@@ -139,8 +139,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     with _open_library(args) as library:
         series_uid = _series_uid(library, args.series)
-        rows = library.audit_rows(run_id=args.run, series_uid=series_uid)
-        verdict = library.verify_audit()
+        with library.transaction():  # rows and head hash from one state of the log
+            rows = library.audit_rows(run_id=args.run, series_uid=series_uid)
+            verdict = library.verify_audit()
         filters = {"series_uid": series_uid, "run_id": args.run}
         data = (render_csv(rows) if args.format == "csv"
                 else render_json(rows, verdict, filters))
