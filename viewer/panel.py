@@ -18,8 +18,10 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QGridLayout, QWidget
 
 from core.volume import LabelMap, Volume
+from viewer.findings import FindingsLayer
 from viewer.measure import Measurement
 from viewer.models import CursorModel, MeasurementList, SlabModel, WindowLevelModel
+from viewer.overlay import OverlayStyle
 from viewer.planes import PLANE_NAMES, central_voxel_lps
 from viewer.presets import AUTO, default_window
 from viewer.slice_view import SliceView
@@ -38,6 +40,8 @@ class ViewerPanel(QWidget):
     measurements_changed = Signal()
     window_level_changed = Signal(float, float)  # (width, level)
     layout_changed = Signal(str)
+    paint_stroke = Signal(object)              # viewer.brush.PaintStroke
+    finding_clicked = Signal(str)              # key of a finding clicked (navigate tool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -51,15 +55,21 @@ class ViewerPanel(QWidget):
         self.measurements = MeasurementList()
         self.volume: Volume | None = None
         self._overlays: dict[str, tuple[LabelMap, float]] = {}
+        self._findings = FindingsLayer()
         self._preset_3d = "ct-bone"
         self._last_auto = 0.0
         self._layout_name = ""
         self._single = "axial"
         self._slice_views: dict[str, SliceView] = {
             name: SliceView(name, window_level=self.window_level, cursor=self.cursor_model,
-                            slab=self.slab, measurements=self.measurements, parent=self)
+                            slab=self.slab, measurements=self.measurements,
+                            findings=self._findings, parent=self)
             for name in PLANE_NAMES
         }
+        for view in self._slice_views.values():
+            view.paint_stroke.connect(self.paint_stroke)
+            view.finding_clicked.connect(self.finding_clicked)
+            view.brush_radius_changed.connect(self._sync_brush_radius)
         self._view3d: VolumeView3D | None = None
         self._grid = QGridLayout(self)
         self._grid.setContentsMargins(0, 0, 0, 0)
@@ -174,9 +184,10 @@ class ViewerPanel(QWidget):
         self.measurements.changed.emit()
 
     def clear(self) -> None:
-        """Show nothing; forget overlays and measurements."""
+        """Show nothing; forget overlays, findings and measurements."""
         self.volume = None
         self._overlays.clear()
+        self._findings.set_findings([])
         self.measurements.replace_all([])
         for view in self._slice_views.values():
             view.set_volume(None)
@@ -213,9 +224,44 @@ class ViewerPanel(QWidget):
             view.set_identity_visible(visible)
 
     def set_tool(self, tool: str) -> None:
-        """"navigate", "crosshair", "distance", "angle", "ellipse", "rectangle", "pan", "zoom"."""
+        """"navigate", "crosshair", "distance", "angle", "ellipse", "rectangle", "pan", "zoom",
+        "brush", "eraser"."""
         for view in self._slice_views.values():
             view.set_tool(tool)
+
+    @property
+    def brush_radius_mm(self) -> float:
+        return self._slice_views["axial"].brush_radius_mm
+
+    def set_brush_radius_mm(self, radius_mm: float) -> None:
+        """Brush / eraser radius in every slice view (also ``[`` / ``]`` in a view)."""
+        for view in self._slice_views.values():
+            view.set_brush_radius_mm(radius_mm)
+
+    def _sync_brush_radius(self, radius_mm: float) -> None:
+        self.set_brush_radius_mm(radius_mm)
+
+    # ------------------------------------------------------------------ findings and focus
+    @property
+    def findings_layer(self) -> FindingsLayer:
+        """The findings model every slice view draws (set it after ``set_volume``)."""
+        return self._findings
+
+    def focus_on(self, lps: Sequence[float], extent_mm: float | None = None) -> None:
+        """Bring an LPS point into view everywhere.
+
+        Moves the crosshair there (every slice view scrolls to it), pans each
+        slice view so the point is centred, zooms so ``extent_mm`` spans about
+        a third of the view (never zooming out), and aims the 3-D camera at it.
+        """
+        p = np.asarray(lps, dtype=np.float64)
+        self.cursor_model.set(p)
+        for view in self._slice_views.values():
+            if extent_mm is not None:
+                view.zoom_to_extent(float(extent_mm))
+            view.centre_on(p)
+        if self._view3d is not None:
+            self._view3d.look_at(p)
 
     def set_slab(self, mode: str, thickness_mm: float) -> None:
         """Thick slab in every slice view: "none", "mip", "minip" or "mean", thickness in mm."""
@@ -258,6 +304,22 @@ class ViewerPanel(QWidget):
 
     def overlay_names(self) -> list[str]:
         return list(self._overlays)
+
+    def overlay_style(self, name: str) -> OverlayStyle:
+        return self._slice_views["axial"].overlay_style(name)
+
+    def set_overlay_style(self, name: str, *, opacity: float | None = None,
+                          fill: bool | None = None, outline: bool | None = None,
+                          visible: bool | None = None) -> None:
+        """Change overlay ``name``'s opacity (0–1), fill, outline or visibility in slice views."""
+        old = self.overlay_style(name)
+        new = OverlayStyle(
+            opacity=old.opacity if opacity is None else float(np.clip(opacity, 0.0, 1.0)),
+            fill=old.fill if fill is None else bool(fill),
+            outline=old.outline if outline is None else bool(outline),
+            visible=old.visible if visible is None else bool(visible))
+        for view in self._slice_views.values():
+            view.set_overlay_style(name, OverlayStyle(**vars(new)))
 
     # ------------------------------------------------------------------ measurements
     def measurement_records(self) -> list[dict[str, Any]]:

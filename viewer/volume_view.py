@@ -290,6 +290,16 @@ class VolumeView3D(QVTKRenderWindowInteractor):
         self.renderer.ResetCameraClippingRange()
         self.request_render()
 
+    def look_at(self, lps: object) -> None:
+        """Point the camera at an LPS point, keeping its direction, distance and zoom."""
+        p = np.asarray(lps, dtype=np.float64)
+        cam = self.renderer.GetActiveCamera()
+        shift = p - np.array(cam.GetFocalPoint())
+        cam.SetFocalPoint(*p)
+        cam.SetPosition(*(np.array(cam.GetPosition()) + shift))
+        self.renderer.ResetCameraClippingRange()
+        self.request_render()
+
     def _set_quality(self, interactive: bool) -> None:
         if interactive:
             self.mapper.SetSampleDistance(max(INTERACTIVE_SAMPLE_MM, self.full_sample_mm))
