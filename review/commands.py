@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 from scipy import ndimage
 
+from core.errors import LucidaError
 from core.volume import Finding
 from review.codec import finding_from_state, finding_state
 from review.model import (
@@ -31,8 +32,9 @@ from review.model import (
 )
 
 
-class ReviewError(Exception):
-    """A review action that is refused; the message says why and what to do."""
+class ReviewError(LucidaError):
+    """A review action that is refused; the message says why and what to do (the CLI
+    prints it and exits 2, the GUI shows it)."""
 
 
 class Target(Protocol):

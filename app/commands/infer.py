@@ -71,8 +71,9 @@ def _nifti_volume(path: Path, modality: str) -> Any:
 
 
 def _iter_volumes(args: argparse.Namespace, default_modality: str
-                  ) -> Iterator[tuple[str, Any]]:
-    """(name, loader) pairs; loaders are called lazily so errors stay per series."""
+                  ) -> Iterator[tuple[str, Any, int | None]]:
+    """(name, loader, library series id or None) triples; loaders are called lazily so
+    errors stay per series."""
     from app.paths import library_dir
 
     for item in args.inputs:
@@ -80,7 +81,7 @@ def _iter_volumes(args: argparse.Namespace, default_modality: str
         if path.exists() and path.is_file() and path.name.lower().endswith(NIFTI_SUFFIXES):
             stem = path.name[:-7] if path.name.lower().endswith(".gz") else path.stem
             yield _safe_name(stem), (lambda p=path: _nifti_volume(p, args.modality
-                                                                    or default_modality))
+                                                                    or default_modality)), None
         elif path.exists():
             from dicomio.group import group_series
             from dicomio.scan import scan_paths
@@ -89,11 +90,12 @@ def _iter_volumes(args: argparse.Namespace, default_modality: str
             groups = [g for g in group_series(result.instances)
                       if g.object_kind.is_image and not g.is_localizer]
             if not groups:
-                yield _safe_name(path.name), (lambda p=path: _fail(f"{p}: no image series found"))
+                yield (_safe_name(path.name),
+                       (lambda p=path: _fail(f"{p}: no image series found")), None)
             for g in groups:
                 sources = [inst.source for inst in g.instances]
                 suffix = f"_{g.stack_index}" if g.stack_index else ""
-                yield _safe_name(g.series_uid + suffix), (lambda s=sources: _read(s))
+                yield _safe_name(g.series_uid + suffix), (lambda s=sources: _read(s)), None
         else:
             from core.errors import LucidaError
             from store.library import Library
@@ -106,13 +108,13 @@ def _iter_volumes(args: argparse.Namespace, default_modality: str
                 finally:
                     lib.close()
             except LucidaError as exc:
-                yield _safe_name(item), (lambda e=exc: _raise(e))
+                yield _safe_name(item), (lambda e=exc: _raise(e)), None
                 continue
             from dicomio.source import DicomSource
 
             sources = [DicomSource(s.path, s.member) for s in stored]
             yield _safe_name(f"{row.series_uid}_{row.stack_index}" if row.stack_index
-                             else row.series_uid), (lambda s=sources: _read(s))
+                             else row.series_uid), (lambda s=sources: _read(s)), row.id
 
 
 def _raise(exc: Exception) -> Any:
@@ -166,6 +168,19 @@ def _write_outputs(folder: Path, result: Any) -> list[str]:
     return written
 
 
+def _record(library: Path, series_id: int, result: Any) -> int:
+    """Record a library series' result as a model run for review (see app.runs)."""
+    from app.runs import record_run
+    from review.session import default_reviewer
+    from store.library import Library
+
+    lib = Library.open(library)
+    try:
+        return record_run(lib, series_id, result, actor=default_reviewer())
+    finally:
+        lib.close()
+
+
 def cmd_infer(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -193,7 +208,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
                   TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn(), console=err,
                   transient=False) as bar:
         overall = bar.add_task(f"{len(items)} series", total=len(items))
-        for name, load in items:
+        for name, load, series_id in items:
             unique = name
             n = 2
             while unique in used:
@@ -228,6 +243,10 @@ def cmd_infer(args: argparse.Namespace) -> int:
                 provider = result.provenance["provider"].removesuffix("ExecutionProvider")
                 bar.console.print(f"{unique}: {len(result.findings)} findings on {provider} "
                                   f"→ {out_root / unique} ({', '.join(written)})")
+                if series_id is not None:
+                    run_id = _record(library, series_id, result)
+                    bar.console.print(f"{unique}: recorded as model run {run_id} "
+                                      f"(review: lucida review {series_id} --run {run_id})")
             except LucidaError as exc:
                 failures += 1
                 bar.console.print(f"[red]failed[/] {unique}: {exc}")

@@ -1,0 +1,121 @@
+"""``lucida review SERIES --run RUN --accept ID... --reject ID:REASON[:TEXT]...``.
+
+Scripted review of a recorded model run, audited like the GUI (each option is one
+command: all ``--accept`` ids are one bulk decision, all ``--reject`` ids with the same
+reason another). Every id and reason is checked before anything is changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from review import ReviewSession
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "review", help="accept / reject the findings of a model run, sign off",
+        description="Review the findings of a model run recorded on SERIES (its id or "
+        "SeriesInstanceUID prefix). Every decision is committed and audited at once. "
+        "Reasons: false-positive, artefact, not-clinically-significant, duplicate, "
+        "other (needs TEXT). Research use only.")
+    p.add_argument("series", metavar="SERIES")
+    p.add_argument("--run", type=int, default=None, metavar="RUN",
+                   help="model run id (default: the series' only or latest run)")
+    p.add_argument("--accept", nargs="+", default=[], metavar="ID",
+                   help="finding ids to accept (e.g. m1 m3)")
+    p.add_argument("--reject", nargs="+", default=[], metavar="ID:REASON[:TEXT]",
+                   help="findings to reject with a reason (e.g. m2:artefact, "
+                   "m4:other:old scar)")
+    p.add_argument("--reviewer", default=None, metavar="NAME",
+                   help="who decides (default: the OS user)")
+    p.add_argument("--sign-off", action="store_true",
+                   help="sign the review off (refused while findings are pending)")
+    p.add_argument("--list", action="store_true", help="only print the findings table")
+    p.set_defaults(func=cmd_review)
+
+
+def _parse_rejects(specs: list[str]) -> list[tuple[str, Any, str]]:
+    from review import Reason, ReviewError
+
+    out = []
+    for spec in specs:
+        key, sep, rest = spec.partition(":")
+        if not sep or not key or not rest:
+            raise ReviewError(f"--reject {spec!r}: expected ID:REASON[:TEXT], e.g. m2:artefact")
+        reason_text, _, text = rest.partition(":")
+        try:
+            reason = Reason.parse(reason_text)
+        except ValueError as exc:
+            raise ReviewError(f"--reject {spec!r}: {exc}") from None
+        if reason is Reason.OTHER and not text.strip():
+            raise ReviewError(f"--reject {spec!r}: reason 'other' needs text "
+                              "(ID:other:TEXT)")
+        out.append((key.strip(), reason, text.strip()))
+    return out
+
+
+def print_table(session: ReviewSession) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    reviewed, total = session.progress()
+    state = "signed off" if session.signed_off else f"{reviewed} of {total} reviewed"
+    table = Table(title=f"run {session.run_id} · {state} · reviewer {session.reviewer}")
+    for col in ("id", "label", "slice", "position (mm, LPS)", "diameter (mm)",
+                "volume (mm³)", "score", "status", "reason"):
+        table.add_column(col, overflow="fold")
+    for f in session.findings:
+        m = f.measures
+        table.add_row(f.key, f.label_name, str(f.slice_index),
+                      ", ".join(f"{v:.1f}" for v in m.centroid_lps),
+                      f"{m.longest_diameter_mm:.1f}", f"{m.volume_mm3:.1f}",
+                      "" if f.score is None else f"{f.score:.2f}", f.status.value,
+                      f.describe_reason())
+    Console(width=160).print(table)
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from app.paths import library_dir
+    from review import ReviewError, ReviewSession
+    from store import Library
+
+    rejects = _parse_rejects(args.reject)
+    library = Library.open(library_dir(args.library))
+    try:
+        series = library.get_series(args.series)
+        runs = library.model_runs(series.id)
+        if args.run is None:
+            if not runs:
+                raise ReviewError(f"series {series.id} has no recorded model run (run "
+                                  "`lucida infer` on it first)")
+            run_id = runs[-1].id
+        else:
+            run_id = args.run
+            if run_id not in {r.id for r in runs}:
+                listed = ", ".join(str(r.id) for r in runs) or "none"
+                raise ReviewError(f"model run {run_id} is not a run of series {series.id} "
+                                  f"(its runs: {listed})")
+        session = ReviewSession.open(library, run_id, reviewer=args.reviewer)
+        wanted = list(args.accept) + [key for key, _r, _t in rejects]
+        for key in wanted:
+            session.get(key)  # unknown id: one clear line, nothing changed
+        both = set(args.accept) & {key for key, _r, _t in rejects}
+        if both:
+            raise ReviewError(f"{', '.join(sorted(both))}: both accepted and rejected")
+        if not args.list:
+            if args.accept:
+                session.accept(args.accept)
+            groups: dict[tuple[Any, str], list[str]] = {}
+            for key, reason, text in rejects:
+                groups.setdefault((reason, text), []).append(key)
+            for (reason, text), keys in groups.items():
+                session.reject(keys, reason, text)
+            if args.sign_off:
+                session.sign_off()
+        print_table(session)
+    finally:
+        library.close()
+    return 0
