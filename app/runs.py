@@ -87,7 +87,8 @@ def record_run(library: Library, series_id: int, result: InferenceResult, *,
     """Record ``result`` (computed on series ``series_id``) for review; returns the run id."""
     series = library.get_series(int(series_id))
     prov = dict(result.provenance)
-    model = prov.get("model") if isinstance(prov.get("model"), dict) else {}
+    raw_model = prov.get("model")
+    model: dict[str, Any] = raw_model if isinstance(raw_model, dict) else {}
     model_id = str(model.get("id", "")) or "unknown-model"
     version = str(model.get("version", ""))
     lm = result.label_map
@@ -142,7 +143,7 @@ def load_run_overlay(library: Library, run_id: int) -> tuple[LabelMap, HeatMap |
         with np.load(path, allow_pickle=False) as data:
             labels = [Label(int(d["value"]), str(d["name"]),
                             tuple(int(c) for c in d["color_rgb"]),  # type: ignore[arg-type]
-                            tuple(d["code"]) if d.get("code") else None)  # type: ignore[arg-type]
+                            tuple(d["code"]) if d.get("code") else None)
                       for d in json.loads(str(data["labels_json"]))]
             series_uid = _series_uid(library, run)
             lm = LabelMap(np.array(data["labels"]), np.array(data["affine"]), labels,

@@ -26,14 +26,17 @@ from store.records import (
     StoredSource,
     StudyRow,
 )
+from store.review import CommandRecord, FindingRecord, ReviewGrid, ReviewStore, SignoffRecord
 from store.schema import SCHEMA_VERSION
 
 __all__ = [
     "BUSY_TIMEOUT_S",
     "DB_NAME",
     "SCHEMA_VERSION",
+    "CommandRecord",
     "DamagedRecordError",
     "FileCheckReport",
+    "FindingRecord",
     "ImportReportRow",
     "IndexOutcome",
     "InstanceRow",
@@ -48,7 +51,10 @@ __all__ = [
     "NewInstance",
     "NewStack",
     "PatientRow",
+    "ReviewGrid",
+    "ReviewStore",
     "SeriesRow",
+    "SignoffRecord",
     "StoredSource",
     "StudyRow",
 ]
