@@ -57,9 +57,10 @@ def card_summary(markdown: str, paragraphs: int = 2) -> str:
     out: list[str] = []
     for block in markdown.replace("\r\n", "\n").split("\n\n"):
         lines = [ln.strip() for ln in block.strip().splitlines()]
-        if not lines or lines[0].startswith(("#", "-", "*", "|", "```")):
+        if not lines or lines[0].startswith(("#", "- ", "* ", "|", "```", ">")):
             continue
-        out.append(" ".join(lines))
+        # Plain text: emphasis and code marks dropped (the report escapes everything).
+        out.append(" ".join(lines).replace("**", "").replace("`", ""))
         if len(out) == paragraphs:
             break
     return "\n\n".join(out)

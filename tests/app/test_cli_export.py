@@ -133,6 +133,7 @@ def test_export_writes_seg_sr_ko_and_report_and_audits_them(
 
     report = report_p.read_text(encoding="utf-8")
     assert "Research use only" in report
+    assert "What it is. A fixed-weight ONNX graph" in report  # the pack's model card
     assert str(source.PatientName) in report and str(source.PatientID) in report
     assert anchor in report and "Reader^Rita" in report
     assert report.count("data:image/png;base64,") == 3
