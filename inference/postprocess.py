@@ -9,18 +9,16 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from core.measure import longest_diameter_mm, voxel_volume_mm3
 from core.volume import Finding, FloatArray
 
 LabelArray = npt.NDArray[np.integer[Any]]
 
 
+
 def structure(connectivity: int) -> npt.NDArray[np.bool_]:
     rank = {6: 1, 18: 2, 26: 3}[connectivity]
     return np.asarray(ndimage.generate_binary_structure(3, rank), dtype=np.bool_)
-
-
-def voxel_volume_mm3(affine: FloatArray) -> float:
-    return float(abs(np.linalg.det(affine[:3, :3])))
 
 
 def _labels_present(labels: LabelArray, wanted: Iterable[int] | None) -> list[int]:
@@ -87,30 +85,6 @@ def mask_by(labels: LabelArray, other: LabelArray, other_labels: list[int] | Non
     """Zero every label outside the other model's mask (optionally dilated by ``dilate_mm``)."""
     labels[~mask_inside(other, other_labels, dilate_mm, affine)] = 0
     return labels
-
-
-def longest_diameter_mm(points_kji: npt.NDArray[np.int64], affine: FloatArray) -> float:
-    """Largest distance (mm) between two voxel centres of a component."""
-    if len(points_kji) < 2:
-        return 0.0
-    pts = points_kji.astype(np.float64) @ affine[:3, :3].T
-    if len(pts) > 4:
-        try:
-            from scipy.spatial import ConvexHull, QhullError
-
-            try:
-                pts = pts[ConvexHull(pts).vertices]
-            except QhullError:
-                pass  # flat or degenerate: fall through to the direct search
-        except ImportError:  # pragma: no cover - scipy always ships spatial
-            pass
-    if len(pts) > 4000:
-        pts = pts[:: int(np.ceil(len(pts) / 4000))]
-    best = 0.0
-    for idx in range(len(pts) - 1):
-        d = pts[idx + 1:] - pts[idx]
-        best = max(best, float(np.sqrt((d * d).sum(axis=1).max())))
-    return best
 
 
 def extract_findings(

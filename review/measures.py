@@ -1,41 +1,16 @@
 """Measures of a finding's current mask: centroid, bounding box, volume, longest diameter.
 
-``review`` may not import ``inference`` (import contract), so the two small geometric
-helpers of ``inference.postprocess`` (``voxel_volume_mm3``, ``longest_diameter_mm``) are
-mirrored here with the same definitions; they belong in ``core`` so both can share them.
+Volume and diameter come from ``core.measure``, the same functions the model's findings
+were measured with.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
-from scipy.spatial import ConvexHull, QhullError
 
+from core.measure import longest_diameter_mm, voxel_volume_mm3
 from core.volume import Finding, FloatArray
 from review.model import SparseMask
-
-
-def voxel_volume_mm3(affine: FloatArray) -> float:
-    return float(abs(np.linalg.det(np.asarray(affine, dtype=np.float64)[:3, :3])))
-
-
-def longest_diameter_mm(points_kji: npt.NDArray[np.int64], affine: FloatArray) -> float:
-    """Largest distance (mm) between two voxel centres (as inference.postprocess)."""
-    if len(points_kji) < 2:
-        return 0.0
-    pts = points_kji.astype(np.float64) @ np.asarray(affine, dtype=np.float64)[:3, :3].T
-    if len(pts) > 4:
-        try:
-            pts = pts[ConvexHull(pts).vertices]
-        except QhullError:
-            pass  # flat or degenerate: the direct search below
-    if len(pts) > 4000:
-        pts = pts[:: int(np.ceil(len(pts) / 4000))]
-    best = 0.0
-    for idx in range(len(pts) - 1):
-        d = pts[idx + 1:] - pts[idx]
-        best = max(best, float(np.sqrt((d * d).sum(axis=1).max())))
-    return best
 
 
 def measure(mask: SparseMask, affine: FloatArray, *, finding_id: int, label_value: int,

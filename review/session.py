@@ -388,14 +388,13 @@ class ReviewSession:
         self._notify([])
 
     def reopen(self) -> None:
-        """Make a signed-off review editable again (audited as a "sign-off" event with
-        action "reopen": the audit vocabulary has no separate name for it)."""
+        """Make a signed-off review editable again (audited as "review-reopened")."""
         if not self.signed_off:
             return
         summary = self.summary()
         with self.store.transaction():
             self.store.add_signoff(self.run_id, "reopen", self.reviewer, summary)
-            self._audit("sign-off", dict(summary, action="reopen"))
+            self._audit("review-reopened", dict(summary, action="reopen"))
         self.signed_off = False
         self._notify([])
 

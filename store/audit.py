@@ -26,7 +26,7 @@ GENESIS_HASH = "0" * 64
 
 #: Events Lucida writes; ``append`` refuses any other name so typos cannot split the story.
 EVENTS = frozenset({
-    "import", "model-run", "review-opened", "decision", "edit", "add-finding", "undo", "redo",
+    "import", "model-run", "review-opened", "review-reopened", "decision", "edit", "add-finding", "undo", "redo",
     "reviewer-changed", "sign-off", "export",
 })
 

@@ -1,0 +1,38 @@
+"""Size of a set of voxels on a grid: volume and longest diameter in millimetres.
+
+Shared by model findings (``inference.postprocess``) and the reader's edits
+(``review.measures``), so a finding measures the same before and after review.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from scipy.spatial import ConvexHull, QhullError
+
+from core.volume import FloatArray
+
+
+def voxel_volume_mm3(affine: FloatArray) -> float:
+    return float(abs(np.linalg.det(np.asarray(affine, dtype=np.float64)[:3, :3])))
+
+
+def longest_diameter_mm(points_kji: npt.NDArray[np.int64], affine: FloatArray) -> float:
+    """Largest distance (mm) between two voxel centres of a component."""
+    if len(points_kji) < 2:
+        return 0.0
+    pts = points_kji.astype(np.float64) @ np.asarray(affine, dtype=np.float64)[:3, :3].T
+    if len(pts) > 4:
+        try:
+            pts = pts[ConvexHull(pts).vertices]
+        except QhullError:
+            pass  # flat or degenerate: the direct search below
+    # Thousands of hull vertices (a large smooth organ): a strided subset bounds the
+    # quadratic search; the error is below one voxel for shapes this large.
+    if len(pts) > 4000:
+        pts = pts[:: int(np.ceil(len(pts) / 4000))]
+    best = 0.0
+    for idx in range(len(pts) - 1):
+        d = pts[idx + 1:] - pts[idx]
+        best = max(best, float(np.sqrt((d * d).sum(axis=1).max())))
+    return best
