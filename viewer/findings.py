@@ -65,7 +65,7 @@ class FindingsLayer(QObject):
         super().__init__()
         self._shapes: dict[str, FindingShape] = {}
         self._selected: str | None = None
-        self._style: dict[str, Any] = {"opacity": 0.35, "fill": True, "outline": True,
+        self._style: dict[str, Any] = {"opacity": 0.25, "fill": True, "outline": True,
                                        "visible": True, "show_rejected": False}
 
     # -- findings

@@ -28,6 +28,7 @@ PENDING_DASH_PX = (6.0, 4.0)
 IMPORTED_DASH_PX = (12.0, 4.0)
 REJECTED_DOT_PX = (2.0, 4.0)
 LINE_PX, SELECTED_LINE_PX = 1.5, 3.0
+TAG_GAP_PX = 3.0
 
 
 def finding_style(shape: FindingShape, layer: FindingsLayer) -> MaskStyle:
@@ -69,6 +70,7 @@ class FindingsVisual:
         self.layer = layer
         self.affine: FloatArray | None = None
         self._items: dict[str, _Item] = {}
+        self._mm_per_px = 1.0
 
     def set_volume_affine(self, affine: FloatArray | None) -> None:
         for key in list(self._items):
@@ -134,6 +136,7 @@ class FindingsVisual:
         item.shape = shape
         item.visual.set_fill_rgb(tuple(c / 255.0 for c in shape.color_rgb))  # type: ignore[arg-type]
         item.visual.style = finding_style(shape, self.layer)
+        self._mm_per_px = mm_per_px
         if rebuilt and g is not None:
             item.visual.place(g, offset, mm_per_px)
         else:
@@ -141,11 +144,13 @@ class FindingsVisual:
         self._place_tag(item)
 
     def place_all(self, g: planes.PlaneGeometry, offset: float, mm_per_px: float) -> None:
+        self._mm_per_px = mm_per_px
         for item in self._items.values():
             item.visual.place(g, offset, mm_per_px)
             self._place_tag(item)
 
     def restyle_all(self, mm_per_px: float) -> None:
+        self._mm_per_px = mm_per_px
         for item in self._items.values():
             item.visual.style = finding_style(item.shape, self.layer)
             item.visual.restyle(mm_per_px)
@@ -159,8 +164,9 @@ class FindingsVisual:
             return
         pts = np.vstack(lines)
         item.tag.GetTextProperty().SetColor(*st.outline_rgb)
-        item.tag.GetPositionCoordinate().SetValue(float(pts[:, 0].max()) + 1.5,
-                                                  float(pts[:, 1].max()), Z_OUTLINE)
+        gap = TAG_GAP_PX * self._mm_per_px            # a few pixels beside the outline
+        item.tag.GetPositionCoordinate().SetValue(float(pts[:, 0].max()) + gap,
+                                                  float(pts[:, 1].max()) - gap, Z_OUTLINE)
         item.tag.SetInput(item.shape.tag)
         item.tag.VisibilityOn()
 
