@@ -40,8 +40,11 @@ from PySide6.QtWidgets import (
 
 from app.series_session import REVIEWED, FindingRow, run_row
 
-COLUMNS = ("ID", "Label", "Slice", "Side / position (mm)", "Ø mm", "Volume mm³", "Score",
-           "Status")
+COLUMNS = ("ID", "Label", "Slice", "Side, LPS mm", "Ø mm", "mm³", "Score", "Status")
+COLUMN_TIPS = ("Finding id (m: model, r: reader-drawn, i: imported)", "Label (full text in "
+               "the tooltip)", "Acquired slice of the centroid / number of slices",
+               "Patient side (R / L) and centroid position, LPS mm", "Longest diameter, mm",
+               "Volume, mm³", "Model score (highest voxel)", "Review status (and reason)")
 STATUS_COLORS = {"pending": "#c8ccd2", "accepted": "#58c472", "edited": "#58b0e0",
                  "added-by-reader": "#b48ce6", "rejected": "#e0705c", "imported": "#d0b060"}
 STATUS_TEXT = {"pending": "Pending", "accepted": "Accepted", "rejected": "Rejected",
@@ -146,6 +149,10 @@ class FindingsPanel(QWidget):
         self.table = QTableWidget(0, len(COLUMNS), self)
         self.table.setObjectName("findingsTable")
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        for c, tip in enumerate(COLUMN_TIPS):
+            header_item = self.table.horizontalHeaderItem(c)
+            if header_item is not None:
+                header_item.setToolTip(tip)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -156,7 +163,7 @@ class FindingsPanel(QWidget):
         header = self.table.horizontalHeader()
         for c in range(len(COLUMNS)):
             header.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(True)
         self.table.itemSelectionChanged.connect(self._on_selection)
 
         self.accept_button = QPushButton("Accept (A)", self)
@@ -182,7 +189,7 @@ class FindingsPanel(QWidget):
         self.outline_box.setChecked(True)
         self.visible_box = QCheckBox("Show", self)
         self.visible_box.setChecked(True)
-        self.rejected_box = QCheckBox("Rejected", self)
+        self.rejected_box = QCheckBox("Show rejected", self)
         self.rejected_box.setToolTip("Also show rejected findings (struck through)")
         for widget in (self.fill_box, self.outline_box, self.visible_box, self.rejected_box):
             widget.toggled.connect(lambda _v: self.style_changed.emit())
@@ -208,10 +215,12 @@ class FindingsPanel(QWidget):
         history.addStretch(1)
         history.addWidget(self.export_button)
         style = QHBoxLayout()
-        style.addWidget(QLabel("Overlay", self))
+        style.addWidget(QLabel("Overlay opacity", self))
         style.addWidget(self.opacity, 1)
-        for widget in (self.fill_box, self.outline_box, self.visible_box, self.rejected_box):
-            style.addWidget(widget)
+        boxes = QHBoxLayout()
+        for widget in (self.visible_box, self.fill_box, self.outline_box, self.rejected_box):
+            boxes.addWidget(widget)
+        boxes.addStretch(1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(form)
@@ -221,6 +230,7 @@ class FindingsPanel(QWidget):
         layout.addLayout(decide)
         layout.addLayout(history)
         layout.addLayout(style)
+        layout.addLayout(boxes)
         layout.addWidget(self.problems_label)
 
         self._build_actions()
@@ -264,8 +274,11 @@ class FindingsPanel(QWidget):
         """Show ``session``'s review (None: nothing; another series clears everything)."""
         self.session = session
         if session is not None:
-            session.add_listener(lambda _keys: self.refresh())
+            session.add_listener(self._on_review_changed)
         self.refresh_runs()
+        self.refresh()
+
+    def _on_review_changed(self, _keys: Sequence[str]) -> None:
         self.refresh()
 
     @property

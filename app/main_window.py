@@ -130,6 +130,7 @@ class MainWindow(QMainWindow):
         self._paint_target: str | None = None  # the finding the brush edits
         self._drawing_new = False
         self._stroke_points: list[Any] = []
+        self._findings_sized = False
         self._load_job: workers.Job | None = None
         self._import_job: workers.Job | None = None
         self._demo_job: workers.Job | None = None
@@ -864,6 +865,9 @@ class MainWindow(QMainWindow):
                                    or series.imported.problems):
             self.findings_dock.show()
             self.findings_dock.raise_()
+            if not self._findings_sized:  # the table needs room for its columns, once
+                self._findings_sized = True
+                self.resizeDocks([self.findings_dock], [620], Qt.Orientation.Horizontal)
         if series is not None and series.review is not None:
             self.review_opened.emit(series.run_id)
 
@@ -1029,7 +1033,7 @@ class MainWindow(QMainWindow):
             self.show_problem("Sign-off and export failed", _error_text(exc))
             return None
         self.last_export = result
-        self.findings_panel.refresh()
+        self._show_review()
         self.set_status(f"Signed off and exported to {folder}.")
         return result
 

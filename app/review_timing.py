@@ -38,7 +38,11 @@ def time_accept_to_next_centred(window: Any, *, timeout_s: float = 10.0) -> floa
     following = review.next_pending(first)
     if following is None:
         raise ValueError("the timing needs two pending findings")
-    window.activateWindow()
+    window.activateWindow()  # no window manager under Xvfb: activation takes a moment
+    deadline = time.perf_counter() + timeout_s
+    while not window.isActiveWindow() and time.perf_counter() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.01)
     panel.table.setFocus()
     QApplication.processEvents()
     start = time.perf_counter()
@@ -52,6 +56,9 @@ def time_accept_to_next_centred(window: Any, *, timeout_s: float = 10.0) -> floa
                     view.GetRenderWindow().Render()  # what the reader sees, not just state
             break
         if time.perf_counter() - start > timeout_s:
-            raise TimeoutError("the next finding was not centred in time")
+            where = {name: view.lps_to_display(row.centroid_lps) if row else None
+                     for name, view in window.viewer.slice_views().items()}
+            raise TimeoutError(f"the next finding ({following}) was not centred in time: "
+                               f"selected {panel.selected_keys()}, at {where}")
         QApplication.processEvents()
     return (time.perf_counter() - start) * 1000.0

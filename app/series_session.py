@@ -82,12 +82,21 @@ def short_label(name: str, prefix: str) -> str:
     return name
 
 
-def _slice_of(affine: np.ndarray, lps: Sequence[float]) -> int:
+def axial_slice_number(affine: np.ndarray, shape: Sequence[int],
+                       lps: Sequence[float]) -> tuple[int, int]:
+    """(1-based axial slice number, slice count) as the axial view shows it: counted from
+    the top of the body, along the volume axis nearest the z axis, whatever the order of
+    the stored slices."""
+    affine = np.asarray(affine, dtype=float)
     index = np.linalg.solve(affine, np.array([*lps, 1.0]))[:3]
-    return round(float(index[0]))
+    columns = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
+    axis = int(np.argmax(np.abs(columns[2])))
+    n = int(shape[axis])
+    k = int(np.clip(np.floor(index[axis] + 0.5), 0, n - 1))
+    return (n - k if columns[2, axis] > 0 else k + 1), n
 
 
-def review_rows(review: Any, n_slices: int) -> list[FindingRow]:
+def review_rows(review: Any) -> list[FindingRow]:
     """Rows of a ReviewSession's findings, sorted by score (reader-drawn last)."""
     findings = list(review.findings)
     prefix = common_label_prefix([str(f.label_name) for f in findings])
@@ -96,24 +105,32 @@ def review_rows(review: Any, n_slices: int) -> list[FindingRow]:
     for f in findings:
         m = f.measures
         centroid = _point(m.centroid_lps) if m is not None else None
-        k = _slice_of(affine, centroid) if centroid is not None else None
+        number, n_slices = (axial_slice_number(affine, review.shape, centroid)
+                            if centroid is not None else (None, 0))
         diameter = float(m.longest_diameter_mm) if m is not None else None
         reason = f.reason.value if getattr(f, "reason", None) is not None else ""
         if reason == "other" and getattr(f, "reason_text", ""):
             reason = f"other: {f.reason_text}"
         rows.append(FindingRow(
             key=str(f.key), label=short_label(str(f.label_name), prefix),
-            full_label=str(f.label_name), slice_number=None if k is None else k + 1,
-            n_slices=n_slices, side=side_of(centroid[0]) if centroid else "",
+            full_label=str(f.label_name), slice_number=number, n_slices=n_slices,
+            side=side_of(centroid[0]) if centroid else "",
             centroid_lps=centroid, diameter_mm=diameter,
             volume_mm3=float(m.volume_mm3) if m is not None else None,
             score=None if f.score is None else float(f.score), status=str(f.status),
-            reason=reason, extent_mm=max(10.0, 2.0 * (diameter or 10.0))))
+            reason=reason, extent_mm=focus_extent_mm(diameter)))
     rows.sort(key=lambda r: (r.key.startswith("r"), -(r.score if r.score is not None else -1)))
     return rows
 
 
-def imported_group(objects: Sequence[Any], affine: np.ndarray, n_slices: int) -> ImportedGroup:
+def focus_extent_mm(diameter_mm: float | None) -> float:
+    """How much a focused view shows around a finding: the finding and its surroundings
+    (a 4 mm nodule alone filling the view tells the reader nothing)."""
+    return max(40.0, 1.5 * (diameter_mm or 0.0))
+
+
+def imported_group(objects: Sequence[Any], affine: np.ndarray,
+                   shape: Sequence[int]) -> ImportedGroup:
     """Rows and masks of imported SEG / SR / RTSTRUCT findings; problems as text."""
     group = ImportedGroup()
     for obj in objects:
@@ -142,16 +159,17 @@ def imported_group(objects: Sequence[Any], affine: np.ndarray, n_slices: int) ->
             if mask is not None:
                 offset, crop = _mask_parts(mask)
                 group.masks[key] = (offset, crop, (color[0], color[1], color[2]))
-            k = _slice_of(affine, centroid) if centroid is not None else None
+            number, n_slices = (axial_slice_number(affine, shape, centroid)
+                                if centroid is not None else (None, 0))
             source = str(getattr(f, "source_kind", "") or kind)
             label = str(getattr(f, "label_name", "") or f"{source} {n}")
             group.rows.append(FindingRow(
                 key=key, label=f"{label} ({source})",
                 full_label=f"{label} — imported from {source} {desc} (read-only)",
-                slice_number=None if k is None else k + 1, n_slices=n_slices,
+                slice_number=number, n_slices=n_slices,
                 side=side_of(centroid[0]) if centroid else "", centroid_lps=centroid,
                 diameter_mm=diameter, volume_mm3=volume, score=None, status="imported",
-                imported=True))
+                imported=True, extent_mm=focus_extent_mm(diameter)))
     return group
 
 
@@ -250,8 +268,10 @@ class SeriesSession:
 
     # ------------------------------------------------------------------ review
     def add_listener(self, callback: Callable[[Sequence[str]], None]) -> None:
-        """Called with the changed keys after each change of the active review."""
-        self._listeners.append(callback)
+        """Called with the changed keys after each change of the active review (once, however
+        often it is added)."""
+        if callback not in self._listeners:
+            self._listeners.append(callback)
 
     def _changed(self, keys: Sequence[str]) -> None:
         for callback in list(self._listeners):
@@ -259,8 +279,7 @@ class SeriesSession:
 
     def rows(self) -> list[FindingRow]:
         """The findings table: the active run's findings, then imported ones."""
-        n = int(self.volume.shape[0])
-        own = review_rows(self.review, n) if self.review is not None else []
+        own = review_rows(self.review) if self.review is not None else []
         return own + list(self.imported.rows)
 
     def progress(self) -> tuple[int, int]:
@@ -287,7 +306,7 @@ class SeriesSession:
             self.imported = ImportedGroup(problems=[f"Imported objects could not be read: {exc}"])
             return self.imported
         self.imported = imported_group(objects, np.asarray(self.volume.affine),
-                                       int(self.volume.shape[0]))
+                                       tuple(self.volume.shape))
         return self.imported
 
     # ------------------------------------------------------------------ measurements
@@ -309,8 +328,10 @@ class SeriesSession:
 
         if self.run_id is None:
             raise ValueError("no model run is open for review")
-        return export_signoff(self.library, self.series_id, self.run_id, out_dir,
-                              reviewer=self.reviewer_name())
+        result = export_signoff(self.library, self.series_id, self.run_id, out_dir,
+                                reviewer=self.reviewer_name())
+        self.open_run(self.run_id)  # the sign-off was committed by another session object
+        return result
 
     def close(self) -> None:
         self._listeners.clear()

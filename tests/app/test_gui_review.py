@@ -76,6 +76,7 @@ def key(qt: Any, window: Any, widget: Any, k: Any, modifier: Any = None) -> None
     from PySide6.QtTest import QTest
 
     window.activateWindow()
+    qt.waitUntil(window.isActiveWindow, timeout=5_000)
     widget.setFocus()
     QTest.keyClick(widget, k, modifier or Qt.KeyboardModifier.NoModifier)
 
@@ -139,6 +140,18 @@ def import_other_ct(library_dir: Path, folder: Path) -> int:
         return int(library.all_series()[0].id)
 
 
+def shot(window: Any, name: str) -> None:
+    """With $LUCIDA_SHOTS set, save what the reader sees (to look at, not to assert)."""
+    import os
+
+    from PySide6.QtWidgets import QApplication
+
+    folder = os.environ.get("LUCIDA_SHOTS")
+    if folder:  # the screen, not QWidget.grab: that misses the VTK (OpenGL) views
+        QApplication.processEvents()
+        QApplication.primaryScreen().grabWindow(0).save(str(Path(folder) / f"{name}.png"))
+
+
 def run_demo_pack(qt: Any, window: Any) -> Any:
     panel = window.models_panel
     panel.select_pack(DEMO_PACK)
@@ -172,6 +185,11 @@ def test_review_flow_survives_closing_the_window_and_signs_off(
     assert all(r.label and "DEMO RULES" not in r.label and r.slice_number for r in rows)
     assert all(r.side in ("R", "L", "mid") for r in rows)
     assert "DEMO RULES" in fp.prefix_label.text()
+    # The slice number is the one the axial view shows on that finding.
+    axial = window.viewer.slice_views()["axial"]
+    click_row(fp, 0)
+    assert f"{rows[0].slice_number}/{rows[0].n_slices}" in fp.table.item(0, 2).text()
+    assert axial.display_slice_number() == rows[0].slice_number
     assert sorted(layer.keys()) == sorted(r.key for r in rows)
 
     # At 300 % zoom a selected finding comes to the centre of every view (3-D too).
@@ -204,6 +222,7 @@ def test_review_flow_survives_closing_the_window_and_signs_off(
     rejected = window.series.review.get(second)
     assert (rejected.status, rejected.reason.value) == ("rejected", "artefact")
     assert fp.progress_label.text() == f"2 of {len(rows)} reviewed"
+    shot(window, "review-after-reject")
 
     # E: edit the third with the brush, a real mouse drag on the axial view.
     click_row(fp, row_of(fp, third))
@@ -226,6 +245,7 @@ def test_review_flow_survives_closing_the_window_and_signs_off(
     assert len(added) == 1 and added[0].mask.voxel_count > 0
     added_key, added_count = added[0].key, added[0].mask.voxel_count
     assert added_key in layer.keys()
+    shot(window, "review-after-draw")
     window.set_tool("navigate")
 
     # Another series shows its own (no) findings; the demo's are gone from panel and views.
@@ -283,7 +303,9 @@ def test_review_flow_survives_closing_the_window_and_signs_off(
                         for p in out.rglob("*.dcm"))
     assert modalities == ["KO", "SEG", "SR"]
     assert list(out.rglob("*.html"))
-    assert review2.signed_off
+    assert window2.series.review.signed_off
+    assert "signed off" in fp2.progress_label.text()
+    assert not fp2.act_accept.isEnabled() and not fp2.act_undo.isEnabled()
 
 
 def test_press_a_to_next_finding_centred_timing(make_window: Any, qt: Any,
