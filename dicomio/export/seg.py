@@ -61,23 +61,44 @@ def _clip(finding: ExportFinding, shape: tuple[int, int, int]
 
 
 def mask_frames(findings: Sequence[ExportFinding], grid: SourceGrid
-                ) -> tuple[list[int], npt.NDArray[np.bool_]]:
-    """Volume slices that carry a mask, and the (frames, rows, cols, segments) array."""
+                ) -> tuple[list[int], npt.NDArray[np.generic]]:
+    """Volume slices that carry a mask, and their pixel array for highdicom.
+
+    Segments that do not overlap go as one (frames, rows, cols) array of segment
+    numbers, a tenth of the bytes of the (frames, rows, cols, segments) booleans that
+    overlapping ones need; highdicom writes the same BINARY SEG from either.
+    """
     shape = grid.shape
     clipped = [_clip(f, shape) for f in findings]
     slices = sorted({k0 + int(dk) for k0, crop, _ in clipped
                      for dk in np.flatnonzero(crop.reshape(crop.shape[0], -1).any(axis=1))})
     if not slices:
         raise ExportRefused("the kept findings have empty masks: nothing to export as a SEG")
+    for k in slices:
+        grid.frame_of(k)  # refuses a mask on a slice without a source image
     row = {k: n for n, k in enumerate(slices)}
-    array = np.zeros((len(slices), shape[1], shape[2], len(findings)), dtype=bool)
+    dtype = np.uint8 if len(findings) < 256 else np.uint16
+    labels = np.zeros((len(slices), shape[1], shape[2]), dtype=dtype)
+    for s, (k0, crop, (rows, cols)) in enumerate(clipped, start=1):
+        for dk in range(crop.shape[0]):
+            if k0 + dk not in row:
+                continue
+            target = labels[row[k0 + dk], rows, cols]
+            if np.any(target[crop[dk]]):
+                return slices, _stacked(clipped, row, shape)
+            target[crop[dk]] = s
+    return slices, labels
+
+
+def _stacked(clipped: list[tuple[int, npt.NDArray[np.bool_], tuple[slice, slice]]],
+             row: dict[int, int], shape: tuple[int, int, int]) -> npt.NDArray[np.bool_]:
+    """Overlapping segments: one boolean plane per segment."""
+    array = np.zeros((len(row), shape[1], shape[2], len(clipped)), dtype=bool)
     for s, (k0, crop, (rows, cols)) in enumerate(clipped):
         for dk in range(crop.shape[0]):
             if k0 + dk in row:
                 array[row[k0 + dk], rows, cols, s] |= crop[dk]
-    for k in slices:
-        grid.frame_of(k)  # refuses a mask on a slice without a source image
-    return slices, array
+    return array
 
 
 def build_seg(findings: Sequence[ExportFinding], algorithm: AlgorithmInfo,

@@ -85,8 +85,7 @@ def _centroid_item(finding: ExportFinding, frame_of_reference_uid: str
 
 
 def build_sr(findings: Sequence[ExportFinding], algorithm: AlgorithmInfo,
-             context: ExportContext, seg: hd.seg.Segmentation,
-             sources: Sequence[pydicom.Dataset]) -> hd.sr.Comprehensive3DSR:
+             context: ExportContext, seg: hd.seg.Segmentation) -> hd.sr.Comprehensive3DSR:
     groups = [_group(f, algorithm, seg) for f in findings]
     for group, finding in zip(groups, findings, strict=True):
         # The centroid is a SCOORD3D point in the group (TID 1411 is extensible).
@@ -101,7 +100,9 @@ def build_sr(findings: Sequence[ExportFinding], algorithm: AlgorithmInfo,
     if context.audit_head_hash:
         report[0].ContentSequence.append(_audit_container(context.audit_head_hash))
     return hd.sr.Comprehensive3DSR(
-        evidence=[*sources, seg],
+        # Evidence: what the content references by instance — the SEG (the source
+        # series is referenced by its UID through the SEG).
+        evidence=[seg],
         content=report[0],
         series_instance_uid=hd.UID(),
         series_number=context.series_number_base + 2,

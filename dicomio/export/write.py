@@ -56,7 +56,7 @@ def export_objects(sources: Sequence[DicomSource], shape: tuple[int, int, int],
     kept = _numbered(findings)
     grid = source_grid(sources, shape, affine)
     seg = build_seg(kept, algorithm, context, grid)
-    sr = build_sr(kept, algorithm, context, seg, grid.datasets)
+    sr = build_sr(kept, algorithm, context, seg)
     ko, slices = build_ko(kept, algorithm, context, grid)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
