@@ -222,3 +222,28 @@ def test_no_kept_finding_is_refused(demo: tuple[Case, ExportResult], tmp_path: P
     with pytest.raises(ExportRefused, match="no kept findings"):
         export_objects(case.sources, case.volume.array.shape, case.volume.affine, [],
                        ALGORITHM, CONTEXT, tmp_path)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_round_trip_through_lucidas_own_seg_and_sr_readers(
+        name: str, request: pytest.FixtureRequest) -> None:
+    from dicomio.derived.seg import read_seg
+    from dicomio.derived.sr import read_sr
+
+    case, result = request.getfixturevalue(name)
+    seg = read_seg(pydicom.dcmread(result.seg), case.volume)
+    assert seg.ok, seg.problem
+    assert len(seg.findings) == len(case.findings)
+    for got, f in zip(seg.findings, case.findings, strict=True):
+        want = np.zeros(case.volume.array.shape, dtype=bool)
+        want[tuple(slice(o, o + s) for o, s in zip(f.offset, f.mask.shape, strict=True))] = f.mask
+        assert got.mask is not None
+        assert np.array_equal(got.mask.full(case.volume.array.shape), want)
+        assert (got.tracking_uid, got.creator) == (f.tracking_uid, f.algorithm_type)
+    sr = read_sr(pydicom.dcmread(result.sr))
+    assert sr.ok, sr.problem
+    for n, (got, f) in enumerate(zip(sr.findings, case.findings, strict=True), start=1):
+        assert got.referenced_segment == (seg.sop_instance_uid, n)
+        values = {m.name: m.as_float for m in got.measurements}
+        assert values["Volume"] == pytest.approx(f.volume_mm3)
+        assert got.tracking_uid == f.tracking_uid
