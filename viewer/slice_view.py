@@ -33,10 +33,8 @@ from vtkmodules.vtkCommonMath import vtkMatrix4x4
 from vtkmodules.vtkImagingCore import vtkImageReslice
 from vtkmodules.vtkRenderingCore import (
     vtkActor,
-    vtkActor2D,
     vtkImageActor,
     vtkPolyDataMapper,
-    vtkPolyDataMapper2D,
     vtkRenderer,
     vtkTextActor,
 )
@@ -44,6 +42,7 @@ from vtkmodules.vtkRenderingCore import (
 from core.volume import LabelMap, Volume
 from viewer import planes
 from viewer.brush import MAX_RADIUS_MM, MIN_RADIUS_MM, PaintStroke
+from viewer.corner_text import AMBER, Annotations, identity_lines, study_lines
 from viewer.findings import FindingsLayer
 from viewer.findings_visual import FindingsVisual
 from viewer.measure import Measurement, value_unit
@@ -52,7 +51,6 @@ from viewer.overlay import LabelOverlayVisual, OverlayStyle
 from viewer.presets import AUTO, CT_PRESET_ORDER
 from viewer.vtkutil import (
     background_value,
-    fit_text_lines,
     index_space_image,
     render_window_rgb,
     set_vtk_matrix,
@@ -60,8 +58,6 @@ from viewer.vtkutil import (
 
 log = logging.getLogger(__name__)
 
-TEXT_GREY = (0.78, 0.78, 0.76)
-AMBER = (1.0, 0.74, 0.28)
 SELECTED = (1.0, 0.95, 0.45)
 PLANE_COLOURS = {
     "axial": (0.75, 0.30, 0.30),
@@ -75,21 +71,6 @@ _CLICK_SLOP_PX = 3
 CROSSHAIR_GAP_PX = 10.0
 # Depth of overlays above the image (camera looks down -z from +z).
 _Z_OVERLAY, _Z_CROSS, _Z_MEASURE = 0.5, 1.0, 1.5
-
-
-def _meta(d: dict[str, Any], *keys: str) -> str:
-    for key in keys:
-        value = d.get(key)
-        if value not in (None, ""):
-            return str(value)
-    return ""
-
-
-def _format_date(value: str) -> str:
-    v = value.strip()
-    if len(v) == 8 and v.isdigit():
-        return f"{v[:4]}-{v[4:6]}-{v[6:]}"
-    return v
 
 
 class SliceView(QVTKRenderWindowInteractor):
@@ -211,36 +192,12 @@ class SliceView(QVTKRenderWindowInteractor):
         self.brush_actor.VisibilityOff()
         self.renderer.AddActor(self.brush_actor)
 
-        # Text: four corners, four orientation letters, scale bar.
-        self.corner_actors: dict[str, vtkTextActor] = {}
-        self._fitted: dict[str, tuple[Any, str]] = {}  # corner → (lines, width), text
-        for corner, (x, y, hj, vj) in {
-            "top_left": (0.01, 0.99, "left", "top"),
-            "top_right": (0.99, 0.99, "right", "top"),
-            "bottom_left": (0.01, 0.01, "left", "bottom"),
-            "bottom_right": (0.99, 0.01, "right", "bottom"),
-        }.items():
-            self.corner_actors[corner] = self._text_actor(x, y, hj, vj, TEXT_GREY, 12)
-        self.letter_actors: dict[str, vtkTextActor] = {}
-        for edge, (x, y, hj, vj) in {
-            "left": (0.01, 0.5, "left", "center"),
-            "right": (0.99, 0.5, "right", "center"),
-            "top": (0.5, 0.99, "center", "top"),
-            "bottom": (0.5, 0.01, "center", "bottom"),
-        }.items():
-            self.letter_actors[edge] = self._text_actor(x, y, hj, vj, AMBER, 15, bold=True)
-        self._scale_points = vtkPoints()
-        self._scale_poly = vtkPolyData()
-        self._scale_poly.SetPoints(self._scale_points)
-        self._scale_mapper = vtkPolyDataMapper2D()
-        self._scale_mapper.SetInputData(self._scale_poly)
-        self.scale_actor = vtkActor2D()
-        self.scale_actor.SetMapper(self._scale_mapper)
-        self.scale_actor.GetProperty().SetColor(*TEXT_GREY)
-        self.renderer.AddViewProp(self.scale_actor)
-        self.scale_label = self._text_actor(0.5, 0.0, "center", "bottom", TEXT_GREY, 11)
-        self.scale_label.GetPositionCoordinate().SetCoordinateSystemToDisplay()
-        self.scale_length_mm = 0.0
+        # Text: four corners, four orientation letters, scale bar (viewer.corner_text).
+        self.annotations = Annotations(self.renderer)
+        self.corner_actors = self.annotations.corner_actors
+        self.letter_actors = self.annotations.letter_actors
+        self.scale_actor = self.annotations.scale_actor
+        self.scale_label = self.annotations.scale_label
 
         self.window_level.changed.connect(self._on_window_level)
         self.cursor_model.changed.connect(self._on_cursor)
@@ -251,28 +208,6 @@ class SliceView(QVTKRenderWindowInteractor):
         self.findings.shape_changed.connect(self._on_finding_changed)
         self.Initialize()
         self._apply_window_level()
-
-    # ------------------------------------------------------------------ setup
-    def _text_actor(self, x: float, y: float, hjust: str, vjust: str,
-                    colour: tuple[float, float, float], size: int,
-                    bold: bool = False) -> vtkTextActor:
-        actor = vtkTextActor()
-        actor.SetTextScaleModeToNone()
-        actor.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
-        actor.GetPositionCoordinate().SetValue(x, y)
-        tp = actor.GetTextProperty()
-        tp.SetFontFamilyToArial()
-        tp.SetFontSize(size)
-        tp.SetColor(*colour)
-        tp.SetBold(bold)
-        tp.SetShadow(True)
-        hj = {"left": "Left", "right": "Right", "center": "Centered"}[hjust]
-        getattr(tp, f"SetJustificationTo{hj}")()
-        vj = {"top": "Top", "bottom": "Bottom", "center": "Centered"}[vjust]
-        getattr(tp, f"SetVerticalJustificationTo{vj}")()
-        actor.SetInput("")
-        self.renderer.AddViewProp(actor)
-        return actor
 
     # ------------------------------------------------------------------ volume
     def set_volume(self, volume: Volume | None) -> None:
@@ -654,25 +589,11 @@ class SliceView(QVTKRenderWindowInteractor):
             for actor in self.corner_actors.values():
                 actor.SetInput("")
             return
-        ident = vol.identity
-        if self.identity_visible:
-            name = _meta(ident, "patient_name", "PatientName", "name").replace("^", " ").strip()
-            pid = _meta(ident, "patient_id", "PatientID", "id")
-            birth = _format_date(_meta(ident, "patient_birth_date", "PatientBirthDate",
-                                       "birth_date"))
-            lines = [name, f"ID {pid}" if pid else "", f"DOB {birth}" if birth else ""]
-            top_left = "\n".join(x for x in lines if x)
-        else:
-            top_left = ""
-        md = vol.metadata
-        study_date = _format_date(_meta(md, "study_date", "StudyDate"))
-        series = _meta(md, "series_description", "SeriesDescription")
-        modality = vol.modality or _meta(md, "modality", "Modality")
         # Each top corner gets half the width, less the top orientation letter.
         w, _ = self._size_px()
         room = max(24, int(w * 0.49) - 14)
-        self._set_fitted("top_left", top_left.split("\n"), room)
-        self._set_fitted("top_right", [study_date, series, modality], room)
+        self._set_fitted("top_left", identity_lines(vol, self.identity_visible), room)
+        self._set_fitted("top_right", study_lines(vol), room)
         g = self.geometry_
         n = g.slice_count(vol)
         axis_name = "XYZ"[planes.PLANE_POSITION_AXIS[self.plane]]
@@ -689,53 +610,19 @@ class SliceView(QVTKRenderWindowInteractor):
             f"W {wl.width:.0f}  L {wl.level:.0f}{preset}\nZoom {self.zoom_factor() * 100:.0f}%")
 
     def _set_fitted(self, corner: str, lines: list[str], max_px: int) -> None:
-        """Set a corner's text cut to ``max_px`` wide; cached, as it runs on every scroll."""
-        key = (tuple(lines), max_px)
-        if self._fitted.get(corner, (None, ""))[0] != key:
-            actor = self.corner_actors[corner]
-            dpi = int(self.GetRenderWindow().GetDPI())
-            self._fitted[corner] = (key, fit_text_lines(lines, actor.GetTextProperty(),
-                                                        max_px, dpi))
-        self.corner_actors[corner].SetInput(self._fitted[corner][1])
+        self.annotations.set_fitted(corner, lines, max_px, int(self.GetRenderWindow().GetDPI()))
 
     def _update_scale_bar(self) -> None:
         if self.geometry_ is None:
-            self._scale_points.SetNumberOfPoints(0)
-            self._scale_poly.SetLines(vtkCellArray())
-            self._scale_poly.Modified()
-            self.scale_label.SetInput("")
+            self.annotations.update_scale_bar(0, 0, None)
             return
         w, h = self._size_px()
-        scale = self.renderer.GetActiveCamera().GetParallelScale()
-        px_per_mm = h / (2.0 * scale)
-        length = 0.0
-        for candidate in (1, 2, 5, 10, 20, 50, 100, 200, 500):
-            if candidate * px_per_mm <= 0.22 * w:
-                length = float(candidate)
-        self.scale_length_mm = length
-        if length == 0.0:
-            self._scale_points.SetNumberOfPoints(0)
-            self._scale_poly.SetLines(vtkCellArray())
-            self.scale_label.SetInput("")
-            self._scale_poly.Modified()
-            return
-        bar = length * px_per_mm
-        x0, x1, y = w / 2.0 - bar / 2.0, w / 2.0 + bar / 2.0, 34.0
-        pts = [(x0, y + 5), (x0, y), (x1, y), (x1, y + 5)]
-        self._scale_points.SetNumberOfPoints(4)
-        for i, (px, py) in enumerate(pts):
-            self._scale_points.SetPoint(i, px, py, 0.0)
-        # vtkPoints.SetPoint does not bump the modified time; without this the
-        # mapper keeps drawing the bar of the previous size.
-        self._scale_points.Modified()
-        cells = vtkCellArray()
-        cells.InsertNextCell(4)
-        for i in range(4):
-            cells.InsertCellPoint(i)
-        self._scale_poly.SetLines(cells)
-        self._scale_poly.Modified()
-        self.scale_label.GetPositionCoordinate().SetValue(w / 2.0, y + 3)
-        self.scale_label.SetInput(f"{length:g} mm")
+        self.annotations.update_scale_bar(w, h, self.renderer.GetActiveCamera().GetParallelScale())
+
+    @property
+    def scale_length_mm(self) -> float:
+        """Length of the scale bar shown (0 when none fits)."""
+        return self.annotations.scale_length_mm
 
     # ------------------------------------------------------------------ crosshair
     def set_crosshair_visible(self, visible: bool) -> None:
