@@ -61,8 +61,8 @@ def _spheres(shape: tuple[int, int, int], spacing: np.ndarray, count: int,
                                                                          strict=True)],
                             indexing="ij")
         mask = sum(g**2 for g in grids) <= radius**2
-        offset = tuple(int(c - h) for c, h in zip(centre, half, strict=True))
-        out.append((mask, offset, radius))  # type: ignore[arg-type]
+        k, j, i = (int(c - h) for c, h in zip(centre, half, strict=True))
+        out.append((np.asarray(mask, dtype=bool), (k, j, i), radius))
     return out
 
 
