@@ -36,16 +36,22 @@ from vtkmodules.vtkRenderingCore import (
     vtkImageActor,
     vtkPolyDataMapper,
     vtkRenderer,
-    vtkTextActor,
 )
 
 from core.volume import LabelMap, Volume
 from viewer import planes
 from viewer.brush import MAX_RADIUS_MM, MIN_RADIUS_MM, PaintStroke
-from viewer.corner_text import AMBER, Annotations, identity_lines, study_lines
+from viewer.corner_text import Annotations, identity_lines, study_lines
 from viewer.findings import FindingsLayer
 from viewer.findings_visual import FindingsVisual
 from viewer.measure import Measurement, value_unit
+from viewer.measure_visual import (
+    AMBER,
+    SELECTED,
+    Z_MEASURE,
+    MeasurementsVisual,
+    visible_measurements,
+)
 from viewer.models import CursorModel, MeasurementList, SlabModel, WindowLevelModel
 from viewer.overlay import LabelOverlayVisual, OverlayStyle
 from viewer.presets import AUTO, CT_PRESET_ORDER
@@ -58,7 +64,6 @@ from viewer.vtkutil import (
 
 log = logging.getLogger(__name__)
 
-SELECTED = (1.0, 0.95, 0.45)
 PLANE_COLOURS = {
     "axial": (0.75, 0.30, 0.30),
     "coronal": (0.30, 0.65, 0.35),
@@ -70,7 +75,7 @@ BRUSH_TOOLS = ("brush", "eraser")
 _CLICK_SLOP_PX = 3
 CROSSHAIR_GAP_PX = 10.0
 # Depth of overlays above the image (camera looks down -z from +z).
-_Z_OVERLAY, _Z_CROSS, _Z_MEASURE = 0.5, 1.0, 1.5
+_Z_CROSS, _Z_MEASURE = 1.0, Z_MEASURE
 
 
 class SliceView(QVTKRenderWindowInteractor):
@@ -171,14 +176,8 @@ class SliceView(QVTKRenderWindowInteractor):
         self.crosshair_visible = True
 
         # Measurements: one polydata of lines, coloured per cell, plus labels.
-        self._meas_poly = vtkPolyData()
-        self._meas_mapper = vtkPolyDataMapper()
-        self._meas_mapper.SetInputData(self._meas_poly)
-        self.meas_actor = vtkActor()
-        self.meas_actor.SetMapper(self._meas_mapper)
-        self.meas_actor.GetProperty().SetLineWidth(1.5)
-        self.renderer.AddActor(self.meas_actor)
-        self._meas_labels: list[vtkTextActor] = []
+        self.measurements_visual = MeasurementsVisual(self.renderer)
+        self.meas_actor = self.measurements_visual.actor
 
         # Findings (one actor pair per finding) and the brush's circle cursor.
         self.findings_visual = FindingsVisual(self.renderer, self.findings)
@@ -802,94 +801,19 @@ class SliceView(QVTKRenderWindowInteractor):
                                            finished))
 
     def _visible_measurements(self) -> list[tuple[int, Measurement]]:
-        g = self.geometry_
-        if g is None:
-            return []
-        out = []
-        plane_pt = g.to_lps((0.0, 0.0), self._offset)
-        for i, m in enumerate(self.measurements.items()):
-            if abs(float(m.normal @ g.normal)) < 0.999:
-                continue
-            if abs(float((m.centre_lps - plane_pt) @ g.normal)) >= g.step_mm / 2.0:
-                continue
-            out.append((i, m))
-        return out
-
-    def _shape_points(self, m: Measurement) -> list[list[np.ndarray]]:
-        """Polylines (in-plane xy) drawing a measurement."""
-        g = self.geometry_
-        assert g is not None
-        p = [g.to_plane(pt)[:2] for pt in m.points_lps]
-        if m.kind == "distance":
-            return [[p[0], p[1]]]
-        if m.kind == "angle":
-            return [[p[0], p[1], p[2]]]
-        # Box corners in the measurement's own plane axes, mapped to this view.
-        a_lps, b_lps = m.points_lps
-        centre = (a_lps + b_lps) / 2.0
-        ha = abs(float((b_lps - a_lps) @ m.right)) / 2.0
-        hb = abs(float((b_lps - a_lps) @ m.up)) / 2.0
-        if m.kind == "rectangle":
-            corners = [centre + sx * ha * m.right + sy * hb * m.up
-                       for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1), (-1, -1))]
-        else:
-            t = np.linspace(0.0, 2.0 * math.pi, 65)
-            corners = [centre + ha * math.cos(a) * m.right + hb * math.sin(a) * m.up for a in t]
-        return [[g.to_plane(c)[:2] for c in corners]]
+        return visible_measurements(self.geometry_, self._offset, self.measurements.items())
 
     def _update_measurements(self) -> None:
         visible = self._visible_measurements()
         if not visible and self._draft is None and self._drawn_measurements == []:
             return                     # nothing shown before or now (the common scroll case)
         self._drawn_measurements = [i for i, _ in visible]
-        for actor in self._meas_labels:
-            self.renderer.RemoveViewProp(actor)
-        self._meas_labels = []
-        points = vtkPoints()
-        lines = vtkCellArray()
-        colours = vtkUnsignedCharArray()
-        colours.SetNumberOfComponents(3)
-        items: list[tuple[Measurement, tuple[float, float, float]]] = []
-        for i, m in visible:
-            colour = SELECTED if i == self.measurements.selected else AMBER
-            items.append((m, colour))
+        items: list[tuple[Measurement, tuple[float, float, float]]] = [
+            (m, SELECTED if i == self.measurements.selected else AMBER) for i, m in visible]
         if self._draft is not None and self.geometry_ is not None:
             items.append((self._draft, SELECTED))
-        for m, colour in items:
-            for poly in self._shape_points(m):
-                lines.InsertNextCell(len(poly))
-                for xy in poly:
-                    lines.InsertCellPoint(points.InsertNextPoint(xy[0], xy[1], _Z_MEASURE))
-                colours.InsertNextTuple3(*(int(c * 255) for c in colour))
-            label = vtkTextActor()
-            label.SetInput(m.label())
-            tp = label.GetTextProperty()
-            tp.SetFontFamilyToArial()
-            tp.SetFontSize(12)
-            tp.SetColor(*colour)
-            tp.SetShadow(True)
-            anchor = self._label_anchor(m)
-            coord = label.GetPositionCoordinate()
-            coord.SetCoordinateSystemToWorld()
-            coord.SetValue(anchor[0], anchor[1], _Z_MEASURE)
-            self.renderer.AddViewProp(label)
-            self._meas_labels.append(label)
-        self._meas_poly.SetPoints(points)
-        self._meas_poly.SetLines(lines)
-        self._meas_poly.GetCellData().SetScalars(colours)
-        self._meas_poly.Modified()
+        self.measurements_visual.draw(self.geometry_, items)
         self.request_render()
-
-    def _label_anchor(self, m: Measurement) -> tuple[float, float]:
-        g = self.geometry_
-        assert g is not None
-        pts = np.array([g.to_plane(p)[:2] for p in m.points_lps])
-        if m.kind in ("ellipse", "rectangle"):
-            return float(pts[:, 0].max()) + 2.0, float(pts[:, 1].max())
-        if m.kind == "angle":
-            return float(pts[1, 0]) + 2.0, float(pts[1, 1]) + 2.0
-        i = int(np.argmax(pts[:, 0]))
-        return float(pts[i, 0]) + 2.0, float(pts[i, 1])
 
     def _make_measurement(self, kind: str, points_lps: Sequence[np.ndarray]) -> Measurement:
         g = self.geometry_
