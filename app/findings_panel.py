@@ -303,6 +303,8 @@ class FindingsPanel(QWidget):
         index = self.run_combo.findData(current) if current is not None else -1
         self.run_combo.setCurrentIndex(index)
         self.run_combo.setEnabled(len(runs) > 1)
+        self.run_combo.setPlaceholderText("No model run on this series"
+                                          if self.session is not None else "")
         self.run_combo.setToolTip(f"{len(runs)} run(s) of this series")
 
     def refresh(self) -> None:
@@ -410,8 +412,14 @@ class FindingsPanel(QWidget):
         """Select one finding's row (it emits focus_requested, like a click)."""
         for r, row in enumerate(self._rows):
             if row.key == key:
-                self.table.selectRow(r)
-                self.table.scrollTo(self.table.model().index(r, 0))
+                # Not selectRow(): in extended-selection mode it follows the keyboard
+                # modifiers held at that moment (Shift would select a range, Ctrl toggle).
+                index = self.table.model().index(r, 0)
+                model = self.table.selectionModel()
+                flags = model.SelectionFlag
+                model.setCurrentIndex(index, flags.NoUpdate)
+                model.select(index, flags.ClearAndSelect | flags.Rows)
+                self.table.scrollTo(index)
                 return
         self.table.clearSelection()
 

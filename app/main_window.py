@@ -105,6 +105,7 @@ class MainWindow(QMainWindow):
     import_done = Signal(object)  # ImportReport
     demo_ready = Signal(object)  # demo series id
     review_opened = Signal(object)  # run id: its findings are in the panel and on the views
+    imported_ready = Signal(int)  # imported SEG / SR / RTSTRUCT findings of the open series
 
     def __init__(self, library_dir: Path, prefs: Preferences, prefs_path: Path | None = None,
                  state_path: Path | None = None, *, library: Any = None,
@@ -131,6 +132,7 @@ class MainWindow(QMainWindow):
         self._drawing_new = False
         self._stroke_points: list[Any] = []
         self._findings_sized = False
+        self._derived_job: workers.Job | None = None
         self._load_job: workers.Job | None = None
         self._import_job: workers.Job | None = None
         self._demo_job: workers.Job | None = None
@@ -594,7 +596,7 @@ class MainWindow(QMainWindow):
             self._load_job.cancel()
 
     def cancel_background(self) -> None:
-        for job in (self._load_job, self._import_job, self._demo_job):
+        for job in (self._load_job, self._import_job, self._demo_job, self._derived_job):
             if job is not None and job.running:
                 job.cancel()
 
@@ -835,13 +837,39 @@ class MainWindow(QMainWindow):
         series = self.series
         if series is None:
             return
-        series.load_derived()
+        self._start_derived_job(series)
         try:
             series.open_last_run()
         except Exception as exc:  # a damaged run must not stop the series from opening
             log.warning("opening the last review failed: %s", type(exc).__name__)
             self.show_problem("The saved review could not be opened", _error_text(exc))
         self._show_review()
+
+    def _start_derived_job(self, series: SeriesSession) -> workers.Job:
+        """Read the SEG / SR / RTSTRUCT objects of the series in the background."""
+        library_dir, series_id, volume = self.library_dir, series.series_id, series.volume
+
+        def work(_ctx: workers.JobContext) -> Any:
+            from app.series_session import read_imported
+            from store import Library
+
+            with Library.open(library_dir) as library:
+                return read_imported(library, series_id, volume)
+
+        job = workers.make(work, name="derived")
+        job.finished.connect(lambda group, s=series: self._on_derived(s, group))
+        job.failed.connect(lambda exc: self._on_job_failed("Reading imported objects", exc))
+        self._derived_job = job
+        return job.start()
+
+    def _on_derived(self, series: SeriesSession, group: Any) -> None:
+        if series is not self.series:
+            return  # another series is open now
+        series.set_imported(group)
+        self._redraw_findings()
+        if group.rows or group.problems:
+            self._raise_findings_dock()
+        self.imported_ready.emit(len(group.rows))
 
     def _open_run(self, run_id: int) -> None:
         if self.series is None:
@@ -863,13 +891,16 @@ class MainWindow(QMainWindow):
         self._apply_findings_style()
         if series is not None and (series.review is not None or series.imported.rows
                                    or series.imported.problems):
-            self.findings_dock.show()
-            self.findings_dock.raise_()
-            if not self._findings_sized:  # the table needs room for its columns, once
-                self._findings_sized = True
-                self.resizeDocks([self.findings_dock], [620], Qt.Orientation.Horizontal)
+            self._raise_findings_dock()
         if series is not None and series.review is not None:
             self.review_opened.emit(series.run_id)
+
+    def _raise_findings_dock(self) -> None:
+        self.findings_dock.show()
+        self.findings_dock.raise_()
+        if not self._findings_sized:  # the table needs room for its columns, once
+            self._findings_sized = True
+            self.resizeDocks([self.findings_dock], [620], Qt.Orientation.Horizontal)
 
     def _findings_layer(self) -> Any:
         return getattr(self.viewer, "findings_layer", None)

@@ -59,6 +59,9 @@ def time_accept_to_next_centred(window: Any, *, timeout_s: float = 10.0) -> floa
             where = {name: view.lps_to_display(row.centroid_lps) if row else None
                      for name, view in window.viewer.slice_views().items()}
             raise TimeoutError(f"the next finding ({following}) was not centred in time: "
-                               f"selected {panel.selected_keys()}, at {where}")
+                               f"selected {panel.selected_keys()}, at {where}, "
+                               f"{first} is {review.get(first).status}, "
+                               f"active {window.isActiveWindow()}, "
+                               f"focus {QApplication.focusWidget()}")
         QApplication.processEvents()
     return (time.perf_counter() - start) * 1000.0

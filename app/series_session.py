@@ -159,6 +159,7 @@ def imported_group(objects: Sequence[Any], affine: np.ndarray,
             if mask is not None:
                 offset, crop = _mask_parts(mask)
                 group.masks[key] = (offset, crop, (color[0], color[1], color[2]))
+                diameter, volume = _measure_mask(offset, crop, affine, diameter, volume)
             number, n_slices = (axial_slice_number(affine, shape, centroid)
                                 if centroid is not None else (None, 0))
             source = str(getattr(f, "source_kind", "") or kind)
@@ -175,6 +176,22 @@ def imported_group(objects: Sequence[Any], affine: np.ndarray,
 
 _MM = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
 _MM3 = {"mm3": 1.0, "ml": 1000.0, "cm3": 1000.0, "l": 1e6}
+
+
+def _measure_mask(offset: tuple[int, int, int], crop: np.ndarray, affine: np.ndarray,
+                  diameter: float | None, volume: float | None
+                  ) -> tuple[float | None, float | None]:
+    """Diameter and volume of an imported region the object itself does not state."""
+    from core.measure import longest_diameter_mm, voxel_volume_mm3
+
+    points = np.argwhere(crop).astype(np.int64) + np.asarray(offset, dtype=np.int64)
+    if len(points) == 0:
+        return diameter, volume
+    if volume is None:
+        volume = len(points) * voxel_volume_mm3(affine)
+    if diameter is None:
+        diameter = longest_diameter_mm(points, affine)
+    return diameter, volume
 
 
 def _point(values: Sequence[float]) -> tuple[float, float, float]:
@@ -293,21 +310,14 @@ class SeriesSession:
 
     # ------------------------------------------------------------------ imported objects
     def load_derived(self) -> ImportedGroup:
-        """SEG / SR / RTSTRUCT objects in the library that reference this series."""
-        try:
-            from app.derived import derived_for_series
-        except ImportError:
-            return self.imported
-        try:
-            row = self.library.get_series(self.series_id)
-            objects = derived_for_series(self.library, row, self.volume)
-        except Exception as exc:  # a broken object must not stop the series from opening
-            log.warning("reading derived objects failed: %s", type(exc).__name__)
-            self.imported = ImportedGroup(problems=[f"Imported objects could not be read: {exc}"])
-            return self.imported
-        self.imported = imported_group(objects, np.asarray(self.volume.affine),
-                                       tuple(self.volume.shape))
-        return self.imported
+        """SEG / SR / RTSTRUCT objects in the library that reference this series (here)."""
+        return self.set_imported(read_imported(self.library, self.series_id, self.volume))
+
+    def set_imported(self, group: ImportedGroup) -> ImportedGroup:
+        """Take what :func:`read_imported` found (in a worker, with its own Library)."""
+        self.imported = group
+        self._changed([row.key for row in group.rows])
+        return group
 
     # ------------------------------------------------------------------ measurements
     def read_measurements(self) -> tuple[list[dict[str, Any]], list[str]]:
@@ -337,6 +347,21 @@ class SeriesSession:
         self._listeners.clear()
         self.review = None
         self.run_id = None
+
+
+def read_imported(library: Any, series_id: int, volume: Any) -> ImportedGroup:
+    """The imported findings of a series; thread-safe with its own ``library``. Never
+    raises: what cannot be read is a problem line."""
+    try:
+        from app.derived import derived_for_series
+    except ImportError:
+        return ImportedGroup()
+    try:
+        objects = derived_for_series(library, library.get_series(series_id), volume)
+    except Exception as exc:  # a broken object must not stop the series from opening
+        log.warning("reading derived objects failed: %s", type(exc).__name__)
+        return ImportedGroup(problems=[f"Imported objects could not be read: {error_text(exc)}"])
+    return imported_group(objects, np.asarray(volume.affine), tuple(volume.shape))
 
 
 def run_row(run: Any) -> Any:

@@ -319,3 +319,39 @@ def test_press_a_to_next_finding_centred_timing(make_window: Any, qt: Any,
     ms = time_accept_to_next_centred(window)
     print(f"\nA → next finding centred in all views: {ms:.1f} ms (target ≤ 100 ms)")
     assert ms > 0
+
+
+def test_imported_seg_findings_show_read_only_in_the_same_panel(
+        make_window: Any, qt: Any, library_dir: Path, shared_data: Path) -> None:
+    """dcmqi's 3-slice CT with its liver SEG and the 5-segment partial_overlaps SEG: the
+    six segments are rows marked imported (read-only) and are drawn on the views."""
+    from PySide6.QtCore import Qt
+
+    from app.importer import import_paths
+    from store import Library
+
+    folder = shared_data / "masks" / "dcmqi_ct-3slice_SEG"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent")
+    with Library.open(library_dir) as library:
+        import_paths(library, [folder])
+        ct = next(s.id for s in library.all_series() if s.modality == "CT")
+    window = make_window(library_dir)
+    with qt.waitSignal(window.imported_ready, timeout=WAIT_MS) as got:
+        window.open_series(ct)
+    assert got.args[0] == 6
+    fp = window.findings_panel
+    rows = fp.rows()
+    assert [r.status for r in rows] == ["imported"] * 6
+    assert {r.label for r in rows} == {"Liver (SEG)", "GREEN (SEG)", "ORANGE (SEG)",
+                                       "PURPLE (SEG)", "LIGHT_BLUE (SEG)", "DARK_BLUE (SEG)"}
+    assert all(fp.table.item(n, 7).text() == "Imported" for n in range(6))
+    assert sorted(window.viewer.findings_layer.keys()) == sorted(r.key for r in rows)
+    # Read-only: selecting one focuses it, but A / R / E do nothing to it.
+    click_row(fp, 0)
+    assert window.viewer.findings_layer.selected == rows[0].key
+    assert not fp.act_accept.isEnabled() and not fp.act_edit.isEnabled()
+    key(qt, window, fp.table, Qt.Key.Key_A)
+    assert fp.rows()[0].status == "imported"
+    assert "Imported" in fp.table.item(0, 7).text()
+    shot(window, "review-imported")
