@@ -204,11 +204,28 @@ def test_review_flow_survives_closing_the_window_and_signs_off(
         focal = view3d.renderer.GetActiveCamera().GetFocalPoint()
         np.testing.assert_allclose(focal, target.centroid_lps, atol=1.0)
 
-    # A: accept the first; the selection moves to the next pending one.
+    # The reviewer's name, typed in the panel (an "A" typed there accepts nothing).
+    from PySide6.QtTest import QTest
+
+    from app.settings import PREFERENCES_FILE, load_preferences
+
     first, second, third = rows[0].key, rows[1].key, rows[2].key
     click_row(fp, row_of(fp, first))
+    fp.reviewer_edit.clear()
+    window.activateWindow()
+    qt.waitUntil(window.isActiveWindow, timeout=5_000)
+    fp.reviewer_edit.setFocus()
+    QTest.keyClicks(fp.reviewer_edit, "Dr A Reader")
+    QTest.keyClick(fp.reviewer_edit, Qt.Key.Key_Return)
+    assert window.series.review.get(first).status == "pending"
+    assert window.series.review.reviewer == "Dr A Reader"
+    assert load_preferences(library_dir / PREFERENCES_FILE).reviewer == "Dr A Reader"
+
+    # A: accept the first; the selection moves to the next pending one.
     key(qt, window, fp.table, Qt.Key.Key_A)
     assert window.series.review.get(first).status == "accepted"
+    assert window.series.review.get(first).reviewer == "Dr A Reader"
+    assert layer.get(first).status == "accepted"
     assert fp.selected_keys() == [second]
     assert centred_everywhere(window, fp.rows()[row_of(fp, second)].centroid_lps)
 
@@ -233,6 +250,16 @@ def test_review_flow_survives_closing_the_window_and_signs_off(
     brush_drag(axial, fp.rows()[row_of(fp, third)].centroid_lps, 40.0)
     edited = window.series.review.get(third)
     assert edited.status == "edited" and edited.mask.voxel_count > before
+    assert edited.original is not None  # the model's output is kept
+    # Shift+E: the eraser takes a short stroke back out (one more committed step).
+    key(qt, window, fp.table, Qt.Key.Key_E, Qt.KeyboardModifier.ShiftModifier)
+    assert axial.tool == "eraser"
+    grown = edited.mask.voxel_count
+    x, y = axial.lps_to_display(fp.rows()[row_of(fp, third)].centroid_lps)
+    brush_drag(axial, axial.display_to_lps(x + 35, y), 5.0)
+    edited = window.series.review.get(third)
+    assert 0 < edited.mask.voxel_count < grown
+    assert layer.get(third).mask.sum() == edited.mask.voxel_count
     edited_count = edited.mask.voxel_count
 
     # Draw a new finding (reader-drawn) away from the others.
@@ -246,6 +273,12 @@ def test_review_flow_survives_closing_the_window_and_signs_off(
     added_key, added_count = added[0].key, added[0].mask.voxel_count
     assert added_key in layer.keys()
     shot(window, "review-after-draw")
+    # Overlay controls drive the viewer's findings layer.
+    fp.visible_box.click()
+    assert layer.visible is False
+    fp.visible_box.click()
+    fp.opacity.setValue(70)
+    assert layer.visible is True and abs(layer.opacity - 0.7) < 1e-6
     window.set_tool("navigate")
 
     # Another series shows its own (no) findings; the demo's are gone from panel and views.
@@ -306,6 +339,17 @@ def test_review_flow_survives_closing_the_window_and_signs_off(
     assert window2.series.review.signed_off
     assert "signed off" in fp2.progress_label.text()
     assert not fp2.act_accept.isEnabled() and not fp2.act_undo.isEnabled()
+
+    # A second run of the series: its own review opens, the combo lists both runs, and
+    # choosing the first one (keyboard) brings its decisions back.
+    second_run = run_demo_pack(qt, window2)
+    assert second_run != run_id and fp2.run_combo.count() == 2
+    assert fp2.run_combo.isEnabled() and fp2.run_combo.currentData() == second_run
+    assert {r.status for r in fp2.rows()} == {"pending"}
+    with qt.waitSignal(window2.review_opened, timeout=WAIT_MS):
+        key(qt, window2, fp2.run_combo, Qt.Key.Key_Up)
+    assert window2.series.run_id == run_id and fp2.run_combo.currentData() == run_id
+    assert window2.series.review.get(second).reason.value == "artefact"
 
 
 def test_press_a_to_next_finding_centred_timing(make_window: Any, qt: Any,
