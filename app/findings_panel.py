@@ -408,8 +408,17 @@ class FindingsPanel(QWidget):
         rows = sorted(index.row() for index in model.selectedRows())
         return [self._rows[r].key for r in rows if r < len(self._rows)]
 
-    def select_key(self, key: str | None) -> None:
-        """Select one finding's row (it emits focus_requested, like a click)."""
+    def select_key(self, key: str | None, *, focus: bool = True) -> None:
+        """Select one finding's row; it emits focus_requested like a click unless ``focus``
+        is False (a finding just drawn: the views must not move under the pen)."""
+        if not focus:
+            self._updating = True
+            try:
+                self.select_key(key)
+            finally:
+                self._updating = False
+            self._update_enabled()
+            return
         for r, row in enumerate(self._rows):
             if row.key == key:
                 # Not selectRow(): in extended-selection mode it follows the keyboard

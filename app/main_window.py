@@ -910,7 +910,7 @@ class MainWindow(QMainWindow):
 
         return FindingShape(key=str(finding.key), offset=tuple(finding.mask.offset),
                             mask=finding.mask.array, color_rgb=tuple(finding.color_rgb),
-                            status=str(finding.status), tag=str(finding.key).lstrip("mr"))
+                            status=str(finding.status), tag=_tag(str(finding.key)))
 
     def _redraw_findings(self) -> None:
         layer = self._findings_layer()
@@ -963,16 +963,18 @@ class MainWindow(QMainWindow):
         layer = self._findings_layer()
         if layer is not None:
             layer.set_selected(row.key if layer.get(row.key) is not None else None)
+        if self._paint_target is not None:  # the brush follows the selected finding
+            self._paint_target = None if row.imported else row.key
 
     def _edit_finding(self, key: str, erase: bool) -> None:
-        self._paint_target, self._drawing_new = key, False
         self.set_tool("eraser" if erase else "brush")
+        self._paint_target, self._drawing_new = key, False
         self.set_status(f"{'Erasing from' if erase else 'Painting'} finding {key}: drag on a "
                         "slice view ([ ] size). V returns to navigation.")
 
     def _draw_new_finding(self) -> None:
-        self._paint_target, self._drawing_new = None, True
         self.set_tool("brush")
+        self._paint_target, self._drawing_new = None, True
         self.set_status("Draw the new finding on a slice view ([ ] size). V returns to "
                         "navigation.")
 
@@ -1003,7 +1005,10 @@ class MainWindow(QMainWindow):
                     label.label_name if label is not None else "Reader-drawn finding", voxels,
                     label_value=label.label_value if label is not None else 1)
                 self._paint_target, self._drawing_new = key, False
-                self.findings_panel.select_key(key)
+                self.findings_panel.select_key(key, focus=False)
+                layer = self._findings_layer()
+                if layer is not None and layer.get(key) is not None:
+                    layer.set_selected(key)
             else:
                 review.paint(self._paint_target, voxels, erase=bool(stroke.erase))
         except Exception as exc:
@@ -1119,6 +1124,8 @@ class MainWindow(QMainWindow):
         self.set_status(f"W {width:.0f}  L {level:.0f}", transient=True)
 
     def set_tool(self, name: str) -> None:
+        if name not in ("brush", "eraser"):  # leaving the brush ends the edit
+            self._paint_target, self._drawing_new = None, False
         self.viewer.set_tool(name)
         act = self.tool_actions.get(name)
         if act is not None and not act.isChecked():
@@ -1314,6 +1321,11 @@ class MainWindow(QMainWindow):
 
 
 _error_text = error_text
+
+
+def _tag(key: str) -> str:
+    """Overlay tag: the model's finding number ("m3" → "3"); reader-drawn keep "r1"."""
+    return key[1:] if key.startswith("m") else key
 
 
 def _os_user() -> str:

@@ -192,17 +192,20 @@ def test_review_flow_survives_closing_the_window_and_signs_off(
     assert axial.display_slice_number() == rows[0].slice_number
     assert sorted(layer.keys()) == sorted(r.key for r in rows)
 
-    # At 300 % zoom a selected finding comes to the centre of every view (3-D too).
+    # At 300 % zoom a selected finding comes to the centre of every view, 3-D too.
+    window.set_layout("2x2")
     for view in window.viewer.slice_views().values():
         view.set_zoom(3.0)
     target = rows[-1]
     click_row(fp, row_of(fp, target.key))
     assert layer.selected == target.key
     assert centred_everywhere(window, target.centroid_lps)
-    view3d = window.viewer.views().get("3d")
-    if view3d is not None and view3d.isVisible():
-        focal = view3d.renderer.GetActiveCamera().GetFocalPoint()
-        np.testing.assert_allclose(focal, target.centroid_lps, atol=1.0)
+    view3d = window.viewer.views()["3d"]
+    assert view3d.isVisible()
+    focal = view3d.renderer.GetActiveCamera().GetFocalPoint()
+    np.testing.assert_allclose(focal, target.centroid_lps, atol=1.0)
+    shot(window, "review-2x2-focus")
+    window.set_layout("1x3")
 
     # The reviewer's name, typed in the panel (an "A" typed there accepts nothing).
     from PySide6.QtTest import QTest
@@ -270,8 +273,15 @@ def test_review_flow_survives_closing_the_window_and_signs_off(
     brush_drag(axial, far, 20.0, 10.0)
     added = [f for f in window.series.review.findings if f.status == "added-by-reader"]
     assert len(added) == 1 and added[0].mask.voxel_count > 0
-    added_key, added_count = added[0].key, added[0].mask.voxel_count
-    assert added_key in layer.keys()
+    added_key = added[0].key
+    assert added_key in layer.keys() and fp.selected_keys() == [added_key]
+    assert layer.selected == added_key
+    # A second stroke adds to the drawn finding (the views did not move under the pen).
+    first_count = added[0].mask.voxel_count
+    brush_drag(axial, far, -15.0, 12.0)
+    added_count = window.series.review.get(added_key).mask.voxel_count
+    assert added_count > first_count
+    assert len([f for f in window.series.review.findings if f.origin == "reader"]) == 1
     shot(window, "review-after-draw")
     # Overlay controls drive the viewer's findings layer.
     fp.visible_box.click()
@@ -304,13 +314,19 @@ def test_review_flow_survives_closing_the_window_and_signs_off(
     assert fp2.row_count() == len(rows) + 1
     assert sorted(window2.viewer.findings_layer.keys()) == sorted(r.key for r in fp2.rows())
 
-    # Undo history survived: Ctrl+Z removes the drawn finding, Ctrl+Shift+Z brings it back.
-    key(qt, window2, fp2.table, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    # Undo history survived: Ctrl+Z takes the second stroke back, Ctrl+Z again removes
+    # the drawn finding; Ctrl+Shift+Z twice brings both back.
+    ctrl, shift = Qt.KeyboardModifier.ControlModifier, Qt.KeyboardModifier.ShiftModifier
+    key(qt, window2, fp2.table, Qt.Key.Key_Z, ctrl)
+    assert review2.get(added_key).mask.voxel_count == first_count
+    key(qt, window2, fp2.table, Qt.Key.Key_Z, ctrl)
     assert added_key not in [f.key for f in review2.findings]
     assert added_key not in window2.viewer.findings_layer.keys()
-    key(qt, window2, fp2.table, Qt.Key.Key_Z,
-        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert fp2.row_count() == len(rows)
+    key(qt, window2, fp2.table, Qt.Key.Key_Z, ctrl | shift)
+    key(qt, window2, fp2.table, Qt.Key.Key_Z, ctrl | shift)
     assert review2.get(added_key).mask.voxel_count == added_count
+    assert added_key in window2.viewer.findings_layer.keys()
 
     # Bulk: select the pending rows (Ctrl+click) and accept them with one A.
     pending = [r.key for r in fp2.rows() if r.status == "pending"]
