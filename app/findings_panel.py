@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QAction, QColor, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -67,6 +67,7 @@ class ReasonDialog(QDialog):
             self.list.addItem(f"{n}  {reason.label}")
         self.list.setCurrentRow(0)
         self.list.itemActivated.connect(lambda _item: self._choose(self.list.currentRow()))
+        self.list.installEventFilter(self)
         self.text = QLineEdit(self)
         self.text.setPlaceholderText("Why? (needed for Other)")
         self.text.hide()
@@ -84,14 +85,25 @@ class ReasonDialog(QDialog):
         self.reason: Any = None
         self.reason_text = ""
 
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        # The list would take a digit for its keyboard search: a digit picks the reason.
+        if watched is self.list and event.type() == QEvent.Type.KeyPress \
+                and isinstance(event, QKeyEvent) and self._digit(event):
+            return True
+        return super().eventFilter(watched, event)
+
     def keyPressEvent(self, event: QKeyEvent) -> None:
-        key = event.key()
-        if not self.text.hasFocus() and Qt.Key.Key_1 <= key < Qt.Key.Key_1 + len(self._reasons):
-            row = key - Qt.Key.Key_1
-            self.list.setCurrentRow(row)
-            self._choose(row)
+        if not self.text.hasFocus() and self._digit(event):
             return
         super().keyPressEvent(event)
+
+    def _digit(self, event: QKeyEvent) -> bool:
+        row = event.key() - Qt.Key.Key_1
+        if not 0 <= row < len(self._reasons):
+            return False
+        self.list.setCurrentRow(row)
+        self._choose(row)
+        return True
 
     def _choose(self, row: int) -> None:
         if not 0 <= row < len(self._reasons):

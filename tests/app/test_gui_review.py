@@ -415,3 +415,39 @@ def test_imported_seg_findings_show_read_only_in_the_same_panel(
     assert fp.rows()[0].status == "imported"
     assert "Imported" in fp.table.item(0, 7).text()
     shot(window, "review-imported")
+
+
+def test_reason_picker_is_keyboard_only(qt: Any) -> None:
+    """Digits pick a reason at once; "Other" asks for text, Enter confirms; Esc cancels."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    from app.findings_panel import ReasonDialog
+
+    def opened() -> Any:
+        dialog = ReasonDialog()
+        qt.addWidget(dialog)
+        dialog.open()
+        qt.waitExposed(dialog)
+        dialog.activateWindow()
+        qt.waitUntil(dialog.isActiveWindow, timeout=5_000)
+        dialog.list.setFocus()
+        return dialog
+
+    dialog = opened()
+    QTest.keyClick(dialog.list, Qt.Key.Key_3)
+    assert dialog.result() == ReasonDialog.DialogCode.Accepted
+    assert dialog.reason.value == "not-clinically-significant" and dialog.reason_text == ""
+
+    dialog = opened()
+    QTest.keyClick(dialog.list, Qt.Key.Key_5)
+    assert dialog.isVisible() and dialog.text.isVisible() and dialog.reason is None
+    QTest.keyClick(dialog.text, Qt.Key.Key_Return)  # empty text: still asking
+    assert dialog.isVisible()
+    QTest.keyClicks(dialog.text, "calcified granuloma")
+    QTest.keyClick(dialog.text, Qt.Key.Key_Return)
+    assert (dialog.reason.value, dialog.reason_text) == ("other", "calcified granuloma")
+
+    dialog = opened()
+    QTest.keyClick(dialog.list, Qt.Key.Key_Escape)
+    assert dialog.result() == ReasonDialog.DialogCode.Rejected and dialog.reason is None
