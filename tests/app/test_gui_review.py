@@ -244,11 +244,18 @@ def test_review_flow_survives_closing_the_window_and_signs_off(
     assert fp.progress_label.text() == f"2 of {len(rows)} reviewed"
     shot(window, "review-after-reject")
 
-    # E: edit the third with the brush, a real mouse drag on the axial view.
-    click_row(fp, row_of(fp, third))
-    before = window.series.review.get(third).mask.voxel_count
-    key(qt, window, fp.table, Qt.Key.Key_E)
+    # P / N with a slice view focused: previous pending (wraps to the last), next (back).
     axial = window.viewer.slice_views()["axial"]
+    assert fp.selected_keys() == [third]
+    key(qt, window, axial, Qt.Key.Key_P)
+    assert fp.selected_keys() == [rows[-1].key]
+    assert centred_everywhere(window, rows[-1].centroid_lps)
+    key(qt, window, axial, Qt.Key.Key_N)
+    assert fp.selected_keys() == [third]
+
+    # E: edit the third with the brush, a real mouse drag on the axial view.
+    before = window.series.review.get(third).mask.voxel_count
+    key(qt, window, axial, Qt.Key.Key_E)
     assert axial.tool == "brush"
     brush_drag(axial, fp.rows()[row_of(fp, third)].centroid_lps, 40.0)
     edited = window.series.review.get(third)
