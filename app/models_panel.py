@@ -337,8 +337,8 @@ class ModelsPanel(QWidget):
     def _show_result(self, result: Any) -> None:
         provider = str(result.provenance.get("provider", "")).removesuffix("ExecutionProvider")
         seconds = result.provenance.get("timings_s", {}).get("total", 0.0)
-        text = (f"Done on {provider} in {seconds:.1f} s: {len(result.findings)} findings. "
-                "Research use only — not for diagnostic use.")
+        text = (f"Done on {provider} in {seconds:.1f} s: {len(result.findings)} findings, "
+                "to review in the Findings panel. Research use only — not for diagnostic use.")
         if result.notices:
             text += "\n" + "\n".join(f"Note: {n}" for n in result.notices)
         self.status.setText(text)
