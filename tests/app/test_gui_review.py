@@ -458,3 +458,29 @@ def test_reason_picker_is_keyboard_only(qt: Any) -> None:
     dialog = opened()
     QTest.keyClick(dialog.list, Qt.Key.Key_Escape)
     assert dialog.result() == ReasonDialog.DialogCode.Rejected and dialog.reason is None
+
+
+def test_an_object_that_cannot_be_shown_is_listed_with_its_reason(
+        make_window: Any, qt: Any, library_dir: Path, shared_data: Path) -> None:
+    """The broken LIDC SEG (frames outside the CT, no references) on its CT: no row, no
+    crash, one clear line in the panel."""
+    from app.importer import import_paths
+    from store import Library
+
+    ct_folder = shared_data / "ct" / "LIDC-IDRI-0001"
+    seg = shared_data / "masks" / "LIDC-IDRI-0001_SEG_fedorov"
+    if not ct_folder.is_dir() or not seg.is_dir():
+        pytest.skip("the LIDC-IDRI-0001 CT or its SEG is absent from ../shared/data")
+    with Library.open(library_dir) as library:
+        import_paths(library, [ct_folder, seg])
+        ct = next(s.id for s in library.all_series() if s.modality == "CT")
+    window = make_window(library_dir)
+    with qt.waitSignal(window.imported_ready, timeout=WAIT_MS) as got:
+        window.open_series(ct)
+    fp = window.findings_panel
+    assert got.args[0] == 0 and fp.row_count() == 0
+    assert fp.problems_label.isVisible()
+    text = fp.problems_label.text()
+    assert text.startswith("⚠ SEG") and len(text.splitlines()) == 1
+    assert window.viewer.findings_layer.keys() == []
+    shot(window, "review-lidc-problem")
