@@ -182,12 +182,15 @@ class FindingsPanel(QWidget):
         self.reject_button = QPushButton("Reject (R)", self)
         self.edit_button = QPushButton("Edit (E)", self)
         self.draw_button = QPushButton("Draw new", self)
+        self.interpolate_button = QPushButton("Interpolate (I)", self)
+        self.interpolate_button.setToolTip("Fill the slices between the slices you edited")
         self.undo_button = QPushButton("Undo", self)
         self.redo_button = QPushButton("Redo", self)
         self.export_button = QPushButton("Sign off && export…", self)
         self.export_button.setObjectName("exportButton")
         for button in (self.accept_button, self.reject_button, self.edit_button,
-                       self.draw_button, self.undo_button, self.redo_button):
+                       self.draw_button, self.interpolate_button, self.undo_button,
+                       self.redo_button):
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keys stay with the table
 
         # Overlay style (the viewer's findings layer).
@@ -222,6 +225,7 @@ class FindingsPanel(QWidget):
                        self.draw_button):
             decide.addWidget(button)
         history = QHBoxLayout()
+        history.addWidget(self.interpolate_button)
         history.addWidget(self.undo_button)
         history.addWidget(self.redo_button)
         history.addStretch(1)
@@ -250,6 +254,7 @@ class FindingsPanel(QWidget):
         self.reject_button.clicked.connect(self.act_reject.trigger)
         self.edit_button.clicked.connect(self.act_edit.trigger)
         self.draw_button.clicked.connect(self.act_draw.trigger)
+        self.interpolate_button.clicked.connect(self.act_interpolate.trigger)
         self.undo_button.clicked.connect(self.act_undo.trigger)
         self.redo_button.clicked.connect(self.act_redo.trigger)
         self.export_button.clicked.connect(self.act_export.trigger)
@@ -270,6 +275,8 @@ class FindingsPanel(QWidget):
         self.act_erase = self._make("Edit finding (eraser)", "Shift+E",
                                     lambda: self.edit_selected(True))
         self.act_draw = self._make("Draw new finding", "Ctrl+Shift+D", self.draw_new)
+        self.act_interpolate = self._make("Interpolate between edited slices", "I",
+                                          self.interpolate_selected)
         self.act_next = self._make("Next pending finding", "N", self.next_pending)
         self.act_previous = self._make("Previous pending finding", "P", self.previous_pending)
         self.act_undo = self._make("Undo review step", "Ctrl+Z", self.undo)
@@ -279,7 +286,8 @@ class FindingsPanel(QWidget):
 
     def review_actions(self) -> list[QAction]:
         return [self.act_accept, self.act_reject, self.act_edit, self.act_erase, self.act_draw,
-                self.act_next, self.act_previous, self.act_undo, self.act_redo, self.act_export]
+                self.act_interpolate, self.act_next, self.act_previous, self.act_undo,
+                self.act_redo, self.act_export]
 
     # ------------------------------------------------------------------ session
     def set_session(self, session: Any) -> None:
@@ -387,7 +395,7 @@ class FindingsPanel(QWidget):
         own = [k for k in self.selected_keys() if not k.startswith("i")]
         for action in (self.act_accept, self.act_reject):
             action.setEnabled(has and bool(own))
-        for action in (self.act_edit, self.act_erase):
+        for action in (self.act_edit, self.act_erase, self.act_interpolate):
             action.setEnabled(has and len(own) == 1)
         for action in (self.act_next, self.act_previous, self.act_draw):
             action.setEnabled(has)
@@ -398,6 +406,7 @@ class FindingsPanel(QWidget):
                                (self.reject_button, self.act_reject),
                                (self.edit_button, self.act_edit),
                                (self.draw_button, self.act_draw),
+                               (self.interpolate_button, self.act_interpolate),
                                (self.undo_button, self.act_undo),
                                (self.redo_button, self.act_redo),
                                (self.export_button, self.act_export)):
@@ -509,6 +518,12 @@ class FindingsPanel(QWidget):
         keys = self._own_selected()
         if len(keys) == 1:
             self.edit_requested.emit(keys[0], erase)
+
+    def interpolate_selected(self) -> None:
+        keys = self._own_selected()
+        if len(keys) == 1 and self.review is not None:
+            if self._run("Interpolate", lambda: self.review.interpolate(keys[0])):
+                self.status_message.emit(f"Interpolated {keys[0]} between its edited slices.")
 
     def draw_new(self) -> None:
         if self.review is not None:

@@ -335,6 +335,23 @@ def test_review_flow_survives_closing_the_window_and_signs_off(
     assert review2.get(added_key).mask.voxel_count == added_count
     assert added_key in window2.viewer.findings_layer.keys()
 
+    # Interpolation: the drawn finding on a second slice three slices away, then I fills
+    # the slices between (one more committed step).
+    click_row(fp2, row_of(fp2, added_key))
+    axial2 = window2.viewer.slice_views()["axial"]
+    key(qt, window2, axial2, Qt.Key.Key_E)
+    centre = fp2.rows()[row_of(fp2, added_key)].centroid_lps
+    for _ in range(3):
+        key(qt, window2, axial2, Qt.Key.Key_PageDown)
+    brush_drag(axial2, centre, 10.0)
+    drawn = review2.get(added_key).mask
+    slices = sorted({int(k) for k in drawn.points()[:, 0]})
+    assert len(slices) == 2 and abs(slices[1] - slices[0]) == 3
+    key(qt, window2, axial2, Qt.Key.Key_I)
+    filled = sorted({int(k) for k in review2.get(added_key).mask.points()[:, 0]})
+    assert filled == list(range(slices[0], slices[1] + 1))
+    window2.set_tool("navigate")
+
     # Bulk: select the pending rows (Ctrl+click) and accept them with one A.
     pending = [r.key for r in fp2.rows() if r.status == "pending"]
     fp2.table.clearSelection()
