@@ -58,6 +58,7 @@ from app.dialogs import (
 from app.library_browser import LibraryBrowser
 from app.load_worker import demo_job, import_job, load_series_job
 from app.measurements_panel import MeasurementsPanel
+from app.review_canvas import BRUSH_TOOLS, ReviewCanvas
 from app.series_session import SeriesSession, error_text
 from app.settings import Preferences, save_preferences
 
@@ -128,9 +129,6 @@ class MainWindow(QMainWindow):
         self.series: SeriesSession | None = None
         self.export_dir: Path | None = None  # non-interactive sign-off folder (tests, scripts)
         self.last_export: Any = None
-        self._paint_target: str | None = None  # the finding the brush edits
-        self._drawing_new = False
-        self._stroke_points: list[Any] = []
         self._findings_sized = False
         self._derived_job: workers.Job | None = None
         self._load_job: workers.Job | None = None
@@ -251,7 +249,10 @@ class MainWindow(QMainWindow):
         self.measurements_dock.raise_()
         for action in panel.review_actions():
             self.addAction(action)  # window-wide: the panel or a view may have focus
-        panel.focus_requested.connect(self._focus_finding)
+        self.canvas = ReviewCanvas(self.viewer,
+                                   select=lambda key: panel.select_key(key, focus=False),
+                                   problem=self.show_problem)
+        panel.focus_requested.connect(self.canvas.focus)
         panel.edit_requested.connect(self._edit_finding)
         panel.draw_requested.connect(self._draw_new_finding)
         panel.export_requested.connect(self._export_requested)
@@ -262,7 +263,7 @@ class MainWindow(QMainWindow):
         if hasattr(self.viewer, "finding_clicked"):
             self.viewer.finding_clicked.connect(panel.select_key)
         if hasattr(self.viewer, "paint_stroke"):
-            self.viewer.paint_stroke.connect(self._on_paint_stroke)
+            self.viewer.paint_stroke.connect(self.canvas.on_paint_stroke)
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -824,13 +825,8 @@ class MainWindow(QMainWindow):
         if self.series is not None:
             self.series.close()
         self.series = None
-        self._paint_target = None
-        self._drawing_new = False
-        self._stroke_points = []
         self.findings_panel.set_session(None)
-        layer = self._findings_layer()
-        if layer is not None:
-            layer.set_findings([])
+        self.canvas.set_series(None)
 
     def _open_series_review(self) -> None:
         """The series' imported objects and its last run's review (decisions, edits, undo)."""
@@ -866,7 +862,7 @@ class MainWindow(QMainWindow):
         if series is not self.series:
             return  # another series is open now
         series.set_imported(group)
-        self._redraw_findings()
+        self.canvas.redraw()
         if group.rows or group.problems:
             self._raise_findings_dock()
         self.imported_ready.emit(len(group.rows))
@@ -885,9 +881,7 @@ class MainWindow(QMainWindow):
         """Panel and overlay from the series session (after a run, a reopen, a run switch)."""
         series = self.series
         self.findings_panel.set_session(series)
-        if series is not None:
-            series.add_listener(self._on_review_changed)
-        self._redraw_findings()
+        self.canvas.set_series(series)
         self._apply_findings_style()
         if series is not None and (series.review is not None or series.imported.rows
                                    or series.imported.problems):
@@ -902,139 +896,20 @@ class MainWindow(QMainWindow):
             self._findings_sized = True
             self.resizeDocks([self.findings_dock], [620], Qt.Orientation.Horizontal)
 
-    def _findings_layer(self) -> Any:
-        return getattr(self.viewer, "findings_layer", None)
-
-    def _shape(self, finding: Any) -> Any:
-        from viewer.findings import FindingShape
-
-        return FindingShape(key=str(finding.key), offset=tuple(finding.mask.offset),
-                            mask=finding.mask.array, color_rgb=tuple(finding.color_rgb),
-                            status=str(finding.status), tag=_tag(str(finding.key)))
-
-    def _redraw_findings(self) -> None:
-        layer = self._findings_layer()
-        series = self.series
-        if layer is None:
-            return
-        if series is None:
-            layer.set_findings([])
-            return
-        from viewer.findings import FindingShape
-
-        shapes = []
-        if series.review is not None:
-            shapes = [self._shape(f) for f in series.review.findings if not f.mask.empty]
-        for key, (offset, crop, color) in series.imported.masks.items():
-            shapes.append(FindingShape(key=key, offset=offset, mask=crop, color_rgb=color,
-                                       status="imported", tag=key))
-        layer.set_findings(shapes)
-
-    def _on_review_changed(self, keys: Any) -> None:
-        """Redraw only what changed (a decision, a stroke, an undo)."""
-        layer = self._findings_layer()
-        review = self.series.review if self.series is not None else None
-        if layer is None or review is None:
-            return
-        present = {f.key: f for f in review.findings}
-        for key in keys:
-            finding = present.get(key)
-            if finding is None or finding.mask.empty:
-                layer.remove(key)
-            else:
-                layer.update(self._shape(finding))
-
     def _apply_findings_style(self) -> None:
-        layer = self._findings_layer()
-        if layer is None:
-            return
-        for name, value in self.findings_panel.overlay_style().items():
-            setattr(layer, name, value)
-
-    def _focus_finding(self, row: Any) -> None:
-        """Centre and zoom every view (3-D too) on the finding, select it on the overlay."""
-        if self.series is None or row.centroid_lps is None:
-            return
-        focus = getattr(self.viewer, "focus_on", None)
-        if callable(focus):
-            focus(row.centroid_lps, row.extent_mm)
-        else:
-            self.viewer.set_cursor_lps(row.centroid_lps)
-        layer = self._findings_layer()
-        if layer is not None:
-            layer.set_selected(row.key if layer.get(row.key) is not None else None)
-        if self._paint_target is not None:  # the brush follows the selected finding
-            self._paint_target = None if row.imported else row.key
+        self.canvas.apply_style(self.findings_panel.overlay_style())
 
     def _edit_finding(self, key: str, erase: bool) -> None:
         self.set_tool("eraser" if erase else "brush")
-        self._paint_target, self._drawing_new = key, False
+        self.canvas.start_edit(key)
         self.set_status(f"{'Erasing from' if erase else 'Painting'} finding {key}: drag on a "
                         "slice view ([ ] size). V returns to navigation.")
 
     def _draw_new_finding(self) -> None:
         self.set_tool("brush")
-        self._paint_target, self._drawing_new = None, True
+        self.canvas.start_new()
         self.set_status("Draw the new finding on a slice view ([ ] size). V returns to "
                         "navigation.")
-
-    def _on_paint_stroke(self, stroke: Any) -> None:
-        """A brush drag: preview while dragging, one committed command on release."""
-        series = self.series
-        review = series.review if series is not None else None
-        if review is None or (self._paint_target is None and not self._drawing_new):
-            return
-        self._stroke_points.append(np.asarray(stroke.points_lps, dtype=float).reshape(-1, 3))
-        if not stroke.finished:
-            self._preview_stroke(stroke)
-            return
-        points = np.concatenate(self._stroke_points)
-        self._stroke_points = []
-        from review.model import SparseMask
-        from viewer.brush import stroke_voxels
-
-        offset, crop = stroke_voxels(review.affine, review.shape, stroke.plane, points,
-                                     stroke.radius_mm)
-        voxels = SparseMask(offset, crop)
-        if voxels.empty:
-            return
-        try:
-            if self._paint_target is None:
-                label = review.findings[0] if review.findings else None
-                key = review.add_finding(
-                    label.label_name if label is not None else "Reader-drawn finding", voxels,
-                    label_value=label.label_value if label is not None else 1)
-                self._paint_target, self._drawing_new = key, False
-                self.findings_panel.select_key(key, focus=False)
-                layer = self._findings_layer()
-                if layer is not None and layer.get(key) is not None:
-                    layer.set_selected(key)
-            else:
-                review.paint(self._paint_target, voxels, erase=bool(stroke.erase))
-        except Exception as exc:
-            self.show_problem("The stroke was not kept", _error_text(exc))
-
-    def _preview_stroke(self, stroke: Any) -> None:
-        layer = self._findings_layer()
-        review = self.series.review if self.series is not None else None
-        if layer is None or review is None or self._paint_target is None:
-            return
-        from review.model import SparseMask
-        from viewer.brush import stroke_voxels
-
-        offset, crop = stroke_voxels(review.affine, review.shape, stroke.plane,
-                                     np.concatenate(self._stroke_points), stroke.radius_mm)
-        finding = review.get(self._paint_target)
-        full_shape = tuple(int(v) for v in review.shape)
-        mask = finding.mask.to_full(full_shape)
-        painted = SparseMask(offset, crop).to_full(full_shape)
-        mask = mask & ~painted if stroke.erase else mask | painted
-        preview = SparseMask.from_full(mask)
-        if not preview.empty:
-            shape = self._shape(finding)
-            from dataclasses import replace
-
-            layer.update(replace(shape, offset=preview.offset, mask=preview.array))
 
     def _reviewer(self) -> str:
         return self.prefs.reviewer or _os_user()
@@ -1124,8 +999,8 @@ class MainWindow(QMainWindow):
         self.set_status(f"W {width:.0f}  L {level:.0f}", transient=True)
 
     def set_tool(self, name: str) -> None:
-        if name not in ("brush", "eraser"):  # leaving the brush ends the edit
-            self._paint_target, self._drawing_new = None, False
+        if name not in BRUSH_TOOLS and hasattr(self, "canvas"):  # leaving the brush ends it
+            self.canvas.stop_painting()
         self.viewer.set_tool(name)
         act = self.tool_actions.get(name)
         if act is not None and not act.isChecked():
@@ -1321,11 +1196,6 @@ class MainWindow(QMainWindow):
 
 
 _error_text = error_text
-
-
-def _tag(key: str) -> str:
-    """Overlay tag: the model's finding number ("m3" → "3"); reader-drawn keep "r1"."""
-    return key[1:] if key.startswith("m") else key
 
 
 def _os_user() -> str:
