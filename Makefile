@@ -52,6 +52,9 @@ bench: setup
 	if [ -z "$$DISPLAY" ]; then $(XVFB_RUN) $(BIN)/python bench/render.py; \
 	else $(BIN)/python bench/render.py; fi
 	$(BIN)/python bench/inference.py --threads 2 --repeat 3
+	$(BIN)/python bench/export.py --repeat 3
+	if [ -z "$$DISPLAY" ]; then $(XVFB_RUN) $(BIN)/python bench/review_keys.py; \
+	else $(BIN)/python bench/review_keys.py; fi
 
 # Fuzz the import path (not part of check; tests/fuzz/README.md): FUZZ_SECONDS=3600 make fuzz.
 # Findings go to .fuzz/findings/; the regression files they became are replayed by `make check`.

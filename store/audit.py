@@ -26,8 +26,8 @@ GENESIS_HASH = "0" * 64
 
 #: Events Lucida writes; ``append`` refuses any other name so typos cannot split the story.
 EVENTS = frozenset({
-    "import", "model-run", "review-opened", "review-reopened", "decision", "edit", "add-finding", "undo", "redo",
-    "reviewer-changed", "sign-off", "export",
+    "import", "model-run", "review-opened", "review-reopened", "decision", "edit",
+    "add-finding", "undo", "redo", "reviewer-changed", "sign-off", "export",
 })
 
 

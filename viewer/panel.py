@@ -252,7 +252,8 @@ class ViewerPanel(QWidget):
 
         Moves the crosshair there (every slice view scrolls to it), pans each
         slice view so the point is centred, zooms so ``extent_mm`` spans about
-        a third of the view (never zooming out), and aims the 3-D camera at it.
+        a third of the view (a closer zoom is kept while the region fits), and aims
+        the 3-D camera at it.
         """
         p = np.asarray(lps, dtype=np.float64)
         self.cursor_model.set(p)

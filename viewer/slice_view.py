@@ -457,15 +457,20 @@ class SliceView(QVTKRenderWindowInteractor):
         self.pan_mm(fx - x, fy - y)
 
     def zoom_to_extent(self, extent_mm: float, fraction: float = 1.0 / 3.0) -> None:
-        """Zoom so ``extent_mm`` spans ``fraction`` of the view's shorter side; never out."""
+        """Zoom so ``extent_mm`` spans ``fraction`` of the view's shorter side.
+
+        A reader who is already closer keeps their zoom, unless the region would not
+        fit (90 % of the shorter side): then the view zooms out to show all of it.
+        """
         if self.geometry_ is None or extent_mm <= 0:
             return
         w, h = self._size_px()
         # Parallel scale = half the view height in mm; the shorter side decides.
         short_over_h = min(w, h) / h
         wanted = extent_mm / fraction / 2.0 / short_over_h
-        cam = self.renderer.GetActiveCamera()
-        if wanted < cam.GetParallelScale():
+        shown = self.renderer.GetActiveCamera().GetParallelScale()
+        fits = extent_mm <= 0.9 * 2.0 * shown * short_over_h
+        if wanted < shown or not fits:
             self.set_zoom(self._fit_scale / wanted)
 
     def _after_camera_change(self) -> None:

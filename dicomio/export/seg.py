@@ -25,8 +25,11 @@ def algorithm_identification(algorithm: AlgorithmInfo) -> hd.AlgorithmIdentifica
     parameters = {k: v for k, v in (("pack", algorithm.pack_id), ("sha256", algorithm.sha256),
                                     ("provider", algorithm.provider)) if v}
     return hd.AlgorithmIdentificationSequence(
-        name=algorithm.name, family=code(algorithm.family), version=algorithm.version or "0",
-        source=algorithm.manufacturer, parameters=parameters or None)
+        # Name, version and source are LO (at most 64 characters); the full name and the
+        # hashes are in the SR and the audit log.
+        name=algorithm.name[:64], family=code(algorithm.family),
+        version=(algorithm.version or "0")[:64], source=algorithm.manufacturer[:64],
+        parameters=parameters or None)
 
 
 def segment_description(finding: ExportFinding,

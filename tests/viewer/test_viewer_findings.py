@@ -331,3 +331,10 @@ def test_focus_on_at_300_percent_centres_every_view_and_the_3d_camera(
             pytest.approx(short_px / 3.0, rel=0.05), name
         x, y = view.lps_to_display(target)
         assert x == pytest.approx((view.width() - 1) / 2.0, abs=1.0), name
+
+    # Already close on a small finding, then a large one: it must fit, so the view zooms out.
+    panel.focus_on(target, extent_mm=4.0)  # type: ignore[attr-defined]
+    panel.focus_on(target, extent_mm=76.0)  # type: ignore[attr-defined]
+    for name, view in views.items():
+        short_px = min(view.width(), view.height())
+        assert 76.0 / view.mm_per_px() * view.devicePixelRatioF() <= 0.9 * short_px, name
