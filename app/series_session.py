@@ -31,7 +31,7 @@ class FindingRow:
     key: str
     label: str  # short (the common prefix of the run's labels is shown once, above)
     full_label: str
-    slice_number: int | None  # 1-based acquired slice (k + 1) of the centroid
+    slice_number: int | None  # 1-based axial slice of the centroid, as the axial view counts
     n_slices: int
     side: str  # patient side of the centroid: "R", "L" or "mid"
     centroid_lps: tuple[float, float, float] | None

@@ -58,22 +58,26 @@ def _parse_rejects(specs: list[str]) -> list[tuple[str, Any, str]]:
 
 
 def print_table(session: ReviewSession) -> None:
+    """The findings as the Findings panel lists them (same slice numbers and sides)."""
     from rich.console import Console
     from rich.table import Table
+
+    from app.series_session import review_rows
 
     reviewed, total = session.progress()
     state = "signed off" if session.signed_off else f"{reviewed} of {total} reviewed"
     table = Table(title=f"run {session.run_id} · {state} · reviewer {session.reviewer}")
-    for col in ("id", "label", "slice", "position (mm, LPS)", "diameter (mm)",
+    for col in ("id", "label", "slice", "side, position (mm, LPS)", "diameter (mm)",
                 "volume (mm³)", "score", "status", "reason"):
         table.add_column(col, overflow="fold")
-    for f in session.findings:
-        m = f.measures
-        table.add_row(f.key, f.label_name, str(f.slice_index),
-                      ", ".join(f"{v:.1f}" for v in m.centroid_lps),
-                      f"{m.longest_diameter_mm:.1f}", f"{m.volume_mm3:.1f}",
-                      "" if f.score is None else f"{f.score:.2f}", f.status.value,
-                      f.describe_reason())
+    for row in review_rows(session):
+        table.add_row(
+            row.key, row.full_label,
+            "" if row.slice_number is None else f"{row.slice_number}/{row.n_slices}",
+            row.position_text,
+            "" if row.diameter_mm is None else f"{row.diameter_mm:.1f}",
+            "" if row.volume_mm3 is None else f"{row.volume_mm3:.1f}",
+            "" if row.score is None else f"{row.score:.2f}", row.status, row.reason)
     Console(width=160).print(table)
 
 
