@@ -153,6 +153,10 @@ class ReviewWiring:
                                    or series.imported.problems):
             self._raise_findings_dock()
         if series is not None and series.review is not None:
+            # Ready to read at once: the first pending finding (by score) is selected and
+            # every view centred on it, so A / R act on it without a click.
+            if not series.review.signed_off and not self.findings_panel.selected_keys():
+                self.findings_panel.next_pending()
             self.review_opened.emit(series.run_id)
 
     def _raise_findings_dock(self) -> None:

@@ -185,6 +185,9 @@ def test_review_flow_survives_closing_the_window_and_signs_off(
     assert all(r.label and "DEMO RULES" not in r.label and r.slice_number for r in rows)
     assert all(r.side in ("R", "L", "mid") for r in rows)
     assert "DEMO RULES" in fp.prefix_label.text()
+    # Ready to read without a click: the top finding is selected and the views are on it.
+    assert fp.selected_keys() == [rows[0].key] and layer.selected == rows[0].key
+    assert centred_everywhere(window, rows[0].centroid_lps)
     # The slice number is the one the axial view shows on that finding.
     axial = window.viewer.slice_views()["axial"]
     click_row(fp, 0)
