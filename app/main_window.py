@@ -815,6 +815,8 @@ class MainWindow(QMainWindow, ReviewWiring):
 
     def set_tool(self, name: str) -> None:
         if name not in BRUSH_TOOLS and hasattr(self, "canvas"):  # leaving the brush ends it
+            if getattr(self.viewer.slice_views()["axial"], "tool", "") in BRUSH_TOOLS:
+                self.set_status("Editing ended.")
             self.canvas.stop_painting()
         self.viewer.set_tool(name)
         act = self.tool_actions.get(name)
