@@ -36,6 +36,9 @@ class ReportFinding:
     decided_at: str
     reason: str = ""
     key_image_png: bytes = b""
+    #: The slice as the Findings panel and the axial view number it ("22/120"); the key
+    #: image is the source image through the centroid.
+    slice_label: str = ""
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,8 @@ def _row(f: ReportFinding) -> str:
                  f'src="data:image/png;base64,{data}">')
     return (f"<tr><td>{_e(f.tracking_id)}</td><td>{_e(f.label_name)}</td>"
             f"<td>{_e(f.decision)}{reason}</td><td>{_e(f.algorithm_type)}</td>"
-            f"<td>{f.slice_k + 1}</td><td>{x:.1f}, {y:.1f}, {z:.1f}</td>"
+            f"<td>{_e(f.slice_label or str(f.slice_k + 1))}</td>"
+            f"<td>{x:.1f}, {y:.1f}, {z:.1f}</td>"
             f"<td>{f.longest_diameter_mm:.1f}</td><td>{f.volume_mm3:.0f}</td><td>{score}</td>"
             f"<td>{_e(f.reviewer)}<br><small>{_e(f.decided_at)}</small></td>"
             f"<td>{image}</td></tr>")

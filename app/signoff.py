@@ -164,6 +164,7 @@ def _write_report(path: Path, library: Library, series: Any, sources: list[Any],
                   findings: list[ExportFinding], result: Any, algorithm: AlgorithmInfo,
                   context: ExportContext, files: dict[str, str], rejected: int) -> None:
     from app.report import ReportData, ReportFinding, key_image_png, write_report
+    from app.series_session import axial_slice_number
     from dicomio.load import read_volume
 
     volume = read_volume(sources)
@@ -172,12 +173,14 @@ def _write_report(path: Path, library: Library, series: Any, sources: list[Any],
     for n, f in enumerate(findings, start=1):
         k = result.key_slices[n]
         full = _mask_slice(f, k, volume.array.shape)
+        number, count = axial_slice_number(volume.affine, volume.shape, f.centroid_lps)
         rows.append(ReportFinding(
             tracking_id=f.tracking_id, label_name=f.label_name, decision=f.decision,
             algorithm_type=f.algorithm_type, slice_k=k, centroid_lps=f.centroid_lps,
             longest_diameter_mm=f.longest_diameter_mm, volume_mm3=f.volume_mm3,
             score=f.score, reviewer=f.reviewer, decided_at=f.decided_at, reason=f.reason,
-            key_image_png=key_image_png(volume.array[k], full, f.color_rgb)))
+            key_image_png=key_image_png(volume.array[k], full, f.color_rgb),
+            slice_label=f"{number}/{count}"))
     data = ReportData(
         patient=patient,
         study={"Study date": series.study_date, "Study UID": series.study_uid,

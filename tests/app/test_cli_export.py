@@ -140,3 +140,12 @@ def test_export_writes_seg_sr_ko_and_report_and_audits_them(
     for key in (keys["accepted"], keys["edited"], keys["reader"]):
         assert f"<td>{key}</td>" in report
     assert f"<td>{keys['rejected']}</td>" not in report
+    # Each finding's slice reads as in the Findings panel (the axial view's numbering).
+    from app.series_session import review_rows
+    from review import ReviewSession
+
+    with Library.open(reviewed["library"]) as library:  # type: ignore[arg-type]
+        panel_rows = review_rows(ReviewSession.open(library, run))  # type: ignore[arg-type]
+    for row in panel_rows:
+        if row.key in (keys["accepted"], keys["edited"], keys["reader"]):
+            assert f"<td>{row.slice_number}/{row.n_slices}</td>" in report, row.key
