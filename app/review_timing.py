@@ -11,7 +11,8 @@ import time
 from typing import Any
 
 
-def _centred(window: Any, lps: Any, tolerance_px: float = 3.0) -> bool:
+def centred_everywhere(window: Any, lps: Any, tolerance_px: float = 3.0) -> bool:
+    """Whether ``lps`` is at the centre of every visible slice view (within the tolerance)."""
     for view in window.viewer.slice_views().values():
         if not view.isVisible():
             continue
@@ -50,7 +51,7 @@ def time_accept_to_next_centred(window: Any, *, timeout_s: float = 10.0) -> floa
     while True:
         row = next((r for r in panel.rows() if r.key == following), None)
         if panel.selected_keys() == [following] and row is not None \
-                and _centred(window, row.centroid_lps):
+                and centred_everywhere(window, row.centroid_lps):
             for view in window.viewer.slice_views().values():
                 if view.isVisible():
                     view.GetRenderWindow().Render()  # what the reader sees, not just state

@@ -19,11 +19,10 @@ import argparse
 import os
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from _common import best_of, shared_data  # the script's folder is on sys.path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -31,21 +30,6 @@ sys.path.insert(0, str(REPO))
 SERIES = "ct/LIDC-IDRI-0001"
 TARGET = 1.2
 FINDINGS = 10
-
-
-def _shared_data() -> Path | None:
-    env = os.environ.get("LUCIDA_SHARED")
-    root = Path(env) if env else REPO.parent / "shared"
-    return root / "data" if (root / "data").is_dir() else None
-
-
-def _best(fn: Callable[[], object], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def _spheres(shape: tuple[int, int, int], spacing: np.ndarray, count: int,
@@ -70,7 +54,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="best of N (default 3)")
     args = parser.parse_args()
-    data = _shared_data()
+    data = shared_data()
     if data is None:
         print("SKIP: ../shared/data is absent (set LUCIDA_SHARED to its parent folder)")
         return 0
@@ -144,8 +128,8 @@ def main() -> int:
             seg.save_as(out / "reference-seg.dcm")
             return seg
 
-        t_lucida = _best(lucida, args.repeat)
-        t_reference = _best(reference, args.repeat)
+        t_lucida = best_of(lucida, args.repeat)
+        t_reference = best_of(reference, args.repeat)
         frames = pydicom.dcmread(out / "lucida" / "bench-seg.dcm",
                                  stop_before_pixels=True).NumberOfFrames
         ref_frames = pydicom.dcmread(out / "reference-seg.dcm",

@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
+
+from _common import best_of, shared_data  # the script's folder is on sys.path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -30,27 +30,12 @@ SERIES = {
 TARGETS = {"ct/LIDC-IDRI-0001": 0.5, "ct/MIDRC-RICORD-1A-419639-000082": 1.0}
 
 
-def _shared_data() -> Path | None:
-    env = os.environ.get("LUCIDA_SHARED")
-    root = Path(env) if env else REPO.parent / "shared"
-    return root / "data" if (root / "data").is_dir() else None
-
-
-def _best(fn: Callable[[], object], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="best of N (default 3)")
     parser.add_argument("--workers", type=int, default=None, help="Lucida decode threads")
     args = parser.parse_args()
-    data = _shared_data()
+    data = shared_data()
     if data is None:
         print("SKIP: ../shared/data is absent (set LUCIDA_SHARED to its parent folder)")
         return 0
@@ -76,13 +61,13 @@ def main() -> int:
         vol = lucida()  # warm the cache and the imports
         ref = simpleitk()
         same = vol.shape == sitk.GetArrayViewFromImage(ref).shape  # type: ignore[attr-defined]
-        t_lucida = _best(lucida, args.repeat)
-        t_sitk = _best(simpleitk, args.repeat)
+        t_lucida = best_of(lucida, args.repeat)
+        t_sitk = best_of(simpleitk, args.repeat)
         ratio = t_lucida / t_sitk
         def scan_once(folder: Path = folder) -> object:
             return scan_paths([folder])
 
-        scan_time = _best(scan_once, args.repeat)
+        scan_time = best_of(scan_once, args.repeat)
         scan = scan_paths([folder])
         rate = (len(scan.instances) + len(scan.skipped)) / scan_time
         target = TARGETS[rel]

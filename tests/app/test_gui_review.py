@@ -13,17 +13,19 @@ real key and mouse events through QTest on the real widgets.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from app.review_timing import centred_everywhere
+
 pytestmark = pytest.mark.gui
 
 WAIT_MS = 60_000
 DEMO_PACK = "lucida-demo-lung-density"
+REVIEW_SIZE = (1500, 950)  # room for the Findings table beside three views
 
 
 @pytest.fixture(autouse=True)
@@ -31,43 +33,6 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
-
-
-@pytest.fixture
-def qt(request: pytest.FixtureRequest) -> Any:
-    request.getfixturevalue("display")
-    qtbot = request.getfixturevalue("qtbot")
-    from PySide6.QtWidgets import QApplication
-
-    from app.theme import apply_dark_theme
-
-    apply_dark_theme(QApplication.instance())  # type: ignore[arg-type]
-    return qtbot
-
-
-@pytest.fixture
-def make_window(qt: Any) -> Iterator[Callable[..., Any]]:
-    from app.main_window import MainWindow
-    from app.settings import PREFERENCES_FILE, WINDOW_STATE_FILE, load_preferences
-
-    windows: list[Any] = []
-
-    def make(library_dir: Path, *, open_demo: bool = False) -> Any:
-        prefs_path = library_dir / PREFERENCES_FILE
-        window = MainWindow(library_dir, load_preferences(prefs_path), prefs_path,
-                            library_dir / WINDOW_STATE_FILE, open_demo=open_demo,
-                            interactive=False)
-        window.resize(1500, 950)
-        window.show()
-        qt.waitExposed(window)
-        windows.append(window)
-        return window
-
-    yield make
-    for window in windows:
-        if window.isVisible():
-            window.close()
-        window.deleteLater()
 
 
 def key(qt: Any, window: Any, widget: Any, k: Any, modifier: Any = None) -> None:
@@ -106,16 +71,6 @@ def brush_drag(view: Any, centre_lps: Any, dx_px: float, dy_px: float = 0.0) -> 
         QTest.mouseMove(view, QPoint(round(x0 + dx_px * t), round(y0 + dy_px * t)))
     QTest.mouseRelease(view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
                        QPoint(round(x0 + dx_px), round(y0 + dy_px)))
-
-
-def centred_everywhere(window: Any, lps: Any, tolerance_px: float = 3.0) -> bool:
-    for view in window.viewer.slice_views().values():
-        if not view.isVisible():
-            continue
-        x, y = view.lps_to_display(lps)
-        if abs(x - view.width() / 2) > tolerance_px or abs(y - view.height() / 2) > tolerance_px:
-            return False
-    return True
 
 
 def import_other_ct(library_dir: Path, folder: Path) -> int:
@@ -168,7 +123,7 @@ def test_review_flow_survives_closing_the_window_and_signs_off(
 
     other_id = import_other_ct(library_dir, tmp_path / "other")
 
-    window = make_window(library_dir, open_demo=True)
+    window = make_window(library_dir, open_demo=True, size=REVIEW_SIZE)
     qt.waitUntil(lambda: window.current_volume is not None
                  and window.current_series_id != other_id, timeout=WAIT_MS)
     demo_id = window.current_series_id
@@ -309,7 +264,7 @@ def test_review_flow_survives_closing_the_window_and_signs_off(
 
     # Close without saving anything by hand; a NEW window on the same library.
     window.close()
-    window2 = make_window(library_dir)
+    window2 = make_window(library_dir, size=REVIEW_SIZE)
     with qt.waitSignal(window2.review_opened, timeout=WAIT_MS) as reopened:
         window2.open_series(demo_id)
     assert reopened.args[0] == run_id
@@ -400,7 +355,7 @@ def test_press_a_to_next_finding_centred_timing(make_window: Any, qt: Any,
     """Printed, not asserted (target ≤ 100 ms under Xvfb)."""
     from app.review_timing import time_accept_to_next_centred
 
-    window = make_window(library_dir, open_demo=True)
+    window = make_window(library_dir, open_demo=True, size=REVIEW_SIZE)
     qt.waitUntil(lambda: window.current_volume is not None, timeout=WAIT_MS)
     run_demo_pack(qt, window)
     ms = time_accept_to_next_centred(window)
@@ -423,7 +378,7 @@ def test_imported_seg_findings_show_read_only_in_the_same_panel(
     with Library.open(library_dir) as library:
         import_paths(library, [folder])
         ct = next(s.id for s in library.all_series() if s.modality == "CT")
-    window = make_window(library_dir)
+    window = make_window(library_dir, size=REVIEW_SIZE)
     with qt.waitSignal(window.imported_ready, timeout=WAIT_MS) as got:
         window.open_series(ct)
     assert got.args[0] == 6
@@ -494,7 +449,7 @@ def test_an_object_that_cannot_be_shown_is_listed_with_its_reason(
     with Library.open(library_dir) as library:
         import_paths(library, [ct_folder, seg])
         ct = next(s.id for s in library.all_series() if s.modality == "CT")
-    window = make_window(library_dir)
+    window = make_window(library_dir, size=REVIEW_SIZE)
     with qt.waitSignal(window.imported_ready, timeout=WAIT_MS) as got:
         window.open_series(ct)
     fp = window.findings_panel

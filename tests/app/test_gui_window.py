@@ -9,7 +9,6 @@ the window is a real Qt + VTK window under Xvfb.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +30,6 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(home))
     for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
         monkeypatch.setenv(var, str(home / var.lower()))
-
-
-@pytest.fixture
-def qt(request: pytest.FixtureRequest) -> Any:
-    """pytest-qt's qtbot, after checking for a display (before any QApplication exists)."""
-    request.getfixturevalue("display")
-    qtbot = request.getfixturevalue("qtbot")
-    from PySide6.QtWidgets import QApplication
-
-    from app.theme import apply_dark_theme
-
-    apply_dark_theme(QApplication.instance())  # type: ignore[arg-type]
-    return qtbot
 
 
 def write_ct(folder: Path, *, patient: str = "ALPHA^ONE", patient_id: str = "PID-A",
@@ -77,31 +63,6 @@ def import_into(library_dir: Path, *paths: Path) -> list[int]:
         return [s.id for s in library.all_series()]
     finally:
         library.close()
-
-
-@pytest.fixture
-def make_window(qt: Any, tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    from app.main_window import MainWindow
-    from app.settings import PREFERENCES_FILE, WINDOW_STATE_FILE, load_preferences
-
-    windows: list[Any] = []
-
-    def make(library_dir: Path, *, open_demo: bool | None = False) -> Any:
-        prefs_path = library_dir / PREFERENCES_FILE
-        window = MainWindow(library_dir, load_preferences(prefs_path), prefs_path,
-                            library_dir / WINDOW_STATE_FILE, open_demo=open_demo,
-                            interactive=False)
-        window.resize(1400, 900)
-        window.show()
-        qt.waitExposed(window)
-        windows.append(window)
-        return window
-
-    yield make
-    for window in windows:
-        if window.isVisible():
-            window.close()
-        window.deleteLater()
 
 
 def drop_on(window: Any, paths: list[Path]) -> None:

@@ -1,0 +1,50 @@
+"""Fixtures of the window tests: a themed qtbot and real main windows on a library."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def qt(request: pytest.FixtureRequest) -> Any:
+    """pytest-qt's qtbot, after checking for a display (before any QApplication exists)."""
+    request.getfixturevalue("display")
+    qtbot = request.getfixturevalue("qtbot")
+    from PySide6.QtWidgets import QApplication
+
+    from app.theme import apply_dark_theme
+
+    apply_dark_theme(QApplication.instance())  # type: ignore[arg-type]
+    return qtbot
+
+
+@pytest.fixture
+def make_window(qt: Any) -> Iterator[Callable[..., Any]]:
+    """``make(library_dir, open_demo=False, size=(1400, 900))``: a shown MainWindow on
+    that library (no modal dialogs); closed and deleted after the test."""
+    from app.main_window import MainWindow
+    from app.settings import PREFERENCES_FILE, WINDOW_STATE_FILE, load_preferences
+
+    windows: list[Any] = []
+
+    def make(library_dir: Path, *, open_demo: bool | None = False,
+             size: tuple[int, int] = (1400, 900)) -> Any:
+        prefs_path = library_dir / PREFERENCES_FILE
+        window = MainWindow(library_dir, load_preferences(prefs_path), prefs_path,
+                            library_dir / WINDOW_STATE_FILE, open_demo=open_demo,
+                            interactive=False)
+        window.resize(*size)
+        window.show()
+        qt.waitExposed(window)
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        if window.isVisible():
+            window.close()
+        window.deleteLater()
