@@ -187,6 +187,9 @@ def test_review_flow_survives_closing_the_window_and_signs_off(
     assert window.series.review.get(first).status == "accepted"
     assert window.series.review.get(first).reviewer == "Dr A Reader"
     assert layer.get(first).status == "accepted"
+    status_column = fp.table.columnCount() - 1  # what the reader sees in the table
+    assert fp.table.item(row_of(fp, first), status_column).text() == "Accepted"
+    assert fp.table.item(row_of(fp, second), status_column).text() == "Pending"
     assert fp.selected_keys() == [second]
     assert centred_everywhere(window, fp.rows()[row_of(fp, second)].centroid_lps)
 
