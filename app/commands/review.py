@@ -3,6 +3,12 @@
 Scripted review of a recorded model run, audited like the GUI (each option is one
 command: all ``--accept`` ids are one bulk decision, all ``--reject`` ids with the same
 reason another). Every id and reason is checked before anything is changed.
+
+``--script FILE`` (``-`` = standard input) reads one step per line — ``accept ID...``,
+``reject ID:REASON[:TEXT]`` (one per line), ``reset ID...``, ``undo``, ``redo``, ``sign-off``;
+blank lines and ``#`` comments are skipped — and prints ``committed N STEP`` the moment
+each step is in the library, so a driving program knows what survives a crash. A bad
+line stops the script with exit 2; the steps before it stay committed.
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--sign-off", action="store_true",
                    help="sign the review off (refused while findings are pending)")
     p.add_argument("--list", action="store_true", help="only print the findings table")
+    p.add_argument("--script", metavar="FILE", default=None,
+                   help="steps, one per line (accept ID..., reject ID:REASON[:TEXT], "
+                   "reset ID..., undo, redo, sign-off); '-' reads standard input")
     p.set_defaults(func=cmd_review)
 
 
@@ -81,6 +90,44 @@ def print_table(session: ReviewSession) -> None:
     Console(width=160).print(table)
 
 
+def _run_script(session: ReviewSession, source: str) -> None:
+    """Run the steps of ``source`` (a path or '-'), one commit each, confirming each."""
+    import sys
+    from pathlib import Path
+
+    from review import ReviewError
+
+    stream = sys.stdin if source == "-" else Path(source).open(encoding="utf-8")
+    try:
+        for number, raw in enumerate(stream, start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            verb, *ids = line.split(" ", 1)
+            words = ids[0].split() if ids else []
+            if verb == "accept" and words:
+                session.accept(words)
+            elif verb == "reject" and ids:
+                for key, reason, text in _parse_rejects([ids[0]]):
+                    session.reject([key], reason, text)
+            elif verb == "reset" and words:
+                session.reset(words)
+            elif verb in ("undo", "redo") and not words:
+                done = session.undo() if verb == "undo" else session.redo()
+                if done is None:
+                    raise ReviewError(f"line {number}: nothing to {verb}")
+            elif verb == "sign-off" and not words:
+                session.sign_off()
+            else:
+                raise ReviewError(f"line {number}: {line!r} is not a step (accept ID..., "
+                                  "reject ID:REASON[:TEXT], reset ID..., undo, redo, "
+                                  "sign-off)")
+            print(f"committed {number} {line}", flush=True)
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+
+
 def cmd_review(args: argparse.Namespace) -> int:
     from app.paths import library_dir
     from review import ReviewError, ReviewSession
@@ -109,7 +156,9 @@ def cmd_review(args: argparse.Namespace) -> int:
         both = set(args.accept) & {key for key, _r, _t in rejects}
         if both:
             raise ReviewError(f"{', '.join(sorted(both))}: both accepted and rejected")
-        if not args.list:
+        if args.script is not None:
+            _run_script(session, args.script)
+        elif not args.list:
             if args.accept:
                 session.accept(args.accept)
             groups: dict[tuple[Any, str], list[str]] = {}

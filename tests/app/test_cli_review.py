@@ -100,3 +100,98 @@ def test_review_of_a_run_of_another_series_is_refused(demo_run: tuple[int, int, 
     series_id, run_id, _keys = demo_run
     assert main(["review", str(series_id), "--run", str(run_id + 5), "--list"]) == 2
     assert "is not a run of series" in capsys.readouterr().err
+
+
+def _review_state(library_dir: Path, run_id: int) -> list[tuple[str, str, str, str]]:
+    from review import ReviewSession
+    from store.library import Library
+
+    with Library.open(library_dir) as lib:
+        session = ReviewSession.open(lib, run_id, reviewer="checker")
+        state = [(f.key, f.status.value, f.reason.value if f.reason else "", f.reason_text)
+                 for f in session.findings]
+        return [*state, ("undo", str(session.undo_text), "", "")]
+
+
+def test_sigkill_of_a_real_lucida_mid_scripted_review_loses_no_committed_decision(
+        demo_run: tuple[int, int, list[str]], library_dir: Path, tmp_path: Path) -> None:
+    """A real ``lucida review --script -`` process, fed decisions without end, is killed
+    with SIGKILL after it has confirmed some: the library holds exactly the confirmed
+    steps (or one more, committed just before the kill), is consistent, and its audit
+    chain verifies. The expected state comes from replaying the confirmed steps with
+    another real ``lucida`` process on a copy of the library taken before."""
+    import os
+    import shutil
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import threading
+
+    from store.library import Library
+
+    series_id, run_id, keys = demo_run
+    before = tmp_path / "before"
+    shutil.copytree(library_dir, before)
+    lucida = Path(sys.executable).with_name("lucida")  # the installed console script
+
+    def step(n: int) -> str:
+        key = keys[(n // 3) % len(keys)]
+        return (f"accept {key}", f"reject {key}:other:step {n}", "undo")[n % 3]
+
+    def start(library: Path, script: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [str(lucida), "review", str(series_id), "--run", str(run_id), "--reviewer",
+             "killer", "--script", script],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=dict(os.environ, LUCIDA_LIBRARY=str(library)))
+
+    proc = start(library_dir, "-")
+    assert proc.stdin is not None and proc.stdout is not None
+
+    def feed() -> None:  # endless; the pipe breaks when the process dies
+        try:
+            for n in range(100_000):
+                proc.stdin.write(step(n) + "\n")  # type: ignore[union-attr]
+                proc.stdin.flush()  # type: ignore[union-attr]
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+
+    threading.Thread(target=feed, daemon=True).start()
+    confirmed: list[str] = []
+    while len(confirmed) < 40:
+        line = proc.stdout.readline()
+        assert line.startswith("committed "), (line, proc.stderr.read()  # type: ignore[union-attr]
+                                               if proc.poll() is not None else "")
+        confirmed.append(line.split(" ", 2)[2].strip())
+    os.kill(proc.pid, signal.SIGKILL)  # it goes on deciding until then
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    # Everything it confirmed before it died (the pipe keeps what was written).
+    whole_lines = proc.stdout.read().split("\n")[:-1]  # a line cut by the kill is no line
+    confirmed += [line.split(" ", 2)[2].strip() for line in whole_lines
+                  if line.startswith("committed ")]
+    assert confirmed == [step(n) for n in range(len(confirmed))]
+
+    conn = sqlite3.connect(library_dir / "library.sqlite")
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+    with Library.open(library_dir) as lib:
+        assert lib.verify_audit().ok
+        decided = [r for r in lib.audit_rows(run_id=run_id) if r.actor == "killer"
+                   and r.event in ("decision", "undo")]
+    assert len(confirmed) <= len(decided) <= len(confirmed) + 1
+    killed = _review_state(library_dir, run_id)
+
+    # The same steps (and the one after them) replayed on the copy by another real process.
+    expected = []
+    for count in (len(confirmed), len(confirmed) + 1):
+        replay = tmp_path / f"replay{count}"
+        shutil.copytree(before, replay)
+        script = tmp_path / f"steps{count}.txt"
+        script.write_text("".join(step(n) + "\n" for n in range(count)), encoding="utf-8")
+        done = start(replay, str(script))
+        _out, err = done.communicate(timeout=120)
+        assert done.returncode == 0, err
+        expected.append(_review_state(replay, run_id))
+    assert killed in expected
