@@ -213,13 +213,13 @@ def _check(spec: DeepMedicSpec, config: Mapping[str, Any]) -> None:
     for i, path in enumerate(spec.pathways):
         if [b.out_channels for b in path.blocks] != feature_maps:
             raise DeepMedicError(f"pathway {i} channels differ from config feature_maps")
-        chans = [spec.input_channels] + feature_maps[:-1]
+        chans = [spec.input_channels, *feature_maps[:-1]]
         if [b.in_channels for b in path.blocks] != chans:
             raise DeepMedicError(f"pathway {i}: block inputs do not chain")
         if any(b.kernel != (1, 1, 1) and any(k == 1 for k in b.kernel) for b in path.blocks):
             raise DeepMedicError(f"pathway {i}: mixed 1/3 kernels are not supported")
-    head_chans = ([feature_maps[-1] * len(spec.pathways)] + list(model.get("fully_connected", []))
-                  + [int(data.get("num_classes", -1))])
+    head_chans = [feature_maps[-1] * len(spec.pathways), *model.get("fully_connected", []),
+                  int(data.get("num_classes", -1))]
     if [b.in_channels for b in spec.head] + [spec.num_classes] != head_chans:
         raise DeepMedicError(f"fully connected channels differ from config: expected {head_chans}")
     if any(b.kernel != (1, 1, 1) for b in spec.head):
@@ -343,4 +343,4 @@ def build_deepmedic_onnx(state_dict: Mapping[str, Array], config: Mapping[str, A
                               producer_name="lucida.inference.importers.deepmedic")
     model.ir_version = 8  # onnxruntime >= 1.15 reads it; newer IRs add nothing needed here
     onnx.checker.check_model(model, full_check=True)
-    return model.SerializeToString()
+    return bytes(model.SerializeToString())

@@ -26,7 +26,6 @@ import collections
 import hashlib
 import io
 import pickle
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -136,13 +135,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return ref
 
 
-def _load(f: BinaryIO) -> _RestrictedUnpickler:
-    return _RestrictedUnpickler(f)
-
-
-def _read_pickle(f: BinaryIO, what: str, into: Callable[[BinaryIO], _RestrictedUnpickler] = _load,
-                 ) -> tuple[Any, _RestrictedUnpickler]:
-    unpickler = into(f)
+def _read_pickle(f: BinaryIO, what: str) -> tuple[Any, _RestrictedUnpickler]:
+    unpickler = _RestrictedUnpickler(f)
     try:
         return unpickler.load(), unpickler
     except LegacyTorchError:
@@ -232,6 +226,7 @@ def _read_storages(f: BinaryIO, name: str, keys: list[str],
                    refs: dict[str, _StorageRef]) -> dict[str, npt.NDArray[Any]]:
     data: dict[str, npt.NDArray[Any]] = {}
     roots = {ref.view[0] if ref.view else ref.key: ref.kind for ref in refs.values()}
+    declared = {ref.key: ref.numel for ref in refs.values() if ref.view is None}
     for key in keys:
         kind = roots.get(key)
         if kind is None or key in data:
@@ -244,6 +239,9 @@ def _read_storages(f: BinaryIO, name: str, keys: list[str],
         raw = f.read(nbytes) if numel >= 0 else b""
         if numel < 0 or len(raw) != nbytes:
             raise LegacyTorchError(f"{name}: storage {key} is truncated")
+        if declared.get(key, numel) != numel:
+            raise LegacyTorchError(f"{name}: storage {key} holds {numel} elements, "
+                                   f"the pickle declared {declared[key]}")
         data[key] = np.frombuffer(raw, dtype=kind.dtype)
     missing = set(roots) - set(data)
     if missing:
