@@ -43,6 +43,7 @@ __all__ = [
     "MeshNetNormalization",
     "convert_meshnet",
     "normalize_volume",
+    "predict_logits",
     "run_onnx",
 ]
 
@@ -165,13 +166,14 @@ def normalize_volume(volume: npt.ArrayLike, norm: MeshNetNormalization
     return out.astype(np.float32)
 
 
-def run_onnx(model: MeshNetModel, volume: npt.ArrayLike, *,
-             order: Literal["xyz", "zyx"] = "xyz", threads: int = 2) -> npt.NDArray[np.uint8]:
-    """Argmax labels (uint8) of an already normalised volume, in the volume's own order.
+def predict_logits(model: MeshNetModel, volume: npt.ArrayLike, *,
+                   order: Literal["xyz", "zyx"] = "xyz", threads: int = 2
+                   ) -> npt.NDArray[np.float32]:
+    """Logits ``[n_classes, *volume.shape]`` of an already normalised volume (CPU).
 
     ``xyz``: the array is in NIfTI voxel order (i, j, k), as ``nibabel`` returns it and as
     the graph takes it. ``zyx``: (k, j, i) order (SimpleITK/DICOM stacks); transposed in
-    and back out. CPU only (tests, importer checks).
+    and back out.
     """
     from inference.runtime import create_session, run_session
 
@@ -182,7 +184,15 @@ def run_onnx(model: MeshNetModel, volume: npt.ArrayLike, *,
         x = x.transpose(2, 1, 0)
     session, _ = create_session(model.onnx_bytes, ["CPUExecutionProvider"], threads,
                                 label=model.model_name)
-    logits = run_session(session, model.input_name, model.output_name,
-                         np.ascontiguousarray(x)[None, None])
-    labels: npt.NDArray[np.uint8] = np.argmax(logits[0], axis=0).astype(np.uint8)
-    return np.ascontiguousarray(labels.transpose(2, 1, 0)) if order == "zyx" else labels
+    logits: npt.NDArray[np.float32] = run_session(
+        session, model.input_name, model.output_name, np.ascontiguousarray(x)[None, None])[0]
+    return logits.transpose(0, 3, 2, 1) if order == "zyx" else logits
+
+
+def run_onnx(model: MeshNetModel, volume: npt.ArrayLike, *,
+             order: Literal["xyz", "zyx"] = "xyz", threads: int = 2) -> npt.NDArray[np.uint8]:
+    """Argmax labels (uint8) of an already normalised volume, in the volume's own order
+    (see ``predict_logits``); brainchop's cluster filter is not applied."""
+    logits = predict_logits(model, volume, order=order, threads=threads)
+    labels: npt.NDArray[np.uint8] = np.argmax(logits, axis=0).astype(np.uint8)
+    return np.ascontiguousarray(labels)
