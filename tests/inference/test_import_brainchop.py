@@ -4,12 +4,12 @@ References (../shared/models-src/brainchop-meshnet/reference, see its README): b
 0.2.5 CLI (tinygrad) on the conformed T1, qnormalize'd, argmax before its cluster filter,
 stored in NIfTI voxel order (i, j, k), LIA. Our ONNX graph takes the same order.
 
-CI cost: the full 256^3 run of model5_gw_ae (5 channels) takes ~6 s on 2 threads; the full run
-of model30chan18cls (30 channels, ~36x the work) takes minutes, so it is checked on an exact
-subset: an output box plus the network's receptive radius (46 voxels) of input margin, clamped
-to the volume. Outputs inside the box then equal the full-volume outputs (each layer's zero
-padding at the crop border only corrupts a band as wide as its dilation, and the bands add up
-to the radius); ``test_margin_crop_is_exact`` checks that claim on model5_gw_ae.
+CI cost: the full 256^3 run of model5_gw_ae (5 channels) takes ~5 s on 2 threads; the full
+run of model30chan18cls (30 channels, ~36x the work) takes ~75 s and 5.6 GB, so CI checks an
+exact subset (the full run is opt-in, LUCIDA_FULL_MESHNET=1): an output box plus the
+network's receptive radius (46 voxels) of input margin, clamped to the volume. Outputs inside
+the box then equal the full-volume outputs (each layer's zero padding at the crop border only
+corrupts a band as wide as its dilation, and the bands add up to the radius); ``test_margin_crop_is_exact`` checks that claim on model5_gw_ae.
 """
 
 from __future__ import annotations
@@ -108,10 +108,10 @@ def test_model5_gw_ae_full_volume_matches_reference(meshnet_dir: Path,
 
 def test_model30chan18cls_matches_reference_on_exact_subset(
         meshnet_dir: Path, qnormed: npt.NDArray[np.float32]) -> None:
-    """A 40^3 box at the brain centre (thalami, basal ganglia, ventricles) from a 132^3 crop."""
+    """A 64^3 box at the brain centre (thalami, basal ganglia, ventricles) from a 156^3 crop."""
     model = convert_meshnet(meshnet_dir / "model30chan18cls")
     assert model.receptive_radius == 46
-    box = _box(_brain_centre(meshnet_dir), 20)
+    box = _box(_brain_centre(meshnet_dir), 32)
     crop, inner = _margin_crop(box, model.receptive_radius)
     start = time.perf_counter()
     ours = run_onnx(model, qnormed[crop], threads=THREADS)[inner]
@@ -119,13 +119,14 @@ def test_model30chan18cls_matches_reference_on_exact_subset(
           f"{time.perf_counter() - start:.1f} s")
     ref = _reference(meshnet_dir, "model30chan18cls")[box]
     present = set(np.unique(ref).tolist())
-    assert len(present) >= 8, f"the box shows too few structures to prove much: {present}"
-    assert _agreement("model30chan18cls (40^3 box)", ours, ref) >= 0.9999
+    print(f"structures in the box: {len(present)} of 18")
+    assert len(present) >= 12, f"the box shows too few structures to prove much: {present}"
+    assert _agreement("model30chan18cls (64^3 box)", ours, ref) >= 0.9999
 
 
 @pytest.mark.skipif(os.environ.get("LUCIDA_FULL_MESHNET") != "1",
                     reason="full 256^3 model30chan18cls run: ~75 s and 5.6 GB on 2 threads; "
-                    "set LUCIDA_FULL_MESHNET=1 (CI checks the exact 40^3 subset above)")
+                    "set LUCIDA_FULL_MESHNET=1 (CI checks the exact 64^3 subset above)")
 def test_model30chan18cls_full_volume_matches_reference(
         meshnet_dir: Path, qnormed: npt.NDArray[np.float32]) -> None:
     model = convert_meshnet(meshnet_dir / "model30chan18cls")
@@ -134,6 +135,27 @@ def test_model30chan18cls_full_volume_matches_reference(
     print(f"\nmodel30chan18cls 256^3 on {THREADS} threads: {time.perf_counter() - start:.1f} s")
     ref = _reference(meshnet_dir, "model30chan18cls")
     assert _agreement("model30chan18cls", ours, ref) >= 0.9999
+
+
+@pytest.mark.skipif(os.environ.get("LUCIDA_FULL_MESHNET") != "1",
+                    reason="full 256^3 mindgrab run: ~65 s on 2 threads; set LUCIDA_FULL_MESHNET=1")
+def test_mindgrab_full_volume_is_a_plausible_brain_mask(
+        meshnet_dir: Path, conformed: npt.NDArray[np.uint8]) -> None:
+    """No mindgrab reference exists; its mask must hold model5_gw_ae's reference brain
+    (WM+GM, >= 99 %), span the same box (+-5 voxels) and measure 1.1-1.9 L (brain + CSF).
+    Measured: 1,607,215 voxels, 99.83 % of the model5 brain inside, boxes within 3 voxels."""
+    model = convert_meshnet(meshnet_dir / "mindgrab")
+    assert model.web_app_normalization is not None
+    mask = run_onnx(model, normalize_volume(conformed, model.web_app_normalization),
+                    threads=THREADS) == 1
+    brain = np.load(meshnet_dir / "reference" / "model5_gw_ae_labels_xyz.npz")["labels"] > 0
+    recall = float((mask & brain).sum() / brain.sum())
+    print(f"\nmindgrab: {int(mask.sum())} voxels (1 mm^3), holds {100 * recall:.2f} % of the "
+          "model5_gw_ae brain")
+    assert recall >= 0.99 and 1.1e6 <= mask.sum() <= 1.9e6
+    for got, want in zip(np.nonzero(mask), np.nonzero(brain), strict=True):
+        assert abs(int(got.min()) - int(want.min())) <= 5
+        assert abs(int(got.max()) - int(want.max())) <= 5
 
 
 def test_margin_crop_is_exact(meshnet_dir: Path, qnormed: npt.NDArray[np.float32]) -> None:
