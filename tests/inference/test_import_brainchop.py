@@ -9,7 +9,8 @@ run of model30chan18cls (30 channels, ~36x the work) takes ~75 s and 5.6 GB, so 
 exact subset (the full run is opt-in, LUCIDA_FULL_MESHNET=1): an output box plus the
 network's receptive radius (46 voxels) of input margin, clamped to the volume. Outputs inside
 the box then equal the full-volume outputs (each layer's zero padding at the crop border only
-corrupts a band as wide as its dilation, and the bands add up to the radius); ``test_margin_crop_is_exact`` checks that claim on model5_gw_ae.
+corrupts a band as wide as its dilation, and the bands add up to the radius);
+``test_margin_crop_is_exact`` checks that claim on model5_gw_ae.
 """
 
 from __future__ import annotations
