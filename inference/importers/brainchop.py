@@ -17,6 +17,7 @@ Usage::
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -54,6 +55,8 @@ class MeshNetNormalization:
 
     ``quantile``: ``x = (x - q(lower)) / (q(upper) - q(lower) + epsilon)``, then clipped to
     [0, 1] if ``clip``; ``minmax``: ``(x - min) / (max - min)``. Quantiles are fractions.
+    ``method``: ``linear`` = numpy.quantile's default; ``sorted-index`` = the web app's
+    calculateQuantiles: ``sorted[floor(n * lower)]`` and ``sorted[ceil(n * upper) - 1]``.
     """
 
     kind: Literal["quantile", "minmax"]
@@ -61,21 +64,23 @@ class MeshNetNormalization:
     upper: float = 1.0
     epsilon: float = 0.0
     clip: bool = False
+    method: Literal["linear", "sorted-index"] = "linear"
     source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "lower": self.lower, "upper": self.upper,
-                "epsilon": self.epsilon, "clip": self.clip, "source": self.source}
+                "epsilon": self.epsilon, "clip": self.clip, "method": self.method,
+                "source": self.source}
 
 
 # brainchop 0.2.5 (the authors' Python CLI) uses this for EVERY MeshNet model; the staged
 # reference labels were made with it, so it is the normalisation the conversion is proven on.
 CLI_QNORMALIZE = MeshNetNormalization(
-    "quantile", 0.02, 0.98, 1e-3, True,
+    "quantile", 0.02, 0.98, 1e-3, True, "linear",
     "brainchop 0.2.5 qnormalize: numpy.quantile (linear) q02/q98, +1e-3, clip [0,1]")
 _WEB_MINMAX = MeshNetNormalization("minmax", source="brainchop web app: min-max over the volume")
 _WEB_QUANTILE = MeshNetNormalization(
-    "quantile", 0.05, 0.95, 0.0, False,
+    "quantile", 0.05, 0.95, 0.0, False, "sorted-index",
     "brainchop web app quantileNormalizeVolumeData(0.05, 0.95): sorted-array quantiles, "
     "no clip")
 # The web app's (brainchop-parameters.js) choice for each model's main entry; model11_gw_ae
@@ -157,8 +162,12 @@ def normalize_volume(volume: npt.ArrayLike, norm: MeshNetNormalization
     x = np.asarray(volume, dtype=np.float64)
     if norm.kind == "minmax":
         lo, hi = float(x.min()), float(x.max())
-    else:
+    elif norm.method == "linear":
         lo, hi = (float(q) for q in np.quantile(x, [norm.lower, norm.upper]))
+    else:
+        n = x.size
+        k_lo, k_hi = math.floor(n * norm.lower), max(0, math.ceil(n * norm.upper) - 1)
+        lo, hi = (float(q) for q in np.partition(x.reshape(-1), [k_lo, k_hi])[[k_lo, k_hi]])
     span = hi - lo + norm.epsilon
     out = (x - lo) / span if span > 0 else np.zeros_like(x)
     if norm.clip:

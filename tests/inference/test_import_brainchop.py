@@ -29,6 +29,7 @@ import pytest
 
 from inference.importers.brainchop import (
     CLI_QNORMALIZE,
+    WEB_APP_NORM,
     MeshNetImportError,
     MeshNetModel,
     convert_meshnet,
@@ -238,7 +239,7 @@ def test_labels_normalisation_and_notes(meshnet_dir: Path) -> None:
         ("Grey Matter", (205, 62, 78))]
     assert m5.normalization.to_dict() == {
         "kind": "quantile", "lower": 0.02, "upper": 0.98, "epsilon": 1e-3, "clip": True,
-        "source": CLI_QNORMALIZE.source}
+        "method": "linear", "source": CLI_QNORMALIZE.source}
     assert m5.web_app_normalization is not None and m5.web_app_normalization.kind == "minmax"
     m11 = convert_meshnet(meshnet_dir / "model11_gw_ae")
     assert m11.labels_source == "v3_labels.json+v3_colorLUT.json"
@@ -256,6 +257,12 @@ def test_normalize_volume_formulas() -> None:
     assert q[2, 0, 0] == 0.0 and q[0, 0, 0] == 0.0  # clipped below q02 = 2
     assert q[50, 0, 0] == pytest.approx(48 / (96 + 1e-3))
     assert q[100, 0, 0] == 1.0
+    # The web app's quantile: sorted[floor(101 * .05)] = 5, sorted[ceil(101 * .95) - 1] = 95.
+    web = WEB_APP_NORM["model20chan3cls"]
+    w = normalize_volume(x, web)
+    assert w[5, 0, 0] == 0.0 and w[95, 0, 0] == 1.0 and w[0, 0, 0] < 0  # no clipping
+    m = normalize_volume(x + 10, WEB_APP_NORM["model5_gw_ae"])
+    assert m.min() == 0.0 and m.max() == 1.0 and m[50, 0, 0] == pytest.approx(0.5)
 
 
 # ---- malformed model folders are refused, naming the layer and field ----
