@@ -101,6 +101,12 @@ class Percentiles(_Strict):
     out_min: float = 0.0
     out_max: float = 1.0
     clip: bool = True
+    # ``(x - lo) / (hi - lo + epsilon)``, the result clipped to [out_min, out_max] (brainchop's
+    # qnormalize); 0 keeps the plain map with the input clipped to [lo, hi].
+    epsilon: float = Field(default=0.0, ge=0.0)
+    # "all": percentiles (numpy linear) over every voxel, for models proven against an exact
+    # formula; "sample": a strided sample of about 2 M voxels (cheaper, approximate).
+    statistics: Literal["sample", "all"] = "sample"
 
     @model_validator(mode="after")
     def _order(self) -> Percentiles:

@@ -34,6 +34,17 @@ def _affine_map(x: Array32, lo: float, hi: float, out_min: float, out_max: float
     return x
 
 
+def _epsilon_map(x: Array32, lo: float, hi: float, spec: Percentiles) -> Array32:
+    """``(x - lo) / (hi - lo + epsilon)`` onto [out_min, out_max], the result clipped."""
+    scale = np.float32((spec.out_max - spec.out_min) / (hi - lo + spec.epsilon))
+    x -= np.float32(lo)
+    x *= scale
+    x += np.float32(spec.out_min)
+    if spec.clip:
+        np.clip(x, spec.out_min, spec.out_max, out=x)
+    return x
+
+
 def _sample(x: Array32, limit: int = 2_000_000) -> Array32:
     """A strided sample for percentiles (exact enough, much cheaper than a full sort)."""
     flat = x.reshape(-1)
@@ -50,8 +61,10 @@ def normalize(x: Array32, spec: Normalization) -> Array32:
     if isinstance(spec, MinMax):
         return _affine_map(x, float(x.min()), float(x.max()), spec.out_min, spec.out_max, False)
     if isinstance(spec, Percentiles):
-        sample = _sample(x)
+        sample = x.reshape(-1) if spec.statistics == "all" else _sample(x)
         lo, hi = np.percentile(sample, [spec.lower, spec.upper])
+        if spec.epsilon > 0:
+            return _epsilon_map(x, float(lo), float(hi), spec)
         return _affine_map(x, float(lo), float(hi), spec.out_min, spec.out_max, spec.clip)
     if isinstance(spec, ZScore):
         if spec.mean is not None and spec.std is not None:

@@ -1,4 +1,5 @@
-"""``lucida models list|show ID|install PACK|remove ID``: the model pack registry."""
+"""``lucida models list|show ID|install PACK|remove ID|import FAMILY DIR``: the model pack
+registry."""
 
 from __future__ import annotations
 
@@ -22,6 +23,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("pack", metavar="PACK")
     p.add_argument("--replace", action="store_true", help="replace an installed pack")
     p.set_defaults(func=cmd_install)
+    p = sub.add_parser("import", help="build packs from a model family's published files "
+                       "and install them",
+                       description="Convert the authors' published model files (e.g. brainchop's "
+                       "TF.js MeshNet folders) into Lucida packs and install them, hashes "
+                       "verified like `lucida models install`.")
+    p.add_argument("family", metavar="FAMILY", help="model family: brainchop, blast-ct")
+    p.add_argument("source", metavar="DIR", help="folder of the authors' files")
+    p.add_argument("--model", action="append", default=None, metavar="NAME",
+                   help="import only this model (repeatable; default: every model in DIR)")
+    p.add_argument("--replace", action="store_true", help="replace installed packs")
+    p.set_defaults(func=cmd_import)
     p = sub.add_parser("remove", help="remove an installed pack")
     p.add_argument("id", metavar="ID", help="the id of a pack installed in the library "
                    "(`lucida models list`); never a path")
@@ -83,4 +95,25 @@ def cmd_install(args: argparse.Namespace) -> int:
 def cmd_remove(args: argparse.Namespace) -> int:
     for path in _registry(args).remove(args.id):
         print(f"removed {args.id} ({path})")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Build every pack in a staging folder first, then install them one by one through the
+    registry (hash checks, atomic move-in); a conversion error installs nothing."""
+    import tempfile
+    from pathlib import Path
+
+    from inference.importers.registry import pack_builder
+
+    build = pack_builder(args.family)
+    reg = _registry(args)
+    with tempfile.TemporaryDirectory(prefix="lucida-import-") as staging:
+        folders: list[Path] = []
+        for name in args.model or [None]:
+            folders.extend(build(Path(args.source).expanduser(), Path(staging), model=name))
+        for folder in folders:
+            pack = reg.install(folder, replace=args.replace)
+            print(f"imported {pack.id} {pack.manifest.version} into {pack.source} "
+                  "(hashes verified)")
     return 0
