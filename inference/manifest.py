@@ -279,7 +279,10 @@ class OutputSpec(_Strict):
     of columns per box)."""
 
     tensor_name: str | None = None
-    kind: Literal["segmentation_logits", "probabilities", "anomaly_map", "detections"]
+    # "label_index": one channel holding each voxel's class index (an ArgMax inside the
+    # graph), mapped to labels by ``labels[].index``; a [C, ...] score volume is never held.
+    kind: Literal["segmentation_logits", "probabilities", "anomaly_map", "detections",
+                  "label_index"]
     activation: Literal["softmax", "sigmoid", "none"] = "none"
     channels: int = Field(ge=1, le=512)
     labels: list[LabelSpec] = Field(min_length=1)
@@ -300,6 +303,11 @@ class OutputSpec(_Strict):
             return self._consistent_detections()
         if self.detections is not None:
             raise ValueError("'detections' is only for output kind 'detections'")
+        if self.kind == "label_index":
+            if self.channels != 1 or self.activation != "none" or self.heatmap_channel != "none":
+                raise ValueError("a label_index output has channels 1, activation 'none' and "
+                                 "heatmap_channel 'none'")
+            return self
         for lab in self.labels:
             ch = lab.index
             if ch >= self.channels:
@@ -512,6 +520,13 @@ class Manifest(_Strict):
                                  f"{', '.join(other)}")
             return self
         steps = [s.step for s in self.postprocessing]
+        if self.output.kind == "label_index":
+            if self.tiling.mode != "whole":
+                raise ValueError("a label_index output needs 'whole' tiling (class indices "
+                                 "cannot be blended across tiles)")
+            if "argmax" in steps or "threshold" in steps:
+                raise ValueError("a label_index output is already labels: no argmax or "
+                                 "threshold step")
         if "argmax" in steps and "threshold" in steps:
             raise ValueError("postprocessing uses both argmax and threshold; choose one")
         return self

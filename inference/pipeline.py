@@ -484,6 +484,8 @@ def _label_dtype(m: Manifest) -> type[np.integer[Any]]:
 def _to_labels(probs: npt.NDArray[Any], m: Manifest,
                threads: int = 1) -> npt.NDArray[np.integer[Any]]:
     """``[C, k, j, i]`` scores → integer labels in model space (argmax or threshold)."""
+    if m.output.kind == "label_index":
+        return _index_labels(probs[0], m, threads)
     steps = m.postprocessing
     use_argmax = any(isinstance(s, ArgmaxStep) for s in steps)
     thr_step = next((s for s in steps if isinstance(s, ThresholdStep)), None)
@@ -512,6 +514,26 @@ def _to_labels(probs: npt.NDArray[Any], m: Manifest,
             lab.value if m.output.channels > lab.value else 0)
         labels[probs[ch] >= thr] = lab.value
     return labels
+
+
+def _index_labels(index: npt.NDArray[Any], m: Manifest,
+                  threads: int = 1) -> npt.NDArray[np.integer[Any]]:
+    """Class indices (as floats from the graph) → label values; unknown indices → 0."""
+    dtype = _label_dtype(m)
+    lut = np.zeros(max(lab.index for lab in m.output.labels) + 2, dtype=dtype)
+    for lab in m.output.labels:
+        lut[lab.index] = lab.value
+    out = np.empty(index.shape, dtype=dtype)
+    top = len(lut) - 1  # the last entry stays 0: out-of-range indices land there
+
+    def slab(part: slice) -> None:
+        idx = np.rint(index[part]).astype(np.int64)
+        np.clip(idx, 0, top, out=idx)
+        idx[~np.isfinite(index[part])] = top
+        out[part] = lut[idx]
+
+    _slabs(index.shape[0], slab, threads)
+    return out
 
 
 def _argmax_channels(scores: npt.NDArray[Any]) -> npt.NDArray[np.unsignedinteger[Any]]:

@@ -10,8 +10,9 @@ vocabulary, so a pack carries no code:
   quantile normalisation below is invariant to it up to the uint8 rounding.
 * normalisation: brainchop 0.2.5's qnormalize (numpy linear q02/q98 over every voxel,
   ``(x - q02) / (q98 - q02 + 1e-3)``, clipped to [0, 1]), the one the references prove.
-* output: logits, argmax; mindgrab keeps its largest brain component. Labels come back onto
-  the source series' grid by nearest neighbour (the pipeline's inverse of the model grid).
+* output: the graph ends in ArgMax (output kind ``label_index``); mindgrab keeps its largest
+  brain component. Labels come back onto the source series' grid by nearest neighbour (the
+  pipeline's inverse of the model grid).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from core.errors import ModelPackError
 from inference.importers.brainchop import MeshNetModel, MeshNetNormalization, convert_meshnet
 from inference.manifest import parse_manifest
 
-__all__ = ["PACK_VERSION", "build_pack", "manifest_for", "model_folders", "pack_id"]
+__all__ = ["PACK_VERSION", "build_pack", "manifest_for", "model_folders", "pack_id",
+           "with_argmax"]
 
 PACK_VERSION = "1.0.0"
 CITATION = ("Masoud M, Hu F, Plis S. Brainchop: In-browser MRI volumetric segmentation and "
@@ -110,7 +112,7 @@ def manifest_for(model: MeshNetModel, onnx_name: str, sha256: str) -> dict[str, 
                              _Describe(model.model_name, "a brainchop MeshNet segmentation"))
     labels = [{"value": lab.value, "name": lab.name, "color": list(lab.rgb)}
               for lab in model.labels if lab.value != 0]
-    post: list[dict[str, Any]] = [{"step": "argmax"}]
+    post: list[dict[str, Any]] = []
     if desc.largest_component:
         post.append({"step": "keep_largest_component", "labels": [lab["value"] for lab in labels]})
     return {
@@ -136,11 +138,40 @@ def manifest_for(model: MeshNetModel, onnx_name: str, sha256: str) -> dict[str, 
             "pad_value": 0.0, "interpolation": "linear",
         },
         "tiling": {"mode": "whole"},
-        "output": {"kind": "segmentation_logits", "activation": "none",
-                   "channels": model.n_classes, "labels": labels, "heatmap_channel": "none"},
+        # labels[].value is the class index, so no "channel" is needed.
+        "output": {"kind": "label_index", "tensor_name": LABEL_OUTPUT, "activation": "none",
+                   "channels": 1, "labels": labels, "heatmap_channel": "none"},
         "postprocessing": post,
         "files": [{"path": onnx_name, "sha256": sha256}],
     }
+
+
+LABEL_OUTPUT = "class_index"
+
+
+def with_argmax(onnx_bytes: bytes) -> bytes:
+    """The MeshNet graph with ArgMax over the classes (first maximum wins, as numpy's) and a
+    cast to float appended: output ``class_index`` [1, 1, i, j, k]. The pack then never holds
+    the [classes, 256^3] logits (7 GB for model21_104class)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load_from_string(onnx_bytes)
+    graph = model.graph
+    (logits,) = graph.output
+    graph.node.extend([
+        helper.make_node("ArgMax", [logits.name], ["class_index_i64"], name="argmax", axis=1,
+                         keepdims=1, select_last_index=0),
+        helper.make_node("Cast", ["class_index_i64"], [LABEL_OUTPUT], name="to_float",
+                         to=TensorProto.FLOAT),
+    ])
+    dims = [d.dim_param or d.dim_value for d in logits.type.tensor_type.shape.dim]
+    graph.output.pop()
+    graph.output.append(helper.make_tensor_value_info(
+        LABEL_OUTPUT, TensorProto.FLOAT, [dims[0], 1, *dims[2:]]))
+    onnx.checker.check_model(model)
+    data: bytes = model.SerializeToString()
+    return data
 
 
 def _measured(name: str) -> str:
@@ -205,12 +236,13 @@ def build_pack(src_dir: Path | str, out_dir: Path | str, *,
     for folder in model_folders(src_dir, model):
         converted = convert_meshnet(folder)
         onnx_name = f"{converted.model_name}.onnx"
-        sha = hashlib.sha256(converted.onnx_bytes).hexdigest()
+        onnx_bytes = with_argmax(converted.onnx_bytes)
+        sha = hashlib.sha256(onnx_bytes).hexdigest()
         manifest = manifest_for(converted, onnx_name, sha)
         parse_manifest(manifest, f"{folder.name}: manifest.json")  # refuse before writing
         target = out / manifest["id"]
         target.mkdir(parents=True, exist_ok=True)
-        write_bytes(target / onnx_name, converted.onnx_bytes)
+        write_bytes(target / onnx_name, onnx_bytes)
         write_text(target / "manifest.json", json.dumps(manifest, indent=2) + "\n")
         write_text(target / "MODEL_CARD.md", model_card(converted, manifest))
         packs.append(target)
