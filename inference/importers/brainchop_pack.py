@@ -65,10 +65,16 @@ _DESCRIPTIONS: dict[str, _Describe] = {
                                   "a 103-region Desikan-Killiany aparc+aseg parcellation"),
 }
 
-# Measured on this project's build machine (2 CPU cores, 23 GB, onnxruntime CPU, 2 threads):
-# `lucida infer` of the installed pack on the conformed T1 (256^3), wall seconds and the
-# process's peak RSS. Filled from tests/inference/test_brainchop_pack.py's measurement run.
-MEASURED: dict[str, tuple[float, float]] = {}
+# Measured on this project's build machine with `lucida infer --threads 2` (2 CPU cores shared
+# with other work, 23 GB, onnxruntime CPU): wall seconds of the whole command and its peak RSS
+# (GB), on the input named. The network always runs on the whole 256^3 grid, so the input's
+# own size hardly matters.
+MEASURED: dict[str, tuple[float, float, str]] = {
+    "model5_gw_ae": (10.4, 1.2, "the 256^3 conformed T1 NIfTI"),
+    "mindgrab": (124.6, 3.4, "a 176x256x256 MPRAGE DICOM series"),
+    "model21_104class": (117.3, 10.5, "a 176x256x256 MPRAGE DICOM series"),
+    "model30chan18cls": (127.4, 4.4, "a 176x256x256 MPRAGE DICOM series"),
+}
 MEASURED_ON = "2026-12-05, 2 CPU cores (x86-64), onnxruntime CPU, 2 threads"
 
 
@@ -179,9 +185,9 @@ def _measured(name: str) -> str:
         return ("Not measured for this model. The network always runs on the whole 256^3 "
                 "grid, so cost grows with its channel count: about 5 s for model5_gw_ae and "
                 "75 s / 5.6 GB for model30chan18cls on 2 CPU threads.")
-    secs, gb = MEASURED[name]
+    secs, gb, what = MEASURED[name]
     return (f"{secs:.0f} s wall and {gb:.1f} GB peak resident memory for one run of `lucida "
-            f"infer` on a 256^3 conformed T1 ({MEASURED_ON}).")
+            f"infer` on {what} ({MEASURED_ON}).")
 
 
 def model_card(model: MeshNetModel, manifest: dict[str, Any]) -> str:
