@@ -56,9 +56,19 @@ CITATION = ("Monteiro M, Newcombe VFJ, Mathieu F, et al. Multiclass semantic seg
 
 # Measured here (see MODEL_CARD.md); None = not measured on this build.
 MEASURED: dict[str, str] = {
-    "tile_cpu": "about 1.0 s per 110³ tile per member on 2 CPU threads (this development "
-                "machine, onnxruntime 1.32, shared with other work); 30³ output voxels per tile",
-    "full_volume": "not measured yet",
+    "tile_cpu": "0.74 s per 110³ tile per member on 1 CPU thread, about 1 s on 2 threads "
+                "(this development machine, 2 cores shared with other work, onnxruntime 1.32, "
+                "CPU only); a tile yields 30³ output voxels. Through Lucida's pipeline: a "
+                "30 x 60 x 30 mm phantom (2 tiles x 6 members) 10-11 s, a 4-slice 59 x 59 mm "
+                "block of the gantry-tilt head CT (4 tiles x 6 members) 16 s, on 2 threads",
+    "full_volume": "Whole gantry-tilt head CT (37 x 610 x 512 voxels, 4 x 0.49 x 0.49 mm; "
+                   "a 231 x 328 x 250 grid at 1 mm = 792 tiles per member): member 1 alone "
+                   "took 583 s on 1 thread (network 582 s, resampling and post-processing "
+                   "1 s), peak RSS 1087 MB (Lucida's estimate 1556 MB). The 6-member pack "
+                   "runs the members one after another, so expect about 6 x the network "
+                   "time (about an hour on 1 thread of this machine, not measured) and about "
+                   "the same peak memory plus one more 5-channel accumulator (~0.4 GB): "
+                   "use a machine with more cores for whole series",
 }
 
 
@@ -263,6 +273,10 @@ P(background).
 - Reported per-class performance (paper) is best for large IPH/EAH volumes and weakest for
   small lesions and IVH; the population was mostly adult European TBI patients.
 - V1 subset (6 of 12 members): expect more variability than the published ensemble.
+- On Lucida's gantry-tilted test head CT, member 1 alone listed 26 regions of at least
+  0.01 mL: 19 small extra-axial calls along the skull vault (0.01-0.65 mL) and 7 oedema
+  regions (one of 3.4 mL). Nobody has reviewed them; expect false-positive specks next to
+  bone, and read every finding against the images.
 - The last tile of an axis whose length at 1 mm is not a multiple of 15 voxels is placed to
   end at the volume (Lucida's tiling), so near those far edges the subsampled pathways see a
   different phase than in the authors' tiling; elsewhere the tiling is the authors'.
