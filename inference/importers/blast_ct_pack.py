@@ -274,7 +274,7 @@ P(background).
   small lesions and IVH; the population was mostly adult European TBI patients.
 - V1 subset (6 of 12 members): expect more variability than the published ensemble.
 - On Lucida's gantry-tilted test head CT, member 1 alone listed 26 regions of at least
-  0.01 mL: 20 small extra-axial calls, mostly along the skull vault (0.01-0.65 mL), and 6 oedema
+  0.01 mL: 20 small extra-axial calls (0.01-0.65 mL, many high in the head) and 6 oedema
   regions (one of 3.4 mL). Nobody has reviewed them; expect false-positive specks next to
   bone, and read every finding against the images.
 - The last tile of an axis whose length at 1 mm is not a multiple of 15 voxels is placed to
