@@ -20,6 +20,8 @@ import pytest
 from app.cli import main
 
 MODELS = ["model30chan18cls", "mindgrab", "model21_104class"]
+# The first DICOM test also pays for the module fixture: three whole-grid networks in a row.
+E2E_TIMEOUT = pytest.mark.timeout(900)
 SUBCORTICAL = ["Thalamus", "Caudate", "Putamen", "Pallidum", "Hippocampus", "Amygdala"]
 
 
@@ -114,6 +116,7 @@ def dicom_runs(shared_data: Path, shared_models: Path, tmp_path_factory: pytest.
         mp.undo()
 
 
+@E2E_TIMEOUT
 def test_brain_mask_from_dicom_is_plausible(dicom_runs: dict[str, Any]) -> None:
     """mindgrab's mask on the MPRAGE's own grid: one component of 0.9-1.9 L.
 
@@ -135,6 +138,7 @@ def test_brain_mask_from_dicom_is_plausible(dicom_runs: dict[str, Any]) -> None:
     assert ndimage.label(labels == 1, structure=np.ones((3, 3, 3)))[1] == 1
 
 
+@E2E_TIMEOUT
 def test_subcortical_labels_lie_inside_the_brain_mask(dicom_runs: dict[str, Any]) -> None:
     mask = dicom_runs["mindgrab"][0] == 1
     labels, _, prov, names = dicom_runs["model30chan18cls"]
@@ -154,6 +158,7 @@ def test_subcortical_labels_lie_inside_the_brain_mask(dicom_runs: dict[str, Any]
         assert inside >= 0.99, f"{name}: {inside:.2%} inside the mask"
 
 
+@E2E_TIMEOUT
 def test_parcellation_from_dicom_keeps_laterality(dicom_runs: dict[str, Any]) -> None:
     """Left-hemisphere labels (ctx-lh-*, Left-*) lie on the patient's left (LPS x greater):
     conform + inverse keep laterality on an oblique sagittal series.

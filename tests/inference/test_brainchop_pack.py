@@ -70,6 +70,12 @@ def test_every_model_builds_a_valid_pack(meshnet_dir: Path, tmp_path: Path) -> N
         assert manifest.output.kind == "label_index" and manifest.output.channels == 1
         assert [lab.value for lab in manifest.output.labels] == list(
             range(1, len(manifest.output.labels) + 1))
+    # The memory plan covers the peak RSS measured for one `lucida infer` (10.5 GB).
+    from inference.memory import plan_memory
+
+    parc = parse_manifest((tmp_path / "brainchop-model21_104class" / "manifest.json").read_bytes())
+    plan = plan_memory(parc, (176, 256, 256), (256, 256, 256), limit_bytes=64 << 30)
+    assert plan.total_bytes >= 10.5e9, plan.describe()
     mindgrab = parse_manifest((tmp_path / "brainchop-mindgrab" / "manifest.json").read_bytes())
     assert [s.step for s in mindgrab.postprocessing] == ["keep_largest_component"]
     sub = parse_manifest((tmp_path / "brainchop-model30chan18cls" / "manifest.json").read_bytes())
@@ -114,3 +120,19 @@ def test_model5_pack_pipeline_matches_reference(meshnet_dir: Path, shared_models
     assert result.provenance["parameters"]["exact_reorientation"] is True
     assert json.loads(json.dumps(result.provenance["parameters"]["normalization"]))[
         "epsilon"] == 1e-3
+
+
+def test_label_index_output_rules(meshnet_dir: Path, tmp_path: Path) -> None:
+    """A label_index output (ArgMax in the graph) is whole-grid only, never argmax'd again,
+    one channel."""
+    (pack,) = build_pack(meshnet_dir, tmp_path, model="model5_gw_ae")
+    base = json.loads((pack / "manifest.json").read_text())
+    parse_manifest(base)
+    bad = [
+        ({"tiling": {"mode": "sliding", "patch_size": [64, 64, 64]}}, "'whole' tiling"),
+        ({"postprocessing": [{"step": "argmax"}]}, "already labels"),
+        ({"output": {**base["output"], "channels": 3}}, "channels 1"),
+    ]
+    for change, message in bad:
+        with pytest.raises(ModelPackError, match=message):
+            parse_manifest({**base, **change})
