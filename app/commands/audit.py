@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from app.commands.library import make_console, open_library
+
 if TYPE_CHECKING:
     from store import Library
     from store.audit import AuditRow, AuditVerdict
@@ -63,12 +65,6 @@ def _add_filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", type=int, metavar="N", help="only rows of model run N")
 
 
-def _open_library(args: argparse.Namespace) -> Library:
-    from app.commands.library import _open_library as open_library
-
-    return open_library(args)
-
-
 def _series_uid(library: Library, wanted: str | None) -> str | None:
     """A UID as stored in the log, else resolved like `lucida info` resolves SERIES
     (a series may be gone from the library while its audit rows remain)."""
@@ -96,7 +92,7 @@ def describe(verdict: AuditVerdict) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    with _open_library(args) as library:
+    with open_library(args) as library:
         verdict = library.verify_audit()
     print(describe(verdict))
     return 0 if verdict.ok else 1
@@ -137,7 +133,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from app.actor import os_user
     from core.atomic import write_bytes
 
-    with _open_library(args) as library:
+    with open_library(args) as library:
         series_uid = _series_uid(library, args.series)
         with library.transaction():  # rows and head hash from one state of the log
             rows = library.audit_rows(run_id=args.run, series_uid=series_uid)
@@ -177,10 +173,9 @@ def _summary(payload_json: str, limit: int = 80) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from app.commands.library import _console
 
-    console = _console()
-    with _open_library(args) as library:
+    console = make_console()
+    with open_library(args) as library:
         rows = _rows(library, args)
     if args.limit > 0:
         rows = rows[-args.limit:]

@@ -24,10 +24,10 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from app.commands.library import _open_library
+    from app.commands.library import open_library
     from app.signoff import export_signoff
 
-    library = _open_library(args)
+    library = open_library(args)
     try:
         series = library.get_series(args.series)
         result = export_signoff(library, series.id, args.run, args.out, reviewer=args.reviewer)

@@ -60,14 +60,15 @@ def register(subparsers: Any) -> None:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _console() -> Console:
+def make_console() -> Console:
     from rich.console import Console
 
     # Wide when not a terminal, so that paths and UIDs stay whole in logs and tests.
     return Console(width=None if sys.stdout.isatty() else 200, highlight=False)
 
 
-def _open_library(args: argparse.Namespace) -> Library:
+def open_library(args: argparse.Namespace) -> Library:
+    """The library chosen by --library / $LUCIDA_LIBRARY / the default folder."""
     from app.paths import library_dir
     from store import Library
 
@@ -136,8 +137,8 @@ def print_import_report(report: ImportReport, console: Console, max_skipped: int
 def cmd_import(args: argparse.Namespace) -> int:
     from app.importer import import_paths
 
-    console = _console()
-    with _open_library(args) as library:
+    console = make_console()
+    with open_library(args) as library:
         report = import_paths(library, args.paths,
                               progress=_progress_printer(sys.stderr.isatty()))
         print_import_report(report, console, args.max_skipped)
@@ -150,8 +151,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    console = _console()
-    with _open_library(args) as library:
+    console = make_console()
+    with open_library(args) as library:
         rows = library.search(" ".join(args.search)) if args.search else library.all_series()
         if not rows:
             console.print("The library is empty: add studies with `lucida import PATH`."
@@ -195,8 +196,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     from app.importer import plan_summary, series_sources
 
-    console = _console()
-    with _open_library(args) as library:
+    console = make_console()
+    with open_library(args) as library:
         row = library.get_series(args.series)
         instances = library.series_instances(row.id)
         sources = series_sources(library, row.id)
@@ -269,7 +270,7 @@ def cmd_export_volume(args: argparse.Namespace) -> int:
         raise _usage_error(f"output must end in .nii or .nii.gz, got {output.name}")
     if not output.parent.is_dir():
         raise _usage_error(f"the folder {output.parent} does not exist")
-    with _open_library(args) as library:
+    with open_library(args) as library:
         row = library.get_series(args.series)
         sources = series_sources(library, row.id)
     if not row.is_image:
@@ -281,7 +282,7 @@ def cmd_export_volume(args: argparse.Namespace) -> int:
         write_nifti(volume, output)
     except (OSError, ValueError) as exc:
         raise LucidaError(f"cannot write {output}: {exc}") from exc
-    console = _console()
+    console = make_console()
     console.print(f"Wrote {output}: shape (i, j, k) {tuple(volume.shape[::-1])}, "
                   f"dtype {volume.array.dtype}")
     for warning in volume.warnings:
@@ -318,8 +319,8 @@ def write_nifti(volume: Any, output: Path) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    console = _console()
-    with _open_library(args) as library:
+    console = make_console()
+    with open_library(args) as library:
         report = library.check_files()
         console.print(f"Checked {report.checked} files: {len(report.missing)} missing, "
                       f"{len(report.modified)} modified")

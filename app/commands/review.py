@@ -129,12 +129,11 @@ def _run_script(session: ReviewSession, source: str) -> None:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from app.paths import library_dir
+    from app.commands.library import open_library
     from review import ReviewError, ReviewSession
-    from store import Library
 
     rejects = _parse_rejects(args.reject)
-    library = Library.open(library_dir(args.library))
+    library = open_library(args)
     try:
         series = library.get_series(args.series)
         runs = library.model_runs(series.id)
