@@ -218,3 +218,14 @@ def cancel_after() -> Callable[[int], tuple[Any, Callable[..., None], list[float
 @pytest.fixture
 def pack_tools() -> dict[str, Callable[..., Any]]:
     return {"base_manifest": base_manifest, "write_pack": write_pack}
+
+
+@pytest.fixture(scope="module")
+def blast(shared_models: Path) -> Path:
+    """The staged BLAST-CT folder (weights_v1/ and reference/), else skip (fail in CI)."""
+    from tests.conftest import REQUIRE_SHARED, skip_or_fail
+
+    root = shared_models / "blast-ct"
+    if not (root / "weights_v1").is_dir() or not (root / "reference").is_dir():
+        skip_or_fail(f"{root} lacks weights_v1/ or reference/", REQUIRE_SHARED)
+    return root

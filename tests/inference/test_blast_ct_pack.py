@@ -34,14 +34,6 @@ LOW, HIGH = -15.0, 100.0  # config.json IntensityWindowNormalization
 
 
 @pytest.fixture(scope="module")
-def blast(shared_models: Path) -> Path:
-    root = shared_models / "blast-ct"
-    if not (root / "weights_v1").is_dir() or not (root / "reference").is_dir():
-        skip_or_fail(f"{root} lacks weights_v1/ or reference/", REQUIRE_SHARED)
-    return root
-
-
-@pytest.fixture(scope="module")
 def pack_dir(blast: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     t0 = time.perf_counter()
     packs = build_pack(blast, tmp_path_factory.mktemp("packs"))

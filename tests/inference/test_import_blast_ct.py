@@ -32,17 +32,8 @@ from inference.importers.torch_legacy import (
     load_state_dict_bytes,
     read_sha256sums,
 )
-from tests.conftest import REQUIRE_SHARED, skip_or_fail
 
 MEMBERS = (1, 2, 3, 4, 5, 6)
-
-
-@pytest.fixture(scope="module")
-def blast(shared_models: Path) -> Path:
-    root = shared_models / "blast-ct"
-    if not (root / "weights_v1").is_dir() or not (root / "reference").is_dir():
-        skip_or_fail(f"{root} lacks weights_v1/ or reference/", REQUIRE_SHARED)
-    return root
 
 
 @pytest.fixture(scope="module")
