@@ -339,7 +339,7 @@ class SeriesSession:
         if self.run_id is None:
             raise ValueError("no model run is open for review")
         result = export_signoff(self.library, self.series_id, self.run_id, out_dir,
-                                reviewer=self.reviewer_name())
+                                reviewer=self.reviewer_name(), volume=self.volume)
         self.open_run(self.run_id)  # the sign-off was committed by another session object
         return result
 

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from core.errors import LucidaError
 from dicomio.export import AlgorithmInfo, ExportContext, ExportFinding, export_objects
 from store import Library
@@ -91,8 +93,12 @@ def _signed_off_at(library: Library, run_id: int) -> str:
 
 
 def export_signoff(library: Library, series_id: int, run_id: int, out_dir: Path, *,
-                   reviewer: str | None = None) -> SignoffExport:
-    """Sign off (if not yet) and export SEG, SR, KO and the HTML report into ``out_dir``."""
+                   reviewer: str | None = None, volume: Any = None) -> SignoffExport:
+    """Sign off (if not yet) and export SEG, SR, KO and the HTML report into ``out_dir``.
+
+    ``volume``: the series as already loaded (the open series in the window); the key
+    images of the report are drawn from it. Without it the series is read once here.
+    """
     from app.importer import series_sources
     from review.session import ReviewSession
 
@@ -126,7 +132,12 @@ def export_signoff(library: Library, series_id: int, run_id: int, out_dir: Path,
                             context, out_dir)
     report = out_dir / f"{context.file_stem}{REPORT_SUFFIX}"
     files = {p.name: _sha256(p) for p in result.paths}
-    _write_report(report, library, series, sources, findings, result, algorithm, context,
+    if volume is None or tuple(volume.shape) != tuple(session.shape) or not np.allclose(
+            volume.affine, session.affine, atol=1e-3):
+        from dicomio.load import read_volume
+
+        volume = read_volume(sources)
+    _write_report(report, library, series, volume, findings, result, algorithm, context,
                   files, rejected)
     files[report.name] = _sha256(report)
     row = library.audit("export", {"out_dir": str(out_dir.resolve()), "files": files,
@@ -160,14 +171,12 @@ def _export_finding(f: Any, default_reviewer: str) -> ExportFinding:
         reason=f.describe_reason(), color_rgb=tuple(f.color_rgb))
 
 
-def _write_report(path: Path, library: Library, series: Any, sources: list[Any],
+def _write_report(path: Path, library: Library, series: Any, volume: Any,
                   findings: list[ExportFinding], result: Any, algorithm: AlgorithmInfo,
                   context: ExportContext, files: dict[str, str], rejected: int) -> None:
     from app.report import ReportData, ReportFinding, key_image_png, write_report
     from app.series_session import axial_slice_number
-    from dicomio.load import read_volume
 
-    volume = read_volume(sources)
     patient = _patient(library, series)
     rows = []
     for n, f in enumerate(findings, start=1):
@@ -196,8 +205,6 @@ def _write_report(path: Path, library: Library, series: Any, sources: list[Any],
 
 
 def _mask_slice(f: ExportFinding, k: int, shape: tuple[int, ...]) -> Any:
-    import numpy as np
-
     out = np.zeros(shape[1:], dtype=bool)
     dk = k - f.offset[0]
     if 0 <= dk < f.mask.shape[0]:
