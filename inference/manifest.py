@@ -202,6 +202,11 @@ class TilingSpec(_Strict):
     # How the volume is extended where tiles reach past it: the input's minimum
     # ("constant"), or the nearest edge voxel ("edge").
     padding: Literal["constant", "edge"] = "constant"
+    # ``valid`` tiling, where the last tile of an axis goes: moved back so it ends at the
+    # volume's edge ("at_edge"), or kept on the grid of output blocks with the input padded
+    # past the end ("on_grid", as DeepMedic / BLAST-CT tile), which networks that subsample
+    # need for every tile to see its voxels in the same phase.
+    last_tile: Literal["at_edge", "on_grid"] = "at_edge"
 
     @model_validator(mode="after")
     def _consistent(self) -> TilingSpec:
@@ -459,6 +464,10 @@ class Manifest(_Strict):
     min_spacing_mm: float | None = Field(default=None, gt=0)
     max_spacing_mm: float | None = Field(default=None, gt=0)
     min_slices: int = Field(default=1, ge=1)
+    # Words an MR series' description, protocol or sequence name is expected to contain
+    # (case-insensitive, e.g. "T1", "MPRAGE"): a series naming none of them is still offered,
+    # with a warning, because those fields are free text.
+    sequence_hints: list[str] = Field(default_factory=list)
     input: InputSpec
     tiling: TilingSpec
     output: OutputSpec
