@@ -235,6 +235,22 @@ def _text(ds: Any, keyword: str, *, shown_only: bool = False) -> str:
     return "" if value is None else str(value).strip()
 
 
+def _joined(ds: Any, keyword: str) -> str:
+    """A multi-valued text (e.g. ScanningSequence GR\\IR) joined by backslashes, as stored;
+    empty when absent or unreadable (only shown)."""
+    value = optional_value(ds, keyword)
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace").strip()
+    if isinstance(value, str):
+        return value.strip()
+    try:
+        return "\\".join(str(v).strip() for v in value)
+    except TypeError:
+        return str(value).strip()
+
+
 def _number(ds: Any, keyword: str, *, shown_only: bool = False) -> float | None:
     """A number (the first of several), None when absent or not a number."""
     return _num((optional_value if shown_only else element_value)(ds, keyword))
@@ -429,6 +445,11 @@ def _parse_header(source: DicomSource, fp: Any, size: int, full: bool) -> _Heade
     meta_out: dict[str, Any] = {
         "modality": modality,
         "series_description": shown("SeriesDescription"),
+        # What the MR sequence is, for model packs' sequence hints (free text, shown only).
+        "protocol_name": shown("ProtocolName"),
+        "sequence_name": shown("SequenceName"),
+        "scanning_sequence": _joined(ds, "ScanningSequence"),
+        "mr_acquisition_type": shown("MRAcquisitionType"),
         "study_description": shown("StudyDescription"),
         "study_date": shown("StudyDate"),
         "study_instance_uid": _text(ds, "StudyInstanceUID"),

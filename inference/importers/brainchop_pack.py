@@ -152,6 +152,10 @@ def manifest_for(model: MeshNetModel, onnx_name: str, sha256: str) -> dict[str, 
         "model_card": "MODEL_CARD.md",
         "modality": ["MR"],
         "min_slices": 32,
+        # T1-weighted 3-D sequences by their usual names (Siemens MPRAGE / tfl, GE SPGR /
+        # BRAVO, Philips TFE); a series naming none of them is offered with a warning.
+        "sequence_hints": ["T1", "MPRAGE", "MP-RAGE", "MP2RAGE", "SPGR", "FSPGR", "BRAVO", "TFE",
+                           "TFL"],
         "input": {
             "orientation": "LIA", "axis_order": "ijk", "spacing_mm": [1.0, 1.0, 1.0],
             "shape": [256, 256, 256], "normalization": _normalization(model.normalization),
