@@ -82,6 +82,10 @@ class ZScore(_Strict):
     nonzero_only: bool = False
     mean: float | None = None  # fixed statistics (dataset-level) instead of per-image
     std: float | None = Field(default=None, gt=0)
+    # 1: the sample standard deviation (torch's default ``std()``); 0: numpy's default.
+    ddof: Literal[0, 1] = 0
+    # "all": statistics over every voxel (exact); "sample": a strided ~2 M voxel sample.
+    statistics: Literal["sample", "all"] = "sample"
 
 
 class MinMax(_Strict):
@@ -105,8 +109,10 @@ class Percentiles(_Strict):
     # qnormalize); 0 keeps the plain map with the input clipped to [lo, hi].
     epsilon: float = Field(default=0.0, ge=0.0)
     # "all": percentiles (numpy linear) over every voxel, for models proven against an exact
-    # formula; "sample": a strided sample of about 2 M voxels (cheaper, approximate).
-    statistics: Literal["sample", "all"] = "sample"
+    # formula; "sample": a strided sample of about 2 M voxels (cheaper, approximate);
+    # "localizer": the values the pack's localizer (first stage) found on its own input, so
+    # both stages of a cascade see one intensity scale (deepbet).
+    statistics: Literal["sample", "all", "localizer"] = "sample"
 
     @model_validator(mode="after")
     def _order(self) -> Percentiles:
@@ -132,10 +138,34 @@ class NoNormalization(_Strict):
     kind: Literal["none"]
 
 
+class Affine(_Strict):
+    """``x * scale + offset`` (e.g. ImageNet-style ``0.226 x + 0.449`` after a z-score)."""
+
+    kind: Literal["affine"]
+    scale: float
+    offset: float = 0.0
+
+
+ChainStep = Annotated[HUWindow | ZScore | MinMax | Percentiles | Affine,
+                      Field(discriminator="kind")]
+
+
+class Chain(_Strict):
+    """Several normalisations applied in turn, each to the previous one's result."""
+
+    kind: Literal["chain"]
+    steps: list[ChainStep] = Field(min_length=1, max_length=8)
+
+
 Normalization = Annotated[
-    HUWindow | ZScore | MinMax | Percentiles | Conform | NoNormalization,
+    HUWindow | ZScore | MinMax | Percentiles | Conform | NoNormalization | Affine | Chain,
     Field(discriminator="kind"),
 ]
+
+
+def uses_localizer_statistics(spec: Normalization) -> bool:
+    steps = spec.steps if isinstance(spec, Chain) else [spec]
+    return any(isinstance(s, Percentiles) and s.statistics == "localizer" for s in steps)
 
 
 class InputSpec(_Strict):
@@ -149,6 +179,19 @@ class InputSpec(_Strict):
     normalization: Normalization = Field(default_factory=lambda: NoNormalization(kind="none"))
     pad_value: float | Literal["min"] = "min"  # value of voxels outside the image
     interpolation: Literal["linear", "bspline", "nearest"] = "linear"
+    # "aligned": a grid whose axes point exactly along ``orientation`` (an oblique series is
+    # resampled). "closest": the series' own voxels, axes only permuted and flipped to the
+    # orientation nearest ``orientation``, never resampled (nibabel's
+    # ``as_closest_canonical``, which deepbet and many MR models use); needs native spacing
+    # and no fixed shape.
+    grid: Literal["aligned", "closest"] = "aligned"
+
+    @model_validator(mode="after")
+    def _closest(self) -> InputSpec:
+        if self.grid == "closest" and (self.spacing_mm != "native" or self.shape is not None):
+            raise ValueError("grid 'closest' keeps the series' voxels: spacing_mm must be "
+                             "'native' and shape null")
+        return self
 
     @field_validator("orientation")
     @classmethod
@@ -447,6 +490,44 @@ class MemoryHint(_Strict):
     bytes_per_patch_voxel: float = Field(gt=0)
 
 
+class LocalizerSpec(_Strict):
+    """The first stage of a two-stage model (deepbet's bounding-box network).
+
+    The whole model-space volume, resized to ``shape`` by nearest-exact sampling and
+    normalised by ``normalization``, goes through the network in ``file``. Its output
+    ``channel`` above ``threshold`` (the largest 26-connected region if
+    ``keep_largest_component``) gives a box: along each tensor axis, the planes in which more
+    than ``profile_fraction`` of the voxels are inside, scaled back to the full grid and
+    grown by ``margin`` of its size on each side (then rounded and clipped to the volume).
+    The box, resized to ``crop_shape`` by nearest-exact sampling, is the main network's
+    input; its output is resized back into the box, and outside the box every voxel is
+    background (channel 0 = 1, the others 0).
+    """
+
+    file: str  # one of ``files``; run once, not an ensemble member
+    shape: tuple[int, int, int]  # tensor order
+    normalization: Normalization
+    channels: int = Field(default=2, ge=1, le=512)  # of its output
+    channel: int = Field(default=1, ge=0)  # the one that is thresholded
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    keep_largest_component: bool = True
+    profile_fraction: float = Field(default=0.02, ge=0.0, lt=1.0)
+    margin: float = Field(default=0.1, ge=0.0, le=1.0)
+    crop_shape: tuple[int, int, int]  # tensor order
+
+    @model_validator(mode="after")
+    def _shapes(self) -> LocalizerSpec:
+        if any(n < 1 for n in (*self.shape, *self.crop_shape)):
+            raise ValueError("shape and crop_shape entries must be >= 1")
+        if self.channel >= self.channels:
+            raise ValueError(f"channel {self.channel} is not one of the output's "
+                             f"{self.channels} channels")
+        if uses_localizer_statistics(self.normalization):
+            raise ValueError("the localizer's own normalization cannot reuse localizer "
+                             "statistics")
+        return self
+
+
 class Manifest(_Strict):
     schema_version: Literal[1]
     id: str
@@ -474,6 +555,7 @@ class Manifest(_Strict):
     postprocessing: list[PostStep] = Field(default_factory=list)
     files: list[OnnxFile] = Field(min_length=1)
     ensemble: Ensemble | None = None
+    localizer: LocalizerSpec | None = None
     memory: MemoryHint | None = None
     # A demonstration, not a model: Lucida runs it only on its synthetic demo study
     # (see demo_only_problem); never the default choice, never scored as a real result.
@@ -512,14 +594,29 @@ class Manifest(_Strict):
         paths = [f.path for f in self.files]
         if len(set(paths)) != len(paths):
             raise ValueError("files lists the same path twice")
-        if len(self.files) > 1 and self.ensemble is None:
+        if self.localizer is not None and self.localizer.file not in paths:
+            raise ValueError(f"localizer.file {self.localizer.file!r} is not one of files")
+        members = self.member_files
+        if not members:
+            raise ValueError("files holds no network besides the localizer")
+        if len(members) > 1 and self.ensemble is None:
             raise ValueError("several files need an 'ensemble' entry saying how to combine them")
         if (
             self.ensemble is not None
             and self.ensemble.weights is not None
-            and len(self.ensemble.weights) != len(self.files)
+            and len(self.ensemble.weights) != len(members)
         ):
             raise ValueError("ensemble.weights needs one weight per file")
+        if uses_localizer_statistics(self.input.normalization) and self.localizer is None:
+            raise ValueError("input.normalization uses localizer statistics but the pack has "
+                             "no localizer")
+        if self.localizer is not None:
+            if self.tiling.mode != "whole":
+                raise ValueError("a localizer needs 'whole' tiling (the main network sees the "
+                                 "resized box in one run)")
+            if self.output.kind not in ("segmentation_logits", "probabilities"):
+                raise ValueError("a localizer works with segmentation_logits or probabilities "
+                                 "outputs")
         if self.output.kind == "detections":
             if self.tiling.mode == "valid":
                 raise ValueError("detections use 'sliding' or 'whole' tiling, not 'valid'")
@@ -539,6 +636,12 @@ class Manifest(_Strict):
         if "argmax" in steps and "threshold" in steps:
             raise ValueError("postprocessing uses both argmax and threshold; choose one")
         return self
+
+    @property
+    def member_files(self) -> list[OnnxFile]:
+        """The networks whose outputs make the result (every file but the localizer)."""
+        loc = self.localizer.file if self.localizer is not None else None
+        return [f for f in self.files if f.path != loc]
 
     @property
     def label_steps(self) -> list[str]:

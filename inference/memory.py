@@ -65,7 +65,14 @@ def _parts(manifest: Manifest, source_voxels: int, model_shape: tuple[int, int, 
     in_ch = manifest.input.channels
     model_voxels = math.prod(model_shape)
     tiling = manifest.tiling
-    if tiling.mode == "whole" or tiling.patch_size is None:
+    if manifest.localizer is not None:  # the networks see resized boxes, not the grid
+        patch_voxels = max(math.prod(manifest.localizer.crop_shape),
+                           math.prod(manifest.localizer.shape))
+        batch = 1
+        lanes = 1
+        padded = model_voxels
+        out_patch_voxels = patch_voxels
+    elif tiling.mode == "whole" or tiling.patch_size is None:
         patch_voxels = math.prod(whole_shape(model_shape, tiling.divisible_by))
         batch = 1
         lanes = 1
@@ -80,7 +87,7 @@ def _parts(manifest: Manifest, source_voxels: int, model_shape: tuple[int, int, 
             model_shape, out_patch, tiling.output_margin, strict=True))
     per_voxel = (manifest.memory.bytes_per_patch_voxel if manifest.memory is not None
                  else DEFAULT_BYTES_PER_PATCH_VOXEL)
-    members = len(manifest.files)
+    members = len(manifest.member_files)
     inputs = {
         "model-space input": in_ch * model_voxels * 4,
         "padding copy": in_ch * padded * 4 if padded > model_voxels else 0,

@@ -7,6 +7,8 @@ import numpy.typing as npt
 
 from core.errors import InferenceError
 from inference.manifest import (
+    Affine,
+    Chain,
     Conform,
     HUWindow,
     MinMax,
@@ -52,17 +54,41 @@ def _sample(x: Array32, limit: int = 2_000_000) -> Array32:
     return flat[::step]
 
 
-def normalize(x: Array32, spec: Normalization) -> Array32:
-    """Normalise ``x`` in place according to ``spec``; returns ``x``."""
+def normalize(x: Array32, spec: Normalization,
+              stats: dict[str, tuple[float, float]] | None = None) -> Array32:
+    """Normalise ``x`` in place according to ``spec``; returns ``x``.
+
+    ``stats`` carries percentile values between a cascade's two stages: the localizer's
+    normalisation records its ``(lo, hi)`` under ``"percentiles"``, and a ``percentiles``
+    step with ``statistics: "localizer"`` reuses them.
+    """
     if isinstance(spec, NoNormalization):
+        return x
+    if isinstance(spec, Chain):
+        for step in spec.steps:
+            normalize(x, step, stats)
+        return x
+    if isinstance(spec, Affine):
+        if spec.scale != 1.0:
+            x *= np.float32(spec.scale)
+        if spec.offset != 0.0:
+            x += np.float32(spec.offset)
         return x
     if isinstance(spec, HUWindow):
         return _affine_map(x, spec.low, spec.high, spec.out_min, spec.out_max, spec.clip)
     if isinstance(spec, MinMax):
         return _affine_map(x, float(x.min()), float(x.max()), spec.out_min, spec.out_max, False)
     if isinstance(spec, Percentiles):
-        sample = x.reshape(-1) if spec.statistics == "all" else _sample(x)
-        lo, hi = np.percentile(sample, [spec.lower, spec.upper])
+        if spec.statistics == "localizer":
+            if stats is None or "percentiles" not in stats:
+                raise InferenceError("percentiles from the localizer were asked for, but the "
+                                     "localizer recorded none")
+            lo, hi = stats["percentiles"]
+        else:
+            sample = x.reshape(-1) if spec.statistics == "all" else _sample(x)
+            lo, hi = np.percentile(sample, [spec.lower, spec.upper])
+            if stats is not None:
+                stats["percentiles"] = (float(lo), float(hi))
         if spec.epsilon > 0:
             return _epsilon_map(x, float(lo), float(hi), spec)
         return _affine_map(x, float(lo), float(hi), spec.out_min, spec.out_max, spec.clip)
@@ -70,13 +96,13 @@ def normalize(x: Array32, spec: Normalization) -> Array32:
         if spec.mean is not None and spec.std is not None:
             mean, std = spec.mean, spec.std
         else:
-            src = _sample(x)
+            src = x.reshape(-1) if spec.statistics == "all" else _sample(x)
             if spec.nonzero_only:
                 src = src[src != 0]
-            if src.size == 0:
+            if src.size <= spec.ddof:
                 raise InferenceError("z-score normalisation: the image has no nonzero voxels")
             mean = float(src.mean()) if spec.mean is None else spec.mean
-            std = float(src.std()) if spec.std is None else spec.std
+            std = float(src.std(ddof=spec.ddof)) if spec.std is None else spec.std
         std = std if std > 1e-8 else 1.0
         if spec.nonzero_only:
             mask = x != 0

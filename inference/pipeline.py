@@ -23,7 +23,7 @@ import numpy.typing as npt
 from core.errors import InferenceError, ModelPackError
 from core.progress import CancelToken
 from core.volume import Finding, HeatMap, Label, LabelMap, Volume
-from inference import detections
+from inference import cascade, detections
 from inference import postprocess as pp
 from inference.checks import check_input
 from inference.manifest import (
@@ -126,7 +126,8 @@ class _Member:
     """One ONNX network with its session, and CPU fallback if the GPU fails mid-run."""
 
     def __init__(self, data: bytes, label: str, manifest: Manifest,
-                 providers: str | Sequence[str] | None, threads: int | None) -> None:
+                 providers: str | Sequence[str] | None, threads: int | None,
+                 *, channels: int | None = None) -> None:
         from inference import rewrite, runtime
 
         self._runtime = runtime
@@ -137,7 +138,7 @@ class _Member:
         session, self.info = runtime.create_session(self.data, providers, threads, label=label)
         self.session: Any = session
         self.input_name, self.output_name = runtime.check_io(
-            session, label, manifest.output.channels, manifest.input.tensor_name,
+            session, label, channels or manifest.output.channels, manifest.input.tensor_name,
             manifest.output.tensor_name, boxes=manifest.output.kind == "detections")
         self.static_batch, static_spatial = runtime.input_is_static(session)
         patch = manifest.tiling.patch_size
@@ -232,9 +233,13 @@ def run(
     _check_cancel(cancel)
 
     # --- sessions -----------------------------------------------------------
-    datas = pack.onnx_bytes()  # checks each sha256
-    members = [_Member(d, f"{m.id}/{f.path}", m, providers, session_threads)
-               for d, f in zip(datas, m.files, strict=True)]
+    datas = dict(zip((f.path for f in m.files), pack.onnx_bytes(), strict=True))  # sha256
+    members = [_Member(datas.pop(f.path), f"{m.id}/{f.path}", m, providers, session_threads)
+               for f in m.member_files]
+    localizer = None
+    if m.localizer is not None:
+        localizer = _Member(datas.pop(m.localizer.file), f"{m.id}/{m.localizer.file}", m,
+                            providers, session_threads, channels=m.localizer.channels)
     del datas
     if any(mb.info.active != runtime.CPU for mb in members):
         lanes = 1
@@ -255,8 +260,16 @@ def run(
     # Normalisation works in place; without one the input can be used as it is.
     x = to_model_grid(volume.array, volume.affine, grid, interpolation=m.input.interpolation,
                       fill_value=raw_fill, copy=m.input.normalization.kind != "none")
-    normalize(x, m.input.normalization)
-    tensor = grid.to_tensor(x)[None]  # [1, a0, a1, a2]
+    located: cascade.Located | None = None
+    if m.localizer is not None and localizer is not None:
+        _report(progress, 0.05, "locating the region")
+        located = cascade.locate(grid.to_tensor(x), m.localizer, localizer.predict,
+                                 m.input.normalization)
+        localizer.close()
+        tensor = located.tensor  # the box, resized for the main network
+    else:
+        normalize(x, m.input.normalization)
+        tensor = grid.to_tensor(x)[None]  # [1, a0, a1, a2]
     pad_value = float(tensor.min())
     t_pre = time.perf_counter() - t0
     _check_cancel(cancel)
@@ -311,6 +324,8 @@ def run(
             _check_cancel(cancel)
         assert acc is not None
         del x, tensor
+        if located is not None:  # back from the resized box onto the whole model grid
+            acc = cascade.paste(acc, located, grid.tensor_shape)
         t_net = time.perf_counter() - t0
 
         # --- labels and heat map in model space, then back ---------------------
@@ -388,6 +403,8 @@ def run(
             "tile_batch": batch,
             "accumulator_dtype": mem.accumulator_dtype,
             "memory_estimate_mb": round(mem.total_bytes / (1 << 20), 1),
+            **({} if located is None else {"localizer_box": [
+                [b.start, b.stop] for b in located.box]}),
         },
         "input": {"series_uid": volume.series_uid, "shape_kji": list(volume.shape),
                   "spacing_mm_kji": [float(s) for s in volume.spacing_mm],

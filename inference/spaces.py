@@ -83,6 +83,11 @@ def model_grid(source_affine: FloatArray, source_shape: tuple[int, int, int],
         si, sj, sk = spec.spacing_mm
         spacing_kji = np.array([sk, sj, si], dtype=np.float64)
 
+    if spec.grid == "closest":
+        affine = closest_grid_affine(source_affine, source_shape, dir_kji)
+        shape = _shuffled_shape(source_affine, affine, source_shape)
+        return ModelGrid(affine, shape, spec.axis_order,
+                         _exact_map(source_affine, source_shape, affine, shape))
     if spec.shape is not None:
         ni, nj, nk = spec.shape
         shape = (nk, nj, ni)
@@ -95,6 +100,39 @@ def model_grid(source_affine: FloatArray, source_shape: tuple[int, int, int],
     affine, shape = grid_covering(source_affine, source_shape, dir_kji, spacing_kji)
     return ModelGrid(affine, shape, spec.axis_order,
                      _exact_map(source_affine, source_shape, affine, shape))
+
+
+def closest_grid_affine(source_affine: FloatArray, source_shape: tuple[int, int, int],
+                        dir_kji: FloatArray) -> FloatArray:
+    """The source grid with its axes permuted and flipped so that each points as nearly as
+    possible along ``dir_kji``'s columns (the pairs with the largest |cosine| are matched
+    first, so an axis is never used twice); the voxels stay where they are."""
+    src_dir = geometry.direction_from_affine(source_affine)
+    cos = np.abs(src_dir.T @ dir_kji)  # [source axis, model axis]
+    perm = [-1, -1, -1]
+    for flat in np.argsort(-cos, axis=None):
+        s, t = divmod(int(flat), 3)
+        if perm[t] < 0 and s not in perm:
+            perm[t] = s
+    columns = np.empty((3, 3))
+    corner = np.zeros(3)
+    for t, s in enumerate(perm):
+        col = source_affine[:3, s]
+        if float(col @ dir_kji[:, t]) < 0:  # flipped: start from the far end of that axis
+            col = -col
+            corner[s] = source_shape[s] - 1
+        columns[:, t] = col
+    affine = np.eye(4)
+    affine[:3, :3] = columns
+    affine[:3, 3] = geometry.index_to_lps(source_affine, corner)
+    return affine
+
+
+def _shuffled_shape(source_affine: FloatArray, affine: FloatArray,
+                    source_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    m = np.abs(np.linalg.solve(source_affine, affine)[:3, :3])
+    perm = [int(np.argmax(m[:, t])) for t in range(3)]
+    return (source_shape[perm[0]], source_shape[perm[1]], source_shape[perm[2]])
 
 
 def _exact_map(src_affine: FloatArray, src_shape: tuple[int, int, int], dst_affine: FloatArray,
