@@ -1,5 +1,10 @@
 """The Models panel: pick a model pack for the open series, read its card, run, cancel.
 
+Every installed pack is listed; those whose input requirements the open series does not
+meet (``inference.checks.availability``: modality, a 3-D volume, a demonstration pack on a
+patient's series) are greyed out with the reason, shown under the list and as a tooltip,
+and cannot be run. A pack's card, headed by its requirements, is shown before any run.
+
 Inference runs in a spawned worker process (``inference.worker.InferenceJob``);
 a QTimer polls it, so the GUI thread never blocks. The panel emits
 ``result_ready(InferenceResult)`` for the main window to record as a run and
@@ -35,6 +40,8 @@ log = logging.getLogger(__name__)
 
 PROVIDERS = ["auto", "cpu", "cuda", "tensorrt", "directml", "coreml", "openvino"]
 POLL_MS = 100
+UNAVAILABLE_GREY = "#6b737c"  # the theme's placeholder text: readable, clearly secondary
+UNAVAILABLE_LINES = 4  # reasons shown under the list; the rest are in the tooltips
 
 
 class ModelsPanel(QWidget):
@@ -65,6 +72,7 @@ class ModelsPanel(QWidget):
         self._job: Any = None
         self._packs: list[Any] = []
         self._warnings: list[str] = []
+        self._reasons: dict[str, list[str]] = {}  # pack id → why it cannot run here
         self.last_result: Any = None
 
         self.model_list = QListWidget(self)
@@ -72,6 +80,11 @@ class ModelsPanel(QWidget):
         self.model_list.setWordWrap(True)
         self.model_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.model_list.setMaximumHeight(110)
+        self.unavailable_label = QLabel(self)
+        self.unavailable_label.setObjectName("unavailablePacks")
+        self.unavailable_label.setWordWrap(True)
+        self.unavailable_label.setStyleSheet(f"color: {UNAVAILABLE_GREY};")
+        self.unavailable_label.setVisible(False)
         self.card = QTextBrowser(self)
         self.card.setOpenExternalLinks(False)
         self.card.setObjectName("modelCard")
@@ -103,6 +116,7 @@ class ModelsPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Model packs (research use only):", self))
         layout.addWidget(self.model_list)
+        layout.addWidget(self.unavailable_label)
         layout.addWidget(self.card, 2)
         layout.addWidget(self.warnings_label)
         layout.addWidget(self.confirm)
@@ -137,11 +151,7 @@ class ModelsPanel(QWidget):
         self.model_list.blockSignals(True)
         self.model_list.clear()
         for pack in self._packs:
-            m = pack.manifest
-            where = "bundled" if pack.bundled else "installed"
-            demo = ", demo study only" if m.demo_only else ""
-            item = QListWidgetItem(
-                f"{m.name}  ({m.version}, {'/'.join(m.modality)}, {where}{demo})")
+            item = QListWidgetItem()
             item.setData(Qt.ItemDataRole.UserRole, pack.id)
             self.model_list.addItem(item)
         for problem in self.registry.problems:
@@ -150,6 +160,7 @@ class ModelsPanel(QWidget):
             item.setFlags(Qt.ItemFlag.NoItemFlags)
             self.model_list.addItem(item)
         self.model_list.blockSignals(False)
+        self._apply_availability()
         ids = [p.id for p in self._packs]
         if current in ids:
             self._set_row(ids.index(current))
@@ -162,11 +173,44 @@ class ModelsPanel(QWidget):
         self.model_list.blockSignals(False)
         self._on_model_changed(row)  # once, also when the row is unchanged
 
+    def _apply_availability(self) -> None:
+        """Grey out, with the reason, each pack the open series does not suit."""
+        volume = self.current_volume()
+        self._reasons = {pack.id: [] if volume is None else _reasons(pack, volume)
+                         for pack in self._packs}
+        lines: list[str] = []
+        for row, pack in enumerate(self._packs):
+            m, reasons = pack.manifest, self._reasons[pack.id]
+            where = "bundled" if pack.bundled else "installed"
+            demo = ", demo study only" if m.demo_only else ""
+            item = self.model_list.item(row)
+            text = f"{m.name}  ({m.version}, {'/'.join(m.modality)}, {where}{demo})"
+            if reasons:
+                item.setText(f"{text}  — not for this series")
+                item.setForeground(QColor(UNAVAILABLE_GREY))
+                item.setToolTip("Not for this series: " + "; ".join(reasons))
+                lines.append(_short_reason(pack, reasons))
+            else:
+                item.setText(text)
+                item.setData(Qt.ItemDataRole.ForegroundRole, None)  # the theme's text colour
+                item.setToolTip(m.intended_use)
+        shown = [f"Not for this series: {line}" for line in lines[:UNAVAILABLE_LINES]]
+        if len(lines) > UNAVAILABLE_LINES:
+            shown.append(f"… and {len(lines) - UNAVAILABLE_LINES} more (hover a greyed pack "
+                         "for why)")
+        self.unavailable_label.setText("\n".join(shown))
+        self.unavailable_label.setVisible(bool(shown))
+
+    def available(self, pack_id: str) -> bool:
+        """Whether that pack may run on the open series (every pack, with none open)."""
+        return not self._reasons.get(pack_id)
+
+    def unavailable_reasons(self, pack_id: str) -> list[str]:
+        return list(self._reasons.get(pack_id, []))
+
     def _select_default(self) -> None:
         """The first pack that may run on the open series; none rather than a demo pack."""
-        volume = self.current_volume()
-        rows = [row for row, pack in enumerate(self._packs)
-                if volume is None or _refusal(pack, volume) is None]
+        rows = [row for row, pack in enumerate(self._packs) if self.available(pack.id)]
         self._set_row(rows[0] if rows else -1)
 
     def selected_pack(self) -> Any:
@@ -198,10 +242,11 @@ class ModelsPanel(QWidget):
             self._volume_changed()
 
     def _volume_changed(self) -> None:
-        # A pack chosen for another series (the demo pack on the demo study) is not
-        # carried over to a series it may not run on.
-        pack, volume = self.selected_pack(), self.current_volume()
-        if pack is None or (volume is not None and _refusal(pack, volume) is not None):
+        # A pack chosen for another series (the demo pack on the demo study, a CT model
+        # on an MR) is not carried over to a series it may not run on.
+        self._apply_availability()
+        pack = self.selected_pack()
+        if pack is None or not self.available(pack.id):
             self._select_default()
         else:
             self._update_warnings()
@@ -216,34 +261,38 @@ class ModelsPanel(QWidget):
         return self._job is not None
 
     def refusal(self) -> str | None:
-        """Why the selected pack must not run on the open series (a demo-only pack on a
-        real series); None when it may. Unlike warnings, this cannot be confirmed away."""
+        """Why the selected pack must not run on the open series (another modality, not a
+        3-D volume, a demo-only pack on a real series); None when it may. Unlike warnings,
+        this cannot be confirmed away."""
         pack, volume = self.selected_pack(), self.current_volume()
         if pack is None or volume is None:
             return None
-        return _refusal(pack, volume)
+        reasons = _reasons(pack, volume)
+        return "; ".join(reasons) if reasons else None
 
     def input_warnings(self) -> list[str]:
+        """What to confirm before the selected pack runs on the open series (body part,
+        spacing, geometry, MR sequence)."""
         pack, volume = self.selected_pack(), self.current_volume()
         if pack is None or volume is None:
             return []
-        from inference.checks import check_input
+        from inference.checks import availability
 
-        return check_input(volume, pack.manifest)
+        return availability(volume, pack.manifest).warnings
 
     # ------------------------------------------------------------------ slots
     def _on_model_changed(self, _row: int) -> None:
         pack = self.selected_pack()
         if pack is None and self._packs:
             self.card.setMarkdown(
-                "No model pack here suits this series (a demonstration pack runs only on "
-                "Lucida's synthetic demo study). Install a model with "
-                "`lucida models install PACK`.")
+                "No model pack here suits this series: the greyed packs above say why (a "
+                "demonstration pack runs only on Lucida's synthetic demo study). Choose one "
+                "to read its card, or install a model with `lucida models install PACK`.")
         elif pack is None:
             self.card.setMarkdown("No model packs installed. Install one with "
                                   "`lucida models install PACK`.")
         else:
-            self.card.setMarkdown(_demote_headings(pack.model_card()))
+            self.card.setMarkdown(card_markdown(pack.manifest, pack.model_card()))
         self._update_warnings()
 
     def _update_warnings(self) -> None:
@@ -274,9 +323,9 @@ class ModelsPanel(QWidget):
         if pack is None or volume is None:
             self._fail("Open a series and choose a model first.")
             return False
-        refusal = _refusal(pack, volume)
-        if refusal is not None:
-            self._fail(refusal)
+        reasons = _reasons(pack, volume)
+        if reasons:
+            self._fail("; ".join(reasons))
             return False
         if self.input_warnings() and not self.confirm.isChecked():
             self._fail("The series does not match the model: read the warnings and confirm.")
@@ -369,10 +418,49 @@ class ModelsPanel(QWidget):
             self._job = None
 
 
-def _refusal(pack: Any, volume: Any) -> str | None:
+def _reasons(pack: Any, volume: Any) -> list[str]:
+    from inference.checks import availability
+
+    return availability(volume, pack.manifest).reasons
+
+
+def _short_reason(pack: Any, reasons: list[str]) -> str:
+    """One line under the list; the demo pack's long refusal is said briefly (its whole
+    text is in the tooltip and, once chosen, above the Run button)."""
     from inference.manifest import demo_only_problem
 
-    return demo_only_problem(pack.manifest, str(getattr(volume, "series_uid", "") or ""))
+    first = reasons[0]
+    if first == demo_only_problem(pack.manifest, ""):
+        return f"{pack.manifest.name} is a demonstration for Lucida's demo study only"
+    return first
+
+
+def requirements_markdown(manifest: Any) -> str:
+    """The input requirements of a pack, from its manifest (what availability checks)."""
+    parts = [f"**Modality:** {' / '.join(manifest.modality)}",
+             f"**3-D volume:** at least {max(2, manifest.min_slices)} slices"]
+    if manifest.body_part:
+        parts.append(f"**Body part:** {' / '.join(manifest.body_part)}")
+    lo, hi = manifest.min_spacing_mm, manifest.max_spacing_mm
+    if lo is not None or hi is not None:
+        span = (f"{lo:g}–{hi:g} mm" if lo is not None and hi is not None
+                else f"≥ {lo:g} mm" if lo is not None else f"≤ {hi:g} mm")
+        parts.append(f"**Voxel spacing:** {span}")
+    if manifest.sequence_hints:
+        parts.append(f"**MR sequence:** {', '.join(manifest.sequence_hints)} (named in the "
+                     "series description, protocol or sequence name)")
+    if manifest.demo_only:
+        parts.append("**Series:** Lucida's synthetic demo study only")
+    return "#### Input requirements\n\n" + "\n".join(f"- {p}" for p in parts) + "\n"
+
+
+def card_markdown(manifest: Any, card: str) -> str:
+    """The model card for the panel: its title, then the requirements, then the rest."""
+    body = _demote_headings(card)
+    lines = body.splitlines()
+    if lines and lines[0].startswith("#"):
+        return "\n".join([lines[0], "", requirements_markdown(manifest), *lines[1:]])
+    return requirements_markdown(manifest) + "\n" + body
 
 
 def _demote_headings(markdown: str, by: int = 2) -> str:

@@ -1,4 +1,6 @@
-"""The Models panel runs the demo pack through the worker process, under a real Qt."""
+"""The Models panel runs the demo pack through the worker process, under a real Qt; it
+greys out packs the open series does not suit, says why, and shows each pack's card (with
+its input requirements) before a run."""
 
 from __future__ import annotations
 
@@ -62,9 +64,9 @@ def test_warnings_need_confirmation_and_cancel_stops_the_run(qtbot,  # type: ign
 
     panel.select_pack(DEMO_ID)
     volume = build_demo_volume(shape=(60, 128, 128))
-    volume.modality = "MR"
+    volume.metadata["body_part"] = "ABDOMEN"  # a soft mismatch: confirmable
     panel.set_volume(volume)
-    assert panel.confirm.isVisible() and "MR" in panel.warnings_label.text()
+    assert panel.confirm.isVisible() and "ABDOMEN" in panel.warnings_label.text()
     assert not panel.run_button.isEnabled()
     panel.confirm.setChecked(True)
     assert panel.run_button.isEnabled()
@@ -96,8 +98,8 @@ def test_panel_follows_the_host_windows_open_series(qtbot, library_dir: Path) ->
     assert panel.library_dir == library_dir
     assert not panel.run_button.isEnabled()
     host.current_volume = build_demo_volume(shape=(40, 64, 64))  # type: ignore[assignment]
-    host.current_volume.modality = "MR"  # type: ignore[attr-defined]
-    qtbot.waitUntil(lambda: "MR" in panel.warnings_label.text(), timeout=5_000)
+    host.current_volume.metadata["body_part"] = "PELVIS"  # type: ignore[attr-defined]
+    qtbot.waitUntil(lambda: "PELVIS" in panel.warnings_label.text(), timeout=5_000)
     assert not panel.confirm.isHidden() and not panel.run_button.isEnabled()
     panel.shutdown()
 
@@ -190,3 +192,136 @@ def test_the_demo_pack_is_refused_on_a_real_series(  # type: ignore[no-untyped-d
     assert not panel.running
     assert errors and "not a model" in errors[0]
     assert not (panel.library_dir / "cache" / "inference").exists()
+
+
+def test_a_pack_for_another_modality_is_greyed_with_its_reason_and_cannot_run(
+        qtbot, panel) -> None:  # type: ignore[no-untyped-def]
+    """A real MR-only pack (the demo's network under an MR manifest) on the demo CT."""
+    from PySide6.QtGui import QPalette
+
+    from dicomio.demo import build_demo_volume
+
+    _install_mr_copy(panel.library_dir)
+    panel.refresh()
+    panel.set_volume(build_demo_volume(shape=(60, 128, 128)))
+    assert panel.selected_pack_id() == DEMO_ID  # the first pack that may run
+    row = _row(panel, "mr-copy")
+    item = panel.model_list.item(row)
+    assert item.text().endswith("not for this series")
+    assert item.toolTip() == "Not for this series: Brain MR copy expects MR; this series is CT"
+    grey = item.foreground().color()
+    normal = panel.model_list.item(_row(panel, DEMO_ID)).foreground().color()
+    text = panel.model_list.palette().color(QPalette.ColorRole.Text)
+    assert grey.name() == "#6b737c" and normal != grey and grey != text
+    assert panel.unavailable_label.isVisible()
+    assert panel.unavailable_label.text() == (
+        "Not for this series: Brain MR copy expects MR; this series is CT")
+    assert not panel.available("mr-copy") and panel.available(DEMO_ID)
+
+    # Chosen by hand: its card and requirements are there to read, but it cannot run.
+    panel.select_pack("mr-copy")
+    card = panel.card.toPlainText()
+    assert "Input requirements" in card and "Modality: MR" in card
+    assert "MR sequence: T1, MPRAGE" in card and "Voxel spacing: ≤ 3 mm" in card
+    assert "Measured here: 9 s, 0.4 GB" in card
+    assert "Cannot run: Brain MR copy expects MR; this series is CT" in panel.warnings_label.text()
+    assert not panel.confirm.isVisible()  # nothing to confirm away
+    assert not panel.run_button.isEnabled()
+    assert not panel.run_selected()
+    assert panel.status.text() == "Error: Brain MR copy expects MR; this series is CT"
+    assert not panel.running
+    assert not (panel.library_dir / "cache" / "inference").exists()
+
+    # With no series open every pack is listed, none greyed, and nothing runs.
+    panel.set_volume(None)
+    assert panel.available("mr-copy") and not panel.unavailable_label.isVisible()
+    assert not panel.model_list.item(row).text().endswith("not for this series")
+    assert not panel.run_button.isEnabled() and not panel.run_selected()
+
+
+def test_the_card_is_shown_before_any_run(qtbot, panel) -> None:  # type: ignore[no-untyped-def]
+    _install_mr_copy(panel.library_dir)
+    panel.refresh()
+    panel.select_pack("mr-copy")
+    card = panel.card.toPlainText()
+    assert card.startswith("Brain MR copy")  # the title first, then the requirements
+    assert card.index("Input requirements") < card.index("Measured here")
+    panel.select_pack(DEMO_ID)
+    card = panel.card.toPlainText()
+    assert "not a trained model" in card
+    assert "Body part: CHEST / LUNG / THORAX" in card and "Voxel spacing: 0.3–5 mm" in card
+    assert "Series: Lucida's synthetic demo study only" in card
+    assert panel.last_result is None
+
+
+def test_a_real_series_of_each_modality_gets_its_own_packs(  # type: ignore[no-untyped-def]
+        make_window, qt, library_dir: Path, shared_data: Path, shared_models: Path) -> None:
+    """The main window with the demo CT, then the real Siemens MPRAGE, and a real brainchop
+    pack (mindgrab, built by the importer into the library): each series is offered only the
+    packs that suit it."""
+    from inference.importers.brainchop_pack import build_pack
+
+    build_pack(shared_models / "brainchop-meshnet", library_dir / "models", model="mindgrab")
+    _install_real_copy(library_dir)  # a CT pack that is not demo-only
+    (mr_id,) = _import(library_dir, shared_data / "mr" / "Siemens_Trio_T1_MPRAGE")
+    window = make_window(library_dir, open_demo=True)
+    qt.waitUntil(lambda: window.current_volume is not None, timeout=60_000)
+    panel = window.models_panel
+    qt.waitUntil(lambda: not panel.available(MINDGRAB), timeout=5_000)
+    assert panel.available(DEMO_ID) and panel.available("real-copy")
+    assert "expects MR; this series is CT" in panel.model_list.item(
+        _row(panel, MINDGRAB)).toolTip()
+    assert panel.selected_pack_id() == DEMO_ID
+
+    with qt.waitSignal(window.series_loaded, timeout=60_000):
+        window.open_series(mr_id)
+    qt.waitUntil(lambda: panel.available(MINDGRAB), timeout=5_000)
+    assert panel.selected_pack_id() == MINDGRAB  # moved off the CT pack
+    assert not panel.available(DEMO_ID) and not panel.available("real-copy")
+    assert "Real copy expects CT; this series is MR" in panel.unavailable_label.text()
+    assert "demonstration for Lucida's demo study only" in panel.unavailable_label.text()
+    # The MPRAGE names its sequence: no sequence warning, and the card is shown.
+    assert not any("sequence" in w for w in panel.input_warnings()), panel.input_warnings()
+    assert "MR sequence: T1, MPRAGE" in panel.card.toPlainText()
+    assert "measured here" in panel.card.toPlainText()
+    if panel.input_warnings():  # series geometry, if any, still needs the checkbox
+        assert not panel.run_button.isEnabled()
+        panel.confirm.setChecked(True)
+    assert panel.run_button.isEnabled()
+
+
+MINDGRAB = "brainchop-mindgrab"
+
+
+def _row(panel, pack_id: str) -> int:  # type: ignore[no-untyped-def]
+    ids = [p.id for p in panel._packs]
+    return ids.index(pack_id)
+
+
+def _install_mr_copy(library_dir: Path) -> None:
+    """A pack for brain MR only (the demo's network under an MR manifest and its own card)."""
+    import json
+
+    from inference.demo_pack import write_pack
+
+    pack = write_pack(library_dir / "models" / "mr-copy")
+    manifest = json.loads((pack / "manifest.json").read_text())
+    manifest.update(id="mr-copy", name="Brain MR copy", demo_only=False, modality=["MR"],
+                    body_part=[], min_spacing_mm=None, max_spacing_mm=3.0, min_slices=32,
+                    sequence_hints=["T1", "MPRAGE"])
+    (pack / "manifest.json").write_text(json.dumps(manifest))
+    (pack / "MODEL_CARD.md").write_text(
+        "# Brain MR copy\n\n**What it does.** Nothing useful: a test pack.\n\n"
+        "## Runtime\n\nMeasured here: 9 s, 0.4 GB peak.\n")
+
+
+def _import(library_dir: Path, folder: Path) -> list[int]:
+    from app.importer import import_paths
+    from store import Library
+
+    library = Library.open(library_dir)
+    try:
+        import_paths(library, [folder])
+        return [s.id for s in library.all_series()]
+    finally:
+        library.close()
