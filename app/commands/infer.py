@@ -32,7 +32,8 @@ def register(subparsers: Any) -> None:
                    help="library series id or UID prefix, a folder/file/.zip, or a NIfTI file")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--force", action="store_true",
-                   help="run even when the input does not match the model (warnings)")
+                   help="run even when the input does not match the model (warnings); a "
+                   "series of another modality or a 2-D image is refused all the same")
     p.add_argument("--provider", default="auto",
                    help="execution provider: auto (default), cpu, cuda, tensorrt, directml, "
                    "coreml, openvino")
@@ -187,7 +188,8 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
     from app.paths import library_dir
     from core.errors import LucidaError
-    from inference import check_input
+    from inference.checks import availability
+    from inference.manifest import demo_only_problem
     from inference.registry import Registry
     from inference.worker import InferenceJob, JobOptions
 
@@ -217,7 +219,15 @@ def cmd_infer(args: argparse.Namespace) -> int:
             task = bar.add_task(unique[:40], total=1.0)
             try:
                 volume = load()
-                warnings = check_input(volume, m)
+                check = availability(volume, m)
+                # The demo pack's refusal stays a --force warning here: a NIfTI has no
+                # series UID, so the command line cannot tell the demo study from another.
+                demo = demo_only_problem(m, volume.series_uid)
+                hard = [r for r in check.reasons if r != demo]
+                warnings = ([demo] if demo else []) + check.warnings
+                if hard:
+                    raise LucidaError(f"not for this series: {'; '.join(hard)} (--force does "
+                                      "not override this)")
                 for w in warnings:
                     bar.console.print(f"[yellow]warning[/] {unique}: {w}")
                 if warnings and not args.force:
