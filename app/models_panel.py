@@ -451,16 +451,25 @@ def requirements_markdown(manifest: Any) -> str:
                      "series description, protocol or sequence name)")
     if manifest.demo_only:
         parts.append("**Series:** Lucida's synthetic demo study only")
-    return "#### Input requirements\n\n" + "\n".join(f"- {p}" for p in parts) + "\n"
+    return "#### Checked before a run\n\n" + "\n".join(f"- {p}" for p in parts) + "\n"
 
 
 def card_markdown(manifest: Any, card: str) -> str:
-    """The model card for the panel: its title, then the requirements, then the rest."""
-    body = _demote_headings(card)
-    lines = body.splitlines()
-    if lines and lines[0].startswith("#"):
-        return "\n".join([lines[0], "", requirements_markdown(manifest), *lines[1:]])
-    return requirements_markdown(manifest) + "\n" + body
+    """The model card for the panel: its title, what Lucida checks before a run, the
+    card's measured runtime and memory (moved up: they decide whether to run at all),
+    then the rest of the card."""
+    paragraphs = _demote_headings(card).split("\n\n")
+    title = paragraphs.pop(0) if paragraphs and paragraphs[0].startswith("#") else ""
+    measured = [para for para in paragraphs if _is_measured(para)]
+    rest = [para for para in paragraphs if not _is_measured(para)]
+    return "\n\n".join(part for part in [title, requirements_markdown(manifest), *measured,
+                                          *rest] if part)
+
+
+def _is_measured(paragraph: str) -> bool:
+    """The card paragraph of runtime and memory (a bold lead-in saying "measured here")."""
+    first = paragraph.lstrip().split("\n", 1)[0]
+    return first.startswith("**") and "measured here" in first.lower()
 
 
 def _demote_headings(markdown: str, by: int = 2) -> str:

@@ -221,9 +221,9 @@ def test_a_pack_for_another_modality_is_greyed_with_its_reason_and_cannot_run(
     # Chosen by hand: its card and requirements are there to read, but it cannot run.
     panel.select_pack("mr-copy")
     card = panel.card.toPlainText()
-    assert "Input requirements" in card and "Modality: MR" in card
+    assert "Checked before a run" in card and "Modality: MR" in card
     assert "MR sequence: T1, MPRAGE" in card and "Voxel spacing: ≤ 3 mm" in card
-    assert "Measured here: 9 s, 0.4 GB" in card
+    assert "Runtime and memory measured here. 9 s, 0.4 GB" in card
     assert "Cannot run: Brain MR copy expects MR; this series is CT" in panel.warnings_label.text()
     assert not panel.confirm.isVisible()  # nothing to confirm away
     assert not panel.run_button.isEnabled()
@@ -244,8 +244,11 @@ def test_the_card_is_shown_before_any_run(qtbot, panel) -> None:  # type: ignore
     panel.refresh()
     panel.select_pack("mr-copy")
     card = panel.card.toPlainText()
-    assert card.startswith("Brain MR copy")  # the title first, then the requirements
-    assert card.index("Input requirements") < card.index("Measured here")
+    # The title, what is checked, the measured cost (moved up), then the rest of the card.
+    assert card.startswith("Brain MR copy")
+    order = [card.index(text) for text in ("Checked before a run", "measured here",
+                                           "What it does", "Limits")]
+    assert order == sorted(order)
     panel.select_pack(DEMO_ID)
     card = panel.card.toPlainText()
     assert "not a trained model" in card
@@ -283,7 +286,8 @@ def test_a_real_series_of_each_modality_gets_its_own_packs(  # type: ignore[no-u
     # The MPRAGE names its sequence: no sequence warning, and the card is shown.
     assert not any("sequence" in w for w in panel.input_warnings()), panel.input_warnings()
     assert "MR sequence: T1, MPRAGE" in panel.card.toPlainText()
-    assert "measured here" in panel.card.toPlainText()
+    card = panel.card.toPlainText()
+    assert card.index("Runtime and memory measured here") < card.index("What it does")
     if panel.input_warnings():  # series geometry, if any, still needs the checkbox
         assert not panel.run_button.isEnabled()
         panel.confirm.setChecked(True)
@@ -312,7 +316,7 @@ def _install_mr_copy(library_dir: Path) -> None:
     (pack / "manifest.json").write_text(json.dumps(manifest))
     (pack / "MODEL_CARD.md").write_text(
         "# Brain MR copy\n\n**What it does.** Nothing useful: a test pack.\n\n"
-        "## Runtime\n\nMeasured here: 9 s, 0.4 GB peak.\n")
+        "**Limits.** Many.\n\n**Runtime and memory measured here.** 9 s, 0.4 GB peak.\n")
 
 
 def _import(library_dir: Path, folder: Path) -> list[int]:
