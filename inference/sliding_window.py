@@ -15,6 +15,11 @@ Design choices that make it fast and lean:
   cores busy. Results are still added in tile order.
 * "valid" tiling handles networks whose output is smaller than their input:
   the volume is padded by the margin and output tiles cover it exactly.
+* ``last_tile="on_grid"`` keeps every tile on the stride grid from the volume's start
+  (the last one reaching past the end, its input padded, its surplus output cropped)
+  instead of moving the last tile back to end at the volume: networks that subsample
+  (DeepMedic's 3x and 5x pathways) then see every voxel in the same phase as the
+  authors' tiling does.
 """
 
 from __future__ import annotations
@@ -58,12 +63,22 @@ class TilePlan:
         return [(a, b, c) for a, b, c in itertools.product(*self.starts)]
 
 
-def axis_starts(length: int, size: int, overlap: float) -> tuple[int, ...]:
-    """Start offsets covering ``[0, length)`` with windows of ``size`` (MONAI's rule)."""
+LastTile = Literal["at_edge", "on_grid"]
+
+
+def axis_starts(length: int, size: int, overlap: float,
+                last_tile: LastTile = "at_edge") -> tuple[int, ...]:
+    """Start offsets covering ``[0, length)`` with windows of ``size`` (MONAI's rule).
+
+    ``at_edge``: the last window is moved back to end at ``length``; ``on_grid``: every
+    window starts on a multiple of the stride, the last one may end past ``length``.
+    """
     if length <= size:
         return (0,)
     stride = max(1, int(size * (1.0 - overlap)))
     n = math.ceil((length - size) / stride) + 1
+    if last_tile == "on_grid":
+        return tuple(i * stride for i in range(n))
     return tuple(sorted({min(i * stride, length - size) for i in range(n)}))
 
 
@@ -75,15 +90,18 @@ def queue_depth(lanes: int) -> int:
 
 
 def plan_tiles(image_shape: Sequence[int], patch: Sequence[int], overlap: float,
-               margin: Sequence[int] = (0, 0, 0)) -> TilePlan:
+               margin: Sequence[int] = (0, 0, 0), last_tile: LastTile = "at_edge") -> TilePlan:
     shape = tuple(int(s) for s in image_shape)
     p = tuple(int(x) for x in patch)
     m = tuple(int(x) for x in margin)
     q = tuple(pp - 2 * mm for pp, mm in zip(p, m, strict=True))
     if any(x < 1 for x in q):
         raise InferenceError(f"patch {p} with margin {m} leaves no output")
-    extent = tuple(max(s, qq) for s, qq in zip(shape, q, strict=True))
-    starts = tuple(axis_starts(e, qq, overlap) for e, qq in zip(extent, q, strict=True))
+    covered = tuple(max(s, qq) for s, qq in zip(shape, q, strict=True))
+    starts = tuple(axis_starts(e, qq, overlap, last_tile)
+                   for e, qq in zip(covered, q, strict=True))
+    # on_grid: the output region runs to the end of the last tile, past the image.
+    extent = tuple(st[-1] + qq for st, qq in zip(starts, q, strict=True))
     return TilePlan(
         image_shape=(shape[0], shape[1], shape[2]),
         patch=(p[0], p[1], p[2]),
@@ -146,18 +164,20 @@ def sliding_window(
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
     lanes: int = 1,
+    last_tile: LastTile = "at_edge",
 ) -> npt.NDArray[Any]:
     """Run ``predict`` over overlapping tiles of ``image`` ``[C, a0, a1, a2]``.
 
     ``predict`` maps ``[B, C, *patch]`` float32 to ``[B, out_channels, *out_patch]``.
     ``lanes`` > 1 keeps that many batches in flight on worker threads; ``predict``
-    must then be thread-safe (an onnxruntime session is).
+    must then be thread-safe (an onnxruntime session is). ``last_tile``: see
+    :func:`axis_starts` (``on_grid`` pads the input past the end with ``padding``).
     Returns the blended output ``[out_channels, a0, a1, a2]`` in ``accumulator_dtype``.
     """
     if image.ndim != 4:
         raise InferenceError(f"sliding window needs [C, a0, a1, a2], got {image.shape}")
     spatial = image.shape[1:]
-    plan = plan_tiles(spatial, patch, overlap, margin)
+    plan = plan_tiles(spatial, patch, overlap, margin, last_tile)
     m, p, q = plan.margin, plan.patch, plan.out_patch
 
     # Input is needed on [-m, extent + m) per axis; pad only if that leaves the image.

@@ -116,3 +116,90 @@ def test_separable_weights_equal_summed_importance_maps() -> None:
     w0, w1, w2 = weight_sums(plan, "gaussian", 0.125)
     np.testing.assert_allclose(total, w0[:, None, None] * w1[None, :, None] * w2[None, None, :],
                                rtol=1e-5)
+
+
+# --- valid tiling with the last tile on the output grid (DeepMedic / BLAST-CT) ---------------
+
+ON_GRID_SHAPES = [(13, 20, 7), (6, 6, 6), (4, 17, 12), (25, 5, 19)]
+
+
+def _phase_net(q: int, m: int, s: int) -> Any:
+    """A numpy 'valid' network (input q + 2m, output q) with a subsampled pathway, like
+    DeepMedic's: channel 0 is a 3x3x3 box sum around each output voxel; channel 1 is the
+    input at the centre of the s-block (counted from the tile's own output origin) that
+    holds the voxel, so it depends on where tiles start modulo s, as DeepMedic's 3x and 5x
+    pathways do."""
+    centres = m + (np.arange(q) // s) * s + s // 2
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        x = batch[:, 0].astype(np.float64)
+        box = sum(x[:, m - 1 + a:m - 1 + a + q, m - 1 + b:m - 1 + b + q,
+                    m - 1 + c:m - 1 + c + q]
+                  for a in range(3) for b in range(3) for c in range(3))
+        low = x[:, centres][:, :, centres][:, :, :, centres]
+        return np.stack([box, low], axis=1).astype(np.float32)
+
+    return predict
+
+
+def _authors_tiling(image: np.ndarray, predict: Any, q: int, m: int) -> np.ndarray:
+    """blast-ct's rule: output blocks of q on the grid from voxel 0, each fed the q + 2m input
+    around it from the volume edge-padded (np.pad 'edge'), the surplus cropped."""
+    shape = image.shape[1:]
+    blocks = [-(-s // q) for s in shape]
+    xp = np.pad(image[0], [(m, m + q * b - s) for b, s in zip(blocks, shape, strict=True)],
+                mode="edge")
+    out = np.zeros((2, *(q * b for b in blocks)), dtype=np.float32)
+    for a in np.ndindex(*blocks):
+        o = [q * v for v in a]
+        tile = xp[o[0]:o[0] + q + 2 * m, o[1]:o[1] + q + 2 * m, o[2]:o[2] + q + 2 * m]
+        out[:, o[0]:o[0] + q, o[1]:o[1] + q, o[2]:o[2] + q] = predict(tile[None, None])[0]
+    return out[:, :shape[0], :shape[1], :shape[2]]
+
+
+@pytest.mark.parametrize("shape", ON_GRID_SHAPES)
+def test_on_grid_valid_tiling_equals_the_authors_tiling(shape: tuple[int, int, int]) -> None:
+    q, m, s = 6, 3, 3
+    image = _rng_image(shape, 5)
+    predict = _phase_net(q, m, s)
+    expected = _authors_tiling(image, predict, q, m)
+    kwargs: dict[str, Any] = dict(patch=(q + 2 * m,) * 3, out_channels=2, overlap=0.0,
+                                  blending="constant", margin=(m,) * 3, batch_size=3,
+                                  padding="edge", pad_value=-9.0)
+    out = sliding_window(image, predict, last_tile="on_grid", **kwargs)
+    assert out.shape == (2, *shape)
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-5)
+    # Moving the last tile back to the volume's edge changes the subsampled channel
+    # wherever an axis is longer than one tile and not a multiple of the output size.
+    at_edge = sliding_window(image, predict, **kwargs)
+    np.testing.assert_allclose(at_edge[0], expected[0], rtol=0, atol=1e-4)  # box: no phase
+    shifted = any(n > q and (n - q) % s for n in shape)  # the last tile off the s-phase
+    assert (float(np.abs(at_edge[1] - expected[1]).max()) > 1e-3) == shifted
+
+
+def test_on_grid_plan_keeps_every_tile_on_the_stride_grid() -> None:
+    assert axis_starts(231, 30, 0.0, "on_grid") == tuple(range(0, 240, 30))
+    assert axis_starts(231, 30, 0.0) == (*range(0, 210, 30), 201)
+    assert axis_starts(20, 30, 0.0, "on_grid") == (0,)
+    assert axis_starts(100, 40, 0.5, "on_grid") == (0, 20, 40, 60)
+    plan = plan_tiles((231, 328, 250), (200, 200, 200), 0.0, (40, 40, 40), "on_grid")
+    assert plan.out_patch == (120, 120, 120)
+    assert plan.starts == ((0, 120), (0, 120, 240), (0, 120, 240))
+    assert plan.extent == (240, 360, 360)  # past the image; the surplus is cropped
+    edge = plan_tiles((231, 328, 250), (200, 200, 200), 0.0, (40, 40, 40))
+    assert edge.starts == ((0, 111), (0, 120, 208), (0, 120, 130))
+    assert edge.extent == (231, 328, 250)
+
+
+def test_on_grid_with_overlap_blends_like_at_edge_inside(models: dict[str, Any]) -> None:
+    # A valid convolution has no phase: with overlapping tiles both placements give the
+    # full convolution of the edge-padded volume.
+    rng = np.random.default_rng(6)
+    kernel = rng.normal(size=(3, 3, 3)).astype(np.float32)
+    image = _rng_image((23, 11, 9), 7)
+    out = sliding_window(image, _predictor(models["conv"](kernel, 0)), patch=(8, 8, 8),
+                         out_channels=1, overlap=0.5, blending="gaussian", margin=(1, 1, 1),
+                         padding="edge", last_tile="on_grid")
+    expected = ndimage.correlate(image[0].astype(np.float64), kernel.astype(np.float64),
+                                 mode="nearest")
+    np.testing.assert_allclose(out[0], expected, rtol=1e-4, atol=1e-4)
