@@ -2,7 +2,8 @@
 
 A recorded run is one ``model_runs`` row (full provenance), its label map and heat map
 under ``<library>/runs/<run_id>/overlay.npz`` (written atomically), its findings as
-pending review findings, and a "model-run" audit event — all in one transaction; when
+pending review findings (each with the mask the pipeline made for it, never
+re-derived from the label map), and a "model-run" audit event — all in one transaction; when
 anything fails nothing is recorded and the files are removed.
 """
 
@@ -16,11 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import ndimage
 
 from core.atomic import write_bytes
 from core.errors import StoreError
-from core.volume import Finding, HeatMap, Label, LabelMap
+from core.volume import HeatMap, Label, LabelMap
 from review.codec import to_record
 from review.model import ReviewFinding, SparseMask, Status
 from store.records import ModelRunRow
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from store.library import Library
 
 OVERLAY_NAME = "overlay.npz"
-_CONNECTIVITY = np.ones((3, 3, 3), dtype=np.bool_)  # 26-connected, as extract_findings
 
 
 def run_folder(library: Library, run_id: int) -> Path:
@@ -43,27 +42,33 @@ def _labels_json(labels: list[Label]) -> list[dict[str, Any]]:
              "code": list(lab.code) if lab.code else None} for lab in labels]
 
 
-def finding_masks(label_map: LabelMap, findings: list[Finding]) -> dict[int, SparseMask]:
-    """Each finding's component (26-connected, its label) as a sparse mask, matched by
-    bounding box and voxel count as ``inference.postprocess.extract_findings`` made it."""
+def finding_masks(result: InferenceResult) -> dict[int, SparseMask]:
+    """Each finding's own mask as the pipeline handed it over (``result.finding_masks``,
+    or the masks a list from ``extract_findings`` carries), checked against its finding;
+    a clear error when a result has none (it cannot be reviewed without them)."""
+    masks = result.finding_masks
+    if masks is None:
+        masks = getattr(result.findings, "masks", None)
+    if masks is None:
+        raise StoreError("this model result carries no finding masks (it comes from a path "
+                         "that does not keep them); run the model again to record it for "
+                         "review")
+    shape = tuple(result.label_map.array.shape)
     out: dict[int, SparseMask] = {}
-    by_value: dict[int, tuple[np.ndarray, list[Any]]] = {}
-    for f in findings:
-        if f.label_value not in by_value:
-            comp, _n = ndimage.label(label_map.array == f.label_value, structure=_CONNECTIVITY)
-            by_value[f.label_value] = (comp, ndimage.find_objects(comp))
-        comp, slices = by_value[f.label_value]
-        lo, hi = f.bbox_index
-        want = tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))
-        for index, sl in enumerate(slices, start=1):
-            if sl == want:
-                crop = comp[sl] == index
-                if int(crop.sum()) == f.voxel_count:
-                    out[f.id] = SparseMask((lo[0], lo[1], lo[2]), crop)
-                    break
-        else:
-            raise StoreError(f"finding {f.id} ({f.label_name}) has no matching region in the "
-                             "label map; the run cannot be recorded for review")
+    for f in result.findings:
+        own = masks.get(f.id)
+        if own is None:
+            raise StoreError(f"finding {f.id} ({f.label_name}) came without its mask; the run "
+                             "cannot be recorded for review")
+        inside = all(0 <= o and o + n <= s
+                     for o, n, s in zip(own.offset, own.array.shape, shape, strict=True))
+        if not inside or own.voxel_count != f.voxel_count:
+            raise StoreError(f"the mask of finding {f.id} ({f.label_name}) does not fit it "
+                             f"({own.voxel_count} voxels at {own.offset} for "
+                             f"{f.voxel_count} on a {shape} grid); the run cannot be "
+                             "recorded for review")
+        out[f.id] = (SparseMask.empty_mask() if own.voxel_count == 0 else
+                     SparseMask(own.offset, own.array))
     return out
 
 
@@ -93,7 +98,7 @@ def record_run(library: Library, series_id: int, result: InferenceResult, *,
     version = str(model.get("version", ""))
     lm = result.label_map
     colors = {lab.value: lab.color_rgb for lab in lm.labels}
-    masks = finding_masks(lm, result.findings)
+    masks = finding_masks(result)
     folder: Path | None = None
     try:
         with library.transaction():

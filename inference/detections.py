@@ -18,7 +18,8 @@ same lesion — and each survivor becomes a finding:
 * score: the box score (max and mean are the same number).
 
 The label map shows each box as its inscribed ellipsoid (higher scores drawn
-last), and the heat map its score there.
+last), and the heat map its score there. Each finding keeps its whole ellipsoid as
+its own mask (``own_masks``), overlaps included, and its voxel count is that mask's.
 """
 
 from __future__ import annotations
@@ -26,20 +27,22 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+from scipy import ndimage
 
 from core import geometry
 from core.errors import CancelledError, InferenceError
 from core.progress import CancelToken
 from core.volume import Finding, FloatArray
+from inference.finding_mask import FindingMask
 from inference.manifest import DetectionSpec
 from inference.sliding_window import pad_image, plan_tiles, whole_shape
-from inference.spaces import ModelGrid
+from inference.spaces import ModelGrid, from_model_grid
 
 Predictor = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
 Progress = Callable[[float, str], None]
@@ -222,6 +225,25 @@ def place(boxes: Boxes, grid: ModelGrid, source_affine: FloatArray,
     return out
 
 
+def _ellipsoid(boxes: Boxes, box: int, shape: npt.NDArray[np.int64]
+               ) -> tuple[tuple[slice, ...], npt.NDArray[np.bool_]]:
+    """The tensor region of a box and the voxels of it inside the box's inscribed ellipsoid
+    (at least the voxel holding the centre)."""
+    lo, hi = boxes.corners[box, :3], boxes.corners[box, 3:]
+    start = np.clip(np.floor(lo).astype(int), 0, shape - 1)
+    stop = np.clip(np.ceil(hi).astype(int), start + 1, shape)
+    centre, radius = (lo + hi) / 2.0, np.maximum((hi - lo) / 2.0, 1e-6)
+    axes = np.ogrid[tuple(slice(a, b) for a, b in zip(start, stop, strict=True))]
+    inside = np.asarray(sum(((ax + 0.5 - c) / r) ** 2
+                            for ax, c, r in zip(axes, centre, radius, strict=True)) <= 1.0,
+                        dtype=np.bool_)
+    if not inside.any():  # smaller than a voxel: mark the voxel holding the centre
+        inside = np.zeros(inside.shape, dtype=np.bool_)
+        at = np.clip(np.floor(centre).astype(int), start, stop - 1) - start
+        inside[tuple(at)] = True
+    return tuple(slice(a, b) for a, b in zip(start, stop, strict=True)), inside
+
+
 def paint(boxes: Boxes, placed: Sequence[Placed], tensor_shape: Sequence[int],
           dtype: type[np.integer[Any]]) -> tuple[npt.NDArray[np.integer[Any]],
                                                  npt.NDArray[np.float32]]:
@@ -231,30 +253,60 @@ def paint(boxes: Boxes, placed: Sequence[Placed], tensor_shape: Sequence[int],
     heat = np.zeros(tuple(tensor_shape), dtype=np.float32)
     shape = np.array(tensor_shape)
     for p in sorted(placed, key=lambda q: q.finding.max_score):
-        lo, hi = boxes.corners[p.box, :3], boxes.corners[p.box, 3:]
-        start = np.clip(np.floor(lo).astype(int), 0, shape - 1)
-        stop = np.clip(np.ceil(hi).astype(int), start + 1, shape)
-        centre, radius = (lo + hi) / 2.0, np.maximum((hi - lo) / 2.0, 1e-6)
-        axes = np.ogrid[tuple(slice(a, b) for a, b in zip(start, stop, strict=True))]
-        inside = sum(((ax + 0.5 - c) / r) ** 2
-                     for ax, c, r in zip(axes, centre, radius, strict=True)) <= 1.0
-        if not inside.any():  # smaller than a voxel: mark the voxel holding the centre
-            inside = np.zeros(inside.shape, dtype=np.bool_)
-            at = np.clip(np.floor(centre).astype(int), start, stop - 1) - start
-            inside[tuple(at)] = True
-        region = tuple(slice(a, b) for a, b in zip(start, stop, strict=True))
+        region, inside = _ellipsoid(boxes, p.box, shape)
         labels[region][inside] = p.finding.label_value
         heat[region][inside] = p.finding.max_score
     return labels, heat
 
 
-def numbered(placed: Sequence[Placed], labels: npt.NDArray[np.integer[Any]]) -> list[Finding]:
-    """The findings, numbered from 1 (best first), each with the source-grid voxels of its
-    label inside its bbox (after painting)."""
-    out = []
-    for n, p in enumerate(placed):
-        (k0, j0, i0), (k1, j1, i1) = p.finding.bbox_index
-        count = int(np.count_nonzero(
-            labels[k0:k1 + 1, j0:j1 + 1, i0:i1 + 1] == p.finding.label_value))
-        out.append(dataclasses.replace(p.finding, id=n + 1, voxel_count=count))
+def _layers(regions: Sequence[tuple[slice, ...]]) -> list[list[int]]:
+    """Greedy split of regions into layers whose regions do not intersect, so one index
+    map per layer holds every finding of it whole."""
+    layers: list[list[int]] = []
+    for n, region in enumerate(regions):
+        for layer in layers:
+            if not any(all(a.start < b.stop and b.start < a.stop
+                           for a, b in zip(region, regions[m], strict=True))
+                       for m in layer):
+                layer.append(n)
+                break
+        else:
+            layers.append([n])
+    return layers
+
+
+def own_masks(boxes: Boxes, placed: Sequence[Placed], grid: ModelGrid,
+              source_affine: FloatArray, source_shape: tuple[int, int, int]
+              ) -> dict[int, FindingMask]:
+    """Each placed box's own ellipsoid on the source grid, keyed by its finding number
+    (its place in ``placed`` + 1): exactly the voxels the label map would show for it
+    alone, brought back as the label map is (nearest). Ellipsoids may overlap, so they are
+    painted in as few non-intersecting layers as possible, one resampling per layer."""
+    shape = np.array(grid.tensor_shape)
+    painted = [_ellipsoid(boxes, p.box, shape) for p in placed]
+    dtype = np.uint16 if len(placed) < np.iinfo(np.uint16).max else np.uint32
+    out: dict[int, FindingMask] = {}
+    for layer in _layers([region for region, _inside in painted]):
+        index_t = np.zeros(grid.tensor_shape, dtype=dtype)
+        for n in layer:
+            region, inside = painted[n]
+            index_t[region][inside] = n + 1
+        index = from_model_grid(np.ascontiguousarray(grid.from_tensor(index_t)), grid,
+                                source_affine, source_shape, interpolation="nearest")
+        slices = ndimage.find_objects(index, max_label=len(placed))
+        for n in layer:
+            sl = slices[n]
+            if sl is None:  # finer than the source grid: no source voxel is nearest to it
+                lo = placed[n].finding.bbox_index[0]
+                out[n + 1] = FindingMask(lo, np.zeros((0, 0, 0), dtype=np.bool_))
+            else:
+                out[n + 1] = FindingMask((sl[0].start, sl[1].start, sl[2].start),
+                                         index[sl] == n + 1)
     return out
+
+
+def numbered(placed: Sequence[Placed], masks: Mapping[int, FindingMask]) -> list[Finding]:
+    """The findings, numbered from 1 (best first), each with the source-grid voxels of its
+    own ellipsoid (``own_masks``) counted."""
+    return [dataclasses.replace(p.finding, id=n + 1, voxel_count=masks[n + 1].voxel_count)
+            for n, p in enumerate(placed)]

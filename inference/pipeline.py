@@ -26,6 +26,7 @@ from core.volume import Finding, HeatMap, Label, LabelMap, Volume
 from inference import cascade, detections
 from inference import postprocess as pp
 from inference.checks import check_input
+from inference.finding_mask import FindingMask
 from inference.manifest import (
     ArgmaxStep,
     ComponentsStep,
@@ -57,6 +58,8 @@ class InferenceResult:
     findings: list[Finding]
     provenance: dict[str, Any]
     notices: list[str] = field(default_factory=list)  # provider fallback, memory choices
+    # finding id → its own voxels, as made (None: a result from a path that kept none)
+    finding_masks: dict[int, FindingMask] | None = None
 
     @property
     def request_id(self) -> str:
@@ -275,6 +278,7 @@ def run(
     _check_cancel(cancel)
 
     findings: list[Finding]
+    finding_masks: dict[int, FindingMask] = {}
     if m.output.kind == "detections":
         t0 = time.perf_counter()
         boxes = _detect(tensor, members, m, pad_value, progress, cancel)
@@ -282,7 +286,8 @@ def run(
         t_net = time.perf_counter() - t0
         t0 = time.perf_counter()
         _report(progress, 0.9, "post-processing")
-        labels, heat, findings = _detection_results(boxes, m, grid, volume, masks)
+        labels, heat, findings, finding_masks = _detection_results(boxes, m, grid, volume,
+                                                                   masks)
         t_post = time.perf_counter() - t0
     else:
         # --- network ------------------------------------------------------------
@@ -361,10 +366,11 @@ def run(
                            step.dilate_mm, volume.affine)
             elif isinstance(step, ComponentsStep):
                 min_mm3 = step.min_mm3 if step.min_mm3 is not None else m.output.min_finding_mm3
-                findings = pp.extract_findings(
+                findings = found = pp.extract_findings(
                     labels, volume.affine, names, heat, which=step.labels, min_mm3=min_mm3,
                     connectivity=step.connectivity, max_findings=step.max_findings,
                     series_uid=volume.series_uid)
+                finding_masks = found.masks
         t_post = time.perf_counter() - t0
 
     label_map = LabelMap(
@@ -417,7 +423,8 @@ def run(
         "findings": len(findings),
     }
     _report(progress, 1.0, "done")
-    return InferenceResult(label_map, heatmap, findings, provenance, notices)
+    return InferenceResult(label_map, heatmap, findings, provenance, notices,
+                           finding_masks=finding_masks)
 
 
 def _detect(tensor: npt.NDArray[np.float32], members: list[_Member], m: Manifest,
@@ -456,8 +463,9 @@ def _mask_of(step: MaskByStep, masks: dict[str, LabelMap] | None,
 
 def _detection_results(boxes: detections.Boxes, m: Manifest, grid: ModelGrid, volume: Volume,
                        masks: dict[str, LabelMap] | None
-                       ) -> tuple[npt.NDArray[Any], npt.NDArray[np.float32], list[Finding]]:
-    """Kept boxes → label map and score map on the source grid, and findings."""
+                       ) -> tuple[npt.NDArray[Any], npt.NDArray[np.float32], list[Finding],
+                                  dict[int, FindingMask]]:
+    """Kept boxes → label map and score map on the source grid, findings and their masks."""
     spec = m.output.box_spec
     inside: npt.NDArray[np.bool_] | None = None
     for step in m.postprocessing:
@@ -478,7 +486,8 @@ def _detection_results(boxes: detections.Boxes, m: Manifest, grid: ModelGrid, vo
     heat = from_model_grid(np.ascontiguousarray(grid.from_tensor(heat_t)), grid,
                            volume.affine, volume.shape, interpolation="linear")
     np.clip(heat, 0.0, 1.0, out=heat)
-    return labels, heat, detections.numbered(placed, labels)
+    own = detections.own_masks(boxes, placed, grid, volume.affine, volume.shape)
+    return labels, heat, detections.numbered(placed, own), own
 
 
 def _report(progress: Progress | None, fraction: float, message: str) -> None:

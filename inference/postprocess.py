@@ -11,9 +11,9 @@ from scipy import ndimage
 
 from core.measure import longest_diameter_mm, voxel_volume_mm3
 from core.volume import Finding, FloatArray
+from inference.finding_mask import FindingMask, Findings
 
 LabelArray = npt.NDArray[np.integer[Any]]
-
 
 
 def structure(connectivity: int) -> npt.NDArray[np.bool_]:
@@ -98,10 +98,11 @@ def extract_findings(
     connectivity: int = 26,
     max_findings: int = 500,
     series_uid: str = "",
-) -> list[Finding]:
-    """Connected components of each label → findings, largest first (capped)."""
+) -> Findings:
+    """Connected components of each label → findings, largest first (capped), each with
+    its own component as ``masks[id]`` (the crop of its bounding box)."""
     vox_mm3 = voxel_volume_mm3(affine)
-    findings: list[Finding] = []
+    findings = Findings()
     candidates: list[tuple[int, int, tuple[slice, ...], npt.NDArray[np.bool_]]] = []
     for value in _labels_present(labels, which):
         comp, n = ndimage.label(labels == value, structure=structure(connectivity))
@@ -129,6 +130,8 @@ def extract_findings(
             max_score = mean_score = 1.0
         lo = pts.min(axis=0)
         hi = pts.max(axis=0)
+        findings.masks[fid] = FindingMask((int(offset[0]), int(offset[1]), int(offset[2])),
+                                          mask)
         findings.append(Finding(
             id=fid,
             label_value=value,

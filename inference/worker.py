@@ -6,7 +6,8 @@ job folder under the library cache (never next to source files). A crash of
 the worker (segfault, out-of-memory kill) becomes an InferenceError in the
 caller, which keeps running. ``cancel()`` stops the job within a second: the
 worker checks between tile batches, and is terminated if it has not stopped
-after ``CANCEL_GRACE_S``.
+after ``CANCEL_GRACE_S``. Each finding's own mask comes back exactly
+(``finding_masks.npz``: the boolean crops and their offsets).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from core.errors import CancelledError, InferenceError, LucidaError
 from core.progress import CancelToken
 from core.volume import Finding, HeatMap, Label, LabelMap, Volume
 from inference import disable_onnxruntime_telemetry
+from inference.finding_mask import from_arrays, to_arrays
 
 log = logging.getLogger(__name__)
 
@@ -142,12 +144,16 @@ def _worker_main(job_dir: str, pack_ref: str, options: dict[str, Any], out_q: An
         np.save(folder / "labels.npy", result.label_map.array)
         if result.heatmap is not None:
             np.save(folder / "heat.npy", result.heatmap.array)
+        if result.finding_masks is not None:  # the bool crops themselves: exact
+            arrays: dict[str, Any] = to_arrays(result.finding_masks)
+            np.savez(folder / "finding_masks.npz", **arrays)
         out_q.put(("result", {
             "labels": [asdict(lab) for lab in result.label_map.labels],
             "heat_name": result.heatmap.name if result.heatmap is not None else None,
             "findings": [f.to_dict() for f in result.findings],
             "provenance": result.provenance,
             "notices": result.notices,
+            "finding_masks": result.finding_masks is not None,
         }))
     except CancelledError:
         out_q.put(("cancelled",))
@@ -322,9 +328,14 @@ class InferenceJob:
                              series_uid=self._series_uid)
         heatmap = (HeatMap(heat, self._volume_affine.copy(), name=p["heat_name"],
                            series_uid=self._series_uid) if heat is not None else None)
+        finding_masks = None
+        if p.get("finding_masks"):
+            with np.load(self.job_dir / "finding_masks.npz", allow_pickle=False) as data:
+                finding_masks = from_arrays(data)
         result = InferenceResult(label_map, heatmap,
                                  [_finding_from_dict(f) for f in p["findings"]],
-                                 p["provenance"], list(p["notices"]))
+                                 p["provenance"], list(p["notices"]),
+                                 finding_masks=finding_masks)
         self._cleanup()
         return result
 
