@@ -13,10 +13,12 @@ authors' inference conventions in Lucida's vocabulary:
 * **Intensities**: ``IntensityWindowNormalization`` [-15, 100] HU → [-1, 1], clipped
   (``hu_window``), outside the graph.
 * **Tiling**: the authors' 110³ test patch, output 30³ (``output_margin`` 40), outputs on a
-  30-voxel grid from the first voxel (``overlap`` 0), ``edge`` padding, constant blending.
-  Lucida clamps the last tile of an axis to end at the volume instead of padding past it:
-  where an axis length is not a multiple of 15 that tile samples the 5x and 3x pathways on a
-  shifted phase, and the overlap is averaged with the grid-aligned tile (see the report).
+  30-voxel grid from the first voxel (``overlap`` 0, ``last_tile "on_grid"``: the last tile
+  of an axis reaches past the volume, whose input is ``edge`` padded, as ``np.pad`` does in
+  blast-ct), constant blending. So every tile sees the 3x and 5x pathways in the authors'
+  phase. DeepMedic is fully convolutional: a patch of 80 + 30 n gives 30 n outputs in the
+  same phase as n³ of the authors' tiles (``LARGE_PATCH``, proven in the tests); measured
+  here it is not worth it on CPU (see ``MEASURED``), so 110 stays the default.
 * **Output**: 5 channels (0 = background), argmax of the mean probabilities; each connected
   region of a lesion class is a finding (26-connectivity, at least ``MIN_FINDING_MM3``).
 """
@@ -40,6 +42,13 @@ PACK_ID = "blast-ct"
 PACK_VERSION = "1.0.0"
 MEMBERS = (1, 2, 3, 4, 5, 6)  # the staged V1 members (of 12)
 PATCH = 110  # config['test']['input_patch_size']; output 30
+MARGIN = 40  # (110 - 30) / 2: the same for every valid patch 80 + 30 n
+# onnxruntime's arena per input voxel, measured (peak RSS of one session, 1 thread, minus the
+# process before it): 110³ 207 MB, 140³ 1654 MB. It grows with the patch because onnxruntime's
+# CPU Conv expands each 3x3x3 convolution's whole output (im2col): 140³ needs 8x the memory
+# of 110³ for 1.3x fewer operations per output voxel.
+PATCH_BYTES_PER_VOXEL = {110: 96.0, 140: 640.0}
+LARGE_PATCH = 140  # 60³ outputs = 2³ of the authors' 30³ blocks
 MIN_FINDING_MM3 = 10.0  # ten 1-mm voxels: hides single-voxel speckle, not lesions
 # The authors' class_names (config.json: "foreground" at 0 is their name for background).
 _CLASS_NAMES = ("foreground", "IPH", "EAH", "oedema", "IVH")
@@ -102,10 +111,12 @@ def _spacing(config: dict[str, Any]) -> tuple[float, float, float]:
     return (res[0], res[1], res[2])
 
 
-def manifest_for(config: dict[str, Any], files: list[tuple[str, str]]) -> dict[str, Any]:
+def manifest_for(config: dict[str, Any], files: list[tuple[str, str]], *,
+                 patch: int = PATCH) -> dict[str, Any]:
     """The pack's manifest.json (a dict); ``files`` = [(onnx name, sha256)] in member order."""
+    if patch not in PATCH_BYTES_PER_VOXEL:
+        raise ModelPackError(f"patch {patch}: only {sorted(PATCH_BYTES_PER_VOXEL)} are measured")
     low, high = _window(config)
-    margin = 40
     return {
         "schema_version": 1,
         "id": PACK_ID,
@@ -142,12 +153,13 @@ def manifest_for(config: dict[str, Any], files: list[tuple[str, str]]) -> dict[s
         },
         "tiling": {
             "mode": "valid",
-            "patch_size": [PATCH] * 3,
+            "patch_size": [patch] * 3,
             "overlap": 0.0,
             "blending": "constant",
-            "output_margin": [margin] * 3,
+            "output_margin": [MARGIN] * 3,
             "batch_size": 1,
             "padding": "edge",
+            "last_tile": "on_grid",
         },
         "output": {
             "kind": "segmentation_logits",
@@ -166,9 +178,7 @@ def manifest_for(config: dict[str, Any], files: list[tuple[str, str]]) -> dict[s
         ],
         "files": [{"path": name, "sha256": sha} for name, sha in files],
         "ensemble": {"combine": "mean"},
-        # Measured: one member's onnxruntime arena for a 110³ tile grows RSS by ~117 MB
-        # (88 bytes per input voxel); rounded up for the tile's input/output buffers.
-        "memory": {"bytes_per_patch_voxel": 96.0},
+        "memory": {"bytes_per_patch_voxel": PATCH_BYTES_PER_VOXEL[patch]},
     }
 
 
@@ -184,13 +194,16 @@ def _checked_sums(weights: Path) -> dict[str, str]:
 
 
 def build_pack(src_dir: Path | str, out_dir: Path | str, *,
-               model: str | None = None) -> list[Path]:
+               model: str | None = None, patch: int = PATCH) -> list[Path]:
     """Write the ``blast-ct`` pack folder under ``out_dir``; returns ``[out_dir/blast-ct]``.
 
     Each ``weights_v1/model_N.pt`` is checked against ``SHA256SUMS`` before it is read.
+    ``patch``: the members' input size per axis (110, or ``LARGE_PATCH``).
     """
     if model not in (None, PACK_ID):
         raise ModelPackError(f"BLAST-CT has one pack, {PACK_ID!r}; no model {model!r}")
+    if patch not in PATCH_BYTES_PER_VOXEL:
+        raise ModelPackError(f"patch {patch}: only {sorted(PATCH_BYTES_PER_VOXEL)} are measured")
     src = Path(src_dir)
     config = _read_config(src)
     weights = src / "weights_v1"
@@ -199,11 +212,11 @@ def build_pack(src_dir: Path | str, out_dir: Path | str, *,
     for n in MEMBERS:
         name = f"model_{n}.pt"
         state = load_state_dict(weights / name, sums[name])
-        onnx_bytes = build_deepmedic_onnx(state, config, input_size=(PATCH,) * 3,
+        onnx_bytes = build_deepmedic_onnx(state, config, input_size=(patch,) * 3,
                                           softmax=False)
         members.append((f"member_{n}.onnx", onnx_bytes))
     files = [(name, hashlib.sha256(data).hexdigest()) for name, data in members]
-    manifest = manifest_for(config, files)
+    manifest = manifest_for(config, files, patch=patch)
     parse_manifest(manifest, f"{PACK_ID}: manifest.json")  # refuse before writing
     target = Path(out_dir) / PACK_ID
     target.mkdir(parents=True, exist_ok=True)
@@ -257,9 +270,10 @@ the CENTER-TBI study (multicentre, European) and validated on CENTER-TBI and CQ5
 **Input requirements.** Modality CT, non-contrast, head, 3-D (at least 10 slices, slices at
 most 6 mm; thin axial reconstructions work best), Hounsfield units. Lucida resamples the
 series to 1 mm isotropic on an LPS-aligned grid (linear), clips to [-15, 100] HU and maps
-that window to [-1, 1], then tiles 110³ patches (30³ outputs on a 30-voxel grid, edge
-padding). Gantry-tilted series are de-tilted by Lucida's reader first; results come back on
-the series' own grid.
+that window to [-1, 1], then tiles {manifest['tiling']['patch_size'][0]}³ patches (outputs on
+the authors' 30-voxel grid from the first voxel, edge padding past the volume).
+Gantry-tilted series are de-tilted by Lucida's reader first; results come back on the
+series' own grid.
 
 **Output.** Mean of the members' softmax probabilities; label = argmax (the authors' rule).
 Findings: 26-connected regions of each lesion class of at least {MIN_FINDING_MM3:g} mm³
@@ -277,9 +291,11 @@ P(background).
   0.01 mL: 20 small extra-axial calls (0.01-0.65 mL, many high in the head) and 6 oedema
   regions (one of 3.4 mL). Nobody has reviewed them; expect false-positive specks next to
   bone, and read every finding against the images.
-- The last tile of an axis whose length at 1 mm is not a multiple of 15 voxels is placed to
-  end at the volume (Lucida's tiling), so near those far edges the subsampled pathways see a
-  different phase than in the authors' tiling; elsewhere the tiling is the authors'.
+- Tiling is the authors' everywhere: 30³ output blocks on the grid from the first voxel,
+  the last block of an axis reaching past the volume (edge padding, as blast-ct's np.pad),
+  so the 3x and 5x pathways sample the same voxels as in blast-ct (checked on a real head
+  CT block: identical probabilities; the earlier Lucida tiling, which moved the last tile
+  back to the volume's edge, differed there by up to 0.02).
 
 **Runtime and memory measured here.**
 - {MEASURED['tile_cpu']}.

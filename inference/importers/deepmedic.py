@@ -36,6 +36,19 @@ Decisions
   pooling); upsampling is nearest neighbour by integer ``s`` (``Resize`` nearest,
   asymmetric, floor = repeat each voxel ``s`` times, exactly ``F.interpolate(nearest)``),
   then a centre crop to the output size.
+* **Larger patches** (``input_size``): the network is fully convolutional, so any size the
+  arithmetic above accepts builds; for BLAST-CT these are 80 + 30 n (output 30 n; the
+  authors' table lists 110 and 170). Such a patch whose output starts on the authors'
+  30-voxel grid gives exactly their n³ tiles of 110³, because every crop and phase is the
+  same: the pathway crops start at the same offset (16 for 3x, 32 for 1x: ``c//2 - t//2``
+  with ``t = c - 32`` / ``c - 64``), so output voxel ``o`` is input voxel ``40 + o`` in
+  every pathway; the 5x (3x) samples sit at input ``42 + 5t`` (``41 + 3t``), the centre of
+  each 5- (3-) block of outputs counted from the patch's output origin, and 30 is a
+  multiple of 3 and 5, so a patch starting on the grid samples the same voxels as the
+  authors' tiles; nearest upsampling then repeats each sample over the same block, and the
+  final crop is empty (30 n is a multiple of 15). Values past the volume are the same
+  either way when both pad with ``np.pad(mode='edge')``. Off the grid the phase differs
+  (up to ~0.02 in probability).
 * **Graph I/O**: input ``image`` float32 (N, C_in, z, y, x) with fixed spatial size
   (default ``config['test']['input_patch_size']``, 110³) and a dynamic batch; output
   ``logits`` or ``probabilities``. The input is expected already HU-window normalised

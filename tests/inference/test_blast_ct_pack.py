@@ -75,8 +75,9 @@ def test_pack_validates_with_lucidas_loader(pack: ModelPack, pack_dir: Path,
     assert (m.input.orientation, m.input.axis_order, m.input.spacing_mm) == (
         "LPS", "kji", (1.0, 1.0, 1.0))
     t = m.tiling
-    assert (t.mode, t.patch_size, t.output_margin, t.overlap, t.padding, t.blending) == (
-        "valid", (110, 110, 110), (40, 40, 40), 0.0, "edge", "constant")
+    assert (t.mode, t.patch_size, t.output_margin, t.overlap, t.padding, t.blending,
+            t.last_tile) == ("valid", (110, 110, 110), (40, 40, 40), 0.0, "edge", "constant",
+                             "on_grid")
     out = m.output
     assert (out.kind, out.activation, out.channels) == ("segmentation_logits", "softmax", 5)
     assert [(lab.value, lab.name) for lab in out.labels] == [
@@ -110,6 +111,8 @@ def test_build_refuses_weights_that_differ_from_sha256sums(blast: Path, tmp_path
     assert not (tmp_path / "out" / PACK_ID).exists()  # nothing half-written
     with pytest.raises(ModelPackError, match="one pack"):
         build_pack(blast, tmp_path / "out", model="blast-ct-v2")
+    with pytest.raises(ModelPackError, match="only .* are measured"):
+        build_pack(blast, tmp_path / "out", patch=111)
 
 
 def test_pack_members_give_the_authors_mean_on_their_patch(pack: ModelPack,
