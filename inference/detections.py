@@ -173,7 +173,7 @@ def non_max_suppression(boxes: Boxes, iou: float, max_keep: int) -> Boxes:
 @dataclass(frozen=True)
 class Placed:
     """One kept box on the source grid: its row in the Boxes, and its finding (numbered
-    and with its voxels counted once the label map is painted)."""
+    and with its voxels counted once its own mask is made)."""
 
     box: int
     finding: Finding

@@ -14,6 +14,7 @@ ellipsoid is found from LPS offsets projected on the model axes the manifest nam
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from core import geometry
 from core.errors import StoreError
 from core.volume import Volume
 from inference import run
@@ -45,8 +47,16 @@ def _affine() -> np.ndarray:
     return affine
 
 
-def _volume(array: np.ndarray) -> Volume:
-    return Volume(array.astype(np.float32), _affine(), series_uid=SERIES_UID, modality="CT")
+def _volume(array: np.ndarray, affine: np.ndarray | None = None) -> Volume:
+    return Volume(array.astype(np.float32), _affine() if affine is None else affine,
+                  series_uid=SERIES_UID, modality="CT")
+
+
+def _tilted() -> np.ndarray:
+    """The test grid with a 12° gantry tilt: slices shear along j (not orthogonal)."""
+    affine = _affine()
+    affine[:3, 0] += math.tan(math.radians(12.0)) * SPACING[0] * affine[:3, 1] / SPACING[1]
+    return affine
 
 
 def _library(tmp_path: Path) -> tuple[Library, int]:
@@ -207,16 +217,20 @@ def test_overlapping_detector_ellipsoids_each_keep_their_whole_mask(
         library.close()
 
 
+@pytest.mark.parametrize("tilted", [False, True])
 def test_on_a_resampled_model_grid_a_box_mask_is_what_the_label_map_shows(
-        make_pack: Any, models: dict[str, Any]) -> None:
-    """Model grid 1.7 mm isotropic (resampled, not a permutation): the finding's mask is
-    exactly the label map's voxels of it, brought back the same way (nearest)."""
+        make_pack: Any, models: dict[str, Any], tilted: bool) -> None:
+    """Model grid 1.7 mm isotropic (resampled, not a permutation; from a tilted source
+    too): the finding's mask is exactly the label map's voxels of it, brought back the
+    same way (nearest)."""
     image = np.zeros(SHAPE)
     image[9:12, 10:15, 12:17] = 0.9  # a blob: one voxel would blur below min_score
     manifest = _detector_manifest(spacing_mm=[1.7, 1.7, 1.7])
     manifest["output"]["detections"] = {"nms_iou": 0.05}  # tiles' boxes on the blob: one
     pack = make_pack(models["detector"]((2, 1, 3)), **manifest)
-    result = run(_volume(image), pack, threads=1)
+    vol = _volume(image, _tilted() if tilted else None)
+    assert geometry.is_orthogonal(vol.affine) is not tilted
+    result = run(vol, pack, threads=1)
     assert len(result.findings) == 1
     own = _own_masks(result)[1]
     assert own.sum() > 10
