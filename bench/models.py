@@ -75,7 +75,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     help="edge of the head CT block in mm (59: 2x2x2 tiles of 30 mm)")
     ap.add_argument("--blast-grid", choices=("aligned", "native"), default="aligned")
     ap.add_argument("--deepbet-pack", type=Path, default=None,
-                    help="Lucida's deepbet pack folder (the deepbet family is skipped without)")
+                    help="Lucida's deepbet pack folder, or the ONNX export to build it from "
+                         "(packaging/deepbet/export_onnx.py); deepbet is skipped without")
     ap.add_argument("--venvs", type=Path, default=REPO / ".bench-venvs")
     ap.add_argument("--shared", type=Path, default=None,
                     help="the shared folder (default: $LUCIDA_SHARED or ../shared)")
@@ -279,8 +280,11 @@ def prepare_brainchop(args: argparse.Namespace, models: Path, work: Path) -> Cas
 
 def prepare_deepbet(args: argparse.Namespace, models: Path, work: Path) -> Case | None:
     pack = args.deepbet_pack
-    if pack is None or not (Path(pack) / "manifest.json").is_file():
-        why = "--deepbet-pack not given" if pack is None else f"{pack} has no manifest.json"
+    if pack is not None and (pack / "EXPORT.json").is_file():  # an export: build the pack
+        pack = _build("deepbet", pack, work / "packs")
+    if pack is None or not (pack / "manifest.json").is_file():
+        why = ("--deepbet-pack not given" if pack is None
+               else f"{pack} has neither manifest.json (a pack) nor EXPORT.json (an export)")
         print(f"deepbet: skipped: no Lucida deepbet pack ({why})", flush=True)
         return None
     nifti = models / CONFORMED
@@ -302,7 +306,7 @@ def prepare_deepbet(args: argparse.Namespace, models: Path, work: Path) -> Case 
 
     return Case(
         "deepbet", f"two-stage brain mask on {CONFORMED.name}",
-        _lucida_cmd(Path(pack), nifti, "MR", args.threads, lucida_out),
+        _lucida_cmd(pack, nifti, "MR", args.threads, lucida_out),
         [str(python), str(BENCH / "_author_deepbet.py"), "--input", str(nifti),
          "--brain", str(out / "brain.nii.gz"), "--mask", str(out / "mask.nii.gz"),
          "--threads", str(args.threads)],

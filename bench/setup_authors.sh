@@ -66,7 +66,13 @@ make_venv() {  # family, then the pinned requirements (torch first when present)
 
 for family in "${families[@]}"; do
     case "$family" in
-        brainchop) make_venv brainchop "tinygrad==0.14.0" "brainchop==0.2.5" ;;
+        brainchop)
+            make_venv brainchop "tinygrad==0.14.0" "brainchop==0.2.5"
+            # tinygrad's CPU device compiles its kernels with clang (the references used 14).
+            command -v clang >/dev/null || command -v clang-14 >/dev/null || \
+                echo "[brainchop] WARNING: no clang on PATH: tinygrad's CPU device needs it" \
+                     "(Debian: apt-get install clang-14)" >&2
+            ;;
         deepbet) make_venv deepbet "$TORCH_PIN" "deepbet==1.0.2" ;;
         blast-ct) make_venv blast-ct "$TORCH_PIN" "blast-ct==2.1.0" ;;
         *) echo "unknown family: $family (brainchop, deepbet, blast-ct)" >&2; exit 2 ;;
