@@ -88,7 +88,8 @@ def _instance_norm_float64(x: np.ndarray, scale: np.ndarray, bias: np.ndarray) -
     var = x64.var(axes, keepdims=True)
     bshape = (1, -1) + (1,) * (x.ndim - 2)
     y = (x64 - mean) / np.sqrt(var + 1e-5) * scale.reshape(bshape) + bias.reshape(bshape)
-    return np.maximum(y, 0.0)
+    relu: np.ndarray = np.maximum(y, 0.0)
+    return relu
 
 
 @pytest.mark.parametrize("as_constants", [False, True])
