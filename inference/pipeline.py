@@ -314,7 +314,7 @@ def run(
                     sigma_scale=m.tiling.sigma_scale, margin=m.tiling.output_margin,
                     batch_size=batch, pad_value=pad_value, padding=m.tiling.padding,
                     accumulator_dtype=mem.accumulator_dtype, progress=stage, cancel=cancel,
-                    lanes=lanes)
+                    lanes=lanes, last_tile=m.tiling.last_tile)
             member.close()  # its arena goes before the whole-volume passes allocate
             _activate(out, m, post_threads)
             if len(members) > 1:

@@ -19,6 +19,7 @@ PackBuilder = Callable[..., list[Path]]
 BUILDERS: dict[str, str] = {
     "brainchop": "inference.importers.brainchop_pack:build_pack",
     "blast-ct": "inference.importers.blast_ct_pack:build_pack",
+    "deepbet": "inference.importers.deepbet_pack:build_pack",
 }
 
 
