@@ -237,7 +237,10 @@ def _build(family: str, src: Path, out: Path, model: str | None = None) -> Path:
     from inference.importers.registry import pack_builder
 
     t0 = time.perf_counter()
-    pack = pack_builder(family)(src, out, model=model)[0]
+    try:
+        pack = pack_builder(family)(src, out, model=model)[0]
+    except Exception as exc:  # ModelPackError and the importers' own: one family fails
+        raise BenchError(f"{family}: Lucida's importer failed on {src}: {exc}") from exc
     print(f"  built Lucida pack {pack.name} in {time.perf_counter() - t0:.1f} s (not timed)",
           flush=True)
     return pack
