@@ -182,7 +182,7 @@ def _measure_mask(offset: tuple[int, int, int], crop: np.ndarray, affine: np.nda
                   diameter: float | None, volume: float | None
                   ) -> tuple[float | None, float | None]:
     """Diameter and volume of an imported region the object itself does not state."""
-    from core.measure import longest_diameter_mm, voxel_volume_mm3
+    from core.measure import mask_diameter_mm, voxel_volume_mm3
 
     points = np.argwhere(crop).astype(np.int64) + np.asarray(offset, dtype=np.int64)
     if len(points) == 0:
@@ -190,7 +190,7 @@ def _measure_mask(offset: tuple[int, int, int], crop: np.ndarray, affine: np.nda
     if volume is None:
         volume = len(points) * voxel_volume_mm3(affine)
     if diameter is None:
-        diameter = longest_diameter_mm(points, affine)
+        diameter = mask_diameter_mm(crop, offset, affine)
     return diameter, volume
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
 from core.volume import FloatArray
@@ -36,3 +37,14 @@ def longest_diameter_mm(points_kji: npt.NDArray[np.int64], affine: FloatArray) -
         d = pts[idx + 1:] - pts[idx]
         best = max(best, float(np.sqrt((d * d).sum(axis=1).max())))
     return best
+
+
+def mask_diameter_mm(mask: npt.NDArray[np.bool_], offset: tuple[int, int, int] | npt.NDArray[
+        np.int64], affine: FloatArray) -> float:
+    """``longest_diameter_mm`` of a boolean crop starting at ``offset``, from its surface
+    voxels only: a voxel whose six face neighbours are all inside lies midway between two
+    of them, so it is never a vertex of the hull and never an end of the diameter. The
+    result is the same; a 1.5 M-voxel brain mask gives qhull ~10 x fewer points."""
+    interior = ndimage.binary_erosion(mask, border_value=0)
+    surface = np.argwhere(mask & ~interior).astype(np.int64)
+    return longest_diameter_mm(surface + np.asarray(offset, dtype=np.int64), affine)

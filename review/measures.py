@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.measure import longest_diameter_mm, voxel_volume_mm3
+from core.measure import mask_diameter_mm, voxel_volume_mm3
 from core.volume import Finding, FloatArray
 from review.model import SparseMask
 
@@ -40,6 +40,6 @@ def measure(mask: SparseMask, affine: FloatArray, *, finding_id: int, label_valu
         centroid_index=(float(centroid[0]), float(centroid[1]), float(centroid[2])),
         bbox_index=((int(lo[0]), int(lo[1]), int(lo[2])), (int(hi[0]), int(hi[1]), int(hi[2]))),
         volume_mm3=float(len(pts) * voxel_volume_mm3(aff)),
-        longest_diameter_mm=longest_diameter_mm(pts, aff),
+        longest_diameter_mm=mask_diameter_mm(mask.array, mask.offset, aff),
         max_score=max_score, mean_score=mean_score, voxel_count=len(pts),
         series_uid=series_uid)

@@ -71,8 +71,12 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+LICENSE_MEMBER = "deepbet-1.0.2.dist-info/LICENSE"
+
+
 def read_networks(wheel: Path) -> dict[str, bytes]:
-    """The two .pt files' bytes, after checking the wheel's and each file's sha256."""
+    """The two .pt files' bytes (and the licence), after checking the wheel's and each
+    network's sha256."""
     data = wheel.read_bytes()
     if sha256(data) != WHEEL_SHA256:
         raise SystemExit(f"{wheel}: sha256 {sha256(data)} is not deepbet 1.0.2's {WHEEL_SHA256}")
@@ -83,6 +87,7 @@ def read_networks(wheel: Path) -> dict[str, bytes]:
             if sha256(blob) != expected:
                 raise SystemExit(f"{member}: sha256 {sha256(blob)} is not the recorded {expected}")
             out[member] = blob
+        out[LICENSE_MEMBER] = zf.read(LICENSE_MEMBER)  # MIT: it travels with the weights
     return out
 
 
@@ -194,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
 
     blobs = read_networks(args.wheel)
     args.out.mkdir(parents=True, exist_ok=True)
+    write_bytes(args.out / "LICENSE", blobs.pop(LICENSE_MEMBER))
     record: dict[str, Any] = {
         "wheel": {"name": args.wheel.name, "sha256": WHEEL_SHA256},
         "torchscript": {m: sha256(b) for m, b in blobs.items()},
