@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # parsed: on a fresh machine xvfb-run only exists once `setup` has installed it.
 XVFB_RUN := xvfb-run -a -s "-screen 0 1920x1080x24"
 
-.PHONY: run check setup lint typecheck imports test bench fuzz clean
+.PHONY: run check setup lint typecheck imports test bench bench-models fuzz clean
 
 # Set up (system packages, virtual environment) and launch the app on the demo study.
 run: setup
@@ -55,6 +55,12 @@ bench: setup
 	$(BIN)/python bench/export.py --repeat 3
 	if [ -z "$$DISPLAY" ]; then $(XVFB_RUN) $(BIN)/python bench/review_keys.py; \
 	else $(BIN)/python bench/review_keys.py; fi
+
+# Published models vs their authors' own CPU pipelines (side virtual environments under
+# .bench-venvs/, pinned versions; torch only as the local CPU wheel 2.13.0). Needs ../shared.
+bench-models: setup
+	./bench/setup_authors.sh
+	$(BIN)/python bench/models.py --threads 2 --repeat 3 --deepbet-pack resources/models/deepbet-fp16w
 
 # Fuzz the import path (not part of check; tests/fuzz/README.md): FUZZ_SECONDS=3600 make fuzz.
 # Findings go to .fuzz/findings/; the regression files they became are replayed by `make check`.
