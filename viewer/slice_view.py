@@ -460,7 +460,8 @@ class SliceView(QVTKRenderWindowInteractor):
         """Zoom so ``extent_mm`` spans ``fraction`` of the view's shorter side.
 
         A reader who is already closer keeps their zoom, unless the region would not
-        fit (90 % of the shorter side): then the view zooms out to show all of it.
+        fit (90 % of the shorter side): then the view zooms out just enough to show all
+        of it (a brain mask must not shrink to a third of the view).
         """
         if self.geometry_ is None or extent_mm <= 0:
             return
@@ -468,10 +469,12 @@ class SliceView(QVTKRenderWindowInteractor):
         # Parallel scale = half the view height in mm; the shorter side decides.
         short_over_h = min(w, h) / h
         wanted = extent_mm / fraction / 2.0 / short_over_h
+        just_fits = extent_mm / 0.88 / 2.0 / short_over_h  # a margin inside the 90 %
         shown = self.renderer.GetActiveCamera().GetParallelScale()
-        fits = extent_mm <= 0.9 * 2.0 * shown * short_over_h
-        if wanted < shown or not fits:
-            self.set_zoom(self._fit_scale / wanted)
+        if shown < just_fits:
+            self.set_zoom(self._fit_scale / just_fits)
+        elif wanted < shown:
+            self.set_zoom(self._fit_scale / max(wanted, just_fits))
 
     def _after_camera_change(self) -> None:
         mmpp = self.mm_per_px()
