@@ -327,6 +327,13 @@ class FindingsPanel(QWidget):
                                           if self.session is not None else "")
         self.run_combo.setToolTip(f"{len(runs)} run(s) of this series")
 
+    def _update_run_count(self, done: int, total: int) -> None:
+        """The open run's "(reviewed/total)" in the run selector follows each decision."""
+        index = self.run_combo.currentIndex()
+        text = self.run_combo.itemText(index) if index >= 0 else ""
+        if text.endswith(")") and " (" in text:
+            self.run_combo.setItemText(index, f"{text.rsplit(' (', 1)[0]} ({done}/{total})")
+
     def refresh(self) -> None:
         """Rebuild the table from the session, keeping the selection."""
         keep = self.selected_keys()
@@ -388,6 +395,7 @@ class FindingsPanel(QWidget):
             done, total = session.progress()
             signed = " — signed off" if getattr(review, "signed_off", False) else ""
             self.progress_label.setText(f"{done} of {total} reviewed{signed}")
+            self._update_run_count(done, total)
             from app.series_session import common_label_prefix
 
             prefix = common_label_prefix([str(f.label_name) for f in review.findings])

@@ -192,6 +192,7 @@ def test_review_flow_survives_closing_the_window_and_signs_off(
     assert fp.table.item(row_of(fp, second), status_column).text() == "Pending"
     assert fp.selected_keys() == [second]
     assert centred_everywhere(window, fp.rows()[row_of(fp, second)].centroid_lps)
+    assert fp.run_combo.currentText().endswith(f"(1/{fp.row_count()})")  # the count follows
 
     # R: reject the second with a reason chosen from the keyboard (↓ Enter = artefact).
     key(qt, window, fp.table, Qt.Key.Key_R)
