@@ -406,6 +406,9 @@ class ThresholdStep(_Strict):
 class KeepLargestStep(_Strict):
     step: Literal["keep_largest_component"]
     labels: list[int] | None = None  # default: every label
+    # False: the largest 26-connected region of each label. True: the listed labels count as
+    # one foreground and only its largest region is kept (brainchop's ``bwlabel`` filter).
+    joint: bool = False
 
 
 class FillHolesStep(_Strict):

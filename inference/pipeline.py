@@ -357,7 +357,7 @@ def run(
         names = {lab.value: lab.name for lab in m.output.labels}
         for step in m.postprocessing:
             if isinstance(step, KeepLargestStep):
-                pp.keep_largest_component(labels, step.labels)
+                pp.keep_largest_component(labels, step.labels, joint=step.joint)
             elif isinstance(step, FillHolesStep):
                 pp.fill_holes(labels, step.labels)
             elif isinstance(step, SizeFilterStep):

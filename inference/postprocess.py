@@ -41,7 +41,9 @@ def _bounds(mask: npt.NDArray[np.bool_], pad: int) -> tuple[slice, ...]:
 
 
 def keep_largest_component(labels: LabelArray, which: list[int] | None,
-                           connectivity: int = 26) -> LabelArray:
+                           connectivity: int = 26, *, joint: bool = False) -> LabelArray:
+    if joint:
+        return _keep_largest_joint(labels, which, connectivity)
     for value in _labels_present(labels, which):
         box = _bounds(labels == value, 0)
         part = labels[box]
@@ -49,6 +51,24 @@ def keep_largest_component(labels: LabelArray, which: list[int] | None,
         comp, n = ndimage.label(mask, structure=structure(connectivity))
         if n <= 1:
             continue
+        sizes = np.bincount(comp.ravel())
+        sizes[0] = 0
+        part[mask & (comp != int(np.argmax(sizes)))] = 0
+    return labels
+
+
+def _keep_largest_joint(labels: LabelArray, which: list[int] | None,
+                        connectivity: int) -> LabelArray:
+    """The listed labels (default: all) as one foreground: voxels outside its largest
+    connected region become background, whatever their label."""
+    present = _labels_present(labels, which)
+    if not present:
+        return labels
+    fg = labels > 0 if which is None else np.isin(labels, present)
+    box = _bounds(fg, 0)
+    part, mask = labels[box], fg[box]
+    comp, n = ndimage.label(mask, structure=structure(connectivity))
+    if n > 1:
         sizes = np.bincount(comp.ravel())
         sizes[0] = 0
         part[mask & (comp != int(np.argmax(sizes)))] = 0

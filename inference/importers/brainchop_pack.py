@@ -10,9 +10,11 @@ vocabulary, so a pack carries no code:
   quantile normalisation below is invariant to it up to the uint8 rounding.
 * normalisation: brainchop 0.2.5's qnormalize (numpy linear q02/q98 over every voxel,
   ``(x - q02) / (q98 - q02 + 1e-3)``, clipped to [0, 1]), the one the references prove.
-* output: the graph ends in ArgMax (output kind ``label_index``); mindgrab keeps its largest
-  brain component. Labels come back onto the source series' grid by nearest neighbour (the
-  pipeline's inverse of the model grid).
+* output: the graph ends in ArgMax (output kind ``label_index``); then, as brainchop's CLI
+  (``niimath -bwlabel 26``) and web app do, only the largest 26-connected cluster of all
+  non-zero labels together is kept (``keep_largest_component`` with ``joint``). Labels come
+  back onto the source series' grid by nearest neighbour (the pipeline's inverse of the
+  model grid).
 """
 
 from __future__ import annotations
@@ -44,12 +46,11 @@ RESEARCH_NOTICE = ("Research use only. Not a medical device; results must not be
 class _Describe:
     title: str
     task: str
-    largest_component: bool = False
 
 
 _DESCRIPTIONS: dict[str, _Describe] = {
     "mindgrab": _Describe("skull strip (brain mask)",
-                          "a binary brain mask (skull stripping)", True),
+                          "a binary brain mask (skull stripping)"),
     "model5_gw_ae": _Describe("tissue: grey/white matter (light)",
                               "grey and white matter segmentation"),
     "model11_gw_ae": _Describe("tissue: grey/white matter", "grey and white matter segmentation"),
@@ -132,9 +133,7 @@ def manifest_for(model: MeshNetModel, onnx_name: str, sha256: str) -> dict[str, 
                              _Describe(model.model_name, "a brainchop MeshNet segmentation"))
     labels = [{"value": lab.value, "name": lab.name, "color": list(lab.rgb)}
               for lab in model.labels if lab.value != 0]
-    post: list[dict[str, Any]] = []
-    if desc.largest_component:
-        post.append({"step": "keep_largest_component", "labels": [lab["value"] for lab in labels]})
+    post: list[dict[str, Any]] = [{"step": "keep_largest_component", "joint": True}]
     return {
         "schema_version": 1,
         "id": pack_id(model.model_name),
@@ -238,9 +237,9 @@ brings the labels back onto the series' own grid (nearest neighbour).
 - Training data are adult research T1 scans (FreeSurfer-derived labels); performance on
   children, older or diseased brains, lesions, post-surgical anatomy, other contrasts, other
   field strengths or strong bias fields is unknown and may fail silently.
-- brainchop's own post-processing (keep only the largest connected cluster of all non-zero
-  labels) is {'applied (largest brain component)' if desc.largest_component else
-               'not applied; small islands of labels may remain'}.
+- brainchop's own post-processing is applied: only the largest 26-connected cluster of all
+  non-zero labels together is kept, so a label island detached from the brain is dropped
+  (as in the authors' CLI and web app).
 - The uint8 intensity conform of `niimath -conform` is not reproduced (the quantile
   normalisation makes it matter only through rounding); the web app's own normalisation and
   cropping differ from the CLI's, which this pack follows.

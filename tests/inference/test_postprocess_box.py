@@ -44,3 +44,18 @@ def test_fill_and_keep_largest_in_the_box_equal_the_whole_volume() -> None:
     pp.fill_holes(ours, [1])
     assert ours[6, 6, 6] == 1
     np.testing.assert_array_equal(ours, _whole_volume(shell))
+
+
+def test_joint_keeps_the_largest_cluster_of_all_labels_together() -> None:
+    """brainchop's filter: labels 1 and 2 touching form one cluster and both stay; an
+    island of label 2 away from it goes, though per label it would be label 2's largest."""
+    labels = np.zeros((12, 12, 12), np.uint8)
+    labels[1:5, 1:5, 1:5] = 1
+    labels[5:7, 1:5, 1:5] = 2  # touches label 1
+    labels[9:12, 8:12, 8:12] = 2  # detached, larger than the touching part of label 2
+    joint = labels.copy()
+    pp.keep_largest_component(joint, None, joint=True)
+    assert (joint[1:7, 1:5, 1:5] > 0).all() and not joint[9:, 8:, 8:].any()
+    per_label = labels.copy()
+    pp.keep_largest_component(per_label, None)
+    assert per_label[9:, 8:, 8:].all() and not (per_label == 2)[5:7].any()
