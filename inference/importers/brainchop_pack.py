@@ -198,6 +198,21 @@ def with_argmax(onnx_bytes: bytes) -> bytes:
     return data
 
 
+# Checked (2026-12-05) against the authors' repositories and PubMed Central.
+ECOSYSTEM_CITATION = ("Plis SM, Masoud M, Hu F, Hanayik T, Ghosh SS, Drake C, Newman-Norlund R, "
+                      "Rorden C. Brainchop: Providing an Edge Ecosystem for Deployment of "
+                      "Neuroimaging Artificial Intelligence Models. Aperture Neuro. 2024;4. "
+                      "doi:10.52294/001c.123059")
+MINDGRAB_CITATION = ("Fani A, Doan M, Le I, Fedorov A, Hoffmann M, Rorden C, Plis S. MindGrab "
+                     "for BrainChop: Fast and Accurate Skull Stripping for Command Line and "
+                     "Browser. arXiv:2506.11860 (2025)")
+
+
+def _extra_citation(name: str) -> str:
+    extra = [ECOSYSTEM_CITATION] + ([MINDGRAB_CITATION] if name == "mindgrab" else [])
+    return "".join(f" Also: {c}." for c in extra)
+
+
 def _measured(name: str) -> str:
     if name not in MEASURED:
         return ("Not measured for this model. The network always runs on the whole 256^3 "
@@ -220,7 +235,7 @@ brainchop's MeshNet `{model.model_name}` (a fully convolutional network of dilat
 convolutions, {model.n_classes} output classes), converted by Lucida from the authors' TF.js
 model (model.json + weights) to ONNX. Labels ({model.labels_source}): {labels}.
 
-**Citation.** {CITATION}
+**Citation.** {CITATION}{_extra_citation(model.model_name)}
 
 **Licence.** MIT (Copyright (c) 2021 neuroneural/brainchop). Authors: {', '.join(AUTHORS)}.
 
