@@ -43,11 +43,10 @@ PACK_VERSION = "1.0.0"
 MEMBERS = (1, 2, 3, 4, 5, 6)  # the staged V1 members (of 12)
 PATCH = 110  # config['test']['input_patch_size']; output 30
 MARGIN = 40  # (110 - 30) / 2: the same for every valid patch 80 + 30 n
-# onnxruntime's arena per input voxel, measured (peak RSS of one session, 1 thread, minus the
-# process before it): 110³ 207 MB, 140³ 1654 MB. It grows with the patch because onnxruntime's
-# CPU Conv expands each 3x3x3 convolution's whole output (im2col): 140³ needs 8x the memory
-# of 110³ for 1.3x fewer operations per output voxel.
-PATCH_BYTES_PER_VOXEL = {110: 96.0, 140: 640.0}
+# onnxruntime's arena per input voxel, measured (peak RSS of one session on 1 or 2 threads,
+# minus the process before it): 110³ 210 MB, 140³ 1654 MB. It grows faster than the patch
+# because onnxruntime's CPU Conv expands each 3x3x3 convolution's whole output (im2col).
+PATCH_BYTES_PER_VOXEL = {110: 160.0, 140: 640.0}
 LARGE_PATCH = 140  # 60³ outputs = 2³ of the authors' 30³ blocks
 MIN_FINDING_MM3 = 10.0  # ten 1-mm voxels: hides single-voxel speckle, not lesions
 # The authors' class_names (config.json: "foreground" at 0 is their name for background).
@@ -65,19 +64,26 @@ CITATION = ("Monteiro M, Newcombe VFJ, Mathieu F, et al. Multiclass semantic seg
 
 # Measured here (see MODEL_CARD.md); None = not measured on this build.
 MEASURED: dict[str, str] = {
-    "tile_cpu": "0.74 s per 110³ tile per member on 1 CPU thread, about 1 s on 2 threads "
-                "(this development machine, 2 cores shared with other work, onnxruntime 1.32, "
-                "CPU only); a tile yields 30³ output voxels. Through Lucida's pipeline: a "
-                "30 x 60 x 30 mm phantom (2 tiles x 6 members) 10-11 s, a 4-slice 59 x 59 mm "
-                "block of the gantry-tilt head CT (4 tiles x 6 members) 16 s, on 2 threads",
-    "full_volume": "Whole gantry-tilt head CT (37 x 610 x 512 voxels, 4 x 0.49 x 0.49 mm; "
-                   "a 231 x 328 x 250 grid at 1 mm = 792 tiles per member): member 1 alone "
-                   "took 583 s on 1 thread (network 582 s, resampling and post-processing "
-                   "1 s), peak RSS 1087 MB (Lucida's estimate 1556 MB). The 6-member pack "
-                   "runs the members one after another, so expect about 6 x the network "
-                   "time (about an hour on 1 thread of this machine, not measured) and about "
-                   "the same peak memory plus one more 5-channel accumulator (~0.4 GB): "
-                   "use a machine with more cores for whole series",
+    "tile_cpu": "One member, one 110³ tile (30³ outputs): 0.51 s on 1 CPU thread, 0.59 s on 2, "
+                "onnxruntime arena 210 MB (this development machine: 2 cores shared with other "
+                "work, onnxruntime 1.32, CPU only). The authors' PyTorch DeepMedic (blast-ct "
+                "2.1.0, torch 2.13 CPU, their test batch of 32 patches): 1.07 s per 110³ patch "
+                "on 2 threads, peak RSS 4.9 GB. Larger patches on the authors' 30-voxel grid "
+                "give identical probabilities but, in onnxruntime, cost memory faster than "
+                "they save work: 140³ (60³ outputs) 3.1 s on 1 thread (1.3x less per output "
+                "voxel), arena 1.65 GB; 170³ 22 s, 5.7 GB; 200³ 38 s, 14 GB. Through Lucida's "
+                "pipeline: a 30 x 60 x 30 mm phantom (2 tiles x 6 members) 10-11 s, a 4-slice "
+                "59 x 59 mm block of the gantry-tilt head CT (4 tiles x 6 members) 16 s, on 2 "
+                "threads",
+    "full_volume": "Whole gantry-tilt head CT (37 x 610 x 512 voxels, 4 x 0.49 x 0.49 mm; a 231 x "
+                   "328 x 250 grid at 1 mm = 792 tiles per member): member 1 alone took 198 s "
+                   "through Lucida's pipeline on 2 threads (2 tiles in flight, 1 thread each; "
+                   "599 s while other work loaded the machine), peak RSS 1.6 GB; the authors' "
+                   "network alone would need about 792 x 1.07 s = 850 s at 4.9 GB. With 140³ "
+                   "patches (120 tiles, the last ones past the volume): 186 s, peak RSS 3.9 GB "
+                   "(0.79x the authors' memory), so the pack keeps 110³. The 6-member pack runs "
+                   "the members one after another: about 20 minutes on 2 threads here; use a "
+                   "machine with more cores for whole series",
 }
 
 

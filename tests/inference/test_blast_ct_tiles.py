@@ -8,7 +8,7 @@ resampled to the pack's 1 mm LPS grid, HU-windowed as blast-ct does):
   a direct emulation of blast-ct's tiling on a block whose sides are not multiples of 30,
   where moving the last tile back to the edge (``at_edge``) does not.
 
-One member (model 1) keeps this within CI time: ~10 s on 2 threads, ~1.8 GB peak (the 140³
+One member (model 1) keeps this within CI time: ~8 s on 2 threads, 1.3 GB peak RSS (the 140³
 session).
 """
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from core.volume import Volume
@@ -60,9 +59,6 @@ def _authors(x: np.ndarray) -> np.ndarray:
     return out[:x.shape[0], :x.shape[1], :x.shape[2]]
 
 
-@pytest.mark.xfail(strict=True, reason="inference/pipeline.py does not yet pass "
-                   "m.tiling.last_tile to sliding_window (the lead's file); remove this "
-                   "marker when it does")
 def test_pipeline_honours_last_tile_on_grid(make_pack: Callable[..., Path]) -> None:
     x = np.random.default_rng(16).uniform(0.0, 1.0, SHAPE).astype(np.float32)
     vol = Volume(x, np.eye(4), series_uid="2.25.16005", modality="CT")
