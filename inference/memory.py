@@ -83,8 +83,12 @@ def _parts(manifest: Manifest, source_voxels: int, model_shape: tuple[int, int, 
         out_patch = [p - 2 * m for p, m in zip(tiling.patch_size, tiling.output_margin,
                                                 strict=True)]
         out_patch_voxels = math.prod(out_patch)
-        padded = math.prod(max(s, q) + 2 * m for s, q, m in zip(
-            model_shape, out_patch, tiling.output_margin, strict=True))
+        if tiling.last_tile == "on_grid":  # the last block reaches past the volume
+            padded = math.prod(-(-s // q) * q + 2 * m for s, q, m in zip(
+                model_shape, out_patch, tiling.output_margin, strict=True))
+        else:
+            padded = math.prod(max(s, q) + 2 * m for s, q, m in zip(
+                model_shape, out_patch, tiling.output_margin, strict=True))
     per_voxel = (manifest.memory.bytes_per_patch_voxel if manifest.memory is not None
                  else DEFAULT_BYTES_PER_PATCH_VOXEL)
     members = len(manifest.member_files)
