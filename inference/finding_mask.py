@@ -11,43 +11,16 @@ source grid. Crops may overlap one another.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from core.mask import CropMask
 from core.volume import Finding
 
-BoolArray = npt.NDArray[np.bool_]
-Index3 = tuple[int, int, int]
-
-
-@dataclass(frozen=True)
-class FindingMask:
-    """A finding's voxels: ``array`` (bool, 3-D) starts at ``offset`` on the source grid."""
-
-    offset: Index3
-    array: BoolArray
-
-    def __post_init__(self) -> None:
-        arr = np.asarray(self.array, dtype=np.bool_)
-        if arr.ndim != 3:
-            raise ValueError(f"a finding mask needs a 3-D array, got shape {arr.shape}")
-        object.__setattr__(self, "array", arr)
-        object.__setattr__(self, "offset", tuple(int(v) for v in self.offset))
-
-    @property
-    def voxel_count(self) -> int:
-        return int(np.count_nonzero(self.array))
-
-    def full(self, shape: tuple[int, ...]) -> BoolArray:
-        """The mask on a whole grid of ``shape`` (the crop lies inside it)."""
-        out = np.zeros(shape, dtype=np.bool_)
-        region = tuple(slice(o, o + s) for o, s in zip(self.offset, self.array.shape,
-                                                       strict=True))
-        out[region] = self.array
-        return out
+# A finding's voxels: a boolean crop and the (k, j, i) offset of its first voxel.
+FindingMask = CropMask
 
 
 class Findings(list[Finding]):

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from core.mask import CropMask
 from core.volume import Finding
 
 Index3 = tuple[int, int, int]
@@ -93,20 +94,10 @@ _MAGIC = b"LSM1"
 
 
 @dataclass(frozen=True, eq=False)
-class SparseMask:
+class SparseMask(CropMask):
     """A boolean mask stored as its bounding crop: ``array`` starts at ``offset`` (k, j, i)
     on the series grid. Offsets may be negative or the crop may overhang the grid (a brush
     near the edge); :meth:`clip` cuts it to a grid."""
-
-    offset: Index3
-    array: BoolArray
-
-    def __post_init__(self) -> None:
-        arr = np.asarray(self.array, dtype=np.bool_)
-        if arr.ndim != 3:
-            raise ValueError(f"a SparseMask needs a 3-D array, got {arr.shape}")
-        object.__setattr__(self, "array", arr)
-        object.__setattr__(self, "offset", tuple(int(v) for v in self.offset))
 
     # -- construction ------------------------------------------------------------------
 
@@ -143,10 +134,6 @@ class SparseMask:
         return cls((int(lo[0]), int(lo[1]), int(lo[2])), arr)
 
     # -- properties --------------------------------------------------------------------
-
-    @property
-    def voxel_count(self) -> int:
-        return int(np.count_nonzero(self.array))
 
     @property
     def empty(self) -> bool:
@@ -191,13 +178,7 @@ class SparseMask:
 
     def to_full(self, shape: tuple[int, ...]) -> BoolArray:
         """The mask on a full grid of ``shape``; voxels outside the grid are dropped."""
-        full = np.zeros(tuple(int(s) for s in shape[:3]), dtype=np.bool_)
-        clipped = self.clip(shape)
-        if clipped.array.size:
-            o = clipped.offset
-            s = clipped.array.shape
-            full[o[0]:o[0] + s[0], o[1]:o[1] + s[1], o[2]:o[2] + s[2]] = clipped.array
-        return full
+        return self.full(shape)
 
     def _on_box(self, lo: npt.NDArray[np.int64], shape: tuple[int, ...]) -> BoolArray:
         box = np.zeros(shape, dtype=np.bool_)
