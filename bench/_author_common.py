@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import socket
 import sys
 from typing import Any, NoReturn
+
+from _common import peak_rss_mb  # stdlib only, so the authors' side venvs can import it
+
+__all__ = ["emit", "forbid_network", "peak_rss_mb", "torch_threads"]
 
 _LOCAL_HOSTS = {None, "", "localhost", "127.0.0.1", "::1"}
 
@@ -43,18 +46,6 @@ def forbid_network() -> None:
     socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
     socket.socket.connect = connect  # type: ignore[method-assign]
     socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
-
-
-def peak_rss_mb() -> float:
-    """Peak RSS of this process image (VmHWM: ru_maxrss would carry the parent's over exec)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def torch_threads(n: int) -> None:

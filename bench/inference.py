@@ -33,31 +33,19 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _common import peak_rss_mb  # the script's folder is on sys.path
+
 os.environ.update(ORT_DISABLE_TELEMETRY="1", ORT_TELEMETRY_DISABLED="1")
 REPO = Path(__file__).resolve().parent.parent
 SHAPE_KJI = (160, 256, 256)
 PATCH = (96, 96, 96)
 OVERLAP = 0.25
-
-
-def _peak_rss_mb() -> float:
-    """Peak RSS of this process image. VmHWM, because ru_maxrss survives fork+exec and
-    would report the (torch-laden) parent's size for a fresh child."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
 def _unet() -> object:
@@ -129,14 +117,14 @@ def run_lucida(work: Path, threads: int) -> dict[str, float]:
     # array as is and both sides feed the network the same tensors.
     axial = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=float)
     vol = Volume(array, axial, modality="CT")
-    base = _peak_rss_mb()
+    base = peak_rss_mb()
     t0 = time.perf_counter()
     result = run(vol, work / "pack", threads=threads)
     elapsed = time.perf_counter() - t0
     np.save(work / "lucida_labels.npy", result.label_map.array)
     assert result.heatmap is not None
     np.save(work / "lucida_fg.npy", result.heatmap.array)
-    return {"seconds": elapsed, "peak_rss_mb": _peak_rss_mb(), "rss_before_mb": base,
+    return {"seconds": elapsed, "peak_rss_mb": peak_rss_mb(), "rss_before_mb": base,
             "foreground": float(result.label_map.array.mean()),
             "network_s": result.provenance["timings_s"]["network"]}
 
@@ -152,7 +140,7 @@ def run_monai(work: Path, threads: int, batch: int) -> dict[str, float]:
     net.load_state_dict(torch.load(work / "unet.pt"))  # type: ignore[attr-defined]
     net.eval()  # type: ignore[attr-defined]
     array = np.load(work / "volume.npy")
-    base = _peak_rss_mb()
+    base = peak_rss_mb()
     t0 = time.perf_counter()
     with torch.inference_mode():
         x = torch.from_numpy(array)[None, None]
@@ -164,7 +152,7 @@ def run_monai(work: Path, threads: int, batch: int) -> dict[str, float]:
     elapsed = time.perf_counter() - t0
     np.save(work / "monai_labels.npy", labels)
     np.save(work / "monai_fg.npy", probs[0, 1].numpy())
-    return {"seconds": elapsed, "peak_rss_mb": _peak_rss_mb(), "rss_before_mb": base,
+    return {"seconds": elapsed, "peak_rss_mb": peak_rss_mb(), "rss_before_mb": base,
             "foreground": float(labels.mean())}
 
 
