@@ -138,9 +138,7 @@ class _Member:
         self.rewrites = rewritten.changes
         self.data, self.label, self.threads = rewritten.data, label, threads
         self.manifest = manifest
-        self.arena = manifest.tiling.mode != "whole"  # one run: see runtime._options
-        session, self.info = runtime.create_session(self.data, providers, threads, label=label,
-                                                    arena=self.arena)
+        session, self.info = runtime.create_session(self.data, providers, threads, label=label)
         self.session: Any = session
         self.input_name, self.output_name = runtime.check_io(
             session, label, channels or manifest.output.channels, manifest.input.tensor_name,
@@ -175,7 +173,7 @@ class _Member:
                       f"running ({_short(str(exc))}); continuing on CPU")
             log.warning("%s", notice)
             self.session, info = self._runtime.create_session(
-                self.data, "cpu", self.threads, label=self.label, arena=self.arena)
+                self.data, "cpu", self.threads, label=self.label)
             info.notices.insert(0, notice)
             self.info = info
             return self._runtime.run_session(self.session, self.input_name, self.output_name,

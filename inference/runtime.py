@@ -121,12 +121,8 @@ class SessionInfo:
     threads: int | None = None
 
 
-def _options(threads: int | None, arena: bool = True) -> ort.SessionOptions:
+def _options(threads: int | None) -> ort.SessionOptions:
     opts = ort.SessionOptions()
-    # The CPU arena keeps the largest blocks a run needed for the next run. A network run
-    # once on a whole 256³ grid has no next run: without the arena its peak is ~20 % lower
-    # (brainchop model5_gw_ae: 1205 → 981 MB) for ~15 % more time.
-    opts.enable_cpu_mem_arena = arena
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
@@ -144,7 +140,6 @@ def create_session(
     threads: int | None = None,
     *,
     label: str = "model",
-    arena: bool = True,
 ) -> tuple[ort.InferenceSession, SessionInfo]:
     """A session for ``model`` on the best working provider; CPU fallback with a notice."""
     requested = wanted_providers(providers)
@@ -153,7 +148,7 @@ def create_session(
         with warnings.catch_warnings():
             # "Specified provider ... is not in available provider names": reported below.
             warnings.simplefilter("ignore", UserWarning)
-            session = ort.InferenceSession(model, sess_options=_options(threads, arena),
+            session = ort.InferenceSession(model, sess_options=_options(threads),
                                            providers=requested)
     except Exception as exc:  # onnxruntime raises its own untyped errors
         text = str(exc)
@@ -168,7 +163,7 @@ def create_session(
             f"{_pretty(requested[0])} failed to start ({_short(text)}); running on CPU instead"
         )
         try:
-            session = ort.InferenceSession(model, sess_options=_options(threads, arena),
+            session = ort.InferenceSession(model, sess_options=_options(threads),
                                            providers=[CPU])
         except Exception as exc2:
             raise ModelPackError(
