@@ -71,7 +71,11 @@ _DESCRIPTIONS: dict[str, _Describe] = {
 # (GB), on the input named. The network always runs on the whole 256^3 grid, so the input's
 # own size hardly matters.
 MEASURED: dict[str, tuple[float, float, str]] = {
-    "model5_gw_ae": (10.4, 1.2, "the 256^3 conformed T1 NIfTI"),
+    "model5_gw_ae": (10.4, 1.3, "a 176x256x256 MPRAGE DICOM series"),
+    "model11_gw_ae": (21.8, 2.2, "a 176x256x256 MPRAGE DICOM series"),
+    "model20chan3cls": (61.5, 3.5, "a 176x256x256 MPRAGE DICOM series"),
+    "model18cls": (66.1, 3.3, "a 176x256x256 MPRAGE DICOM series"),
+    "model30chan50cls": (117.6, 8.0, "a 176x256x256 MPRAGE DICOM series"),
     "mindgrab": (124.6, 3.4, "a 176x256x256 MPRAGE DICOM series"),
     "model21_104class": (117.3, 10.5, "a 176x256x256 MPRAGE DICOM series"),
     "model30chan18cls": (127.4, 4.4, "a 176x256x256 MPRAGE DICOM series"),
