@@ -264,8 +264,7 @@ def prepare_brainchop(args: argparse.Namespace, models: Path, work: Path) -> Cas
         a = np.load(lucida_out / "labels.npy")
         b = _read_kji(theirs)
         lines = [f"label agreement Lucida vs brainchop CLI: {label_agreement(a, b) * 100:.4f} %"
-                 f" ({int(np.count_nonzero(a != b))} voxels differ; the CLI keeps only the "
-                 "largest connected cluster, the pack does not)"]
+                 f" ({int(np.count_nonzero(a != b))} voxels differ)"]
         ref = _reference_kji(src / "reference" / f"{BRAINCHOP_MODEL}_labels_xyz.npz", "labels")
         if ref is not None:
             lines.append(f"vs the staged reference labels: Lucida "
