@@ -510,6 +510,7 @@ class LocalizerSpec(_Strict):
     file: str  # one of ``files``; run once, not an ensemble member
     shape: tuple[int, int, int]  # tensor order
     normalization: Normalization
+    tensor_name: str | None = None  # its output (default: the first); input as input's
     channels: int = Field(default=2, ge=1, le=512)  # of its output
     channel: int = Field(default=1, ge=0)  # the one that is thresholded
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)

@@ -130,7 +130,7 @@ class _Member:
 
     def __init__(self, data: bytes, label: str, manifest: Manifest,
                  providers: str | Sequence[str] | None, threads: int | None,
-                 *, channels: int | None = None) -> None:
+                 *, localizer: bool = False) -> None:
         from inference import rewrite, runtime
 
         self._runtime = runtime
@@ -140,9 +140,11 @@ class _Member:
         self.manifest = manifest
         session, self.info = runtime.create_session(self.data, providers, threads, label=label)
         self.session: Any = session
+        loc = manifest.localizer if localizer else None
         self.input_name, self.output_name = runtime.check_io(
-            session, label, channels or manifest.output.channels, manifest.input.tensor_name,
-            manifest.output.tensor_name, boxes=manifest.output.kind == "detections")
+            session, label, loc.channels if loc else manifest.output.channels,
+            manifest.input.tensor_name, loc.tensor_name if loc else manifest.output.tensor_name,
+            boxes=manifest.output.kind == "detections")
         self.static_batch, static_spatial = runtime.input_is_static(session)
         patch = manifest.tiling.patch_size
         if static_spatial is not None and manifest.tiling.mode != "whole" and patch is not None \
@@ -242,7 +244,7 @@ def run(
     localizer = None
     if m.localizer is not None:
         localizer = _Member(datas.pop(m.localizer.file), f"{m.id}/{m.localizer.file}", m,
-                            providers, session_threads, channels=m.localizer.channels)
+                            providers, session_threads, localizer=True)
     del datas
     if any(mb.info.active != runtime.CPU for mb in members):
         lanes = 1

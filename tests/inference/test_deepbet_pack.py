@@ -71,13 +71,33 @@ def test_bundled_pack_reproduces_deepbets_mask(bundled: ModelPack,
     assert finding.voxel_count == int(ours.sum())
 
 
-def _export_dir(tmp_path: Path) -> Path:
-    """A folder shaped like export_onnx.py's output, with the bundled networks in it."""
+def _net(shape: tuple[int, int, int], softmax: bool = True) -> bytes:
+    """A tiny stand-in exported like deepbet's: input ``input`` [1,1,*shape], two channels
+    (x, -x), then Softmax over the channels as output ``probabilities``."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, *shape])
+    y = helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [1, 2, *shape])
+    nodes = [helper.make_node("Neg", ["input"], ["neg"]),
+             helper.make_node("Concat", ["input", "neg"], ["two"], axis=1)]
+    nodes.append(helper.make_node("Softmax", ["two"], ["probabilities"], axis=1) if softmax
+                 else helper.make_node("Identity", ["two"], ["probabilities"]))
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
+
+
+def _export_dir(tmp_path: Path, brain: bytes | None = None) -> Path:
+    """A folder shaped like export_onnx.py's output (tiny stand-in networks)."""
     src = tmp_path / "export"
-    src.mkdir()
+    src.mkdir(parents=True)
     files = {}
-    for name in ("deepbet_brain_fp16w.onnx", "deepbet_bbox_fp16w.onnx"):
-        data = (bundled_dir() / BUNDLED / name).read_bytes()
+    blobs = {"deepbet_brain_fp16w.onnx": brain or _net((4, 4, 4)),
+             "deepbet_bbox_fp16w.onnx": _net((2, 2, 2))}
+    for name, data in blobs.items():
         (src / name).write_bytes(data)
         files[name] = {"sha256": hashlib.sha256(data).hexdigest()}
     (src / "EXPORT.json").write_text(json.dumps({"files": files, "wheel": {
@@ -86,13 +106,27 @@ def _export_dir(tmp_path: Path) -> Path:
     return src
 
 
-def test_builder_rebuilds_the_bundled_manifest(tmp_path: Path) -> None:
-    src = _export_dir(tmp_path)
-    (pack,) = build_pack(src, tmp_path / "out")
+def test_builder_takes_the_softmax_off_the_brain_network(tmp_path: Path) -> None:
+    """The pack's brain network ends at the logits (the pipeline applies the softmax), the
+    bbox network keeps its probabilities, and the manifest is ``manifest_for``'s."""
+    import onnx
+    import onnxruntime as ort
+
+    (pack,) = build_pack(_export_dir(tmp_path), tmp_path / "out")
     assert pack.name == BUNDLED
     ModelPack.open(pack).verify()
-    assert json.loads((pack / "manifest.json").read_text()) == json.loads(
-        (bundled_dir() / BUNDLED / "manifest.json").read_text())
+    raw = json.loads((pack / "manifest.json").read_text())
+    files = {f["path"]: f["sha256"] for f in raw["files"]}
+    assert raw == manifest_for(BUNDLED, files, "deepbet_bbox_fp16w.onnx", " (float16 weights)")
+    brain = onnx.load(str(pack / "deepbet_brain_fp16w.onnx"))
+    assert [o.name for o in brain.graph.output] == ["logits"]
+    assert "Softmax" not in {n.op_type for n in brain.graph.node}
+    x = np.linspace(-2, 2, 64, dtype=np.float32).reshape(1, 1, 4, 4, 4)
+    (logits,) = ort.InferenceSession(str(pack / "deepbet_brain_fp16w.onnx"),
+                                     providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    np.testing.assert_array_equal(logits, np.concatenate([x, -x], axis=1))
+    bbox = onnx.load(str(pack / "deepbet_bbox_fp16w.onnx"))
+    assert [o.name for o in bbox.graph.output] == ["probabilities"]
 
 
 def test_builder_refuses_what_it_cannot_trust(tmp_path: Path) -> None:
@@ -110,4 +144,8 @@ def test_builder_refuses_what_it_cannot_trust(tmp_path: Path) -> None:
     (src / "EXPORT.json").unlink()
     with pytest.raises(ModelPackError, match=r"EXPORT\.json: cannot read"):
         build_pack(src, tmp_path / "out")
+    # A brain network that does not end in the channel softmax is not deepbet's export.
+    other = _export_dir(tmp_path / "other", brain=_net((4, 4, 4), softmax=False))
+    with pytest.raises(ModelPackError, match="does not end in Softmax"):
+        build_pack(other, tmp_path / "out")
     assert not (tmp_path / "out").exists()
