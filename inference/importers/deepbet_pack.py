@@ -260,11 +260,11 @@ from a coarse 128³ copy; if it misses part of the brain, so does the mask.
 """
 
 
-MEASURED = ("`pipeline.run` on the 256³ conformed T1 (NIfTI): 10.4 s wall (network 5.4 s), "
-            "1.15 GB peak resident memory. `lucida infer` on the 176 × 256 × 256 Siemens "
-            "MPRAGE DICOM series: 19.4 s for the whole command (13.5 s in the run), 1.05 GB "
-            "peak. Both on 2 threads of this project's 2-core x86-64 build machine, "
-            "onnxruntime 1.32 CPU, 2026-12-05. The float16-weight variant runs the same.")
+MEASURED = ("On the 256³ conformed T1 (NIfTI), `bench/models.py`: 4.8 s for the whole process "
+            "(3.7 s in the run), 1.13 GB peak resident memory; deepbet-cli 1.0.2 (torch) took "
+            "4.0 s and 1.14 GB on the same input. `lucida infer` on the 176 × 256 × 256 Siemens "
+            "MPRAGE DICOM series: 8.6 s for the whole command, 0.96 GB peak. 2 threads of this "
+            "project's 2-core x86-64 build machine, onnxruntime 1.32 CPU, 2026-12-05.")
 FP16_NOTE = ("\n**Float16 weights.** Stored as float16 (half the size) and computed in float32. "
              "deepbet's weights are exactly representable in float16, so nothing is lost: "
              "the probabilities equal the float32 export's, and the mask on the conformed T1 "
