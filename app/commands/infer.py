@@ -220,11 +220,13 @@ def cmd_infer(args: argparse.Namespace) -> int:
             try:
                 volume = load()
                 check = availability(volume, m)
-                # The demo pack's refusal stays a --force warning here: a NIfTI has no
-                # series UID, so the command line cannot tell the demo study from another.
+                # A DICOM series names itself (its UID), so a demo pack is refused on any
+                # real one. A NIfTI has no UID: the command line cannot tell the demo study
+                # from another, so there the demo pack's refusal is a --force warning.
                 demo = demo_only_problem(m, volume.series_uid)
-                hard = [r for r in check.reasons if r != demo]
-                warnings = ([demo] if demo else []) + check.warnings
+                soft = demo if demo and not volume.series_uid else None
+                hard = [r for r in check.reasons if r != soft]
+                warnings = ([soft] if soft else []) + check.warnings
                 if hard:
                     raise LucidaError(f"not for this series: {'; '.join(hard)} (--force does "
                                       "not override this)")

@@ -129,6 +129,30 @@ def test_infer_dicom_folder_needs_force_for_warnings(library_dir: Path, tmp_path
     assert sorted(p.name for p in series.rglob("*")) == before  # nothing written beside sources
 
 
+def test_the_demo_pack_is_refused_on_a_real_dicom_series_even_with_force(
+        library_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A copy of the demo study under another SeriesInstanceUID stands for a patient's CT:
+    DICOM names its series, so the demo rules never run there; --force does not help."""
+    import pydicom
+
+    from dicomio.demo import write_demo_study
+
+    series = tmp_path / "patient"
+    write_demo_study(series, shape=(24, 96, 96))
+    uid = pydicom.uid.generate_uid()
+    for path in sorted(p for p in series.rglob("*") if p.is_file()):
+        ds = pydicom.dcmread(path)
+        ds.SeriesInstanceUID = uid
+        ds.save_as(path)
+    out = tmp_path / "out"
+    assert main(["infer", "--model", DEMO_ID, str(series), "--out", str(out), "--force",
+                 "--threads", "1"]) == 2
+    err = " ".join(capsys.readouterr().err.split())  # the console wraps long lines
+    assert "not for this series" in err and "not a model" in err
+    assert "--force does not override" in err
+    assert not any(out.rglob("labels.nii.gz"))
+
+
 def test_infer_unknown_series_fails_cleanly(library_dir: Path, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["infer", "--model", DEMO_ID, "1.2.3.does.not.exist", "--out",
