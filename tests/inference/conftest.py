@@ -229,3 +229,12 @@ def blast(shared_models: Path) -> Path:
     if not (root / "weights_v1").is_dir() or not (root / "reference").is_dir():
         skip_or_fail(f"{root} lacks weights_v1/ or reference/", REQUIRE_SHARED)
     return root
+
+
+def cpu_session(model: bytes, threads: int = 2) -> Any:
+    """An onnxruntime CPU session for ``model`` (the tests' own, not the pipeline's)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])

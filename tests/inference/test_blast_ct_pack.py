@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 from scipy import ndimage
 
@@ -28,6 +27,7 @@ from inference.importers.torch_legacy import LegacyTorchError
 from inference.pack import ModelPack
 from inference.registry import Registry
 from tests.conftest import REQUIRE_SHARED, skip_or_fail
+from tests.inference.conftest import cpu_session
 
 TILT = "ct/HeadCT_GE_gantry_tilt"
 LOW, HIGH = -15.0, 100.0  # config.json IntensityWindowNormalization
@@ -45,12 +45,6 @@ def pack_dir(blast: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def pack(pack_dir: Path) -> ModelPack:
     return ModelPack.open(pack_dir)
-
-
-def _session(model: bytes) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -119,7 +113,7 @@ def test_pack_members_give_the_authors_mean_on_their_patch(pack: ModelPack,
                                                            blast: Path) -> None:
     """The ensemble's members, read from the pack (sha256 checked), on the authors' patch."""
     patch = np.load(blast / "reference" / "input_patch_110.npy")
-    probs = [_softmax(_session(data).run(None, {"image": patch})[0])
+    probs = [_softmax(cpu_session(data).run(None, {"image": patch})[0])
              for data in pack.onnx_bytes()]
     ref = [np.load(blast / "reference" / f"probs_model_{n}.npy") for n in MEMBERS]
     ours, theirs = np.mean(probs, axis=0), np.mean(ref, axis=0)
@@ -160,7 +154,7 @@ def _authors_tiled_mean(model_hu: np.ndarray, members: list[bytes]) -> np.ndarra
     pad = [(40, 40 + 30 * b - s) for b, s in zip(blocks, shape, strict=True)]
     xp = np.pad(x, pad, mode="edge")
     out = np.zeros((5, *(30 * b for b in blocks)), dtype=np.float64)
-    sessions = [_session(m) for m in members]
+    sessions = [cpu_session(m) for m in members]
     for a in np.ndindex(*blocks):
         o = [30 * v for v in a]
         tile = xp[o[0]:o[0] + 110, o[1]:o[1] + 110, o[2]:o[2] + 110][None, None]

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 from inference.importers.deepmedic import DeepMedicError, build_deepmedic_onnx, parse_deepmedic
@@ -32,6 +31,7 @@ from inference.importers.torch_legacy import (
     load_state_dict_bytes,
     read_sha256sums,
 )
+from tests.inference.conftest import cpu_session
 
 MEMBERS = (1, 2, 3, 4, 5, 6)
 
@@ -48,12 +48,6 @@ def patch(blast: Path) -> np.ndarray:
     return x
 
 
-def _session(model: bytes) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-
-
 def _log_softmax(z: np.ndarray) -> np.ndarray:
     z = z.astype(np.float64) - z.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -68,7 +62,7 @@ def test_member_matches_authors_reference(blast: Path, config: dict[str, Any],
     state = load_state_dict(blast / "weights_v1" / f"model_{member}.pt")  # sha256 checked
     model = build_deepmedic_onnx(state, config, softmax=True)
     t1 = time.perf_counter()
-    session = _session(model)
+    session = cpu_session(model)
     assert [i.name for i in session.get_inputs()] == ["image"]
     assert [o.name for o in session.get_outputs()] == ["probabilities"]
     probs = session.run(None, {"image": patch})[0]
@@ -89,7 +83,7 @@ def test_member_matches_authors_reference(blast: Path, config: dict[str, Any],
 def test_logits_output_is_the_log_softmax_of_the_reference(
         blast: Path, config: dict[str, Any], patch: np.ndarray) -> None:
     state = load_state_dict(blast / "weights_v1" / "model_1.pt")
-    session = _session(build_deepmedic_onnx(state, config))
+    session = cpu_session(build_deepmedic_onnx(state, config))
     assert [o.name for o in session.get_outputs()] == ["logits"]
     logits = session.run(None, {"image": patch})[0]
     ref = np.load(blast / "reference" / "probs_model_1.npy").astype(np.float64)
