@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -40,7 +41,7 @@ from inference.manifest import (
 from inference.memory import plan_memory
 from inference.normalize import normalize
 from inference.pack import ModelPack
-from inference.sliding_window import sliding_window, whole_image
+from inference.sliding_window import plan_tiles, sliding_window, whole_image
 from inference.spaces import ModelGrid, from_model_grid, model_grid, to_model_grid
 
 log = logging.getLogger(__name__)
@@ -187,6 +188,17 @@ def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+def _tile_batches(m: Manifest, tensor_shape: tuple[int, ...], batch_size: int | None) -> int:
+    """How many network calls a member makes on a model grid of ``tensor_shape``."""
+    if m.tiling.mode == "whole" or m.localizer is not None:
+        return 1
+    assert m.tiling.patch_size is not None
+    plan = plan_tiles(tensor_shape[-3:], m.tiling.patch_size, m.tiling.overlap,
+                      m.tiling.output_margin, m.tiling.last_tile)
+    tiles = math.prod(len(st) for st in plan.starts)
+    return -(-tiles // max(1, batch_size or m.tiling.batch_size))
+
+
 def run(
     volume: Volume,
     pack: ModelPack | str | Path,
@@ -227,7 +239,9 @@ def run(
     # --- model space and memory -------------------------------------------
     grid = model_grid(volume.affine, volume.shape, m.input)
     lanes, session_threads = runtime.tile_lanes(threads, runtime.wanted_providers(providers))
-    if m.output.kind == "detections":  # boxes from one tile at a time, every thread on it
+    if m.output.kind == "detections" or _tile_batches(m, grid.tensor_shape, batch_size) < 2:
+        # One tile batch in all (a whole-grid network, a volume within one patch) or boxes
+        # from one tile at a time: a second lane would idle, so every thread goes to the one.
         lanes, session_threads = 1, threads
     mem = plan_memory(m, volume.shape, grid.tensor_shape, batch_size=batch_size,
                       limit_bytes=memory_limit_bytes, lanes=lanes)

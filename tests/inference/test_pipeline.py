@@ -333,3 +333,21 @@ def test_whole_volume_passes_do_not_depend_on_the_thread_count() -> None:
 
     with pytest.raises(ValueError, match="slab failed"):
         _slabs(37, fail, threads=2)
+
+
+@pytest.mark.parametrize(("tiling", "shape", "lanes"), [
+    ({"mode": "whole"}, (20, 18, 16), 1),  # one network call: both threads on it
+    ({"patch_size": [32, 32, 32]}, (20, 18, 16), 1),  # the volume fits one tile
+    ({"patch_size": [32, 32, 32], "batch_size": 8}, (40, 36, 16), 1),  # one batch of 4
+    ({"patch_size": [8, 8, 8], "batch_size": 1}, (20, 18, 16), 2),  # many tiles: two lanes
+])
+def test_threads_go_where_the_tiles_are(make_pack: Any, models: dict[str, Any],
+                                        tiling: dict[str, Any], shape: tuple[int, int, int],
+                                        lanes: int) -> None:
+    """A second tile lane only helps when there is a second tile batch to run; a single
+    network call with one intra-op thread left the other core idle (deepbet ran at
+    half speed)."""
+    vol = _volume(shape, (1.0, 1.0, 1.0), np.eye(3))
+    res = run(vol, make_pack(models["identity"](), tiling=tiling), threads=2)
+    p = res.provenance
+    assert (p["tiles_in_flight"], p["threads_per_tile"]) == (lanes, 2 // lanes)
