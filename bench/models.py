@@ -214,9 +214,10 @@ def _venv_python(venvs: Path, family: str) -> Path:
 
 
 def _lucida_cmd(pack: Path, nifti: Path, modality: str, threads: int, out: Path) -> list[str]:
+    # The rewrite cache sits beside the outputs, as the app's beside its job folders.
     return [sys.executable, str(BENCH / "_run_lucida_pack.py"), "--pack", str(pack),
             "--input", str(nifti), "--modality", modality, "--threads", str(threads),
-            "--out", str(out)]
+            "--out", str(out), "--rewrite-cache", str(out.parent / "graph-rewrites")]
 
 
 def _read_kji(path: Path) -> npt.NDArray[Any]:

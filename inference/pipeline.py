@@ -129,15 +129,16 @@ def _sigmoid_inplace(acc: npt.NDArray[Any], threads: int = 1) -> None:
 class _Member:
     """One ONNX network with its session, and CPU fallback if the GPU fails mid-run."""
 
-    def __init__(self, data: bytes, label: str, manifest: Manifest,
+    def __init__(self, data: bytes, sha256: str, label: str, manifest: Manifest,
                  providers: str | Sequence[str] | None, threads: int | None,
-                 *, localizer: bool = False) -> None:
-        from inference import rewrite, runtime
+                 *, localizer: bool = False, rewrite_cache: Path | None = None) -> None:
+        from inference import rewrite_cache as rewrites
+        from inference import runtime
 
         self._runtime = runtime
-        rewritten = rewrite.optimize(data)  # exact; the sha256 was checked on the original
-        self.rewrites = rewritten.changes
-        self.data, self.label, self.threads = rewritten.data, label, threads
+        # Exact rewrites; the sha256 was checked on the original bytes.
+        self.data, self.rewrites = rewrites.optimize(data, sha256, rewrite_cache)
+        self.label, self.threads = label, threads
         self.manifest = manifest
         session, self.info = runtime.create_session(self.data, providers, threads, label=label)
         self.session: Any = session
@@ -211,12 +212,15 @@ def run(
     batch_size: int | None = None,
     memory_limit_bytes: int | None = None,
     request_id: str | None = None,
+    rewrite_cache: Path | None = None,
 ) -> InferenceResult:
     """Run a model pack on a volume; results live on the volume's grid.
 
     ``providers``: None/"auto", a short name ("cpu", "cuda", ...) or a list.
     ``masks``: label maps of other models (by model id) for ``mask_by`` steps.
     ``memory_limit_bytes``: override the memory budget (default: 80 % of available).
+    ``rewrite_cache``: a folder where model files with no graph rewrite to apply are
+    remembered, so that later runs need not import onnx (see inference.rewrite_cache).
     Raises ModelPackError (bad pack), InferenceError (failed run), CancelledError.
     """
     from inference import runtime
@@ -253,12 +257,15 @@ def run(
 
     # --- sessions -----------------------------------------------------------
     datas = dict(zip((f.path for f in m.files), pack.onnx_bytes(), strict=True))  # sha256
-    members = [_Member(datas.pop(f.path), f"{m.id}/{f.path}", m, providers, session_threads)
+    digests = pack.hashes()
+    members = [_Member(datas.pop(f.path), digests[f.path], f"{m.id}/{f.path}", m, providers,
+                       session_threads, rewrite_cache=rewrite_cache)
                for f in m.member_files]
     localizer = None
     if m.localizer is not None:
-        localizer = _Member(datas.pop(m.localizer.file), f"{m.id}/{m.localizer.file}", m,
-                            providers, session_threads, localizer=True)
+        localizer = _Member(datas.pop(m.localizer.file), digests[m.localizer.file],
+                            f"{m.id}/{m.localizer.file}", m, providers, session_threads,
+                            localizer=True, rewrite_cache=rewrite_cache)
     del datas
     if any(mb.info.active != runtime.CPU for mb in members):
         lanes = 1

@@ -44,7 +44,9 @@ class Rewritten:
 
 
 def optimize(data: bytes) -> Rewritten:
-    """Apply the exact rewrites below; a model onnx cannot read is left as it is."""
+    """Apply the exact rewrites below; a model onnx cannot read is left as it is.
+
+    Any change to what they do must bump ``inference.rewrite_cache.REWRITES_VERSION``."""
     try:
         model = onnx.load_from_string(data)
     except Exception:  # not parseable here: onnxruntime will report it precisely

@@ -140,7 +140,8 @@ def _worker_main(job_dir: str, pack_ref: str, options: dict[str, Any], out_q: An
         result = run(volume, pack_ref, progress=progress,
                      cancel=_EventCancelToken(cancel_event), providers=opts.providers,
                      threads=opts.threads, masks=masks or None, batch_size=opts.batch_size,
-                     memory_limit_bytes=opts.memory_limit_bytes)
+                     memory_limit_bytes=opts.memory_limit_bytes,
+                     rewrite_cache=folder.parent / "graph-rewrites")
         np.save(folder / "labels.npy", result.label_map.array)
         if result.heatmap is not None:
             np.save(folder / "heat.npy", result.heatmap.array)
