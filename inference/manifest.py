@@ -445,6 +445,62 @@ class ComponentsStep(_Strict):
     max_findings: int = Field(default=500, ge=1)
 
 
+class ClearBorderStep(_Strict):
+    """Remove components of a label that touch the volume's boundary faces.
+
+    ``lateral``: only the faces whose normal is not mostly superior/inferior (LPS z, from
+    the affine), so a structure cut by the top and bottom slices (the lungs of a chest CT)
+    stays while air around the body, which reaches the other faces, goes. ``all``: every
+    face.
+    """
+
+    step: Literal["clear_border"]
+    labels: list[int] | None = None
+    faces: Literal["lateral", "all"] = "lateral"
+    connectivity: Literal[6, 18, 26] = 26
+
+
+class KeepLargeStep(_Strict):
+    """Keep each label's components of at least ``min_fraction`` of its largest one's volume
+    (both lungs stay; bowel gas and the stomach go)."""
+
+    step: Literal["keep_large_components"]
+    labels: list[int] | None = None
+    min_fraction: float = Field(gt=0.0, le=1.0)
+    connectivity: Literal[6, 18, 26] = 26
+
+
+class FillHoles2DStep(_Strict):
+    """Fill background enclosed by a label within each slice of ``plane`` (patient axes,
+    from the affine): vessels and nodules inside the lung become lung."""
+
+    step: Literal["fill_holes_2d"]
+    labels: list[int] | None = None
+    plane: Literal["axial", "coronal", "sagittal"] = "axial"
+
+
+class ClosingStep(_Strict):
+    """Morphological closing of each label by a ball of ``radius_mm`` (background between
+    or inside a label's parts, narrower than the ball, joins the label; nothing is removed).
+
+    ``grid_mm``: computed on a grid of about this voxel size (whole source voxels per
+    block) for speed; the voxels added are exact to within one such block. 0: on the
+    source grid itself.
+    """
+
+    step: Literal["closing"]
+    labels: list[int] | None = None
+    radius_mm: float = Field(gt=0.0, le=50.0)
+    grid_mm: float = Field(default=2.0, ge=0.0, le=10.0)
+
+    @model_validator(mode="after")
+    def _grid(self) -> ClosingStep:
+        if self.grid_mm > self.radius_mm:
+            raise ValueError(f"grid_mm {self.grid_mm} is coarser than radius_mm "
+                             f"{self.radius_mm}: the closing would be lost in the grid")
+        return self
+
+
 PostStep = Annotated[
     ArgmaxStep
     | ThresholdStep
@@ -452,7 +508,11 @@ PostStep = Annotated[
     | FillHolesStep
     | SizeFilterStep
     | MaskByStep
-    | ComponentsStep,
+    | ComponentsStep
+    | ClearBorderStep
+    | KeepLargeStep
+    | FillHoles2DStep
+    | ClosingStep,
     Field(discriminator="step"),
 ]
 

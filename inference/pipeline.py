@@ -392,6 +392,8 @@ def run(
             elif isinstance(step, MaskByStep):
                 pp.mask_by(labels, _mask_of(step, masks, labels.shape), step.labels,
                            step.dilate_mm, volume.affine)
+            elif isinstance(step, pp.SHAPE_STEPS):  # clear_border, closing, ...
+                pp.apply_shape_step(step, labels, volume.affine)
             elif isinstance(step, ComponentsStep):
                 min_mm3 = step.min_mm3 if step.min_mm3 is not None else m.output.min_finding_mm3
                 findings = found = pp.extract_findings(

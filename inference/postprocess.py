@@ -12,6 +12,7 @@ from scipy import ndimage
 from core.measure import mask_diameter_mm, voxel_volume_mm3
 from core.volume import Finding, FloatArray
 from inference.finding_mask import FindingMask, Findings
+from inference.manifest import ClearBorderStep, ClosingStep, FillHoles2DStep, KeepLargeStep
 
 LabelArray = npt.NDArray[np.integer[Any]]
 
@@ -189,3 +190,154 @@ def extract_findings(
             series_uid=series_uid,
         ))
     return findings
+
+
+# --- lung-mask steps: border clearing, large components, 2-D holes, closing ---------------
+
+# A face counts as superior/inferior when its normal is within 45° of the LPS z axis.
+_MOSTLY = 1.0 / np.sqrt(2.0)
+
+
+def face_normals(affine: FloatArray) -> FloatArray:
+    """Unit LPS normals of the two faces of each array axis (row a: the faces where index a
+    is 0 or last), i.e. of the plane the other two axes span; right for oblique grids too."""
+    cols = np.asarray(affine, dtype=np.float64)[:3, :3].T  # row a: LPS step of array axis a
+    normals = np.empty((3, 3))
+    for a in range(3):
+        b, c = (x for x in range(3) if x != a)
+        n = np.cross(cols[b], cols[c])
+        normals[a] = n / np.linalg.norm(n)
+    return normals
+
+
+def plane_axis(affine: FloatArray, plane: str) -> int:
+    """The array axis whose slices are closest to the patient plane ``axial``, ``coronal``
+    or ``sagittal`` (its face normal nearest to z, y or x)."""
+    patient = {"sagittal": 0, "coronal": 1, "axial": 2}[plane]
+    return int(np.argmax(np.abs(face_normals(affine)[:, patient])))
+
+
+def clear_border(labels: LabelArray, which: list[int] | None, faces: str,
+                 affine: FloatArray, connectivity: int = 26) -> LabelArray:
+    """Zero every component of a label that touches a boundary face of the volume: all of
+    them, or (``lateral``) those whose normal is not mostly superior/inferior."""
+    normals = face_normals(affine)
+    axes = [a for a in range(3) if faces == "all" or abs(normals[a, 2]) <= _MOSTLY]
+    for value in _labels_present(labels, which):
+        box = _bounds(labels == value, 0)
+        part = labels[box]
+        mask = part == value
+        comp, n = ndimage.label(mask, structure=structure(connectivity))
+        touching: set[int] = set()
+        for a in axes:
+            if box[a].start == 0:  # the box reaches this face of the volume
+                touching.update(np.unique(np.take(comp, 0, axis=a)).tolist())
+            if box[a].stop == labels.shape[a]:
+                touching.update(np.unique(np.take(comp, -1, axis=a)).tolist())
+        touching.discard(0)
+        if n and touching:
+            drop = np.zeros(n + 1, dtype=np.bool_)
+            drop[sorted(touching)] = True
+            part[drop[comp]] = 0
+    return labels
+
+
+def keep_large_components(labels: LabelArray, which: list[int] | None, min_fraction: float,
+                          connectivity: int = 26) -> LabelArray:
+    """Zero each label's components smaller than ``min_fraction`` of its largest one."""
+    for value in _labels_present(labels, which):
+        box = _bounds(labels == value, 0)
+        part = labels[box]
+        comp, n = ndimage.label(part == value, structure=structure(connectivity))
+        if n <= 1:
+            continue
+        sizes = np.bincount(comp.ravel())
+        sizes[0] = 0
+        drop = sizes < min_fraction * sizes.max()
+        drop[0] = False
+        part[drop[comp]] = 0
+    return labels
+
+
+def fill_holes_2d(labels: LabelArray, which: list[int] | None, plane: str,
+                  affine: FloatArray) -> LabelArray:
+    """Fill background enclosed by each label within every slice of ``plane`` (4-connected
+    background in the slice counts as open when it reaches the slice's edge)."""
+    axis = plane_axis(affine, plane)
+    for value in _labels_present(labels, which):
+        box = _bounds(labels == value, 1)
+        part = np.moveaxis(labels[box], axis, 0)  # a view: writes reach ``labels``
+        for sl in part:
+            mask = sl == value
+            if not mask.any():
+                continue
+            holes = ndimage.binary_fill_holes(mask) & (sl == 0)
+            sl[holes] = value
+    return labels
+
+
+def _block_reduce_mean(mask: npt.NDArray[np.bool_],
+                       factors: tuple[int, ...]) -> npt.NDArray[np.bool_]:
+    """A block is set when at least half its voxels are (edge blocks: of those present)."""
+    pad = [(0, -n % f) for n, f in zip(mask.shape, factors, strict=True)]
+    counts = np.pad(mask, pad).astype(np.float32)
+    valid = np.pad(np.ones(mask.shape, dtype=np.float32), pad)
+    shape: list[int] = []
+    for n, f in zip(counts.shape, factors, strict=True):
+        shape += [n // f, f]
+    axes = (1, 3, 5)
+    return np.asarray(counts.reshape(shape).sum(axis=axes)
+                      >= 0.5 * valid.reshape(shape).sum(axis=axes))
+
+
+def _closing_mm(mask: npt.NDArray[np.bool_], spacing: FloatArray,
+                radius_mm: float) -> npt.NDArray[np.bool_]:
+    """Closing by a ball of ``radius_mm`` via Euclidean distances (anisotropic voxels).
+    Outside the array counts as neither set: the faces do not erode the result."""
+    grown = ndimage.distance_transform_edt(~mask, sampling=spacing) <= radius_mm
+    if grown.all():
+        return np.asarray(grown)
+    return np.asarray(ndimage.distance_transform_edt(grown, sampling=spacing) > radius_mm)
+
+
+def closing(labels: LabelArray, which: list[int] | None, radius_mm: float, grid_mm: float,
+            affine: FloatArray) -> LabelArray:
+    """Add to each label the background its closing by a ``radius_mm`` ball covers, computed
+    on blocks of whole voxels about ``grid_mm`` wide (0: on the source grid)."""
+    spacing = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
+    factors = tuple(max(1, int(grid_mm // s)) if grid_mm > 0 else 1 for s in spacing)
+    for value in _labels_present(labels, which):
+        mask = labels == value
+        # Room for the ball beyond the label, so only the volume's faces limit the dilation.
+        pad = [int(np.ceil(radius_mm / s)) + f + 1 for s, f in zip(spacing, factors,
+                                                                     strict=True)]
+        box = tuple(slice(max(0, b.start - p), min(n, b.stop + p))
+                    for b, p, n in zip(_bounds(mask, 0), pad, labels.shape, strict=True))
+        part = labels[box]
+        local = mask[box]
+        if all(f == 1 for f in factors):
+            closed = _closing_mm(local, spacing, radius_mm)
+        else:
+            coarse = _closing_mm(_block_reduce_mean(local, factors), spacing * factors,
+                                 radius_mm)
+            for a, f in enumerate(factors):
+                coarse = np.repeat(coarse, f, axis=a)
+            closed = coarse[tuple(slice(0, n) for n in local.shape)]
+        part[closed & (part == 0)] = value
+    return labels
+
+
+# The steps above, as the pipeline's post-processing loop dispatches them (one place).
+SHAPE_STEPS = (ClearBorderStep, KeepLargeStep, FillHoles2DStep, ClosingStep)
+ShapeStep = ClearBorderStep | KeepLargeStep | FillHoles2DStep | ClosingStep
+
+
+def apply_shape_step(step: ShapeStep, labels: LabelArray, affine: FloatArray) -> LabelArray:
+    """Run one of ``SHAPE_STEPS`` on ``labels`` (in place) on the grid of ``affine``."""
+    if isinstance(step, ClearBorderStep):
+        return clear_border(labels, step.labels, step.faces, affine, step.connectivity)
+    if isinstance(step, KeepLargeStep):
+        return keep_large_components(labels, step.labels, step.min_fraction, step.connectivity)
+    if isinstance(step, FillHoles2DStep):
+        return fill_holes_2d(labels, step.labels, step.plane, affine)
+    return closing(labels, step.labels, step.radius_mm, step.grid_mm, affine)
