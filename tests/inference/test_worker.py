@@ -50,7 +50,11 @@ def test_worker_returns_the_same_result_as_in_process(tmp_path: Path, make_pack:
     assert res.findings[0].voxel_count == 4 * 4 * 5
     assert res.provenance["provider"] == "CPUExecutionProvider"
     assert job.poll().state == "done"
-    assert not list((tmp_path / "cache").iterdir())  # job folder removed
+    # The job folder is removed; the worker remembered that the model needs no rewrite.
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["graph-rewrites"]
+    digest = res.provenance["model"]["files"]["model.onnx"]
+    assert [p.name.endswith(digest) for p in (tmp_path / "cache" / "graph-rewrites").iterdir()] \
+        == [True]
 
 
 def test_worker_carries_a_detectors_findings(tmp_path: Path, make_pack: Any,
