@@ -280,20 +280,23 @@ def _block_reduce_mean(mask: npt.NDArray[np.bool_],
                        factors: tuple[int, ...]) -> npt.NDArray[np.bool_]:
     """A block is set when at least half its voxels are (edge blocks: of those present)."""
     pad = [(0, -n % f) for n, f in zip(mask.shape, factors, strict=True)]
-    counts = np.pad(mask, pad).astype(np.float32)
-    valid = np.pad(np.ones(mask.shape, dtype=np.float32), pad)
     shape: list[int] = []
-    for n, f in zip(counts.shape, factors, strict=True):
-        shape += [n // f, f]
-    axes = (1, 3, 5)
-    return np.asarray(counts.reshape(shape).sum(axis=axes)
-                      >= 0.5 * valid.reshape(shape).sum(axis=axes))
+    for n, f in zip(mask.shape, factors, strict=True):
+        shape += [-(-n // f), f]
+    dtype = np.uint16 if int(np.prod(factors)) < 65536 else np.uint32
+    counts = np.pad(mask, pad).reshape(shape).sum(axis=(1, 3, 5), dtype=dtype)
+    # Voxels present per block: the product of each axis' count (the last block is short).
+    present = np.ones(counts.shape, dtype=np.int64)
+    for a, (n, f) in enumerate(zip(mask.shape, factors, strict=True)):
+        along = np.minimum(f, n - f * np.arange(counts.shape[a]))
+        present = present * along.reshape([-1 if b == a else 1 for b in range(3)])
+    return np.asarray(2 * counts.astype(np.int64) >= present)
 
 
 def _closing_mm(mask: npt.NDArray[np.bool_], spacing: FloatArray,
                 radius_mm: float) -> npt.NDArray[np.bool_]:
-    """Closing by a ball of ``radius_mm`` via Euclidean distances (anisotropic voxels).
-    Outside the array counts as neither set: the faces do not erode the result."""
+    """Closing by a ball of ``radius_mm`` via Euclidean distances (anisotropic voxels);
+    ``mask`` carries an empty margin wider than the ball, so its edges play no part."""
     grown = ndimage.distance_transform_edt(~mask, sampling=spacing) <= radius_mm
     if grown.all():
         return np.asarray(grown)
@@ -308,21 +311,23 @@ def closing(labels: LabelArray, which: list[int] | None, radius_mm: float, grid_
     factors = tuple(max(1, int(grid_mm // s)) if grid_mm > 0 else 1 for s in spacing)
     for value in _labels_present(labels, which):
         mask = labels == value
-        # Room for the ball beyond the label, so only the volume's faces limit the dilation.
+        # Room for the ball beyond the label: inside the volume, and past its faces as empty
+        # space (the closing of a label as if nothing lay beyond the volume: it never grows
+        # toward a face).
         pad = [int(np.ceil(radius_mm / s)) + f + 1 for s, f in zip(spacing, factors,
                                                                      strict=True)]
         box = tuple(slice(max(0, b.start - p), min(n, b.stop + p))
                     for b, p, n in zip(_bounds(mask, 0), pad, labels.shape, strict=True))
         part = labels[box]
-        local = mask[box]
+        local = np.pad(mask[box], [(p, p) for p in pad])
         if all(f == 1 for f in factors):
             closed = _closing_mm(local, spacing, radius_mm)
         else:
-            coarse = _closing_mm(_block_reduce_mean(local, factors), spacing * factors,
+            closed = _closing_mm(_block_reduce_mean(local, factors), spacing * factors,
                                  radius_mm)
             for a, f in enumerate(factors):
-                coarse = np.repeat(coarse, f, axis=a)
-            closed = coarse[tuple(slice(0, n) for n in local.shape)]
+                closed = np.repeat(closed, f, axis=a)
+        closed = closed[tuple(slice(p, p + n) for p, n in zip(pad, part.shape, strict=True))]
         part[closed & (part == 0)] = value
     return labels
 
