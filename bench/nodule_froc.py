@@ -36,9 +36,11 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-for _path in (str(BENCH), str(REPO)):  # froc.py beside it; the lucida packages
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
+# The lucida packages first (bench/inference.py must not shadow the ``inference``
+# package); this folder last, only for froc.py beside this file.
+sys.path.insert(0, str(REPO))
+if str(BENCH) not in sys.path:
+    sys.path.append(str(BENCH))
 
 from froc import (  # noqa: E402
     LUNA16_FP_RATES,
@@ -106,8 +108,9 @@ class ScanResult:
     error: str | None = None
 
 
-def find_cases(folder: Path) -> list[Case]:
-    """Every LIDC reader XML beneath ``folder`` whose series is there too."""
+def find_cases(folder: Path) -> tuple[list[Case], list[ScanResult]]:
+    """Every LIDC reader XML beneath ``folder`` whose series is there too, and a failed
+    row for each reader XML that cannot be read (the others still count)."""
     from core.errors import DicomReadError
     from dicomio.group import group_series
     from dicomio.lidc_xml import is_lidc_xml, read_lidc_xml
@@ -122,19 +125,26 @@ def find_cases(folder: Path) -> list[Case]:
     groups = [g for g in group_series(scan_paths([folder]).instances)
               if g.object_kind.is_image and not g.is_localizer]
     cases: list[Case] = []
-    reads = [read_lidc_xml(x) for x in xmls]
-    for xml, read in zip(xmls, reads, strict=True):
-        mine = [g for g in groups if g.series_uid == read.series_uid]
-        if not mine:
-            continue  # e.g. the reader XML of a radiograph in the same patient folder
-        group = max(mine, key=lambda g: len(g.instances))  # the main stack of the series
+    failed: list[ScanResult] = []
+    unmatched: list[str] = []
+    for xml in xmls:
         name = folder.name if len(xmls) == 1 else f"{folder.name}/{xml.relative_to(folder)}"
+        try:
+            read = read_lidc_xml(xml)
+        except DicomReadError as exc:
+            failed.append(ScanResult(name, error=str(exc)))
+            continue
+        mine = [g for g in groups if g.series_uid == read.series_uid]
+        if not mine:  # e.g. the reader XML of a radiograph in the same patient folder
+            unmatched.append(read.series_uid)
+            continue
+        group = max(mine, key=lambda g: len(g.instances))  # the main stack of the series
         cases.append(Case(name, xml, read, list(group.instances)))
-    if not cases:
-        series = ", ".join(sorted({r.series_uid for r in reads}))
-        raise DicomReadError(f"{folder}: the series its reader XML names ({series}) is not "
-                             "among the image series found there")
-    return cases
+    if not cases and not failed:
+        raise DicomReadError(f"{folder}: the series its reader XML names "
+                             f"({', '.join(sorted(set(unmatched)))}) is not among the image "
+                             "series found there")
+    return cases, failed
 
 
 # --------------------------------------------------------------------------- packs
@@ -317,10 +327,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[ScanResult] = []
     for folder in args.dirs:
         try:
-            cases = find_cases(folder)
+            cases, failed = find_cases(folder)
         except LucidaError as exc:
             results.append(ScanResult(folder.name, error=str(exc)))
             continue
+        results += failed
         for case in cases:
             results.append(evaluate(case, pack, registry, threads=args.threads,
                                     provider=args.provider, min_readers=args.min_readers))
