@@ -115,13 +115,19 @@ def lidc_0001(shared_data: Path) -> Path:
     return folder
 
 
-def test_the_tool_on_lidc_0001_with_a_real_pack(lidc_0001: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("lung_mask", [False, True], ids=["plain", "mask_by-lung"])
+def test_the_tool_on_lidc_0001_with_a_real_pack(lidc_0001: Path, tmp_path: Path,
+                                                lung_mask: bool) -> None:
     # Boxes in the model's tensor (LPS, k j i, native spacing: the series' own grid,
     # k = 0 at z = -340 since the loader sorts slices along +S): one on the four-reader
     # nodule (pixel column 316, row 367, z -115 mm -> k 90), scored 0.6; one far from
     # every mark, scored 0.9. Expected: FPs per scan 0 (inf), 1 (0.9), 1 (0.6 = the hit):
-    # sensitivity 0 at 1/8..1/2, 1 at 1..8; CPM 4/7.
+    # sensitivity 0 at 1/8..1/2, 1 at 1..8; CPM 4/7. With ``mask_by`` the bundled lung
+    # mask pack runs first and the far box, outside the body, is dropped: sensitivity 1
+    # at every rate.
     hit, far = (90, 367, 316), (20, 60, 60)
+    if lung_mask and not (BENCH.parent / "resources/models/lucida-lung-mask").is_dir():
+        pytest.skip("the bundled lucida-lung-mask pack is absent")
     boxes = [[p - 2 for p in at] + [p + 3 for p in at] + [score]
              for at, score in ((hit, 0.6), (far, 0.9))]
     pack = write_pack(tmp_path / "pack", base_manifest(
@@ -129,7 +135,9 @@ def test_the_tool_on_lidc_0001_with_a_real_pack(lidc_0001: Path, tmp_path: Path)
         tiling={"mode": "whole", "patch_size": None, "divisible_by": 1},
         output={"kind": "detections", "activation": "none", "channels": 7,
                 "labels": [{"value": 1, "name": "nodule"}], "min_finding_mm3": 0.0},
-        postprocessing=[]), {"model.onnx": _constant_boxes(boxes)})
+        postprocessing=[{"step": "mask_by", "model": "lucida-lung-mask", "labels": [1],
+                         "dilate_mm": 5.0}] if lung_mask else []),
+        {"model.onnx": _constant_boxes(boxes)})
     out = tmp_path / "froc.json"
     proc = subprocess.run(
         [sys.executable, str(BENCH / "nodule_froc.py"), str(lidc_0001), "--pack", str(pack),
@@ -140,7 +148,7 @@ def test_the_tool_on_lidc_0001_with_a_real_pack(lidc_0001: Path, tmp_path: Path)
     assert "LIDC-IDRI-0001" in text  # the scan's row
     for rate in ("0.125", "0.25", "0.5", "1 FP", "2 FP", "4 FP", "8 FP", "CPM"):
         assert rate in text, text
-    assert "0.571" in text  # the CPM, 4/7
+    assert ("1.000" if lung_mask else "0.571") in text  # the CPM
 
     data = json.loads(out.read_text())
     (scan,) = data["scans"]
@@ -148,6 +156,11 @@ def test_the_tool_on_lidc_0001_with_a_real_pack(lidc_0001: Path, tmp_path: Path)
     assert scan["load_s"] > 0 and scan["inference_s"] > 0
     (ref,) = scan["reference"]
     assert ref["readers"] == 4
+    if lung_mask:
+        assert [d["outcome"] for d in scan["detections"]] == ["tp"]
+        assert (scan["hits"], scan["false_positives"]) == (1, 0)
+        assert set(data["sensitivity_at"].values()) == {1.0} and data["cpm"] == 1.0
+        return
     assert [d["outcome"] for d in sorted(scan["detections"], key=lambda d: d["score"])] == [
         "tp", "fp"]
     assert (scan["hits"], scan["false_positives"]) == (1, 1)
