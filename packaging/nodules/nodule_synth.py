@@ -176,24 +176,32 @@ class _Shape:
         bumps = np.exp(self.lobe_kappa * (u @ self.lobe_dirs.T - 1.0)) @ self.lobe_amps
         return self.lobe_scale * (1.0 + bumps)
 
-    def body_sdf(self, p: FloatArray, scale: float = 1.0) -> FloatArray:
-        """Approximate signed distance (mm, negative inside) of points ``p`` (..., 3)."""
+    def sdf(self, gk: FloatArray, gj: FloatArray, gi: FloatArray,
+            cell: float) -> tuple[FloatArray, FloatArray]:
+        """Approximate signed distance (mm, negative inside) on the grid ``gk x gj x gi``
+        (mm, ascending), and each point's ellipsoidal radius (mm; a centred smooth core is
+        ``rho < r``). Each spike is evaluated only inside its own bounding box: beyond it
+        the spike is farther than a cell and could not change the occupancy."""
+        p = np.stack(np.meshgrid(gk, gj, gi, indexing="ij"), axis=-1)
         q = (p @ self.rotation) / self.axes
-        rho = np.sqrt(np.einsum("...c,...c->...", q, q))
+        rho = np.sqrt(np.sum(q * q, axis=-1))
         u = q / np.maximum(rho, 1e-9)[..., None]
-        return np.asarray(rho - scale * self.radius * self._radial(u))
-
-    def sdf(self, p: FloatArray) -> FloatArray:
-        d = self.body_sdf(p)
-        for axis, t0, ts, t1, w0 in zip(self.spike_dirs, self.spike_t0, self.spike_ts,
-                                        self.spike_t1, self.spike_w0, strict=True):
-            t = p @ axis
-            perp = np.sqrt(np.maximum(np.einsum("...c,...c->...", p, p) - t * t, 0.0))
-            # Full width inside the body, tapering linearly to a point at the tip.
-            width = w0 * np.clip((t1 - t) / (t1 - ts), 0.0, 1.0)
+        d = rho - self.radius * self._radial(u)
+        for s, axis in enumerate(self.spike_dirs):
+            t0, ts, t1, w0 = (self.spike_t0[s], self.spike_ts[s], self.spike_t1[s],
+                              self.spike_w0[s])
+            ends = np.stack([t0 * axis, t1 * axis])
+            lo, hi = ends.min(axis=0) - w0 - cell, ends.max(axis=0) + w0 + cell
+            box = tuple(slice(int(np.searchsorted(g, lo[a])), int(np.searchsorted(g, hi[a])))
+                        for a, g in enumerate((gk, gj, gi)))
+            pb = p[box]
+            t = pb @ axis
+            perp = np.sqrt(np.maximum(np.sum(pb * pb, axis=-1) - t * t, 0.0))
+            # Full width inside the body, tapering linearly to 30 % at the tip.
+            width = w0 * (1.0 - 0.7 * np.clip((t - ts) / (t1 - ts), 0.0, 1.0))
             spike = np.where((t >= t0) & (t <= t1), perp - width, np.inf)
-            d = np.minimum(d, spike)
-        return d
+            d[box] = np.minimum(d[box], spike)
+        return d, rho
 
     def extent_mm(self) -> float:
         """A radius (mm) that contains the whole shape."""
@@ -229,10 +237,10 @@ def _make_shape(spec: NoduleSpec, rng: np.random.Generator) -> _Shape:
     empty = np.zeros(0)
     lobe_dirs, lobe_amps, kappa, scale = np.zeros((0, 3)), empty, 0.0, 1.0
     if spec.margin == "lobulated":
-        n = int(rng.integers(3, 7))
+        n = int(rng.integers(4, 9))
         lobe_dirs = _unit_vectors(rng, n)
-        lobe_amps = rng.uniform(0.12, 0.25, n)
-        kappa = float(rng.uniform(4.0, 8.0))
+        lobe_amps = rng.uniform(0.2, 0.35, n)
+        kappa = float(rng.uniform(6.0, 10.0))
         u = _sphere_dirs()
         radial = 1.0 + np.exp(kappa * (u @ lobe_dirs.T - 1.0)) @ lobe_amps
         # The volume of a star-shaped body is the sphere mean of r^3 (times 4/3 pi).
@@ -241,13 +249,15 @@ def _make_shape(spec: NoduleSpec, rng: np.random.Generator) -> _Shape:
                    np.zeros((0, 3)), empty, empty, empty, empty)
     if spec.margin != "spiculated":
         return shape
-    m = int(rng.integers(6, 15))
+    m = int(rng.integers(8, 19))
     dirs = _unit_vectors(rng, m)
     q = (dirs @ rotation) / axes
     qn = np.linalg.norm(q, axis=1)
     ts = radius * shape._radial(q / qn[:, None]) / qn  # where each spike axis leaves the body
-    length = np.minimum(rng.uniform(0.5, 1.1, m) * radius + 1.5, 10.0)
-    w0 = np.minimum(rng.uniform(0.6, 1.1, m), 0.25 * radius)
+    # Strands a few mm to ~1.5 cm long, ~1.5-2.5 mm thick at the base (thinner on small
+    # nodules), so that they survive the PSF and the slice box instead of blurring away.
+    length = np.minimum(rng.uniform(0.6, 1.3, m) * radius + 2.0, 14.0)
+    w0 = np.minimum(rng.uniform(0.7, 1.2, m), 0.3 * radius)
     return _Shape(radius, rotation, axes, lobe_dirs, lobe_amps, kappa, scale,
                   dirs, 0.5 * ts, ts, ts + length, w0)
 
@@ -341,18 +351,14 @@ def insert_nodule(volume_hu: npt.NDArray[np.floating], spacing_kji: Triple,
     crop_shape = tuple(h - lo_ for lo_, h in zip(lo, hi, strict=True))
     a_body = np.zeros(crop_shape)
     a_core = np.zeros(crop_shape)
-    plane = np.stack(np.meshgrid(gj, gi, indexing="ij"), axis=-1)  # (fj, fi, 2)
-    slab = max(1, int(2_000_000 // max(1, plane.shape[0] * plane.shape[1])))
+    slab = max(1, 1_000_000 // max(1, len(gj) * len(gi)))  # bounds the memory
     for s0 in range(0, len(gk), slab):
         zs = gk[s0:s0 + slab]
-        p = np.concatenate([np.broadcast_to(zs[:, None, None, None],
-                                            (len(zs), *plane.shape[:2], 1)),
-                            np.broadcast_to(plane, (len(zs), *plane.shape))], axis=-1)
-        occ = np.clip(0.5 - shape.sdf(p) / step, 0.0, 1.0)
-        a_body += _separable(occ, ops, s0, len(zs))
+        sdf, rho = shape.sdf(zs, gj, gi, step)
+        a_body += _separable(np.clip(0.5 - sdf / step, 0.0, 1.0), ops, s0, len(zs))
         if core_scale > 0:
-            # The solid core: the smooth body shape scaled down, same orientation.
-            core = np.clip(0.5 - _Shape.body_sdf(_smooth(shape), p, core_scale) / step, 0, 1)
+            # The solid core: the smooth ellipsoid scaled down, same orientation.
+            core = np.clip(0.5 - (rho - core_scale * shape.radius) / step, 0.0, 1.0)
             a_core += _separable(core, ops, s0, len(zs))
     a_body = np.clip(a_body, 0.0, 1.0)
     a_core = np.minimum(np.clip(a_core, 0.0, 1.0), a_body)
@@ -384,13 +390,6 @@ def insert_nodule(volume_hu: npt.NDArray[np.floating], spacing_kji: Triple,
         core_hu=spec.core_hu if spec.kind == "part_solid" else None,
         bbox_kji=((lo[0], lo[1], lo[2]), (hi[0], hi[1], hi[2])), mask=np.asarray(mask))
     return Insertion(crop=out, record=record)
-
-
-def _smooth(shape: _Shape) -> _Shape:
-    """The shape without lobes or spikes (a part-solid nodule's core)."""
-    empty = np.zeros(0)
-    return _Shape(shape.radius, shape.rotation, shape.axes, np.zeros((0, 3)), empty, 0.0, 1.0,
-                  np.zeros((0, 3)), empty, empty, empty, empty)
 
 
 def _separable(occ: FloatArray, ops: list[FloatArray], s0: int, n: int) -> FloatArray:
