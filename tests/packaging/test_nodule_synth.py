@@ -154,11 +154,13 @@ def _centred(spec: ns.NoduleSpec, spacing: tuple[float, float, float],
     return out, _mm_from_centre(shape, centre, spacing), centre, ins
 
 
-def test_slice_profile_model_holds_without_noise() -> None:
-    """Noise off: the renderer and the Monte-Carlo footprint agree to 1 % of the contrast
-    at every voxel near a small nodule in thick slices, not only on average."""
-    # Overlapping reconstruction: 5 mm slices every 1.25 mm.
-    spacing, thickness = (1.25, 0.7, 0.7), 5.0
+@pytest.mark.parametrize("spacing,thickness", [*SCANS, ((1.25, 0.7, 0.7), 5.0)],
+                         ids=lambda v: str(v))
+def test_slice_profile_model_holds_without_noise(spacing: tuple[float, float, float],
+                                                 thickness: float) -> None:
+    """Noise off, a 4 mm nodule: the renderer and the Monte-Carlo footprint agree at every
+    voxel (1 % model + Monte-Carlo error), not only on average; the last case is an
+    overlapping reconstruction (5 mm slices every 1.25 mm)."""
     shape = _volume_shape(spacing, 4.0)
     vol = np.full(shape, BG_HU, dtype=np.float32)
     centre = (np.array(shape) - 1) / 2 + OFFSET
@@ -166,8 +168,9 @@ def test_slice_profile_model_holds_without_noise() -> None:
     rel = _mm_from_centre(shape, centre, spacing).reshape(-1, 3)
     fill = _predicted_fill(rel, 2.0, _footprint_samples(spacing, thickness, n=20000))
     measured = (out.reshape(-1) - BG_HU) / (30.0 - BG_HU)
-    assert fill.max() < 0.8  # thick slices really dilute this nodule
-    assert np.abs(measured - fill).max() <= 0.01 + 0.02  # 1 % model + Monte-Carlo error
+    assert np.abs(measured - fill).max() <= 0.01 + 0.02
+    if thickness >= 5.0:
+        assert fill.max() < 0.9  # 5 mm slices really dilute a 4 mm nodule
 
 
 def test_ground_glass_and_part_solid_hu() -> None:
