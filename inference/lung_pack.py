@@ -184,8 +184,9 @@ use through `mask_by` to keep their findings inside the lungs.
   in it only where lung encloses it in its slice or the closing reaches it (not checked
   region by region).
 
-**Runtime** on 2 CPU cores (a shared machine): 3–6 s for LIDC-IDRI-0001, 8–10 s for the
-RICORD series; the network takes 0.1 s, the rest is post-processing on the source grid.
+**Runtime** on 2 CPU cores: about 2.5 s for LIDC-IDRI-0001 and 5.5 s for the RICORD
+series (up to twice that while another job shares the cores); the network takes 0.1 s,
+the rest is post-processing on the source grid.
 
 **Intended use.** Research use only. **Not for diagnostic use.**
 
