@@ -65,8 +65,8 @@ ISOLATED_CLEARANCE_MM = 3.0
 
 
 def contact_band_mm(radius_mm: float) -> float:
-    """Tolerance on "touching": a juxtapleural (juxtavascular) centre lies at radius ± this
-    from the nearest non-lung (vessel) voxel."""
+    """Depth of "touching": a juxtapleural (juxtavascular) centre lies between radius minus
+    this and radius from the nearest non-lung (vessel) voxel, so the nodule reaches it."""
     return max(1.0, 0.25 * radius_mm)
 
 
@@ -414,6 +414,25 @@ def _block_pool(mask: BoolArray, f: IntTriple, *, all_: bool) -> BoolArray:
     return np.asarray(b.all(axis=(1, 3, 5)) if all_ else b.any(axis=(1, 3, 5)))
 
 
+def _nearest_mm(centre: FloatArray, target: BoolArray, spacing: FloatArray, reach: float,
+                *, outside_is_target: bool) -> float:
+    """Exact distance (mm) from ``centre`` (float k, j, i) to the nearest voxel centre of
+    ``target`` within ``reach`` mm (inf beyond). With ``outside_is_target`` the voxels just
+    outside the array count too."""
+    lo = np.maximum(np.floor(centre - reach / spacing).astype(int), 0)
+    hi = np.minimum(np.ceil(centre + reach / spacing).astype(int) + 1, target.shape)
+    box = target[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    best = math.inf
+    hits = np.argwhere(box)
+    if len(hits):
+        best = float(np.sqrt((((hits + lo - centre) * spacing) ** 2).sum(axis=1).min()))
+    if outside_is_target:
+        # The nearest outside voxel along each axis is the one just past either end.
+        edge = np.minimum(centre + 1.0, np.array(target.shape) - centre) * spacing
+        best = min(best, float(edge.min()))
+    return best if best <= reach else math.inf
+
+
 def candidate_centres(lung_mask: BoolArray, spacing_kji: Triple, radius_mm: float,
                       context: Context, rng: np.random.Generator, *,
                       volume_hu: npt.NDArray[np.floating] | None = None, count: int = 32,
@@ -421,55 +440,69 @@ def candidate_centres(lung_mask: BoolArray, spacing_kji: Triple, radius_mm: floa
                       vessel_above_hu: float = VESSEL_ABOVE_HU) -> FloatArray:
     """Up to ``count`` nodule centres (rows of float k, j, i voxel indices) for ``context``.
 
-    With d the distance (mm) from the centre to the nearest voxel outside ``lung_mask``
-    (outside the array counts as outside the lung) and band = ``contact_band_mm(radius)``:
-    isolated: d >= radius + 3 mm; juxtapleural: |d - radius| <= band; juxtavascular: the
-    same band on the distance to the nearest lung voxel above ``vessel_above_hu`` (needs
-    ``volume_hu``; the lung mask must include its vessels) and d >= radius + band.
-    Distances come from EDTs on a grid of ~``step_mm`` blocks; the selection shrinks each
-    interval by the blocks' worst-case error, so the guarantees hold at full resolution.
+    With d the distance (mm) from the centre to the nearest voxel centre outside
+    ``lung_mask`` (outside the array counts as outside the lung), R the radius and
+    band = ``contact_band_mm(R)``: isolated: d >= R + 3 mm; juxtapleural: R - band <= d <= R
+    (the nodule reaches the pleura); juxtavascular: the same on the distance to the nearest
+    lung voxel above ``vessel_above_hu`` (needs ``volume_hu``; the lung mask must include its
+    vessels), and d >= R + band. Candidates come from EDTs on ~``step_mm`` blocks (fast on a
+    whole CT), widened by the blocks' worst-case error; each one drawn is then checked
+    exactly at full resolution, so the guarantees hold for every centre returned.
     """
     spacing = np.asarray(spacing_kji, dtype=np.float64)
     band = contact_band_mm(radius_mm)
     f = [max(1, round(step_mm / s)) for s in spacing]
-    # Worst-case distance from a voxel to its block's centre; keep it under half the band.
-    while True:
-        err = 0.5 * float(np.linalg.norm((np.array(f) - 1) * spacing))
-        if err <= band / 2 or max(f) == 1:
-            break
-        ax = int(np.argmax((np.array(f) - 1) * spacing))
-        f[ax] -= 1
     fb: IntTriple = (f[0], f[1], f[2])
-
-    nz = np.nonzero(lung_mask)
-    if len(nz[0]) == 0:
+    fa = np.array(fb, dtype=np.float64)
+    # Every voxel lies within err of its block's centre: block distances are within err.
+    err = 0.5 * float(np.linalg.norm((fa - 1.0) * spacing))
+    lung_full = np.asarray(lung_mask, dtype=bool)
+    nz = np.nonzero(lung_full.any(axis=(1, 2)))[0], np.nonzero(lung_full.any(axis=(0, 2)))[0], \
+        np.nonzero(lung_full.any(axis=(0, 1)))[0]
+    if any(len(a) == 0 for a in nz):
         return np.zeros((0, 3))
-    lo = np.array([int(a.min()) for a in nz])
-    hi = np.array([int(a.max()) + 1 for a in nz])
+    lo = np.array([int(a[0]) for a in nz])
+    hi = np.array([int(a[-1]) + 1 for a in nz])
     sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-    lung = _block_pool(np.asarray(lung_mask[sl], dtype=bool), fb, all_=True)
-    block_mm = spacing * np.array(fb)
+    lung = _block_pool(lung_full[sl], fb, all_=True)
+    block_mm = spacing * fa
     d_pleura = ndimage.distance_transform_edt(lung, sampling=block_mm)
 
+    vessel_full: BoolArray | None = None
     if context == "isolated":
-        sel = d_pleura >= radius_mm + ISOLATED_CLEARANCE_MM + err
+        coarse = d_pleura >= radius_mm + ISOLATED_CLEARANCE_MM - err
     elif context == "juxtapleural":
-        sel = lung & (np.abs(d_pleura - radius_mm) <= band - err)
+        coarse = lung & (d_pleura >= radius_mm - band - err) & (d_pleura <= radius_mm + err)
     elif context == "juxtavascular":
         if volume_hu is None:
             raise ValueError("juxtavascular centres need the volume's HU")
-        vessel = np.asarray(lung_mask[sl], dtype=bool) & (np.asarray(volume_hu[sl])
-                                                          > vessel_above_hu)
-        d_vessel = ndimage.distance_transform_edt(~_block_pool(vessel, fb, all_=False),
-                                                  sampling=block_mm)
-        sel = (lung & (np.abs(d_vessel - radius_mm) <= band - err)
-               & (d_pleura >= radius_mm + band + err))
+        vessel_full = lung_full & (np.asarray(volume_hu) > vessel_above_hu)
+        d_vessel = ndimage.distance_transform_edt(
+            ~_block_pool(vessel_full[sl], fb, all_=False), sampling=block_mm)
+        coarse = (lung & (d_vessel >= radius_mm - band - err) & (d_vessel <= radius_mm + err)
+                  & (d_pleura >= radius_mm + band - err))
     else:
         raise ValueError(f"unknown context {context!r}")
 
-    blocks = np.argwhere(sel)
-    if len(blocks) > count:
-        blocks = blocks[np.sort(rng.choice(len(blocks), size=count, replace=False))]
-    fa = np.array(fb, dtype=np.float64)
+    blocks = np.argwhere(coarse)
     # Block b covers voxels lo - f + b f ... + f - 1 (the first block is the False border).
-    return np.asarray(lo - fa + blocks * fa + (fa - 1.0) / 2.0, dtype=np.float64)
+    centres = lo - fa + blocks * fa + (fa - 1.0) / 2.0
+    outside = ~lung_full
+    found: list[FloatArray] = []
+    for c in centres[rng.permutation(len(centres))[:50 * count]]:
+        if context == "isolated":
+            ok = math.isinf(_nearest_mm(c, outside, spacing, radius_mm + ISOLATED_CLEARANCE_MM,
+                                        outside_is_target=True))
+        else:
+            target, reach = ((outside, radius_mm) if vessel_full is None
+                             else (vessel_full, radius_mm))
+            d = _nearest_mm(c, target, spacing, reach, outside_is_target=vessel_full is None)
+            ok = radius_mm - band <= d <= radius_mm
+            if ok and vessel_full is not None:
+                ok = math.isinf(_nearest_mm(c, outside, spacing, radius_mm + band,
+                                            outside_is_target=True))
+        if ok:
+            found.append(c)
+            if len(found) == count:
+                break
+    return np.array(found, dtype=np.float64).reshape(-1, 3)

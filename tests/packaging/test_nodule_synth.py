@@ -367,11 +367,11 @@ def test_candidate_centres_respect_their_distances(radius: float) -> None:
         assert found.shape == (24, 3)
     d_iso = _nearest_mm(iso, ~lung, spacing)
     assert d_iso.min() >= radius + ns.ISOLATED_CLEARANCE_MM, d_iso
-    d_jp = _nearest_mm(jp, ~lung, spacing)
-    assert np.abs(d_jp - radius).max() <= band, (d_jp, radius, band)
+    d_jp = _nearest_mm(jp, ~lung, spacing)  # the nodule reaches the pleura
+    assert np.all((d_jp >= radius - band) & (d_jp <= radius)), (d_jp, radius, band)
     vessel = lung & (hu > ns.VESSEL_ABOVE_HU)
-    d_v = _nearest_mm(jv, vessel, spacing)
-    assert np.abs(d_v - radius).max() <= band, (d_v, radius, band)
+    d_v = _nearest_mm(jv, vessel, spacing)  # ... or the vessel
+    assert np.all((d_v >= radius - band) & (d_v <= radius)), (d_v, radius, band)
     assert _nearest_mm(jv, ~lung, spacing).min() >= radius + band
     # Spread over the lung, not one corner: centres span a good part of it along k.
     assert np.ptp(jp[:, 0]) * spacing[0] > 20.0
