@@ -381,3 +381,72 @@ def test_candidate_centres_respect_their_distances(radius: float) -> None:
     first = ns.candidate_centres(lung, spacing, radius, "juxtapleural",
                                  np.random.default_rng(0), count=24)
     assert np.array_equal(again, first)
+
+
+# ---------------------------------------------------------------------------------------
+# A real chest CT (skipped without ../shared)
+
+
+def _crude_lung_mask(hu: np.ndarray) -> np.ndarray:
+    """Air below -400 HU not connected to the in-plane border, holes filled slice by slice
+    (so vessels are inside): enough lung for placing test nodules."""
+    from scipy import ndimage
+
+    air = hu < -400
+    lab, _ = ndimage.label(air)
+    border = np.unique(np.concatenate([lab[:, 0].ravel(), lab[:, -1].ravel(),
+                                       lab[:, :, 0].ravel(), lab[:, :, -1].ravel()]))
+    sizes = np.bincount(lab.ravel())
+    sizes[border] = 0
+    sizes[0] = 0
+    lung = (sizes > 0.002 * air.size)[lab]
+    return np.stack([ndimage.binary_fill_holes(s) for s in lung])
+
+
+@pytest.mark.shared
+def test_on_a_real_chest_ct(shared_data) -> None:  # type: ignore[no-untyped-def]
+    from dicomio.load import read_volume
+
+    folder = shared_data / "ct" / "LIDC-IDRI-0001"
+    if not folder.is_dir():
+        pytest.skip("../shared/data/ct/LIDC-IDRI-0001 is absent")
+    volume = read_volume(sorted(folder.glob("*.dcm")))
+    hu = np.asarray(volume.array[40:100], dtype=np.float32)  # mid-chest, both lungs
+    sk, sj, si = (float(s) for s in volume.spacing_mm)
+    spacing = (sk, sj, si)
+    thickness = float(volume.metadata.get("slice_thickness") or spacing[0])
+    lung = _crude_lung_mask(hu)
+    rng = np.random.default_rng(17)
+
+    # Isolated 12 mm solid nodule: volume and core HU measured against the real background.
+    radius = 6.0
+    centres = ns.candidate_centres(lung, spacing, radius, "isolated", rng, count=3)
+    assert len(centres) == 3
+    for centre in centres:
+        out, ins = _insert(hu, spacing, thickness, centre, ns.NoduleSpec(2 * radius))
+        sl = ins.record.slices
+        bg, new = hu[sl].astype(np.float64), out[sl].astype(np.float64)
+        drawn = bg < ns.LUNG_BELOW_HU  # vessels crossing the nodule stay as they are
+        rel = _mm_from_centre(bg.shape, centre - np.array([s.start for s in sl]), spacing)
+        dist = np.linalg.norm(rel, axis=-1)
+        core = (dist <= 0.5 * radius) & drawn
+        noise = float(np.std(bg[drawn & (dist > radius + 4)]))
+        tol = 4 * noise * math.sqrt(4 * math.pi * 0.36 / core.sum()) + 0.015 * 880
+        assert abs(float(new[core].mean()) - 30.0) <= tol, (new[core].mean(), tol)
+        fraction = float(((new - bg)[drawn] / (30.0 - bg[drawn])).sum()) * float(
+            np.prod(spacing))
+        sphere = math.pi / 6 * (2 * radius) ** 3
+        lung_share = float(drawn[dist <= radius].mean())  # what vessels leave to draw on
+        assert abs(fraction - sphere * lung_share) <= 0.1 * sphere, (fraction, sphere)
+
+    # Juxtapleural 10 mm nodules: the chest wall is left bit for bit.
+    radius = 5.0
+    centres = ns.candidate_centres(lung, spacing, radius, "juxtapleural", rng, count=3)
+    assert len(centres) == 3
+    for centre in centres:
+        spec = ns.NoduleSpec(2 * radius, margin="lobulated", context="juxtapleural")
+        out, ins = _insert(hu, spacing, thickness, centre, spec)
+        wall = hu > ns.LUNG_BELOW_HU
+        assert np.array_equal(out[wall], hu[wall])
+        assert ins.record.mask.sum() > 0
+        assert not np.any(ins.record.mask & wall[ins.record.slices])
