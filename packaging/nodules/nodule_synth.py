@@ -116,8 +116,9 @@ class NoduleSpec:
 @dataclass(frozen=True, eq=False)
 class NoduleRecord:
     """Ground truth of one inserted nodule. ``bbox_kji`` is the crop as (start, stop) voxel
-    indices (stop exclusive); ``mask`` (the crop's shape) is where the drawn occupancy
-    exceeds 0.5."""
+    indices (stop exclusive); ``mask`` (the crop's shape) is where the occupancy exceeds 0.5
+    and the nodule was drawn (over lung: not the part cut off by the chest wall, but with
+    any vessel it encloses)."""
 
     centre_kji: Triple
     centre_lps_mm: Triple | None
@@ -144,8 +145,12 @@ class Insertion:
     crop: npt.NDArray[np.float32]
     record: NoduleRecord
 
-    def paste(self, volume_hu: npt.NDArray[np.floating]) -> None:
-        volume_hu[self.record.slices] = self.crop
+    def paste(self, volume_hu: npt.NDArray[np.generic]) -> None:
+        """Write the crop into ``volume_hu`` (rounded when the volume is integer HU)."""
+        crop = self.crop
+        if np.issubdtype(volume_hu.dtype, np.integer):
+            crop = np.rint(crop)
+        volume_hu[self.record.slices] = crop
 
 
 # ---------------------------------------------------------------------------------------

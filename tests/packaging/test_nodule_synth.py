@@ -450,3 +450,11 @@ def test_on_a_real_chest_ct(shared_data) -> None:  # type: ignore[no-untyped-def
         assert np.array_equal(out[wall], hu[wall])
         assert ins.record.mask.sum() > 0
         assert not np.any(ins.record.mask & wall[ins.record.slices])
+
+
+def test_paste_into_integer_hu_rounds() -> None:
+    vol = np.full((21, 31, 31), -850, dtype=np.int16)
+    ins = ns.insert_nodule(vol, (1.0, 0.7, 0.7), (10.0, 15.0, 15.0), ns.NoduleSpec(6.0),
+                           np.random.default_rng(0))
+    ins.paste(vol)
+    assert np.array_equal(vol[ins.record.slices], np.rint(ins.crop).astype(np.int16))
