@@ -23,7 +23,14 @@ def structure(connectivity: int) -> npt.NDArray[np.bool_]:
 
 
 def _labels_present(labels: LabelArray, wanted: Iterable[int] | None) -> list[int]:
-    present = [int(v) for v in np.unique(labels) if v != 0]
+    """The non-zero label values in ``labels`` (those of ``wanted`` only, if given). The
+    8- and 16-bit maps the pipeline makes are counted, not sorted (0.25 s → 0.05 s on a
+    512² × 255 CT)."""
+    if labels.dtype in (np.uint8, np.uint16):
+        values = np.flatnonzero(np.bincount(labels.ravel(), minlength=1))
+    else:
+        values = np.unique(labels)
+    present = [int(v) for v in values if v != 0]
     if wanted is None:
         return present
     keep = set(wanted)
@@ -198,16 +205,6 @@ def extract_findings(
 _MOSTLY = 1.0 / np.sqrt(2.0)
 
 
-def _present(labels: LabelArray, wanted: Iterable[int] | None) -> list[int]:
-    """``_labels_present`` by counting instead of sorting (0.25 s → 0.05 s on a 512² × 255
-    CT) for the 8- and 16-bit label maps the pipeline makes."""
-    if labels.dtype not in (np.uint8, np.uint16):
-        return _labels_present(labels, wanted)
-    counts = np.bincount(labels.ravel(), minlength=1)
-    present = [int(v) for v in np.flatnonzero(counts) if v != 0]
-    return present if wanted is None else [v for v in present if v in set(wanted)]
-
-
 def face_normals(affine: FloatArray) -> FloatArray:
     """Unit LPS normals of the two faces of each array axis (row a: the faces where index a
     is 0 or last), i.e. of the plane the other two axes span; right for oblique grids too."""
@@ -233,7 +230,7 @@ def clear_border(labels: LabelArray, which: list[int] | None, faces: str,
     them, or (``lateral``) those whose normal is not mostly superior/inferior."""
     normals = face_normals(affine)
     axes = [a for a in range(3) if faces == "all" or abs(normals[a, 2]) <= _MOSTLY]
-    for value in _present(labels, which):
+    for value in _labels_present(labels, which):
         box = _bounds(labels == value, 0)
         part = labels[box]
         mask = part == value
@@ -255,7 +252,7 @@ def clear_border(labels: LabelArray, which: list[int] | None, faces: str,
 def keep_large_components(labels: LabelArray, which: list[int] | None, min_fraction: float,
                           connectivity: int = 26) -> LabelArray:
     """Zero each label's components smaller than ``min_fraction`` of its largest one."""
-    for value in _present(labels, which):
+    for value in _labels_present(labels, which):
         box = _bounds(labels == value, 0)
         part = labels[box]
         comp, n = ndimage.label(part == value, structure=structure(connectivity))
@@ -274,7 +271,7 @@ def fill_holes_2d(labels: LabelArray, which: list[int] | None, plane: str,
     """Fill background enclosed by each label within every slice of ``plane`` (4-connected
     background in the slice counts as open when it reaches the slice's edge)."""
     axis = plane_axis(affine, plane)
-    for value in _present(labels, which):
+    for value in _labels_present(labels, which):
         box = _bounds(labels == value, 1)
         part = np.moveaxis(labels[box], axis, 0)  # a view: writes reach ``labels``
         for sl in part:
@@ -319,7 +316,7 @@ def closing(labels: LabelArray, which: list[int] | None, radius_mm: float, grid_
     on blocks of whole voxels about ``grid_mm`` wide (0: on the source grid)."""
     spacing = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
     factors = tuple(max(1, round(grid_mm / s)) if grid_mm > 0 else 1 for s in spacing)
-    for value in _present(labels, which):
+    for value in _labels_present(labels, which):
         mask = labels == value
         # Room for the ball beyond the label: inside the volume, and past its faces as empty
         # space (the closing of a label as if nothing lay beyond the volume: it never grows
