@@ -330,13 +330,18 @@ class ModelsPanel(QWidget):
         if self.input_warnings() and not self.confirm.isChecked():
             self._fail("The series does not match the model: read the warnings and confirm.")
             return False
+        from inference.registry import mask_packs
         from inference.worker import InferenceJob, JobOptions
 
         provider = self.provider_box.currentText()
         threads = self.threads_box.value() or None
         try:
+            # Packs whose findings stay inside another model's mask (a nodule detector in
+            # the lung mask) get that model run first, in the same worker.
+            needs = mask_packs(pack.manifest, self._packs)
             self._job = InferenceJob.start(
-                volume, pack.source, JobOptions(providers=provider, threads=threads),
+                volume, pack.source,
+                JobOptions(providers=provider, threads=threads, mask_packs=needs or None),
                 work_dir=self.library_dir / "cache" / "inference")
         except Exception as exc:  # e.g. disk full writing the job folder
             self._fail(f"Could not start the model: {exc}")

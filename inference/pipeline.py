@@ -12,7 +12,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,6 +189,35 @@ def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+def _resolve_masks(volume: Volume, m: Manifest, masks: dict[str, LabelMap] | None,
+                   mask_packs: Mapping[str, ModelPack | str | Path] | None, *,
+                   providers: str | Sequence[str] | None, threads: int | None,
+                   cancel: CancelToken | None, progress: Progress | None,
+                   rewrite_cache: Path | None
+                   ) -> tuple[dict[str, LabelMap] | None, dict[str, Any]]:
+    """The label maps the ``mask_by`` steps need: given ones, else made by running the
+    packs ``mask_packs`` names on the same volume; their identity goes into provenance."""
+    have = dict(masks or {})
+    made: dict[str, Any] = {}
+    for step in m.postprocessing:
+        if not isinstance(step, MaskByStep) or step.model in have:
+            continue
+        ref = (mask_packs or {}).get(step.model)
+        if ref is None:
+            raise InferenceError(
+                f"{m.id} needs the output of model {step.model!r} (mask_by); run that model "
+                "on this series first, or install it"
+            )
+        _report(progress, 0.0, f"running {step.model} first (its mask is needed)")
+        sub = run(volume, ref, providers=providers, threads=threads, cancel=cancel,
+                  rewrite_cache=rewrite_cache)
+        have[step.model] = sub.label_map
+        model = sub.provenance["model"]
+        made[step.model] = {"id": model["id"], "version": model["version"],
+                            "files": model["files"]}
+    return (have or masks), made
+
+
 def _tile_batches(m: Manifest, tensor_shape: tuple[int, ...], batch_size: int | None) -> int:
     """How many network calls a member makes on a model grid of ``tensor_shape``."""
     if m.tiling.mode == "whole" or m.localizer is not None:
@@ -213,6 +242,7 @@ def run(
     memory_limit_bytes: int | None = None,
     request_id: str | None = None,
     rewrite_cache: Path | None = None,
+    mask_packs: Mapping[str, ModelPack | str | Path] | None = None,
 ) -> InferenceResult:
     """Run a model pack on a volume; results live on the volume's grid.
 
@@ -221,6 +251,8 @@ def run(
     ``memory_limit_bytes``: override the memory budget (default: 80 % of available).
     ``rewrite_cache``: a folder where model files with no graph rewrite to apply are
     remembered, so that later runs need not import onnx (see inference.rewrite_cache).
+    ``mask_packs``: packs (by model id) to run first for ``mask_by`` steps whose label map
+    is not in ``masks`` (e.g. the lung mask a nodule detector keeps its findings inside).
     Raises ModelPackError (bad pack), InferenceError (failed run), CancelledError.
     """
     from inference import runtime
@@ -230,12 +262,9 @@ def run(
     if not isinstance(pack, ModelPack):
         pack = ModelPack.open(pack)
     m = pack.manifest
-    for step in m.postprocessing:
-        if isinstance(step, MaskByStep) and (masks is None or step.model not in masks):
-            raise InferenceError(
-                f"{m.id} needs the output of model {step.model!r} (mask_by); run that model "
-                "on this series first"
-            )
+    masks, mask_provenance = _resolve_masks(volume, m, masks, mask_packs, providers=providers,
+                                            threads=threads, cancel=cancel, progress=progress,
+                                            rewrite_cache=rewrite_cache)
     progress = progress or None
     rid = request_id or uuid.uuid4().hex
     check_warnings = check_input(volume, m)
@@ -427,6 +456,7 @@ def run(
         "tiles_in_flight": lanes,
         "threads_per_tile": session_threads,
         "graph_rewrites": sorted({c for mb in members for c in mb.rewrites}),
+        **({"masks_from": mask_provenance} if mask_provenance else {}),
         "parameters": {
             "orientation": m.input.orientation,
             "axis_order": m.input.axis_order,

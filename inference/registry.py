@@ -16,11 +16,12 @@ import shutil
 import stat
 import tempfile
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import ModelPackError
-from inference.manifest import is_pack_id, validate_pack_id
+from inference.manifest import Manifest, MaskByStep, is_pack_id, validate_pack_id
 from inference.pack import DEFAULT_LIMITS, MANIFEST_NAME, ModelPack, PackLimits, kind_of
 
 log = logging.getLogger(__name__)
@@ -219,3 +220,18 @@ def _move_in(unpacked: Path, target: Path, previous: Path) -> None:
     except OSError:
         os.rename(previous, target)
         raise
+
+
+def mask_packs(manifest: Manifest, packs: Iterable[ModelPack]) -> dict[str, str]:
+    """Where the packs that ``manifest``'s ``mask_by`` steps need are (by id), for
+    ``pipeline.run(mask_packs=...)``; a pack that is not installed is named in the error."""
+    have = {p.id: str(p.source) for p in packs}
+    out: dict[str, str] = {}
+    for step in manifest.postprocessing:
+        if isinstance(step, MaskByStep):
+            if step.model not in have:
+                raise ModelPackError(
+                    f"{manifest.id} keeps its findings inside the output of model "
+                    f"{step.model!r}, which is not installed; install that pack first")
+            out[step.model] = have[step.model]
+    return out

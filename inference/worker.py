@@ -48,6 +48,8 @@ class JobOptions:
     threads: int | None = None
     batch_size: int | None = None
     memory_limit_bytes: int | None = None
+    # Packs (by model id) run first in the worker for mask_by steps: {id: pack path}.
+    mask_packs: dict[str, str] | None = None
 
 
 @dataclass
@@ -141,7 +143,8 @@ def _worker_main(job_dir: str, pack_ref: str, options: dict[str, Any], out_q: An
                      cancel=_EventCancelToken(cancel_event), providers=opts.providers,
                      threads=opts.threads, masks=masks or None, batch_size=opts.batch_size,
                      memory_limit_bytes=opts.memory_limit_bytes,
-                     rewrite_cache=folder.parent / "graph-rewrites")
+                     rewrite_cache=folder.parent / "graph-rewrites",
+                     mask_packs=opts.mask_packs)
         np.save(folder / "labels.npy", result.label_map.array)
         if result.heatmap is not None:
             np.save(folder / "heat.npy", result.heatmap.array)

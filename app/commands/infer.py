@@ -190,7 +190,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     from core.errors import LucidaError
     from inference.checks import availability
     from inference.manifest import demo_only_problem
-    from inference.registry import Registry
+    from inference.registry import Registry, mask_packs
     from inference.worker import InferenceJob, JobOptions
 
     err = Console(stderr=True)
@@ -203,6 +203,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     out_root = Path(args.out)
     out_root.mkdir(parents=True, exist_ok=True)
     err.print(f"{m.name} {m.version} — {m.research_use_notice}")
+    needs = mask_packs(m, registry.list())  # e.g. the lung mask a nodule detector needs
     items = list(_iter_volumes(args, m.modality[0]))
     failures = 0
     used: set[str] = set()
@@ -240,7 +241,8 @@ def cmd_infer(args: argparse.Namespace) -> int:
                 # out-of-memory kill) fails that series, not the whole batch.
                 job = InferenceJob.start(
                     volume, pack.source,
-                    JobOptions(providers=args.provider, threads=args.threads),
+                    JobOptions(providers=args.provider, threads=args.threads,
+                               mask_packs=needs or None),
                     work_dir=work_dir)
                 try:
                     while not (status := job.poll()).finished:

@@ -351,3 +351,43 @@ def test_threads_go_where_the_tiles_are(make_pack: Any, models: dict[str, Any],
     res = run(vol, make_pack(models["identity"](), tiling=tiling), threads=2)
     p = res.provenance
     assert (p["tiles_in_flight"], p["threads_per_tile"]) == (lanes, 2 // lanes)
+
+
+def test_mask_by_model_is_run_first_when_its_pack_is_given(make_pack: Any,
+                                                           models: dict[str, Any],
+                                                           pack_tools: dict[str, Any],
+                                                           tmp_path: Path) -> None:
+    """The masking model (id "lungs") runs on the same volume before the main one, and the
+    result equals passing its label map by hand; its identity is in the provenance."""
+    from inference.registry import mask_packs
+
+    arr = np.zeros((12, 10, 9), np.float32)
+    arr[2:6, 3:7, 1:4] = 1.0  # inside the "lungs" (an asymmetric block)
+    arr[8:10, 1:3, 6:8] = 1.0  # outside them: masked away
+    vol = Volume(arr, np.diag([0.9, 1.1, 1.3, 1.0]), series_uid="1.2.3", modality="CT")
+    lung_manifest = pack_tools["base_manifest"](id="lungs", postprocessing=[
+        {"step": "threshold"}])
+    lungs_arr = np.zeros_like(arr)
+    lungs_arr[1:7, 2:8, 0:5] = 1.0
+    lungs = pack_tools["write_pack"](tmp_path / "lungs", lung_manifest,
+                                     {"model.onnx": models["identity"]()})
+    main = make_pack(models["identity"](), postprocessing=[
+        {"step": "threshold"}, {"step": "mask_by", "model": "lungs", "labels": [1]},
+        {"step": "connected_components"}])
+    lung_vol = Volume(lungs_arr, vol.affine, series_uid="1.2.3", modality="CT")
+    by_hand = run(vol, main, threads=1, masks={"lungs": run(lung_vol, lungs, threads=1)
+                                               .label_map})
+    # Run first on the SAME volume: only voxels that are 1 in both survive.
+    first = run(vol, main, threads=1, mask_packs={"lungs": lungs})
+    np.testing.assert_array_equal(first.label_map.array, (arr > 0.5).astype(np.uint8))
+    assert [f.voxel_count for f in first.findings] == [4 * 4 * 3, 2 * 2 * 2]
+    assert [f.voxel_count for f in by_hand.findings] == [4 * 4 * 3]
+    prov = first.provenance["masks_from"]["lungs"]
+    assert prov["id"] == "lungs" and set(prov["files"]) == {"model.onnx"}
+
+    from inference.pack import ModelPack
+
+    main_m = ModelPack.open(main).manifest
+    assert mask_packs(main_m, [ModelPack.open(lungs)]) == {"lungs": str(lungs)}
+    with pytest.raises(ModelPackError, match="'lungs', which is not installed"):
+        mask_packs(main_m, [])
