@@ -168,6 +168,16 @@ def uses_localizer_statistics(spec: Normalization) -> bool:
     return any(isinstance(s, Percentiles) and s.statistics == "localizer" for s in steps)
 
 
+class CropToSpec(_Strict):
+    """Run the network only over the box of another model's labels (the lungs, for a
+    nodule detector), grown by ``margin_mm``; outside the box the output is background.
+    That model runs first, as for ``mask_by``."""
+
+    model: str
+    labels: list[int] | None = None  # labels of the other model that count (None: all)
+    margin_mm: float = Field(default=10.0, ge=0.0, le=200.0)
+
+
 class InputSpec(_Strict):
     tensor_name: str | None = None
     channels: int = Field(default=1, ge=1, le=1)  # multi-channel input: not yet supported
@@ -185,6 +195,7 @@ class InputSpec(_Strict):
     # ``as_closest_canonical``, which deepbet and many MR models use); needs native spacing
     # and no fixed shape.
     grid: Literal["aligned", "closest"] = "aligned"
+    crop_to: CropToSpec | None = None
 
     @model_validator(mode="after")
     def _closest(self) -> InputSpec:
@@ -674,6 +685,10 @@ class Manifest(_Strict):
         if uses_localizer_statistics(self.input.normalization) and self.localizer is None:
             raise ValueError("input.normalization uses localizer statistics but the pack has "
                              "no localizer")
+        if self.input.crop_to is not None and (self.localizer is not None
+                                               or self.output.kind == "detections"):
+            raise ValueError("input.crop_to works with segmentation outputs, without a "
+                             "localizer (which crops by itself)")
         if self.localizer is not None:
             if self.tiling.mode != "whole":
                 raise ValueError("a localizer needs 'whole' tiling (the main network sees the "

@@ -199,23 +199,71 @@ def _resolve_masks(volume: Volume, m: Manifest, masks: dict[str, LabelMap] | Non
     packs ``mask_packs`` names on the same volume; their identity goes into provenance."""
     have = dict(masks or {})
     made: dict[str, Any] = {}
-    for step in m.postprocessing:
-        if not isinstance(step, MaskByStep) or step.model in have:
+    needed = [(s.model, "mask_by") for s in m.postprocessing if isinstance(s, MaskByStep)]
+    if m.input.crop_to is not None:
+        needed.append((m.input.crop_to.model, "input.crop_to"))
+    for model_id, why in needed:
+        if model_id in have:
             continue
-        ref = (mask_packs or {}).get(step.model)
+        ref = (mask_packs or {}).get(model_id)
         if ref is None:
             raise InferenceError(
-                f"{m.id} needs the output of model {step.model!r} (mask_by); run that model "
+                f"{m.id} needs the output of model {model_id!r} ({why}); run that model "
                 "on this series first, or install it"
             )
-        _report(progress, 0.0, f"running {step.model} first (its mask is needed)")
+        _report(progress, 0.0, f"running {model_id} first (its mask is needed)")
         sub = run(volume, ref, providers=providers, threads=threads, cancel=cancel,
                   rewrite_cache=rewrite_cache)
-        have[step.model] = sub.label_map
+        have[model_id] = sub.label_map
         model = sub.provenance["model"]
-        made[step.model] = {"id": model["id"], "version": model["version"],
-                            "files": model["files"]}
+        made[model_id] = {"id": model["id"], "version": model["version"],
+                          "files": model["files"]}
     return (have or masks), made
+
+
+def _crop_box(m: Manifest, masks: dict[str, LabelMap] | None, volume: Volume,
+              grid: ModelGrid) -> tuple[slice, slice, slice] | None:
+    """The tensor-space box ``input.crop_to`` asks for: the other model's labels' extent
+    on the source grid, carried into model space (all 8 corners), grown by the margin."""
+    spec = m.input.crop_to
+    if spec is None:
+        return None
+    assert masks is not None and spec.model in masks  # _resolve_masks made sure
+    labels = masks[spec.model].array
+    inside = labels > 0 if spec.labels is None else np.isin(labels, spec.labels)
+    if inside.shape != volume.shape:
+        raise InferenceError(f"the mask of {spec.model!r} is not on the series' grid")
+    if not inside.any():
+        raise InferenceError(
+            f"{m.id} runs only inside the output of {spec.model!r}, which found nothing on "
+            "this series (is it the right kind of image?)")
+    lo_hi = [np.flatnonzero(inside.any(axis=tuple(a for a in range(3) if a != ax)))
+             for ax in range(3)]
+    corners = np.array([[k, j, i, 1.0] for k in (lo_hi[0][0] - 0.5, lo_hi[0][-1] + 0.5)
+                        for j in (lo_hi[1][0] - 0.5, lo_hi[1][-1] + 0.5)
+                        for i in (lo_hi[2][0] - 0.5, lo_hi[2][-1] + 0.5)])
+    to_grid = np.linalg.inv(grid.affine) @ np.asarray(volume.affine, dtype=np.float64)
+    idx = (to_grid @ corners.T)[:3]  # model-grid (k, j, i) of the corners
+    spacing = np.linalg.norm(grid.affine[:3, :3], axis=0)
+    grow = spec.margin_mm / spacing
+    box_kji = []
+    for ax in range(3):  # voxels whose centres lie within the grown box (1e-6: rounding)
+        a = max(0, int(np.ceil(idx[ax].min() - grow[ax] - 1e-6)))
+        b = min(grid.shape_kji[ax], int(np.floor(idx[ax].max() + grow[ax] + 1e-6)) + 1)
+        box_kji.append(slice(a, b))
+    k, j, i = box_kji
+    return (k, j, i) if m.input.axis_order == "kji" else (i, j, k)
+
+
+def _uncrop(acc: npt.NDArray[Any], box: tuple[slice, slice, slice], shape: tuple[int, ...],
+            m: Manifest) -> npt.NDArray[Any]:
+    """The network's output over ``box`` placed on the whole tensor grid; background
+    outside (probability 0, or 1 in a softmax's background channel)."""
+    full = np.zeros((acc.shape[0], *shape), dtype=acc.dtype)
+    if m.output.activation == "softmax":
+        full[0] = 1.0
+    full[(slice(None), *box)] = acc
+    return full
 
 
 def _tile_batches(m: Manifest, tensor_shape: tuple[int, ...], batch_size: int | None) -> int:
@@ -271,8 +319,11 @@ def run(
 
     # --- model space and memory -------------------------------------------
     grid = model_grid(volume.affine, volume.shape, m.input)
+    crop_box = _crop_box(m, masks, volume, grid)
     lanes, session_threads = runtime.tile_lanes(threads, runtime.wanted_providers(providers))
-    if m.output.kind == "detections" or _tile_batches(m, grid.tensor_shape, batch_size) < 2:
+    net_shape = (grid.tensor_shape if crop_box is None
+                 else tuple(b.stop - b.start for b in crop_box))
+    if m.output.kind == "detections" or _tile_batches(m, net_shape, batch_size) < 2:
         # One tile batch in all (a whole-grid network, a volume within one patch) or boxes
         # from one tile at a time: a second lane would idle, so every thread goes to the one.
         lanes, session_threads = 1, threads
@@ -325,6 +376,8 @@ def run(
     else:
         normalize(x, m.input.normalization)
         tensor = grid.to_tensor(x)[None]  # [1, a0, a1, a2]
+        if crop_box is not None:  # only the region the pack asks for goes through the net
+            tensor = tensor[(slice(None), *crop_box)]
         if m.tiling.mode == "whole" and not tensor.flags.c_contiguous:
             # The one copy the network needs, made now, so that the model-space array is
             # not held beside it through the run (67 MB on a 256³ grid).
@@ -388,6 +441,8 @@ def run(
         del tensor
         if located is not None:  # back from the resized box onto the whole model grid
             acc = cascade.paste(acc, located, grid.tensor_shape)
+        if crop_box is not None:
+            acc = _uncrop(acc, crop_box, grid.tensor_shape, m)
         t_net = time.perf_counter() - t0
 
         # --- labels and heat map in model space, then back ---------------------
@@ -471,6 +526,7 @@ def run(
             "memory_estimate_mb": round(mem.total_bytes / (1 << 20), 1),
             **({} if located is None else {"localizer_box": [
                 [b.start, b.stop] for b in located.box]}),
+            **({} if crop_box is None else {"crop_box": [[b.start, b.stop] for b in crop_box]}),
         },
         "input": {"series_uid": volume.series_uid, "shape_kji": list(volume.shape),
                   "spacing_mm_kji": [float(s) for s in volume.spacing_mm],

@@ -391,3 +391,41 @@ def test_mask_by_model_is_run_first_when_its_pack_is_given(make_pack: Any,
     assert mask_packs(main_m, [ModelPack.open(lungs)]) == {"lungs": str(lungs)}
     with pytest.raises(ModelPackError, match="'lungs', which is not installed"):
         mask_packs(main_m, [])
+
+
+def test_crop_to_runs_the_network_only_in_the_other_models_box(
+        make_pack: Any, models: dict[str, Any], pack_tools: dict[str, Any],
+        tmp_path: Path) -> None:
+    """input.crop_to: the box of the "lungs" labels, carried onto a model grid that is
+    flipped and permuted against the source, grown by the margin; outside it the output
+    is background, inside it equals the uncropped run."""
+    rng = np.random.default_rng(4)
+    arr = rng.uniform(0.0, 1.0, size=(14, 12, 10)).astype(np.float32)
+    affine = np.eye(4)
+    affine[:3, :3] = FLIPPED * np.array([1.5, 1.0, 1.0])  # source axes ≠ LPS model axes
+    affine[:3, 3] = (5.0, -7.0, 3.0)
+    vol = Volume(arr, affine, series_uid="1.2.3", modality="CT")
+    lungs = np.zeros(arr.shape, np.uint8)
+    lungs[3:6, 2:9, 4:7] = 1  # an asymmetric block on the source grid
+    tiling = {"patch_size": [8, 8, 8], "overlap": 0.5, "blending": "constant"}
+    whole = run(vol, make_pack(models["identity"](), tiling=tiling), threads=1)
+    cropped_pack = make_pack(models["identity"](), tiling=tiling, input={
+        "crop_to": {"model": "lungs", "labels": [1], "margin_mm": 1.0}})
+    res = run(vol, cropped_pack, threads=1,
+              masks={"lungs": LabelMap(lungs, affine, labels=[])})
+    assert res.heatmap is not None and whole.heatmap is not None
+    heat, ref = res.heatmap.array, whole.heatmap.array
+    # The box on the source grid: the voxels whose centres lie within 1 mm of the block's
+    # faces (the 1.5 mm axis gains one voxel a side, 0.75 mm away; the 1 mm axes one, 1 mm
+    # away); model axes are the source axes permuted and flipped here.
+    inside = np.zeros(arr.shape, bool)
+    inside[2:7, 1:10, 3:8] = True
+    # (identity network: other tile overlaps only change the blend's rounding)
+    np.testing.assert_allclose(heat[inside], ref[inside], rtol=0, atol=1e-6)
+    assert not heat[~inside].any()
+    assert res.provenance["parameters"]["crop_box"]
+    with pytest.raises(InferenceError, match="'lungs' \\(input.crop_to\\)"):
+        run(vol, cropped_pack, threads=1)
+    with pytest.raises(InferenceError, match="found nothing"):
+        run(vol, cropped_pack, threads=1,
+            masks={"lungs": LabelMap(np.zeros_like(lungs), affine, labels=[])})
