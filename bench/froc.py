@@ -9,10 +9,10 @@
 * :func:`froc` (all scans): for every score threshold t, sensitivity = reference nodules
   whose best hit scores >= t / all reference nodules, and FP rate = false positives
   scoring >= t / scans (scans without nodules count).
-* :func:`sensitivity_at`: the sensitivity of the operating point with the most false
-  positives per scan that is still <= the target rate, i.e. of the lowest threshold
-  whose FP rate is within the target (a step function: no interpolation between
-  operating points, so the numbers are exact fractions).
+* :func:`sensitivity_at`: the FROC curve read at the target rate as LUNA16's evaluation
+  script reads it (``np.interp`` over the operating points): linear between operating
+  points, the highest sensitivity where several share one FP rate, the last sensitivity
+  beyond the curve's end.
 * :func:`cpm`: the mean sensitivity at 1/8, 1/4, 1/2, 1, 2, 4 and 8 FPs per scan.
 """
 
@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 #: LUNA16's FROC operating points (average false positives per scan).
 LUNA16_FP_RATES: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -130,12 +132,16 @@ def froc(scans: Sequence[ScanMatch]) -> FrocCurve:
 
 
 def sensitivity_at(curve: FrocCurve, fp_rate: float) -> float:
-    """Sensitivity at the lowest threshold whose FP rate is <= ``fp_rate``."""
-    best = 0.0 if curve.n_nodules else math.nan
+    """Sensitivity at ``fp_rate`` FPs per scan as LUNA16's evaluation script reads it:
+    linear interpolation between the curve's points (``np.interp``), the highest
+    sensitivity where several points share one FP rate, the last one beyond the curve."""
+    if not curve.n_nodules:
+        return math.nan
+    best: dict[float, float] = {}
     for rate, sens in zip(curve.fp_per_scan, curve.sensitivity, strict=True):
-        if rate <= fp_rate + 1e-12:
-            best = sens  # points go down in threshold: FP rate and sensitivity only rise
-    return best
+        best[rate] = max(sens, best.get(rate, 0.0))  # FP rate and sensitivity only rise
+    rates = sorted(best)
+    return float(np.interp(fp_rate, rates, [best[r] for r in rates]))
 
 
 def cpm(curve: FrocCurve, rates: Sequence[float] = LUNA16_FP_RATES) -> float:

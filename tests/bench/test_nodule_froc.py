@@ -45,8 +45,9 @@ D, T = froc.Detection, froc.Target
 # By hand, thresholds from the top (sensitivity over 3 nodules, FPs over 2 scans):
 #   inf: 0/3, 0 | 0.95: 0/3, 0.5 | 0.9: 1/3, 0.5 | 0.88: 2/3, 0.5 | 0.8: 2/3, 1.0 |
 #   0.2: 2/3, 1.5
-# Sensitivity at 1/8 and 1/4 FP/scan: 0 (only "inf" has FPs <= them); at 1/2 .. 8: 2/3.
-# CPM = (0 + 0 + 5 x 2/3) / 7 = 10/21.
+# Per FP rate the highest sensitivity: (0, 0), (0.5, 2/3), (1, 2/3), (1.5, 2/3); LUNA16
+# interpolates linearly between them: 1/8 FP/scan -> 1/6, 1/4 -> 1/3, 1/2 .. 8 -> 2/3.
+# CPM = (1/6 + 1/3 + 5 x 2/3) / 7 = 23/42.
 SCAN_A = ([D((1.0, 1.0, 0.0), 0.9), D((2.0, 0.0, 0.0), 0.5), D((0.0, 52.0, 0.0), 0.99),
            D((100.0, 0.0, 0.0), 0.8), D((50.0, 2.9, 0.0), 0.88)],
           [T((0.0, 0.0, 0.0), 10.0), T((50.0, 0.0, 0.0), 6.0)],
@@ -72,18 +73,19 @@ def test_froc_curve_sensitivities_and_cpm_by_hand() -> None:
     assert curve.fp_per_scan == (0.0, 0.5, 0.5, 0.5, 1.0, 1.5)
     assert curve.sensitivity == (0.0, 0.0, 1 / 3, 2 / 3, 2 / 3, 2 / 3)
     sens = [froc.sensitivity_at(curve, r) for r in froc.LUNA16_FP_RATES]
-    assert sens == [0.0, 0.0, 2 / 3, 2 / 3, 2 / 3, 2 / 3, 2 / 3]
-    assert froc.cpm(curve) == pytest.approx(10 / 21)
+    assert sens == pytest.approx([1 / 6, 1 / 3, 2 / 3, 2 / 3, 2 / 3, 2 / 3, 2 / 3])
+    assert froc.cpm(curve) == pytest.approx(23 / 42)
 
 
 def test_froc_edge_cases() -> None:
     # All found with no false positive: 1 everywhere.
     perfect = froc.froc([froc.match([D((0.0, 0.0, 0.0), 0.5)], [T((0.0, 0.0, 0.0), 5.0)])])
     assert froc.cpm(perfect) == 1.0
-    # Ties: a hit and a false positive of the same score enter together.
+    # Ties: a hit and a false positive of the same score enter together, so the curve
+    # goes straight from (0, 0) to (1, 1): half way at 0.5 FP/scan.
     tie = froc.froc([froc.match([D((0.0, 0.0, 0.0), 0.5), D((9.0, 9.0, 9.0), 0.5)],
                                 [T((0.0, 0.0, 0.0), 5.0)])])
-    assert froc.sensitivity_at(tie, 0.5) == 0.0 and froc.sensitivity_at(tie, 1.0) == 1.0
+    assert froc.sensitivity_at(tie, 0.5) == 0.5 and froc.sensitivity_at(tie, 1.0) == 1.0
     # No reference nodule at all: sensitivity is undefined, not 0 or 1.
     empty = froc.froc([froc.match([D((0.0, 0.0, 0.0), 0.5)], [])])
     assert math.isnan(froc.cpm(empty))
@@ -148,7 +150,7 @@ def test_the_tool_on_lidc_0001_with_a_real_pack(lidc_0001: Path, tmp_path: Path,
     assert "LIDC-IDRI-0001" in text  # the scan's row
     for rate in ("0.125", "0.25", "0.5", "1 FP", "2 FP", "4 FP", "8 FP", "CPM"):
         assert rate in text, text
-    assert ("1.000" if lung_mask else "0.571") in text  # the CPM
+    assert ("1.000" if lung_mask else "0.696") in text  # the CPM (4.875 / 7)
 
     data = json.loads(out.read_text())
     (scan,) = data["scans"]
@@ -164,9 +166,10 @@ def test_the_tool_on_lidc_0001_with_a_real_pack(lidc_0001: Path, tmp_path: Path,
     assert [d["outcome"] for d in sorted(scan["detections"], key=lambda d: d["score"])] == [
         "tp", "fp"]
     assert (scan["hits"], scan["false_positives"]) == (1, 1)
-    assert data["sensitivity_at"] == {"0.125": 0.0, "0.25": 0.0, "0.5": 0.0, "1": 1.0,
+    # (0, 0) then (1 FP, 1 hit): linear in between, as LUNA16 interpolates
+    assert data["sensitivity_at"] == {"0.125": 0.125, "0.25": 0.25, "0.5": 0.5, "1": 1.0,
                                       "2": 1.0, "4": 1.0, "8": 1.0}
-    assert data["cpm"] == pytest.approx(4 / 7)
+    assert data["cpm"] == pytest.approx(4.875 / 7)
     assert data["froc"]["fp_per_scan"] == [0.0, 1.0, 1.0]
     assert data["pack"]["id"] == "test-nodule-boxes"
 
