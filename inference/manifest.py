@@ -452,6 +452,9 @@ class ComponentsStep(_Strict):
     step: Literal["connected_components"]
     labels: list[int] | None = None
     min_mm3: float | None = Field(default=None, ge=0.0)  # default: output.min_finding_mm3
+    # The operating point of a detector: a component whose highest heat-map score is below
+    # it is no finding (and leaves the overlay); the threshold still sets its extent.
+    min_score: float | None = Field(default=None, ge=0.0, le=1.0)
     connectivity: Literal[6, 18, 26] = 26
     max_findings: int = Field(default=500, ge=1)
 

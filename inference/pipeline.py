@@ -483,7 +483,7 @@ def run(
                 findings = found = pp.extract_findings(
                     labels, volume.affine, names, heat, which=step.labels, min_mm3=min_mm3,
                     connectivity=step.connectivity, max_findings=step.max_findings,
-                    series_uid=volume.series_uid)
+                    series_uid=volume.series_uid, min_score=step.min_score)
                 finding_masks = found.masks
         t_post = time.perf_counter() - t0
 

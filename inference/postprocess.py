@@ -143,9 +143,12 @@ def extract_findings(
     connectivity: int = 26,
     max_findings: int = 500,
     series_uid: str = "",
+    min_score: float | None = None,
 ) -> Findings:
     """Connected components of each label → findings, largest first (capped), each with
-    its own component as ``masks[id]`` (the crop of its bounding box)."""
+    its own component as ``masks[id]`` (the crop of its bounding box). ``min_score``: a
+    component whose highest score is lower is no finding and is cleared from ``labels``
+    (the overlay shows what the findings list holds)."""
     vox_mm3 = voxel_volume_mm3(affine)
     findings = Findings()
     candidates: list[tuple[int, int, tuple[slice, ...], npt.NDArray[np.bool_]]] = []
@@ -162,6 +165,10 @@ def extract_findings(
                        for a, b in zip(local, box, strict=True))
             count = int(mask.sum())
             if count * vox_mm3 < min_mm3:
+                continue
+            if min_score is not None and scores is not None \
+                    and float(scores[sl][mask].max()) < min_score:
+                labels[sl][mask] = 0
                 continue
             candidates.append((count, value, sl, mask))
     candidates.sort(key=lambda c: -c[0])

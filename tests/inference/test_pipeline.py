@@ -429,3 +429,23 @@ def test_crop_to_runs_the_network_only_in_the_other_models_box(
     with pytest.raises(InferenceError, match="found nothing"):
         run(vol, cropped_pack, threads=1,
             masks={"lungs": LabelMap(np.zeros_like(lungs), affine, labels=[])})
+
+
+def test_min_score_is_the_operating_point(make_pack: Any, models: dict[str, Any]) -> None:
+    """Two regions above the threshold: the one whose peak is below min_score is no
+    finding and leaves the label map; the other keeps its full extent."""
+    vol = _volume((12, 11, 10), (1.0, 1.0, 1.0), np.eye(3))
+    vol.array[2:5, 2:6, 1:4] = 0.7
+    vol.array[3, 4, 2] = 0.97  # its peak
+    vol.array[7:10, 5:9, 5:9] = 0.8  # peak 0.8 < 0.9
+    pack = make_pack(models["identity"](), postprocessing=[
+        {"step": "threshold", "value": 0.5},
+        {"step": "connected_components", "min_score": 0.9}])
+    res = run(vol, pack, threads=1)
+    assert [(f.voxel_count, round(f.max_score, 2)) for f in res.findings] == [(36, 0.97)]
+    expected = np.zeros(vol.shape, np.uint8)
+    expected[2:5, 2:6, 1:4] = 1
+    np.testing.assert_array_equal(res.label_map.array, expected)
+    no_cut = make_pack(models["identity"](), postprocessing=[
+        {"step": "threshold", "value": 0.5}, {"step": "connected_components"}])
+    assert len(run(vol, no_cut, threads=1).findings) == 2
