@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # parsed: on a fresh machine xvfb-run only exists once `setup` has installed it.
 XVFB_RUN := xvfb-run -a -s "-screen 0 1920x1080x24"
 
-.PHONY: run check setup lint typecheck imports test bench bench-models fuzz clean
+.PHONY: run check setup lint typecheck imports test bench bench-models train-nodules fuzz clean
 
 # Set up (system packages, virtual environment) and launch the app on the demo study.
 run: setup
@@ -61,6 +61,45 @@ bench: setup
 bench-models: setup
 	./bench/setup_authors.sh
 	$(BIN)/python bench/models.py --threads 2 --repeat 3 --deepbet-pack resources/models/deepbet-fp16w
+
+# Lucida's lung nodule detector, trained here from ../shared (not part of check; about
+# 45 min on 2 cores: 3 min of patches, 24 min of training, two rounds of hard negative
+# mining with 10 and 6 min of fine-tuning, evaluation). torch lives only in
+# the side environment .venv-torch (the CPU wheel, torch==2.13.0). Work files go to
+# .nodules-work/ (gitignored); the pack to resources/models/lucida-lung-nodules.
+NODULES_WORK ?= .nodules-work
+TORCH_VENV   ?= .venv-torch
+train-nodules: setup
+	test -x $(TORCH_VENV)/bin/python || $(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -m pip install -q torch==2.13.0 onnx numpy
+	$(BIN)/python packaging/nodules/make_dataset.py --out $(NODULES_WORK)/data
+	$(TORCH_VENV)/bin/python packaging/nodules/train.py --data $(NODULES_WORK)/data \
+		--out $(NODULES_WORK)/stage1 --steps 2400
+	$(BIN)/python packaging/nodules/build_pack.py --train $(NODULES_WORK)/stage1 \
+		--data $(NODULES_WORK)/data --out $(NODULES_WORK)/pack1
+	$(BIN)/python packaging/nodules/mine.py --pack $(NODULES_WORK)/pack1 \
+		--out $(NODULES_WORK)/mined.json
+	$(BIN)/python packaging/nodules/make_dataset.py --out $(NODULES_WORK)/data \
+		--mined $(NODULES_WORK)/mined.json
+	$(TORCH_VENV)/bin/python packaging/nodules/train.py --data $(NODULES_WORK)/data \
+		--out $(NODULES_WORK)/stage2 --steps 1000 --init $(NODULES_WORK)/stage1/model.pt
+	$(BIN)/python packaging/nodules/build_pack.py --train $(NODULES_WORK)/stage2 \
+		--data $(NODULES_WORK)/data --out $(NODULES_WORK)/pack2
+	$(BIN)/python packaging/nodules/mine.py --pack $(NODULES_WORK)/pack2 \
+		--out $(NODULES_WORK)/mined2.json
+	$(BIN)/python packaging/nodules/make_dataset.py --out $(NODULES_WORK)/data \
+		--mined $(NODULES_WORK)/mined.json $(NODULES_WORK)/mined2.json
+	$(TORCH_VENV)/bin/python packaging/nodules/train.py --data $(NODULES_WORK)/data \
+		--out $(NODULES_WORK)/train --steps 600 --init $(NODULES_WORK)/stage2/model.pt
+	$(BIN)/python packaging/nodules/build_pack.py --train $(NODULES_WORK)/train \
+		--data $(NODULES_WORK)/data --out $(NODULES_WORK)/pack
+	$(BIN)/python packaging/nodules/evaluate.py --pack $(NODULES_WORK)/pack \
+		--out $(NODULES_WORK)/eval.json
+	$(BIN)/python bench/nodule_froc.py ../shared/data/ct/LIDC-IDRI-0001 \
+		--pack $(NODULES_WORK)/pack --json $(NODULES_WORK)/froc.json
+	$(BIN)/python packaging/nodules/build_pack.py --train $(NODULES_WORK)/train \
+		--data $(NODULES_WORK)/data --eval $(NODULES_WORK)/eval.json \
+		--froc $(NODULES_WORK)/froc.json --out resources/models/lucida-lung-nodules
 
 # Fuzz the import path (not part of check; tests/fuzz/README.md): FUZZ_SECONDS=3600 make fuzz.
 # Findings go to .fuzz/findings/; the regression files they became are replayed by `make check`.

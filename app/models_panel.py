@@ -209,8 +209,16 @@ class ModelsPanel(QWidget):
         return list(self._reasons.get(pack_id, []))
 
     def _select_default(self) -> None:
-        """The first pack that may run on the open series; none rather than a demo pack."""
+        """The first pack that may run on the open series, with a demo pack last and a
+        pack that another available one runs first as its mask (the lung mask under the
+        nodule detector) after that one: the chest CT default is the detector."""
+        from inference.manifest import MaskByStep
+
         rows = [row for row, pack in enumerate(self._packs) if self.available(pack.id)]
+        masks = {step.model for row in rows for step in self._packs[row].manifest.postprocessing
+                 if isinstance(step, MaskByStep)}
+        rows.sort(key=lambda row: (self._packs[row].manifest.demo_only,
+                                   self._packs[row].id in masks, row))
         self._set_row(rows[0] if rows else -1)
 
     def selected_pack(self) -> Any:

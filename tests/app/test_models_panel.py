@@ -12,6 +12,7 @@ pytestmark = pytest.mark.gui
 
 DEMO_ID = "lucida-demo-lung-density"
 LUNG_ID = "lucida-lung-mask"  # a bundled real CT pack
+NODULES_ID = "lucida-lung-nodules"  # the chest CT default: it runs the lung mask first
 MARK = "DEMO RULES - NOT A MODEL"
 
 
@@ -166,18 +167,20 @@ def test_the_demo_pack_is_never_the_default_for_a_real_series(  # type: ignore[n
     panel.select_pack(DEMO_ID)  # fine on the demo study
     assert panel.run_button.isEnabled()
     panel.set_volume(_patient_ct())  # opening a patient's series moves off the demo pack
-    # (to a pack that may run: the copy, or the bundled lung mask, a real CT pack)
-    assert panel.selected_pack_id() in ("real-copy", LUNG_ID)
+    # (to a pack that may run: the copy, or the bundled nodule detector, a real CT pack;
+    # never the lung mask, which the detector runs first)
+    assert panel.selected_pack_id() in ("real-copy", NODULES_ID)
     fresh = ModelsPanel(library_dir=library_dir)
     qtbot.addWidget(fresh)
     fresh.set_volume(_patient_ct())
-    assert fresh.selected_pack_id() in ("real-copy", LUNG_ID)
+    assert fresh.selected_pack_id() in ("real-copy", NODULES_ID)
     rows = [panel.model_list.item(i).text() for i in range(panel.model_list.count())]
     demo = [r for r in rows if r.startswith(MARK)]
     assert len(demo) == 1 and "demo study only" in demo[0]
     assert len([r for r in rows if r.startswith("Real copy")]) == 1
     # Any other bundled pack (deepbet, MR) is listed, greyed, for this CT.
-    others = [r for r in rows if not r.startswith((MARK, "Real copy", "Lung mask"))]
+    others = [r for r in rows if not r.startswith((MARK, "Real copy", "Lung mask",
+                                                   "Lucida lung nodule"))]
     assert all(r.endswith("not for this series") for r in others), others
     panel.shutdown()
     fresh.shutdown()
@@ -210,7 +213,9 @@ def test_a_pack_for_another_modality_is_greyed_with_its_reason_and_cannot_run(
     _install_mr_copy(panel.library_dir)
     panel.refresh()
     panel.set_volume(build_demo_volume(shape=(60, 128, 128)))
-    assert panel.selected_pack_id() == DEMO_ID  # the first pack that may run
+    # The default: a pack that may run, never the demo rules nor the lung mask while the
+    # nodule detector that runs it first is available.
+    assert panel.selected_pack_id() == NODULES_ID
     row = _row(panel, "mr-copy")
     item = panel.model_list.item(row)
     assert item.text().endswith("not for this series")
@@ -281,7 +286,7 @@ def test_a_real_series_of_each_modality_gets_its_own_packs(  # type: ignore[no-u
     assert panel.available(DEMO_ID) and panel.available("real-copy")
     assert "expects MR; this series is CT" in panel.model_list.item(
         _row(panel, MINDGRAB)).toolTip()
-    assert panel.selected_pack_id() == DEMO_ID
+    assert panel.selected_pack_id() == NODULES_ID
 
     with qt.waitSignal(window.series_loaded, timeout=60_000):
         window.open_series(mr_id)
