@@ -142,6 +142,7 @@ class FindingsPanel(QWidget):
         self._rows: list[FindingRow] = []
         self._updating = False
         self.pending_reject: ReasonDialog | None = None
+        self._pending_review: Any = None  # the review the open reject dialog is for
 
         self.run_combo = QComboBox(self)
         self.run_combo.setObjectName("runCombo")
@@ -290,6 +291,11 @@ class FindingsPanel(QWidget):
                 self.act_redo, self.act_export]
 
     # ------------------------------------------------------------------ session
+    def _close_stale_reject(self) -> None:
+        """A reject dialog left open when the series or run changes is closed unanswered."""
+        if self.pending_reject is not None and self._pending_review is not self.review:
+            self.pending_reject.reject()
+
     def set_session(self, session: Any) -> None:
         """Show ``session``'s review (None: nothing; another series clears everything)."""
         self.session = session
@@ -336,6 +342,7 @@ class FindingsPanel(QWidget):
 
     def refresh(self) -> None:
         """Rebuild the table from the session, keeping the selection."""
+        self._close_stale_reject()
         keep = self.selected_keys()
         rows = self.session.rows() if self.session is not None else []
         before = self._rows
@@ -503,17 +510,25 @@ class FindingsPanel(QWidget):
     def reject_selected(self) -> ReasonDialog | None:
         """Ask for the reason (non-modal, keyboard-driven); reject when it is given."""
         keys = self._own_selected()
-        if not keys or self.review is None:
+        review = self.review
+        if not keys or review is None:
             return None
         dialog = ReasonDialog(self.window())
         self.pending_reject = dialog
+        # The dialog belongs to this run's review: keys such as "m1" exist in every run, so
+        # a reason given after the series or run changed must not reject the new one's.
+        self._pending_review = review
 
         def done(result: int) -> None:
             self.pending_reject = None
+            self._pending_review = None
             if result != QDialog.DialogCode.Accepted or dialog.reason is None:
                 return
-            if self._run("Reject", lambda: self.review.reject(keys, dialog.reason,
-                                                              dialog.reason_text)):
+            if self.review is not review:
+                self.status_message.emit("Not rejected: another series or run is open now.")
+                return
+            if self._run("Reject", lambda: review.reject(keys, dialog.reason,
+                                                         dialog.reason_text)):
                 self.status_message.emit(f"Rejected {', '.join(keys)}: {dialog.reason.label}.")
                 if len(keys) == 1:
                     self.next_pending(after=keys[0])

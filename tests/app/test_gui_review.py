@@ -367,6 +367,46 @@ def test_press_a_to_next_finding_centred_timing(make_window: Any, qt: Any,
     assert ms > 0
 
 
+def test_a_reject_dialog_left_open_never_rejects_in_another_series(
+        make_window: Any, qt: Any, library_dir: Path, tmp_path: Path) -> None:
+    """Found driving the window: R opened the reason dialog on the demo run, the reader
+    opened another series and ran a model there, and the dialog still floated — its
+    reason would have rejected that run's "m1". It now closes, unanswered, when the
+    series or run changes, and a late answer rejects nothing."""
+    from PySide6.QtCore import Qt
+
+    other_id = import_other_ct(library_dir, tmp_path / "other")
+    window = make_window(library_dir, open_demo=True, size=REVIEW_SIZE)
+    qt.waitUntil(lambda: window.current_volume is not None
+                 and window.current_series_id != other_id, timeout=WAIT_MS)
+    demo_id = window.current_series_id
+    run_demo_pack(qt, window)
+    fp = window.findings_panel
+    first = fp.rows()[0].key
+    fp.table.selectRow(0)
+    key(qt, window, fp.table, Qt.Key.Key_R)
+    dialog = fp.pending_reject
+    assert dialog is not None and dialog.isVisible()
+    with qt.waitSignal(window.series_loaded, timeout=WAIT_MS):
+        window.open_series(other_id)
+    qt.waitUntil(lambda: fp.pending_reject is None, timeout=5_000)
+    assert not dialog.isVisible()
+    # A late answer (the dialog finishing again, accepted) finds another review open.
+    from PySide6.QtWidgets import QDialog
+
+    from review.model import Reason
+
+    dialog.reason = next(iter(Reason))
+    messages: list[str] = []
+    fp.status_message.connect(messages.append)
+    dialog.done(QDialog.DialogCode.Accepted)
+    assert messages == ["Not rejected: another series or run is open now."]
+    with qt.waitSignal(window.series_loaded, timeout=WAIT_MS):
+        window.open_series(demo_id)
+    qt.waitUntil(lambda: bool(fp.rows()), timeout=WAIT_MS)
+    assert [r.status for r in fp.rows() if r.key == first] == ["pending"]
+
+
 def test_imported_seg_findings_show_read_only_in_the_same_panel(
         make_window: Any, qt: Any, library_dir: Path, shared_data: Path) -> None:
     """dcmqi's 3-slice CT with its liver SEG and the 5-segment partial_overlaps SEG: the
