@@ -424,7 +424,7 @@ def test_crop_to_runs_the_network_only_in_the_other_models_box(
     np.testing.assert_allclose(heat[inside], ref[inside], rtol=0, atol=1e-6)
     assert not heat[~inside].any()
     assert res.provenance["parameters"]["crop_box"]
-    with pytest.raises(InferenceError, match="'lungs' \\(input.crop_to\\)"):
+    with pytest.raises(InferenceError, match=r"'lungs' \(input\.crop_to\)"):
         run(vol, cropped_pack, threads=1)
     with pytest.raises(InferenceError, match="found nothing"):
         run(vol, cropped_pack, threads=1,
