@@ -20,15 +20,12 @@ Needs the ``onnx`` package (a development dependency), only to build.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from core.atomic import write_bytes, write_text
+from inference.fixed_pack import main, write_fixed_pack
 
 PACK_ID = "lucida-lung-mask"
 VERSION = "0.1.0"
@@ -195,17 +192,8 @@ the rest is post-processing on the source grid.
 
 
 def write_pack(folder: Path) -> Path:
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    data = build_onnx()
-    write_bytes(folder / "model.onnx", data)
-    sha = hashlib.sha256(data).hexdigest()
-    write_text(folder / "manifest.json", json.dumps(manifest(sha), indent=2) + "\n")
-    write_text(folder / "MODEL_CARD.md", MODEL_CARD)
-    return folder
+    return write_fixed_pack(folder, build_onnx(), manifest, MODEL_CARD)
 
 
 if __name__ == "__main__":
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else (
-        Path(__file__).resolve().parent.parent / "resources" / "models" / PACK_ID)
-    print(write_pack(out))
+    main(PACK_ID, write_pack)
