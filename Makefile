@@ -76,7 +76,7 @@ train-nodules: setup
 	$(TORCH_VENV)/bin/python packaging/nodules/train.py --data $(NODULES_WORK)/data \
 		--out $(NODULES_WORK)/stage1 --steps 2400
 	$(BIN)/python packaging/nodules/build_pack.py --train $(NODULES_WORK)/stage1 \
-		--data $(NODULES_WORK)/data --out $(NODULES_WORK)/pack1
+		--data $(NODULES_WORK)/data --out $(NODULES_WORK)/pack1 --candidates
 	$(BIN)/python packaging/nodules/mine.py --pack $(NODULES_WORK)/pack1 \
 		--out $(NODULES_WORK)/mined.json
 	$(BIN)/python packaging/nodules/make_dataset.py --out $(NODULES_WORK)/data \
@@ -84,7 +84,7 @@ train-nodules: setup
 	$(TORCH_VENV)/bin/python packaging/nodules/train.py --data $(NODULES_WORK)/data \
 		--out $(NODULES_WORK)/stage2 --steps 1000 --init $(NODULES_WORK)/stage1/model.pt
 	$(BIN)/python packaging/nodules/build_pack.py --train $(NODULES_WORK)/stage2 \
-		--data $(NODULES_WORK)/data --out $(NODULES_WORK)/pack2
+		--data $(NODULES_WORK)/data --out $(NODULES_WORK)/pack2 --candidates
 	$(BIN)/python packaging/nodules/mine.py --pack $(NODULES_WORK)/pack2 \
 		--out $(NODULES_WORK)/mined2.json
 	$(BIN)/python packaging/nodules/make_dataset.py --out $(NODULES_WORK)/data \

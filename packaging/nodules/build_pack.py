@@ -37,7 +37,10 @@ MAX_MM3 = 22_450.0  # a 35 mm ball
 MIN_SCORE = 0.99
 
 
-def manifest(sha256: str, data: dict[str, Any]) -> dict[str, Any]:
+def manifest(sha256: str, data: dict[str, Any], *, candidates: bool = False
+             ) -> dict[str, Any]:
+    """The pack's manifest; ``candidates``: without the operating point (every region
+    above the threshold is a finding), as hard negative mining needs."""
     low, high = data["hu_window"]
     return {
         "schema_version": 1,
@@ -100,7 +103,7 @@ def manifest(sha256: str, data: dict[str, Any]) -> dict[str, Any]:
             {"step": "component_size_filter", "labels": [1], "min_mm3": 10.0,
              "max_mm3": MAX_MM3},
             {"step": "connected_components", "labels": [1], "min_mm3": 10.0,
-             "max_findings": 100, "min_score": MIN_SCORE},
+             "max_findings": 100, **({} if candidates else {"min_score": MIN_SCORE})},
         ],
         "files": [{"path": "model.onnx", "sha256": sha256}],
     }
@@ -208,7 +211,7 @@ def _optimisation(train: dict[str, Any]) -> list[str]:
 
 
 def build(train_dir: Path, data_dir: Path, out: Path, evaluation: Path | None,
-          froc: Path | None = None) -> Path:
+          froc: Path | None = None, *, candidates: bool = False) -> Path:
     from core.atomic import write_bytes, write_text
     from inference.pack import ModelPack
 
@@ -216,7 +219,7 @@ def build(train_dir: Path, data_dir: Path, out: Path, evaluation: Path | None,
     train = json.loads((train_dir / "train.json").read_text())
     data = json.loads((data_dir / "dataset.json").read_text())
     ev = json.loads(evaluation.read_text()) if evaluation is not None else None
-    m = manifest(hashlib.sha256(onnx).hexdigest(), data)
+    m = manifest(hashlib.sha256(onnx).hexdigest(), data, candidates=candidates)
     out.mkdir(parents=True, exist_ok=True)
     write_bytes(out / "model.onnx", onnx)
     write_text(out / "manifest.json", json.dumps(m, indent=2) + "\n")
@@ -233,8 +236,12 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--eval", type=Path, default=None)
     ap.add_argument("--froc", type=Path, default=None, help="bench/nodule_froc.py's --json")
+    ap.add_argument("--candidates", action="store_true",
+                    help="no operating point: every region is a finding (for mine.py)")
     args = ap.parse_args()
-    print(f"pack -> {build(args.train, args.data, args.out, args.eval, args.froc)}")
+    out = build(args.train, args.data, args.out, args.eval, args.froc,
+                candidates=args.candidates)
+    print(f"pack -> {out}")
     return 0
 
 

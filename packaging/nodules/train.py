@@ -97,10 +97,16 @@ def batches(images: np.ndarray, masks: np.ndarray, rng: np.random.Generator,
     x = np.empty((BATCH, 1, CROP, CROP, CROP), dtype=np.float32)
     y = np.empty((BATCH, 1, CROP, CROP, CROP), dtype=np.float32)
     span = images.shape[1] - CROP
+    # Stage 1 draws the batch's patches first, the later stages patch by patch: each order
+    # is the one that made the shipped weights, kept so that a rerun gives the same bits.
+    first = rng.integers(0, len(images), size=BATCH) if mined is None else None
     for b in range(BATCH):
         o = rng.integers(0, span + 1, size=3)
         sl = (slice(o[0], o[0] + CROP), slice(o[1], o[1] + CROP), slice(o[2], o[2] + CROP))
-        if mined is not None and rng.random() < mined_fraction:  # a hard negative
+        if first is not None:
+            n = int(first[b])
+            xi, yi = images[n][sl].astype(np.float32), masks[n][sl].astype(np.float32)
+        elif mined is not None and rng.random() < mined_fraction:  # a hard negative
             xi = mined[int(rng.integers(len(mined)))][sl].astype(np.float32)
             yi = np.zeros_like(xi)
         else:
