@@ -83,6 +83,21 @@ def _stage(progress: Progress | None, lo: float, hi: float) -> Progress | None:
     return scaled
 
 
+#: Part of the progress bar given to the mask models a pack depends on (``mask_by``).
+MASK_SHARE = 0.25
+
+
+def _prefixed(progress: Progress | None, name: str) -> Progress | None:
+    if progress is None:
+        return None
+    sink = progress
+
+    def named(fraction: float, message: str = "") -> None:
+        sink(fraction, f"{name}: {message}" if message else name)
+
+    return named
+
+
 def _check_cancel(cancel: CancelToken | None) -> None:
     if cancel is not None:
         cancel.raise_if_cancelled()
@@ -202,6 +217,7 @@ def _resolve_masks(volume: Volume, m: Manifest, masks: dict[str, LabelMap] | Non
     needed = [(s.model, "mask_by") for s in m.postprocessing if isinstance(s, MaskByStep)]
     if m.input.crop_to is not None:
         needed.append((m.input.crop_to.model, "input.crop_to"))
+    to_run = list(dict.fromkeys(model_id for model_id, _ in needed if model_id not in have))
     for model_id, why in needed:
         if model_id in have:
             continue
@@ -211,9 +227,13 @@ def _resolve_masks(volume: Volume, m: Manifest, masks: dict[str, LabelMap] | Non
                 f"{m.id} needs the output of model {model_id!r} ({why}); run that model "
                 "on this series first, or install it"
             )
-        _report(progress, 0.0, f"running {model_id} first (its mask is needed)")
+        # The mask models share the first MASK_SHARE of the bar, so it moves while they run.
+        n = to_run.index(model_id)
+        share = MASK_SHARE / len(to_run)
+        _report(progress, n * share, f"running {model_id} first (its mask is needed)")
         sub = run(volume, ref, providers=providers, threads=threads, cancel=cancel,
-                  rewrite_cache=rewrite_cache)
+                  rewrite_cache=rewrite_cache,
+                  progress=_prefixed(_stage(progress, n * share, (n + 1) * share), model_id))
         have[model_id] = sub.label_map
         model = sub.provenance["model"]
         made[model_id] = {"id": model["id"], "version": model["version"],
@@ -313,7 +333,8 @@ def run(
     masks, mask_provenance = _resolve_masks(volume, m, masks, mask_packs, providers=providers,
                                             threads=threads, cancel=cancel, progress=progress,
                                             rewrite_cache=rewrite_cache)
-    progress = progress or None
+    if mask_provenance:  # the rest of the bar is this model's
+        progress = _stage(progress, MASK_SHARE, 1.0)
     rid = request_id or uuid.uuid4().hex
     check_warnings = check_input(volume, m)
 

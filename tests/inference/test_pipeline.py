@@ -378,8 +378,17 @@ def test_mask_by_model_is_run_first_when_its_pack_is_given(make_pack: Any,
     by_hand = run(vol, main, threads=1, masks={"lungs": run(lung_vol, lungs, threads=1)
                                                .label_map})
     # Run first on the SAME volume: only voxels that are 1 in both survive.
-    first = run(vol, main, threads=1, mask_packs={"lungs": lungs})
+    seen: list[tuple[float, str]] = []
+    first = run(vol, main, threads=1, mask_packs={"lungs": lungs},
+                progress=lambda f, msg: seen.append((f, msg)))
     np.testing.assert_array_equal(first.label_map.array, (arr > 0.5).astype(np.uint8))
+    # The bar moves while the mask model runs (its steps named), then the main model's
+    # steps fill the rest; it never goes back.
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    mask_steps = [(f, msg) for f, msg in seen if msg.startswith("lungs: ")]
+    assert len(mask_steps) >= 3 and all(0.0 < f <= 0.25 for f, _ in mask_steps)
+    assert any(0.25 < f < 1.0 and not msg.startswith("lungs") for f, msg in seen)
     assert [f.voxel_count for f in first.findings] == [4 * 4 * 3, 2 * 2 * 2]
     assert [f.voxel_count for f in by_hand.findings] == [4 * 4 * 3]
     prov = first.provenance["masks_from"]["lungs"]
