@@ -17,6 +17,18 @@ from core.atomic import write_bytes, write_text
 BUNDLED = Path(__file__).resolve().parent.parent / "resources" / "models"
 
 
+def serialize(graph: Any, producer: str, version: str) -> bytes:
+    """The model bytes of a fixed graph: opset 17, IR 8 (what every onnxruntime since 1.14
+    reads), producer named; the same graph gives the same bytes, which the bundled copies'
+    sha256 relies on."""
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name=producer, producer_version=version)
+    model.ir_version = 8
+    return bytes(model.SerializeToString())
+
+
 def write_fixed_pack(folder: Path, onnx: bytes, manifest: Callable[[str], dict[str, Any]],
                      card: str) -> Path:
     folder = Path(folder)

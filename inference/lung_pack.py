@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.fixed_pack import main, write_fixed_pack
+from inference.fixed_pack import main, serialize, write_fixed_pack
 
 PACK_ID = "lucida-lung-mask"
 VERSION = "0.1.0"
@@ -65,11 +65,7 @@ def build_onnx() -> bytes:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims_in)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, dims_out)],
         initializer=[const("air_hu", AIR_HU), const("slope", SLOPE)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
-                              producer_name="lucida.inference.lung_pack",
-                              producer_version=VERSION)
-    model.ir_version = 8
-    return bytes(model.SerializeToString())
+    return serialize(graph, "lucida.inference.lung_pack", VERSION)
 
 
 def manifest(sha256: str) -> dict[str, Any]:
