@@ -163,7 +163,7 @@ def _negative_pools(bg: Background) -> None:
     edge = lung & ~inner
     pools = {
         "lung": inner & (hu < -700),
-        "vessel": bg.lung[sub] & (hu > -300),
+        "vessel": lung & (hu > -300),
         "pleura": edge,
         "ground_glass": inner & (hu > -750) & (hu < -300),
     }
