@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QEvent, QObject, Signal
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QGridLayout, QWidget
 
@@ -23,7 +23,7 @@ from viewer.measure import Measurement
 from viewer.models import CursorModel, MeasurementList, SlabModel, WindowLevelModel
 from viewer.overlay import OverlayStyle
 from viewer.planes import PLANE_NAMES, central_voxel_lps
-from viewer.presets import AUTO, default_window
+from viewer.presets import AUTO, PRESETS, default_window
 from viewer.slice_view import SliceView
 from viewer.volume_view import VolumeView3D
 
@@ -71,6 +71,10 @@ class ViewerPanel(QWidget):
             view.finding_clicked.connect(self.finding_clicked)
             view.brush_radius_changed.connect(self._sync_brush_radius)
         self._view3d: VolumeView3D | None = None
+        # set_cells: (view, preset or None) per cell; views beyond the three planes'.
+        self._cells: list[tuple[SliceView | VolumeView3D, str | None]] = []
+        self._extra_views: list[SliceView] = []
+        self._active_cell = 0
         self._grid = QGridLayout(self)
         self._grid.setContentsMargins(0, 0, 0, 0)
         self._grid.setSpacing(2)
@@ -110,13 +114,7 @@ class ViewerPanel(QWidget):
         if single not in (*PLANE_NAMES, "3d"):
             raise ValueError(f"single view must be a plane name or '3d', got {single!r}")
         self._layout_name, self._single = layout, single
-        for w in [*self._slice_views.values(), *([self._view3d] if self._view3d else [])]:
-            self._grid.removeWidget(w)
-            w.hide()
-        for r in range(2):
-            self._grid.setRowStretch(r, 0)
-        for c in range(3):
-            self._grid.setColumnStretch(c, 0)
+        self._drop_cells()
         sv = self._slice_views
         placed: list[tuple[QWidget, int, int]]
         if layout == "1x1":
@@ -126,6 +124,141 @@ class ViewerPanel(QWidget):
         else:
             placed = [(sv["axial"], 0, 0), (sv["coronal"], 0, 1), (sv["sagittal"], 1, 0),
                       (self._ensure_3d(), 1, 1)]
+        self._place(placed)
+        self.layout_changed.emit(layout)
+
+    def set_cells(self, cells: Sequence[tuple[str, str | None]],
+                  grid: tuple[int, int] | None = None) -> None:
+        """A layout given cell by cell: ``[(view, preset), …]`` filled row by row into ``grid``.
+
+        ``view`` is a plane name or "3d" (once); ``preset`` a CT preset, "auto", or
+        None / "default" for the series' default window. Each slice cell has its own
+        window (a drag or a preset key changes that cell only); cursor, slab,
+        measurements, findings and overlays stay shared. Cell 0, when a plane, is that
+        plane's usual view and keeps the panel's shared window (``window_level``).
+        """
+        if not cells:
+            raise ValueError("set_cells needs at least one cell")
+        rows, cols = grid if grid is not None else (1, len(cells))
+        if rows < 1 or cols < 1 or rows * cols < len(cells):
+            raise ValueError(f"grid {rows}x{cols} has no room for {len(cells)} cells")
+        for view_name, preset in cells:
+            if view_name not in (*PLANE_NAMES, "3d"):
+                raise ValueError(f"cell view must be a plane name or '3d', got {view_name!r}")
+            if preset not in (None, "default", AUTO, *PRESETS):
+                raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}, "
+                                 "'auto' or 'default'")
+        if [v for v, _p in cells].count("3d") > 1:
+            raise ValueError("only one cell can show the 3-D view")
+        self._drop_cells()
+        self._layout_name = "cells"
+        placed: list[tuple[QWidget, int, int]] = []
+        for n, (view_name, preset) in enumerate(cells):
+            widget: SliceView | VolumeView3D
+            if view_name == "3d":
+                widget = self._ensure_3d()
+            elif n == 0:
+                widget = self._slice_views[view_name]
+            else:
+                widget = self._make_cell_view(view_name)
+            widget.installEventFilter(self)
+            self._cells.append((widget, None if preset in (None, "default") else preset))
+            placed.append((widget, n // cols, n % cols))
+        self._active_cell = 0
+        self._place(placed)
+        if self.volume is not None:
+            self._apply_cell_windows()
+        self.layout_changed.emit("cells")
+
+    def cells(self) -> list[SliceView | VolumeView3D]:
+        """The views of the cell layout, in cell order (empty unless ``set_cells`` is in use)."""
+        return [w for w, _p in self._cells]
+
+    def cell_window_levels(self) -> list[tuple[float, float]]:
+        """(width, level) of each cell's window, in cell order."""
+        return [(w.window_level.width, w.window_level.level) for w, _p in self._cells]
+
+    def active_cell(self) -> int:
+        """The cell a preset or window set from outside applies to (the last one clicked)."""
+        return self._active_cell
+
+    def set_active_cell(self, index: int) -> None:
+        if not 0 <= index < max(1, len(self._cells)):
+            raise IndexError(f"no cell {index}")
+        self._active_cell = index
+
+    def _active_window(self) -> WindowLevelModel:
+        if self._cells:
+            return self._cells[self._active_cell][0].window_level
+        return self.window_level
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        # The cell last clicked, focused or typed in is the one the toolbar's preset applies to.
+        if event.type() in (QEvent.Type.FocusIn, QEvent.Type.MouseButtonPress,
+                            QEvent.Type.KeyPress):
+            for n, (widget, _p) in enumerate(self._cells):
+                if widget is watched:
+                    self._active_cell = n
+        return super().eventFilter(watched, event)
+
+    def _make_cell_view(self, plane: str) -> SliceView:
+        """A further slice view with its own window, sharing everything else with the panel."""
+        axial = self._slice_views["axial"]
+        view = SliceView(plane, window_level=WindowLevelModel(), cursor=self.cursor_model,
+                         slab=self.slab, measurements=self.measurements,
+                         findings=self._findings, parent=self)
+        view.paint_stroke.connect(self.paint_stroke)
+        view.finding_clicked.connect(self.finding_clicked)
+        view.brush_radius_changed.connect(self._sync_brush_radius)
+        view.window_level.changed.connect(self.window_level_changed)
+        view.set_identity_visible(axial.identity_visible)
+        view.set_tool(axial.tool)
+        view.set_brush_radius_mm(axial.brush_radius_mm)
+        if self.volume is not None:
+            view.set_volume(self.volume)
+        for name, (labels, opacity) in self._overlays.items():
+            view.add_overlay(name, labels, opacity)
+            view.set_overlay_style(name, self.overlay_style(name))
+        self._extra_views.append(view)
+        return view
+
+    def _apply_cell_windows(self) -> None:
+        """Each slice cell's preset on its own window (None: the series' default window)."""
+        if self.volume is None:
+            return
+        for widget, preset in self._cells:
+            if not isinstance(widget, SliceView):
+                continue
+            model = widget.window_level
+            if preset is None:
+                if model is not self.window_level:   # the shared one was set by set_volume
+                    w, lev = default_window(self.volume.modality, self.volume.array,
+                                            self.volume.metadata)
+                    model.set(w, lev, "" if self.volume.modality.upper() == "CT" else AUTO)
+            else:
+                model.apply_preset(preset, self.volume.array)
+
+    def _drop_cells(self) -> None:
+        """Empty the grid; the cell layout's extra views are closed."""
+        for widget, _p in self._cells:
+            widget.removeEventFilter(self)
+        self._cells = []
+        self._active_cell = 0
+        for view in self._extra_views:
+            self._grid.removeWidget(view)
+            view.hide()
+            view.close_view()
+            view.deleteLater()
+        self._extra_views = []
+        for w in [*self._slice_views.values(), *([self._view3d] if self._view3d else [])]:
+            self._grid.removeWidget(w)
+            w.hide()
+        for r in range(self._grid.rowCount()):
+            self._grid.setRowStretch(r, 0)
+        for c in range(self._grid.columnCount()):
+            self._grid.setColumnStretch(c, 0)
+
+    def _place(self, placed: list[tuple[QWidget, int, int]]) -> None:
         for w, r, c in placed:
             self._grid.addWidget(w, r, c)
             self._grid.setRowStretch(r, 1)
@@ -134,7 +267,10 @@ class ViewerPanel(QWidget):
         for w, _r, _c in placed:
             if isinstance(w, (SliceView, VolumeView3D)):
                 w.request_render()
-        self.layout_changed.emit(layout)
+
+    def _all_slice_views(self) -> list[SliceView]:
+        """Every slice view: the three planes' and the cell layout's extra ones."""
+        return [*self._slice_views.values(), *self._extra_views]
 
     def visible_view_names(self) -> list[str]:
         return [name for name, v in self.views().items() if v.isVisible()]
@@ -150,10 +286,11 @@ class ViewerPanel(QWidget):
         self.cursor_model.set(central_voxel_lps(volume))
         if volume.modality.upper() != "CT" and self._preset_3d != "mip":
             self.set_3d_preset("mip")      # the other 3-D presets are in HU
-        for view in self._slice_views.values():
+        for view in self._all_slice_views():
             view.set_volume(volume)
         if self._view3d is not None:
             self._view3d.set_volume(volume)
+        self._apply_cell_windows()
         self._last_auto = time.monotonic()
 
     def refresh_slices(self) -> None:
@@ -161,10 +298,10 @@ class ViewerPanel(QWidget):
         if self.volume is None:
             return
         now = time.monotonic()
-        if self.window_level.preset == AUTO and now - self._last_auto > _AUTO_REFRESH_S:
+        if now - self._last_auto > _AUTO_REFRESH_S:
             self._last_auto = now
-            self.window_level.apply_preset(AUTO, self.volume.array)
-        for view in self._slice_views.values():
+            self._refresh_auto_windows()
+        for view in self._all_slice_views():
             view.refresh()
         if self._view3d is not None:
             self._view3d.refresh()
@@ -173,9 +310,8 @@ class ViewerPanel(QWidget):
         """The whole series is in memory: final auto window, ROI stats and a 3-D upload now."""
         if self.volume is None:
             return
-        if self.window_level.preset == AUTO:
-            self.window_level.apply_preset(AUTO, self.volume.array)
-        for view in self._slice_views.values():
+        self._refresh_auto_windows()
+        for view in self._all_slice_views():
             view.refresh()
         if self._view3d is not None:
             self._view3d.refresh(delay_ms=0)
@@ -189,28 +325,40 @@ class ViewerPanel(QWidget):
         self._overlays.clear()
         self._findings.set_findings([])
         self.measurements.replace_all([])
-        for view in self._slice_views.values():
+        for view in self._all_slice_views():
             view.set_volume(None)
         if self._view3d is not None:
             self._view3d.set_volume(None)
 
     def shutdown(self) -> None:
         """Release every VTK render window (call when the main window closes)."""
-        for view in self._slice_views.values():
+        for view in self._all_slice_views():
             view.close_view()
         if self._view3d is not None:
             self._view3d.close_view()
 
+    def _refresh_auto_windows(self) -> None:
+        """Windows still on "auto" follow the voxels that have arrived."""
+        if self.volume is None:
+            return
+        for model in [self.window_level, *(v.window_level for v in self._extra_views)]:
+            if model.preset == AUTO:
+                model.apply_preset(AUTO, self.volume.array)
+
     # ------------------------------------------------------------------ display
     def set_preset(self, name: str) -> None:
-        """A CT preset (brain … bone, see PRESETS) or "auto"."""
-        self.window_level.apply_preset(name, None if self.volume is None else self.volume.array)
+        """A CT preset (brain … bone, see PRESETS) or "auto" (in a cell layout: the active
+        cell's window only)."""
+        self._active_window().apply_preset(
+            name, None if self.volume is None else self.volume.array)
 
     def set_window_level(self, width: float, level: float) -> None:
-        self.window_level.set(width, level)
+        self._active_window().set(width, level)
 
     def window_level_values(self) -> tuple[float, float]:
-        return self.window_level.width, self.window_level.level
+        """The window of every view, or in a cell layout of the active cell."""
+        model = self._active_window()
+        return model.width, model.level
 
     def set_cursor_lps(self, lps: Sequence[float]) -> None:
         self.cursor_model.set(lps)
@@ -220,13 +368,13 @@ class ViewerPanel(QWidget):
 
     def set_identity_visible(self, visible: bool) -> None:
         """The one toggle that hides patient name, ID and birth date in every view."""
-        for view in self._slice_views.values():
+        for view in self._all_slice_views():
             view.set_identity_visible(visible)
 
     def set_tool(self, tool: str) -> None:
-        """"navigate", "crosshair", "distance", "angle", "ellipse", "rectangle", "pan", "zoom",
-        "brush", "eraser"."""
-        for view in self._slice_views.values():
+        """"navigate", "crosshair", "distance", "angle", "ellipse", "rectangle", "bidimensional",
+        "pan", "zoom", "brush", "eraser"."""
+        for view in self._all_slice_views():
             view.set_tool(tool)
 
     @property
@@ -235,7 +383,7 @@ class ViewerPanel(QWidget):
 
     def set_brush_radius_mm(self, radius_mm: float) -> None:
         """Brush / eraser radius in every slice view (also ``[`` / ``]`` in a view)."""
-        for view in self._slice_views.values():
+        for view in self._all_slice_views():
             view.set_brush_radius_mm(radius_mm)
 
     def _sync_brush_radius(self, radius_mm: float) -> None:
@@ -257,7 +405,7 @@ class ViewerPanel(QWidget):
         """
         p = np.asarray(lps, dtype=np.float64)
         self.cursor_model.set(p)
-        for view in self._slice_views.values():
+        for view in self._all_slice_views():
             if extent_mm is not None:
                 view.zoom_to_extent(float(extent_mm))
             view.centre_on(p)
@@ -275,7 +423,7 @@ class ViewerPanel(QWidget):
             self._view3d.apply_preset(name)
 
     def reset_views(self) -> None:
-        for view in self._slice_views.values():
+        for view in self._all_slice_views():
             view.reset_view()
         if self._view3d is not None:
             self._view3d.reset_view()
@@ -284,21 +432,21 @@ class ViewerPanel(QWidget):
     def add_label_overlay(self, name: str, labels: LabelMap, opacity: float = 0.45) -> None:
         """Label map as a translucent colour layer in the slice views, surfaces in 3-D."""
         self._overlays[name] = (labels, opacity)
-        for view in self._slice_views.values():
+        for view in self._all_slice_views():
             view.add_overlay(name, labels, opacity)
         if self._view3d is not None:
             self._view3d.add_overlay(name, labels)
 
     def remove_overlay(self, name: str) -> None:
         self._overlays.pop(name, None)
-        for view in self._slice_views.values():
+        for view in self._all_slice_views():
             view.remove_overlay(name)
         if self._view3d is not None:
             self._view3d.remove_overlay(name)
 
     def refresh_overlay(self, name: str) -> None:
         """The label map of overlay ``name`` was edited in place: redraw it."""
-        for view in self._slice_views.values():
+        for view in self._all_slice_views():
             view.refresh_overlay(name)
         if self._view3d is not None and name in self._overlays:
             self._view3d.add_overlay(name, self._overlays[name][0])
@@ -319,7 +467,7 @@ class ViewerPanel(QWidget):
             fill=old.fill if fill is None else bool(fill),
             outline=old.outline if outline is None else bool(outline),
             visible=old.visible if visible is None else bool(visible))
-        for view in self._slice_views.values():
+        for view in self._all_slice_views():
             view.set_overlay_style(name, OverlayStyle(**vars(new)))
 
     # ------------------------------------------------------------------ measurements
