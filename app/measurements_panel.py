@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 KIND_NAMES = {"distance": "Distance", "angle": "Angle", "ellipse": "Ellipse ROI",
-              "rectangle": "Rectangle ROI"}
+              "rectangle": "Rectangle ROI", "bidimensional": "Bidimensional"}
 
 
 def record_summary(record: dict[str, Any]) -> str:

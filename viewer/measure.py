@@ -17,7 +17,8 @@ import numpy.typing as npt
 
 from core.volume import Volume
 
-KINDS = ("distance", "angle", "ellipse", "rectangle")
+KINDS = ("distance", "angle", "ellipse", "rectangle", "bidimensional")
+POINTS_NEEDED = {"distance": 2, "angle": 3, "ellipse": 2, "rectangle": 2, "bidimensional": 4}
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -107,7 +108,8 @@ class Measurement:
     """One measurement: kind, LPS points, the plane it lies on, and its results.
 
     Points: distance [a, b]; angle [a, vertex, c]; ellipse/rectangle two
-    opposite corners of the bounding box.
+    opposite corners of the bounding box; bidimensional the long axis [a, b]
+    then the short axis [c, d], perpendicular to it in the plane (RECIST/WHO).
     """
 
     kind: str
@@ -121,7 +123,7 @@ class Measurement:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"measurement kind must be one of {KINDS}, got {self.kind!r}")
-        need = {"distance": 2, "angle": 3, "ellipse": 2, "rectangle": 2}[self.kind]
+        need = POINTS_NEEDED[self.kind]
         self.points_lps = [np.asarray(p, dtype=np.float64).reshape(3) for p in self.points_lps]
         if len(self.points_lps) != need:
             raise ValueError(f"a {self.kind} needs {need} points, got {len(self.points_lps)}")
@@ -143,6 +145,8 @@ class Measurement:
             self.stats = {"length_mm": distance_mm(p[0], p[1])}
         elif self.kind == "angle":
             self.stats = {"angle_deg": angle_deg(p[0], p[1], p[2])}
+        elif self.kind == "bidimensional":
+            self.stats = {"long_mm": distance_mm(p[0], p[1]), "short_mm": distance_mm(p[2], p[3])}
         elif volume is not None:
             self.stats = roi_stats(volume, self.kind, p[0], p[1], self.right, self.up)
         return self.stats
@@ -154,11 +158,48 @@ class Measurement:
             return f"{s.get('length_mm', 0.0):.1f} mm"
         if self.kind == "angle":
             return f"{s.get('angle_deg', 0.0):.1f}°"
+        if self.kind == "bidimensional":
+            return f"{s.get('long_mm', 0.0):.1f} × {s.get('short_mm', 0.0):.1f} mm"
         unit = s.get("unit", "")
         if s.get("mean") is None:
             return f"area {s.get('area_mm2', 0.0):.1f} mm²"
         return (f"mean {s['mean']:.1f} SD {s['sd']:.1f} {unit}\n"
                 f"min {s['min']:.0f} max {s['max']:.0f}  area {s['area_mm2']:.1f} mm²")
+
+    # -- editing: handles (points a reader can grab) and moves, all in LPS mm on the plane
+    def handles(self) -> list[FloatArray]:
+        """Grabbable points: the drawn points, or an ROI's four box corners."""
+        if self.kind in ("ellipse", "rectangle"):
+            return box_corners(self.points_lps[0], self.points_lps[1], self.right, self.up)
+        return [p.copy() for p in self.points_lps]
+
+    def move_handle(self, index: int, lps: Sequence[float]) -> None:
+        """Move handle ``index`` to ``lps`` (projected on the measurement's plane).
+
+        An ROI corner moves with the opposite corner fixed; a bidimensional's
+        short-axis end slides along the short axis (kept perpendicular), and a
+        long-axis end carries the short axis along, at the same place on it.
+        Call ``compute`` afterwards.
+        """
+        p = self._on_plane(lps)
+        if self.kind in ("ellipse", "rectangle"):
+            corners = self.handles()
+            self.points_lps = [corners[(index + 2) % 4], p]
+        elif self.kind == "bidimensional":
+            self.points_lps = bidimensional_move(self.points_lps, index, p, self.normal)
+        else:
+            self.points_lps[index] = p
+
+    def translate(self, delta: Sequence[float]) -> None:
+        """Move the whole measurement by ``delta`` (its in-plane part), LPS mm."""
+        d = np.asarray(delta, dtype=np.float64)
+        d = d - (d @ self.normal) * self.normal
+        self.points_lps = [pt + d for pt in self.points_lps]
+
+    def _on_plane(self, lps: Sequence[float]) -> FloatArray:
+        p = np.asarray(lps, dtype=np.float64).reshape(3)
+        n = self.normal
+        return np.asarray(p - ((p - self.points_lps[0]) @ n) * n, dtype=np.float64)
 
     def to_record(self) -> dict[str, Any]:
         """JSON-able dict (LPS mm geometry, kind, stats)."""
@@ -188,3 +229,72 @@ class Measurement:
             )
         except KeyError as exc:
             raise ValueError(f"measurement record lacks {exc.args[0]!r}: {record!r}") from exc
+
+
+def box_corners(a: Sequence[float], b: Sequence[float], right: Sequence[float],
+                up: Sequence[float]) -> list[FloatArray]:
+    """The four corners (counter-clockwise from lower left) of the in-plane box a–b."""
+    pa, pb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    r, u = np.asarray(right, dtype=np.float64), np.asarray(up, dtype=np.float64)
+    centre = (pa + pb) / 2.0
+    ha = abs(float((pb - pa) @ r)) / 2.0
+    hb = abs(float((pb - pa) @ u)) / 2.0
+    return [centre + sx * ha * r + sy * hb * u for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))]
+
+
+def short_axis(a: Sequence[float], b: Sequence[float], normal: Sequence[float],
+               t: float, s0: float, s1: float) -> list[FloatArray]:
+    """Ends of the short axis perpendicular to the long axis a–b.
+
+    It crosses the long axis' line at fraction ``t`` (0 at a, 1 at b) and
+    reaches ``s0`` and ``s1`` mm to either side along ``normal × (b − a)``.
+    """
+    pa, pb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    u = pb - pa
+    length = float(np.linalg.norm(u))
+    if length == 0:
+        return [pa.copy(), pa.copy()]
+    u /= length
+    v = np.cross(np.asarray(normal, dtype=np.float64), u)
+    foot = pa + t * (pb - pa)
+    return [foot + s0 * v, foot + s1 * v]
+
+
+def short_axis_params(points: Sequence[FloatArray],
+                      normal: Sequence[float]) -> tuple[float, float, float]:
+    """(t, s0, s1) of a bidimensional's short axis relative to its long axis."""
+    pa, pb, pc, pd = (np.asarray(p, dtype=np.float64) for p in points)
+    u = pb - pa
+    length2 = float(u @ u)
+    if length2 == 0:
+        return 0.5, 0.0, 0.0
+    v = np.cross(np.asarray(normal, dtype=np.float64), u / math.sqrt(length2))
+    t = float(((pc + pd) / 2.0 - pa) @ u) / length2
+    return t, float((pc - pa) @ v), float((pd - pa) @ v)
+
+
+def bidimensional_from_drag(long_a: Sequence[float], long_b: Sequence[float],
+                            start: Sequence[float], end: Sequence[float],
+                            normal: Sequence[float]) -> list[FloatArray]:
+    """A bidimensional whose short axis is a drag from ``start`` to ``end``, made
+    perpendicular: it crosses the long axis where the drag's midpoint projects
+    (kept within the long axis) and spans the drag's perpendicular extent."""
+    pa, pb = np.asarray(long_a, dtype=np.float64), np.asarray(long_b, dtype=np.float64)
+    t, s0, s1 = short_axis_params([pa, pb, np.asarray(start, dtype=np.float64),
+                                   np.asarray(end, dtype=np.float64)], normal)
+    t = min(max(t, 0.0), 1.0)
+    return [pa, pb, *short_axis(pa, pb, normal, t, s0, s1)]
+
+
+def bidimensional_move(points: Sequence[FloatArray], index: int, p: FloatArray,
+                       normal: Sequence[float]) -> list[FloatArray]:
+    """The bidimensional ``points`` after handle ``index`` moved to ``p``."""
+    pts = [np.asarray(q, dtype=np.float64).copy() for q in points]
+    t, s0, s1 = short_axis_params(pts, normal)
+    if index in (0, 1):
+        pts[index] = p
+    else:
+        # A short-axis end slides along the short axis: only its perpendicular reach changes.
+        s_new = short_axis_params([pts[0], pts[1], p, p], normal)[1]
+        s0, s1 = (s_new, s1) if index == 2 else (s0, s_new)
+    return [pts[0], pts[1], *short_axis(pts[0], pts[1], normal, t, s0, s1)]

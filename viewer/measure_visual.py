@@ -46,6 +46,8 @@ def shape_polylines(g: planes.PlaneGeometry, m: Measurement) -> list[list[np.nda
         return [[p[0], p[1]]]
     if m.kind == "angle":
         return [[p[0], p[1], p[2]]]
+    if m.kind == "bidimensional":
+        return [[p[0], p[1]], [p[2], p[3]]]
     # Box corners in the measurement's own plane axes, mapped to this view.
     a_lps, b_lps = m.points_lps
     centre = (a_lps + b_lps) / 2.0

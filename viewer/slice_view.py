@@ -7,6 +7,8 @@ coordinates of this view's renderer, so the camera never needs rotating.
 
 Mouse: left click sets the crosshair; left drag adjusts window/level (or
 draws with a measurement tool, pans or zooms when that tool is active);
+with the navigate or a measurement tool, dragging a measurement's handle
+(end, vertex, ROI corner) moves that point and dragging its line moves it whole;
 shift+left drag or the "crosshair" tool drags the crosshair; middle drag
 pans; right drag and ctrl+wheel zoom; the wheel scrolls one slice.
 Keys: PgUp/PgDn and arrows scroll, 1–8 CT presets, 0 auto window, R reset,
@@ -15,6 +17,7 @@ Esc cancels a measurement being drawn.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Sequence
@@ -44,12 +47,13 @@ from viewer.brush import MAX_RADIUS_MM, MIN_RADIUS_MM, PaintStroke
 from viewer.corner_text import Annotations, identity_lines, study_lines
 from viewer.findings import FindingsLayer
 from viewer.findings_visual import FindingsVisual
-from viewer.measure import Measurement, value_unit
+from viewer.measure import Measurement, bidimensional_from_drag, value_unit
 from viewer.measure_visual import (
     AMBER,
     SELECTED,
     Z_MEASURE,
     MeasurementsVisual,
+    shape_polylines,
     visible_measurements,
 )
 from viewer.models import CursorModel, MeasurementList, SlabModel, WindowLevelModel
@@ -69,10 +73,14 @@ PLANE_COLOURS = {
     "coronal": (0.30, 0.65, 0.35),
     "sagittal": (0.35, 0.48, 0.85),
 }
-TOOLS = ("navigate", "crosshair", "distance", "angle", "ellipse", "rectangle", "pan", "zoom",
-         "brush", "eraser")
+TOOLS = ("navigate", "crosshair", "distance", "angle", "ellipse", "rectangle", "bidimensional",
+         "pan", "zoom", "brush", "eraser")
+MEASURE_TOOLS = ("distance", "angle", "ellipse", "rectangle", "bidimensional")
+EDIT_TOOLS = ("navigate", *MEASURE_TOOLS)     # tools that can grab a drawn measurement
 BRUSH_TOOLS = ("brush", "eraser")
 _CLICK_SLOP_PX = 3
+HANDLE_GRAB_PX = 7.0     # a press this close to a handle grabs it
+LINE_GRAB_PX = 5.0       # this close to a measurement's line grabs the whole measurement
 CROSSHAIR_GAP_PX = 10.0
 # Depth of overlays above the image (camera looks down -z from +z).
 _Z_CROSS, _Z_MEASURE = 1.0, Z_MEASURE
@@ -123,6 +131,8 @@ class SliceView(QVTKRenderWindowInteractor):
         self._drag: dict[str, Any] | None = None
         self._draft: Measurement | None = None    # measurement being drawn
         self._angle_stage = 0
+        self._bidi_stage = 0                      # 1: long axis drawn, next drag the short one
+        self._draft_anchor = np.zeros(3)          # where the short axis' drag started
 
         self.setMinimumSize(64, 64)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -765,8 +775,9 @@ class SliceView(QVTKRenderWindowInteractor):
         self.tool = tool
         self._draft = None
         self._angle_stage = 0
-        cursor = Qt.CursorShape.CrossCursor if tool in ("distance", "angle", "ellipse",
-                                                        "rectangle") else Qt.CursorShape.ArrowCursor
+        self._bidi_stage = 0
+        cursor = (Qt.CursorShape.CrossCursor if tool in MEASURE_TOOLS
+                  else Qt.CursorShape.ArrowCursor)
         if tool in BRUSH_TOOLS:
             cursor = Qt.CursorShape.BlankCursor        # the circle is the cursor
         self.setCursor(cursor)
@@ -847,10 +858,14 @@ class SliceView(QVTKRenderWindowInteractor):
         button = ev.button()
         shift = bool(ev.modifiers() & Qt.KeyboardModifier.ShiftModifier)
         action = "none"
+        hit: tuple[int, int] | None = None
         if button == Qt.MouseButton.LeftButton:
             if self.tool in BRUSH_TOOLS:
                 action = "paint"
-            elif self.tool in ("distance", "angle", "ellipse", "rectangle"):
+            elif not shift and self.tool in EDIT_TOOLS and not self._drafting() and (
+                    hit := self.measurement_at(pos.x(), pos.y())) is not None:
+                action = "edit"
+            elif self.tool in MEASURE_TOOLS:
                 action = "draw"
             elif self.tool == "crosshair" or shift:
                 action = "cross"
@@ -869,6 +884,11 @@ class SliceView(QVTKRenderWindowInteractor):
                       "zoom": self.zoom_factor()}
         if action == "cross":
             self.cursor_model.set(self.display_to_lps(pos.x(), pos.y()))
+        elif action == "edit":
+            index, handle = hit
+            m = self.measurements[index]
+            self._drag.update(index=index, handle=handle, points=[p.copy() for p in m.points_lps],
+                              grab=self.display_to_lps(pos.x(), pos.y()))
         elif action == "draw":
             self._draw_press(pos.x(), pos.y())
         elif action == "paint":
@@ -891,6 +911,15 @@ class SliceView(QVTKRenderWindowInteractor):
                 self._draft.points_lps[2] = self.display_to_lps(pos.x(), pos.y())
                 self._draft.compute(None)
                 self._update_measurements()
+            elif self.tool in EDIT_TOOLS and not self._drafting():
+                over = self.measurement_at(pos.x(), pos.y())
+                shape = (Qt.CursorShape.CrossCursor if self.tool in MEASURE_TOOLS
+                         else Qt.CursorShape.ArrowCursor)
+                if over is not None:
+                    shape = (Qt.CursorShape.SizeAllCursor if over[1] < 0
+                             else Qt.CursorShape.PointingHandCursor)
+                if self.cursor().shape() != shape:
+                    self.setCursor(shape)
             self._update_probe(pos.x(), pos.y())
             return
         d = self._drag
@@ -914,6 +943,8 @@ class SliceView(QVTKRenderWindowInteractor):
             self.set_zoom(d["zoom"] * math.exp(-(y - sy) / 150.0))
         elif action == "draw":
             self._draw_move(x, y)
+        elif action == "edit" and d["moved"]:
+            self._edit_move(d, self.display_to_lps(x, y))
         elif action == "paint":
             p = self.display_to_lps(x, y)
             self._emit_stroke([d["paint_last"], p], finished=False)
@@ -936,6 +967,8 @@ class SliceView(QVTKRenderWindowInteractor):
             self._emit_stroke([self.display_to_lps(pos.x(), pos.y())], finished=True)
         elif d["action"] == "draw":
             self._draw_release(pos.x(), pos.y(), moved=d["moved"])
+        elif d["action"] == "edit":
+            self._edit_release(d, pos.x(), pos.y())
 
     def mouseDoubleClickEvent(self, ev: QMouseEvent) -> None:
         self.mousePressEvent(ev)
@@ -970,6 +1003,7 @@ class SliceView(QVTKRenderWindowInteractor):
         elif key == K.Key_Escape:
             self._draft = None
             self._angle_stage = 0
+            self._bidi_stage = 0
             self._update_measurements()
         else:
             ev.ignore()
@@ -1009,21 +1043,40 @@ class SliceView(QVTKRenderWindowInteractor):
             self.request_render()
 
     # -- drawing state machine: distance/ellipse/rectangle drag; angle drag then click.
+    def _drafting(self) -> bool:
+        """A measurement is half drawn (the angle's third point, a short axis to come)."""
+        return self._draft is not None and (self._angle_stage == 2 or self._bidi_stage == 1)
+
     def _draw_press(self, x: float, y: float) -> None:
         p = self.display_to_lps(x, y)
         if self.tool == "angle" and self._draft is not None and self._angle_stage == 2:
             self._draft.points_lps[2] = p
             self._finish_draft()
             return
-        n = 3 if self.tool == "angle" else 2
+        if self._draft is not None and self._bidi_stage == 1:
+            self._draft_anchor = p               # the short axis' drag starts here
+            return
+        n = {"angle": 3, "bidimensional": 4}.get(self.tool, 2)
         self._draft = self._make_measurement(self.tool, [p] * n)
         self._angle_stage = 1 if self.tool == "angle" else 0
+        self._bidi_stage = 0
         self._update_measurements()
 
     def _draw_move(self, x: float, y: float) -> None:
         if self._draft is None:
             return
         p = self.display_to_lps(x, y)
+        if self._draft.kind == "bidimensional":
+            pts = self._draft.points_lps
+            if self._bidi_stage == 1:
+                self._draft.points_lps = bidimensional_from_drag(
+                    pts[0], pts[1], self._draft_anchor, p, self._draft.normal)
+            else:
+                mid = (pts[0] + p) / 2.0
+                self._draft.points_lps = [pts[0], p, mid, mid.copy()]
+            self._draft.compute(None)
+            self._update_measurements()
+            return
         self._draft.points_lps[1] = p
         if self._draft.kind == "angle":
             self._draft.points_lps[2] = p
@@ -1034,7 +1087,7 @@ class SliceView(QVTKRenderWindowInteractor):
         if self._draft is None:
             return
         if not moved:
-            if self._draft.kind != "angle" or self._angle_stage != 2:
+            if not self._drafting():
                 self._draft = None
                 self._angle_stage = 0
                 self._update_measurements()
@@ -1043,21 +1096,83 @@ class SliceView(QVTKRenderWindowInteractor):
         if self._draft.kind == "angle" and self._angle_stage == 1:
             self._angle_stage = 2          # the next click places the third point
             return
+        if self._draft.kind == "bidimensional" and self._bidi_stage == 0:
+            self._bidi_stage = 1           # the next drag draws the short axis
+            return
         self._finish_draft()
 
     def _finish_draft(self) -> None:
         m, self._draft = self._draft, None
         self._angle_stage = 0
+        self._bidi_stage = 0
         if m is None:
             return
         m.compute(self.volume)
         self.measurements.add(m)
+
+    # -- editing drawn measurements: grab a handle or the line, drag, release saves.
+    def measurement_at(self, x: float, y: float) -> tuple[int, int] | None:
+        """(index, handle) of the shown measurement under widget position (x, y).
+
+        ``handle`` is the index in ``Measurement.handles()``, or -1 when the
+        press is on the measurement's line (the whole measurement moves).
+        Handles win over lines; the nearest wins among each.
+        """
+        g = self.geometry_
+        if g is None:
+            return None
+        here = np.array([x, y])
+        best: tuple[float, int, int] | None = None
+        visible = self._visible_measurements()
+        for i, m in visible:
+            for h, pt in enumerate(m.handles()):
+                dist = float(np.linalg.norm(np.array(self.lps_to_display(pt)) - here))
+                if dist <= HANDLE_GRAB_PX and (best is None or dist < best[0]):
+                    best = (dist, i, h)
+        if best is not None:
+            return best[1], best[2]
+        for i, m in visible:
+            for poly in shape_polylines(g, m):
+                pts = [np.array(self.lps_to_display(g.to_lps(xy, self._offset))) for xy in poly]
+                for a, b in itertools.pairwise(pts):
+                    dist = _segment_distance(here, a, b)
+                    if dist <= LINE_GRAB_PX and (best is None or dist < best[0]):
+                        best = (dist, i, -1)
+        return None if best is None else (best[1], best[2])
+
+    def _edit_move(self, d: dict[str, Any], p: np.ndarray) -> None:
+        m = self.measurements[d["index"]]
+        m.points_lps = [q.copy() for q in d["points"]]       # from the grab: no drift
+        if d["handle"] >= 0:
+            # By the mouse's move, not to the mouse: a grab beside the handle does not jump.
+            m.move_handle(d["handle"], m.handles()[d["handle"]] + (p - d["grab"]))
+        else:
+            m.translate(p - d["grab"])
+        m.compute(None)                 # geometry now; ROI statistics once, on release
+        self._drawn_measurements = None
+        self._update_measurements()
+
+    def _edit_release(self, d: dict[str, Any], x: float, y: float) -> None:
+        index = d["index"]
+        if d["moved"]:
+            self._edit_move(d, self.display_to_lps(x, y))
+            self.measurements[index].compute(self.volume)
+            self.measurements.changed.emit()                  # the app saves the edit
+        self.measurements.select(index)
 
     # ------------------------------------------------------------------ teardown
     def close_view(self) -> None:
         """Release the VTK render window (call before the widget is destroyed)."""
         self.set_volume(None)
         self.Finalize()
+
+
+def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Distance from point p to segment a–b (2-D)."""
+    ab = b - a
+    denom = float(ab @ ab)
+    t = 0.0 if denom == 0 else float(np.clip((p - a) @ ab / denom, 0.0, 1.0))
+    return float(np.linalg.norm(p - (a + t * ab)))
 
 
 def _mouse_event(kind: QEvent.Type, x: float, y: float, button: Qt.MouseButton,
