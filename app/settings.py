@@ -34,11 +34,12 @@ from core.atomic import write_text
 
 log = logging.getLogger(__name__)
 
-CURRENT_VERSION = 2
+CURRENT_VERSION = 3
 PREFERENCES_FILE = "preferences.json"
 WINDOW_STATE_FILE = "window-state.ini"
 
 Layout = Literal["1x1", "1x3", "2x2"]
+SingleView = Literal["axial", "coronal", "sagittal", "3d"]
 
 
 class Preferences(BaseModel):
@@ -48,6 +49,7 @@ class Preferences(BaseModel):
 
     version: int = CURRENT_VERSION
     default_layout: Layout = "1x3"
+    single_view: SingleView = "axial"  # the view that fills the window in the 1 × 1 layout
     identity_visible: bool = True
     last_preset: str | None = None
     cine_fps: int = Field(default=10, ge=1, le=60)
@@ -56,6 +58,9 @@ class Preferences(BaseModel):
     first_launch_done: bool = False
     recent_series: list[int] = Field(default_factory=list)
     reviewer: str = ""  # the name review decisions carry; "" = the OS user
+    # The user's hanging protocols, raw: app.hanging validates each on its own, so one bad
+    # rule is reported and skipped instead of making the whole file unusable.
+    hanging_protocols: list[dict[str, Any]] = Field(default_factory=list)
 
     # How loading went (not saved; private attributes are not fields).
     _load_problem: str | None = PrivateAttr(default=None)
@@ -82,6 +87,7 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
     Version 1 (the first release) had ``layout`` (e.g. ``"1x3"``),
     ``hide_patient_info`` (the inverse of ``identity_visible``) and
     ``cine_speed`` in frames per second, and no ``version`` key at all.
+    Version 2 had no ``hanging_protocols`` (the user's hanging protocols).
     """
     data = dict(data)
     version = int(data.get("version", 1))
@@ -98,6 +104,9 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
         if "cine_speed" in data:
             data["cine_fps"] = max(1, min(60, round(float(data.pop("cine_speed")))))
         version = 2
+    if version == 2:
+        data.setdefault("hanging_protocols", [])
+        version = 3
     data["version"] = version
     return data
 
