@@ -17,6 +17,7 @@ from PySide6.QtCore import QEvent, QObject, Signal
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QGridLayout, QWidget
 
+from core.projection import ProjectionImage
 from core.volume import LabelMap, Volume
 from viewer.findings import FindingsLayer
 from viewer.measure import Measurement
@@ -24,6 +25,7 @@ from viewer.models import CursorModel, MeasurementList, SlabModel, WindowLevelMo
 from viewer.overlay import OverlayStyle
 from viewer.planes import PLANE_NAMES, central_voxel_lps
 from viewer.presets import AUTO, PRESETS, default_window
+from viewer.projection_view import ProjectionView
 from viewer.slice_view import SliceView
 from viewer.volume_view import VolumeView3D
 
@@ -42,6 +44,7 @@ class ViewerPanel(QWidget):
     layout_changed = Signal(str)
     paint_stroke = Signal(object)              # viewer.brush.PaintStroke
     finding_clicked = Signal(str)              # key of a finding clicked (navigate tool)
+    message = Signal(str)                      # a refusal the window shows in its status bar
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -75,6 +78,10 @@ class ViewerPanel(QWidget):
         self._cells: list[tuple[SliceView | VolumeView3D, str | None]] = []
         self._extra_views: list[SliceView] = []
         self._active_cell = 0
+        # A 2-D image (set_projection): one ProjectionView over the whole grid, the
+        # views it hid shown again when a volume (or nothing) replaces it.
+        self._projection: ProjectionView | None = None
+        self._hidden_by_projection: list[QWidget] = []
         self._grid = QGridLayout(self)
         self._grid.setContentsMargins(0, 0, 0, 0)
         self._grid.setSpacing(2)
@@ -113,6 +120,8 @@ class ViewerPanel(QWidget):
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         if single not in (*PLANE_NAMES, "3d"):
             raise ValueError(f"single view must be a plane name or '3d', got {single!r}")
+        if self._refuse_layout_for_projection():
+            return
         self._layout_name, self._single = layout, single
         self._drop_cells()
         sv = self._slice_views
@@ -150,6 +159,8 @@ class ViewerPanel(QWidget):
                                  "'auto' or 'default'")
         if [v for v, _p in cells].count("3d") > 1:
             raise ValueError("only one cell can show the 3-D view")
+        if self._refuse_layout_for_projection():
+            return
         self._drop_cells()
         self._layout_name = "cells"
         placed: list[tuple[QWidget, int, int]] = []
@@ -212,6 +223,7 @@ class ViewerPanel(QWidget):
         view.brush_radius_changed.connect(self._sync_brush_radius)
         view.window_level.changed.connect(self.window_level_changed)
         view.set_identity_visible(axial.identity_visible)
+        view.set_crosshair_visible(axial.crosshair_visible)
         view.set_tool(axial.tool)
         view.set_brush_radius_mm(axial.brush_radius_mm)
         if self.volume is not None:
@@ -319,8 +331,50 @@ class ViewerPanel(QWidget):
             m.compute(self.volume)
         self.measurements.changed.emit()
 
+    # ------------------------------------------------------------------ 2-D images
+    def set_projection(self, image: ProjectionImage) -> ProjectionView:
+        """Show a 2-D image (radiograph, ultrasound...) alone, filling the panel; the slice
+        and 3-D views hide until ``set_volume`` or ``clear``. Layout changes are refused."""
+        self.clear()
+        if self._projection is None:
+            self._projection = ProjectionView(window_level=self.window_level, parent=self)
+            self._projection.measurements_changed.connect(self.measurements_changed)
+        view = self._projection
+        self._hidden_by_projection = [w for w in self.findChildren(QWidget)
+                                      if w.parent() is self and w.isVisible() and w is not view]
+        for w in self._hidden_by_projection:
+            w.hide()
+        self._grid.addWidget(view, 0, 0, max(1, self._grid.rowCount()),
+                             max(1, self._grid.columnCount()))
+        view.show()
+        view.set_image(image)
+        return view
+
+    def projection_view(self) -> ProjectionView | None:
+        """The 2-D view while a projection image is shown, else None."""
+        p = self._projection
+        return p if p is not None and p.image is not None else None
+
+    def _leave_projection(self) -> None:
+        p = self._projection
+        if p is None or p.image is None:
+            return
+        p.set_image(None)
+        self._grid.removeWidget(p)
+        p.hide()
+        for w in self._hidden_by_projection:
+            w.show()
+        self._hidden_by_projection = []
+
+    def _refuse_layout_for_projection(self) -> bool:
+        if self.projection_view() is None:
+            return False
+        self.message.emit("A 2-D image fills the viewer: layouts apply to volumes.")
+        return True
+
     def clear(self) -> None:
         """Show nothing; forget overlays, findings and measurements."""
+        self._leave_projection()
         self.volume = None
         self._overlays.clear()
         self._findings.set_findings([])
@@ -336,6 +390,8 @@ class ViewerPanel(QWidget):
             view.close_view()
         if self._view3d is not None:
             self._view3d.close_view()
+        if self._projection is not None:
+            self._projection.close_view()
 
     def _refresh_auto_windows(self) -> None:
         """Windows still on "auto" follow the voxels that have arrived."""
@@ -348,15 +404,25 @@ class ViewerPanel(QWidget):
     # ------------------------------------------------------------------ display
     def set_preset(self, name: str) -> None:
         """A CT preset (brain … bone, see PRESETS) or "auto" (in a cell layout: the active
-        cell's window only)."""
+        cell's window only). A 2-D image takes "auto", "full range" or its file VOIs."""
+        if (p := self.projection_view()) is not None:
+            if not p.apply_preset(name):
+                self.message.emit(f"{name}: not a window for a 2-D image "
+                                  "(F cycles the file's windows, auto, full range)")
+            return
         self._active_window().apply_preset(
             name, None if self.volume is None else self.volume.array)
 
     def set_window_level(self, width: float, level: float) -> None:
+        if (p := self.projection_view()) is not None:
+            p.set_window(level, width)
+            return
         self._active_window().set(width, level)
 
     def window_level_values(self) -> tuple[float, float]:
         """The window of every view, or in a cell layout of the active cell."""
+        if self.projection_view() is not None:
+            return self.window_level.width, self.window_level.level
         model = self._active_window()
         return model.width, model.level
 
@@ -368,12 +434,24 @@ class ViewerPanel(QWidget):
 
     def set_identity_visible(self, visible: bool) -> None:
         """The one toggle that hides patient name, ID and birth date in every view."""
+        if self._projection is not None:
+            self._projection.set_identity_visible(visible)
         for view in self._all_slice_views():
             view.set_identity_visible(visible)
+
+    def set_crosshair_visible(self, visible: bool) -> None:
+        """Show or hide the crosshair lines in every slice view (the cursor still moves)."""
+        for view in self._all_slice_views():
+            view.set_crosshair_visible(visible)
+
+    def crosshair_visible(self) -> bool:
+        return self._slice_views["axial"].crosshair_visible
 
     def set_tool(self, tool: str) -> None:
         """"navigate", "crosshair", "distance", "angle", "ellipse", "rectangle", "bidimensional",
         "pan", "zoom", "brush", "eraser"."""
+        if self._projection is not None:
+            self._projection.set_tool(tool)
         for view in self._all_slice_views():
             view.set_tool(tool)
 
@@ -423,6 +501,8 @@ class ViewerPanel(QWidget):
             self._view3d.apply_preset(name)
 
     def reset_views(self) -> None:
+        if (p := self.projection_view()) is not None:
+            p.reset()
         for view in self._all_slice_views():
             view.reset_view()
         if self._view3d is not None:
@@ -472,7 +552,10 @@ class ViewerPanel(QWidget):
 
     # ------------------------------------------------------------------ measurements
     def measurement_records(self) -> list[dict[str, Any]]:
-        """JSON-able records: kind, view, LPS mm points, plane axes, stats, label."""
+        """JSON-able records: kind, view, LPS mm points, plane axes, stats, label (a 2-D
+        image's distances: ``points_px`` (row, col) and ``frame`` instead of LPS)."""
+        if (p := self.projection_view()) is not None:
+            return p.measurement_records()
         return self.measurements.records()
 
     def load_measurement_records(self, records: list[dict[str, Any]]) -> None:
@@ -485,9 +568,14 @@ class ViewerPanel(QWidget):
 
     def select_measurement(self, index: int) -> None:
         """Highlight measurement ``index`` and move the cursor to it (its slice shows)."""
+        if self.projection_view() is not None:
+            return                     # a 2-D image's distances have no LPS to move to
         self.measurements.select(index)
         if index >= 0:
             self.cursor_model.set(self.measurements[index].centre_lps)
 
     def delete_measurement(self, index: int) -> None:
+        if (p := self.projection_view()) is not None:
+            p.delete_distance(index)
+            return
         self.measurements.delete(index)

@@ -57,8 +57,8 @@ def voi_choices(image: ProjectionImage, frame: Any) -> list[VoiChoice]:
     for i, lut in enumerate(image.voi_luts):
         name = lut.explanation or f"LUT {i + 1}"
         out.append(VoiChoice(f"file: {name}", "lut", i))
-    c, w = auto_window(frame)
-    out.append(VoiChoice("auto", "window", 0, c, w))
+    ac, aw = auto_window(frame)
+    out.append(VoiChoice("auto", "window", 0, ac, aw))
     fc, fw = full_range_window(image)
     out.append(VoiChoice("full range", "window", 0, fc, fw))
     return out

@@ -215,3 +215,35 @@ def test_cine_plays_at_frame_time(view: object, gui: object,
     assert "Frame 3/5" in view.corner_texts()["bottom_left"]  # type: ignore[attr-defined]
     view.step_frames(10)  # type: ignore[attr-defined]
     assert view.frame_index == 4  # type: ignore[attr-defined]
+
+
+@pytest.mark.gui
+def test_panel_shows_a_projection_alone_and_switches_back(
+        panel: object, phantom_factory: Callable[[str], object],
+        grab: Callable[[object], np.ndarray], save: Callable[[np.ndarray, object], None]) -> None:
+    messages: list[str] = []
+    panel.message.connect(messages.append)  # type: ignore[attr-defined]
+    panel.set_volume(phantom_factory("axial"))  # type: ignore[attr-defined]
+    assert panel.slice_views()["coronal"].isVisible()  # type: ignore[attr-defined]
+    view = panel.set_projection(synthetic())  # type: ignore[attr-defined]
+    assert panel.projection_view() is view  # type: ignore[attr-defined]
+    assert view.isVisible() and view.width() > panel.width() - 10  # type: ignore[attr-defined]
+    assert not any(v.isVisible() for v in panel.slice_views().values())  # type: ignore[attr-defined]
+    panel.set_layout("2x2")  # type: ignore[attr-defined]
+    assert messages and "2-D image" in messages[-1]
+    assert not any(v.isVisible() for v in panel.slice_views().values())  # type: ignore[attr-defined]
+    assert panel.window_level_values() == (4000.0, 2000.0)  # type: ignore[attr-defined]
+    panel.set_preset("lung")  # type: ignore[attr-defined]        # refused, window kept
+    assert panel.window_level_values() == (4000.0, 2000.0)  # type: ignore[attr-defined]
+    panel.set_window_level(1000.0, 500.0)  # type: ignore[attr-defined]
+    assert view.window_values() == (500.0, 1000.0)  # type: ignore[attr-defined]
+    panel.set_identity_visible(False)  # type: ignore[attr-defined]
+    assert "DOE" not in view.corner_texts()["top_left"]  # type: ignore[attr-defined]
+    arr = grab(panel)
+    _shot(arr, "panel_projection", save)
+    panel.set_volume(phantom_factory("axial"))  # type: ignore[attr-defined]
+    assert panel.projection_view() is None  # type: ignore[attr-defined]
+    assert not view.isVisible()  # type: ignore[attr-defined]
+    assert all(v.isVisible() for v in panel.slice_views().values())  # type: ignore[attr-defined]
+    panel.set_layout("1x1")  # type: ignore[attr-defined]
+    assert panel.layout_name() == "1x1"  # type: ignore[attr-defined]
