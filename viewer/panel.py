@@ -339,6 +339,9 @@ class ViewerPanel(QWidget):
         if self._projection is None:
             self._projection = ProjectionView(window_level=self.window_level, parent=self)
             self._projection.measurements_changed.connect(self.measurements_changed)
+            axial = self._slice_views["axial"]      # the identity toggle and tool so far
+            self._projection.set_identity_visible(axial.identity_visible)
+            self._projection.set_tool(axial.tool)
         view = self._projection
         self._hidden_by_projection = [w for w in self.findChildren(QWidget)
                                       if w.parent() is self and w.isVisible() and w is not view]

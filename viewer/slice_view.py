@@ -82,6 +82,7 @@ _CLICK_SLOP_PX = 3
 HANDLE_GRAB_PX = 7.0     # a press this close to a handle grabs it
 LINE_GRAB_PX = 5.0       # this close to a measurement's line grabs the whole measurement
 CROSSHAIR_GAP_PX = 10.0
+LETTER_GAP_PX = 6.0      # clear space kept between the crosshair and an orientation letter
 # Depth of overlays above the image (camera looks down -z from +z).
 _Z_CROSS, _Z_MEASURE = 1.0, Z_MEASURE
 
@@ -495,8 +496,8 @@ class SliceView(QVTKRenderWindowInteractor):
                 ov.restyle(mmpp)
             self.findings_visual.restyle_all(mmpp)
         self._update_brush_cursor()
+        self._update_letters()          # before the crosshair: it stops at the letters
         self._update_crosshair()
-        self._update_letters()
         self._update_text()
         self._update_scale_bar()
         self.view_changed.emit()
@@ -665,6 +666,29 @@ class SliceView(QVTKRenderWindowInteractor):
             self._cross_dirs = (g, dirs)
         return self._cross_dirs[1]  # type: ignore[return-value]
 
+    def letter_boxes_px(self) -> list[tuple[float, float, float, float]]:
+        """(x0, x1, y0, y1) display pixels (VTK's: y up) around each shown orientation
+        letter, widened by LETTER_GAP_PX: the crosshair stops at them."""
+        w, h = self._size_px()
+        dpi_scale = self.GetRenderWindow().GetDPI() / 72.0
+        boxes = []
+        for edge, actor in self.letter_actors.items():
+            if not actor.GetInput():
+                continue
+            bbox = [0.0] * 4
+            actor.GetBoundingBox(self.renderer, bbox)
+            bw, bh = bbox[1] - bbox[0], bbox[3] - bbox[2]
+            if bw <= 0 or bh <= 0:      # not laid out yet: a bold 15 pt capital's size
+                size = actor.GetTextProperty().GetFontSize() * dpi_scale
+                bw, bh = 0.8 * size * len(actor.GetInput()), 1.2 * size
+            x, y = actor.GetPositionCoordinate().GetValue()[:2]
+            ax, ay = x * w, y * h
+            x0 = {"left": ax, "right": ax - bw}.get(edge, ax - bw / 2.0)
+            y0 = {"top": ay - bh, "bottom": ay}.get(edge, ay - bh / 2.0)
+            p = LETTER_GAP_PX
+            boxes.append((x0 - p, x0 + bw + p, y0 - p, y0 + bh + p))
+        return boxes
+
     def _update_crosshair(self) -> None:
         g = self.geometry_
         if g is None:
@@ -672,16 +696,25 @@ class SliceView(QVTKRenderWindowInteractor):
         x, y, _ = g.to_plane(self.cursor_model.lps)
         x0, x1, y0, y1 = g.extent_xy()
         reach = 2.0 * max(x1 - x0, y1 - y0) + 100.0
-        _, h = self._size_px()
-        gap = CROSSHAIR_GAP_PX * 2.0 * self.renderer.GetActiveCamera().GetParallelScale() / h
+        w, h = self._size_px()
+        cam = self.renderer.GetActiveCamera()
+        mmpp = 2.0 * cam.GetParallelScale() / h
+        gap = CROSSHAIR_GAP_PX * mmpp
+        # The cursor in display pixels (parallel camera looking down -z, screen up = +y).
+        fx, fy, _fz = cam.GetFocalPoint()
+        cursor_px = np.array([(x - fx) / mmpp + w / 2.0, (y - fy) / mmpp + h / 2.0])
+        boxes = self.letter_boxes_px()
         self._cross_colours.SetNumberOfTuples(0)
         i = 0
         for d2, colour in self._crosshair_directions():
             for sign in (-1.0, 1.0):
-                self._cross_points.SetPoint(i, x + sign * gap * d2[0], y + sign * gap * d2[1],
+                ray = sign * d2
+                # 1.5 px short of the box: a line's last pixel is rasterised around its end.
+                end = min(reach, max(0.0, _ray_box_entry(cursor_px, ray, boxes) - 1.5) * mmpp)
+                start = min(gap, end)
+                self._cross_points.SetPoint(i, x + start * ray[0], y + start * ray[1], _Z_CROSS)
+                self._cross_points.SetPoint(i + 1, x + end * ray[0], y + end * ray[1],
                                             _Z_CROSS)
-                self._cross_points.SetPoint(i + 1, x + sign * reach * d2[0],
-                                            y + sign * reach * d2[1], _Z_CROSS)
                 self._cross_colours.InsertNextTuple3(*colour)
                 i += 2
         self._cross_points.Modified()
@@ -1165,6 +1198,24 @@ class SliceView(QVTKRenderWindowInteractor):
         """Release the VTK render window (call before the widget is destroyed)."""
         self.set_volume(None)
         self.Finalize()
+
+
+def _ray_box_entry(origin: np.ndarray, direction: np.ndarray,
+                   boxes: Sequence[tuple[float, float, float, float]]) -> float:
+    """Distance along a 2-D ray to the first box it enters (inf when none; 0 when inside)."""
+    best = math.inf
+    for x0, x1, y0, y1 in boxes:
+        t_in, t_out = -math.inf, math.inf
+        for o, d, lo, hi in ((origin[0], direction[0], x0, x1), (origin[1], direction[1], y0, y1)):
+            if abs(d) < 1e-12:
+                if not lo <= o <= hi:
+                    t_in, t_out = math.inf, -math.inf
+                continue
+            a, b = (lo - o) / d, (hi - o) / d
+            t_in, t_out = max(t_in, min(a, b)), min(t_out, max(a, b))
+        if t_in <= t_out and t_out >= 0:
+            best = min(best, max(t_in, 0.0))
+    return best
 
 
 def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
