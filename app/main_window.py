@@ -72,6 +72,7 @@ LAYOUTS = (("1x1", "Single view", "Ctrl+1"), ("1x3", "Three planes", "Ctrl+2"),
 TOOLS = (("navigate", "Navigate / window", "V"), ("crosshair", "Crosshair", "X"),
          ("distance", "Distance", "D"), ("angle", "Angle", "Shift+A"),
          ("ellipse", "Ellipse ROI", "O"), ("rectangle", "Rectangle ROI", "B"),
+         ("bidimensional", "Bidimensional (long × short axis)", "Shift+D"),
          ("pan", "Pan", "H"), ("zoom", "Zoom", "Z"))
 SLAB_MODES = (("none", "Thin"), ("mip", "MIP"), ("minip", "MinIP"), ("mean", "Mean"))
 
@@ -297,6 +298,10 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.act_identity = self._action("Show identifying text", self.set_identity_visible,
                                          "Ctrl+I", checkable=True,
                                          tip="Show or hide patient name, ID and birth date")
+        self.act_crosshair = self._action("Show crosshair", self.viewer.set_crosshair_visible,
+                                          "C", checkable=True,
+                                          tip="Show or hide the crosshair lines in every view")
+        self.act_crosshair.setChecked(self.viewer.crosshair_visible())
         self.act_reset = self._action("Reset views", self._reset_views, "Ctrl+R")
         self.tool_actions: dict[str, QAction] = {}
         tool_group = QActionGroup(self)
@@ -356,6 +361,7 @@ class MainWindow(QMainWindow, ReviewWiring):
             vr_menu.addAction(act)
         view_menu.addSeparator()
         view_menu.addAction(self.act_identity)
+        view_menu.addAction(self.act_crosshair)
         view_menu.addAction(self.act_reset)
         view_menu.addAction(self.act_cine)
         view_menu.addAction(self.act_warnings)
@@ -412,9 +418,10 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.preset_combo.activated.connect(self._on_preset_combo)
         bar.addWidget(self.preset_combo)
         bar.addSeparator()
-        for name in ("navigate", "distance", "angle", "ellipse", "rectangle"):
+        for name in ("navigate", "distance", "angle", "ellipse", "rectangle", "bidimensional"):
             act = self.tool_actions[name]
-            act.setIconText(act.text().replace(" ROI", "").replace(" / window", ""))
+            act.setIconText(act.text().replace(" ROI", "").replace(" / window", "")
+                            .replace(" (long × short axis)", ""))
             bar.addAction(act)
         bar.addSeparator()
         bar.addWidget(QLabel(" Slab ", self))
