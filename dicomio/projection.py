@@ -225,6 +225,7 @@ def read_projection(sources: Sequence[DicomSource | Path], *,
                              + "; ".join(sorted({r for _, r in failures})[:3]))
     frames = _select_frames(headers, warnings)
     first = next(h for h in headers if h.source == frames[0].source)
+    full = headers[0]  # the fully parsed header: descriptive metadata and identity
     # The header notes of the Volume path that spacing replaces here are not repeated.
     for note in (n for h in headers for n in h.notes if not n.key.endswith(":nominal")):
         warnings.append(VolumeWarning(WarningCode.IMPLAUSIBLE_GEOMETRY, note.message))
@@ -275,13 +276,13 @@ def read_projection(sources: Sequence[DicomSource | Path], *,
             "values with Rescale Slope / Intercept"))
 
     photometric = fmt.photometric
-    spacing, kind = pixel_spacing(ds, first.modality.strip().upper(), warnings)
+    spacing, kind = pixel_spacing(ds, full.modality.strip().upper(), warnings)
     used = [f for k, f in enumerate(frames) if filled[k]]
     uids = _instance_uids(list(dict.fromkeys(f.source for f in used)), first.source, ds)
     image = ProjectionImage(
         frames=out,
-        series_uid=first.series_uid,
-        modality=first.modality,
+        series_uid=full.series_uid,
+        modality=full.modality,
         photometric=photometric,
         invert=False if colour else display.inverted(ds, photometric, warnings),
         value_range=(0.0, 255.0) if colour else (float(lo), float(hi)),
@@ -292,8 +293,8 @@ def read_projection(sources: Sequence[DicomSource | Path], *,
         patient_orientation=display.patient_orientation(ds, warnings),
         frame_time_ms=display.frame_time_ms(ds, out.shape[0], warnings),
         shutters=display.shutters(ds, warnings),
-        metadata=_metadata(first, ds),
-        identity=dict(first.identity),
+        metadata=_metadata(full, ds),
+        identity=dict(full.identity),
         warnings=warnings,
         frame_instance_uids=[uids[f.source] for f in used],
     )
