@@ -40,6 +40,7 @@ from dicomio import fastheader
 from dicomio import projection_display as display
 from dicomio.decode import PixelFormat
 from dicomio.load import (
+    VOLUME_MAX_BYTES,
     PlannedFrame,
     _as_source,
     _decode_file,
@@ -137,8 +138,8 @@ def is_projection(sources: Sequence[DicomSource | Path]) -> bool:
         ds = _header_dataset(items[0])
     except Exception:  # the Volume loader reads it again and gives the reason
         return False
-    if _has_plane_positions(ds):
-        return False
+    if optional_value(ds, "Rows") in (None, "") or _has_plane_positions(ds):
+        return False  # not an image (the Volume loader says why), or placed in 3-D
     modality = str(optional_value(ds, "Modality") or "").strip().upper()
     if modality in PROJECTION_MODALITIES:
         return True
@@ -238,6 +239,11 @@ def read_projection(sources: Sequence[DicomSource | Path], *,
         by_file[f.source].append((k, f))
     dtype, lo, hi = _value_dtype(frames)
     shape = (len(frames), fmt.rows, fmt.columns) + ((3,) if colour else ())
+    size = math.prod(shape) * (1 if colour else dtype.itemsize)
+    if size > VOLUME_MAX_BYTES:  # allocated before anything is decoded: refuse first
+        raise DicomReadError(f"the image would be {len(frames)} frames of {fmt.rows}×"
+                             f"{fmt.columns} ({size / (1 << 30):.1f} GiB), more than the "
+                             f"{VOLUME_MAX_BYTES >> 30} GiB Lucida loads")
     out = np.zeros(shape, dtype=np.uint8 if colour else dtype)
     filled = np.zeros(len(frames), dtype=bool)
     for n, (source, jobs) in enumerate(by_file.items()):

@@ -127,7 +127,8 @@ def voi_luts(ds: Any, pixel_representation: int, warnings: list[VolumeWarning]
 
         holder = Dataset()
         holder.VOILUTSequence = seq
-        holder.file_meta = ds.file_meta
+        if getattr(ds, "file_meta", None) is not None:
+            holder.file_meta = ds.file_meta
     out: list[VoiLut] = []
     for n, item in enumerate(seq):
         try:

@@ -481,3 +481,49 @@ def test_is_projection_false_for_every_ct_and_mr_series(shared_data: Path) -> No
 
 def test_enhanced_multiframe_with_plane_positions_stays_a_volume() -> None:
     assert is_projection([_test_file("eCT_Supplemental.dcm")]) is False
+
+
+def test_enhanced_frame_voi_lut_functional_group(tmp_path: Path) -> None:
+    """An enhanced object keeps its window in the Frame VOI LUT functional group."""
+    voi = Dataset()
+    voi.WindowCenter = 300
+    voi.WindowWidth = 600
+    voi.WindowCenterWidthExplanation = "FG"
+    shared = Dataset()
+    shared.FrameVOILUTSequence = [voi]
+    path = _write(tmp_path / "e.dcm", modality="XA", sop=XA_SOP, pixels=_pixels(frames=2),
+                  SharedFunctionalGroupsSequence=[shared])
+    image = read_projection([path])
+    assert [(w.center, w.width, w.explanation) for w in image.voi_windows] == [
+        (300, 600, "FG")]
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_every_zoo_file_is_decided_and_read_or_refused(zoo_files: list[Path]) -> None:
+    """No file of the zoo crashes either function; CT/MR/PT/NM with geometry stay Volumes."""
+    seen: set[str] = set()
+    read = refused = volumes = 0
+    for path in zoo_files:
+        if path.name in seen or path.name.startswith("color3d"):  # that one is read above
+            continue
+        seen.add(path.name)
+        decided = is_projection([path])
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            placed = "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds
+            modality = str(ds.get("Modality", ""))
+        except Exception:
+            placed, modality = False, ""
+        if placed and modality in ("CT", "MR", "PT", "NM"):
+            assert decided is False, path.name
+            volumes += 1
+        if not decided:
+            continue
+        try:
+            image = read_projection([path])
+        except DicomReadError:
+            refused += 1
+        else:
+            assert image.frame_count >= 1
+            read += 1
+    assert read > 40 and volumes > 10
