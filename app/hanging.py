@@ -276,3 +276,46 @@ def rule_to_raw(rule: Rule) -> dict[str, Any]:
     raw: dict[str, Any] = rule.model_dump(mode="json", exclude_none=True)
     raw["match"] = {k: v for k, v in raw.get("match", {}).items() if v is not None}
     return raw
+
+
+def facts_for(volume: Any, library: Any = None, series_id: Any = None) -> SeriesFacts:
+    """A loaded series' facts: its volume's metadata, and from the library (a
+    ``store.Library``, when the series is in one) the series count of its study and
+    the same patient's latest earlier series of the same modality (its prior)."""
+    md: dict[str, Any] = dict(getattr(volume, "metadata", None) or {})
+    modality = str(getattr(volume, "modality", "") or md.get("modality", ""))
+    image_type = md.get("image_type", ())
+    if isinstance(image_type, str):
+        image_type = tuple(v.strip() for v in image_type.split("\\"))
+    facts = SeriesFacts(modality=modality, body_part=str(md.get("body_part", "") or ""),
+                        series_description=str(md.get("series_description", "") or ""),
+                        study_description=str(md.get("study_description", "") or ""),
+                        image_type=tuple(str(v) for v in image_type))
+    if library is None or not isinstance(series_id, int):
+        return facts
+    row = library.get_series(series_id)
+    in_study = [s for s in library.series(row.study_row) if s.stack_index == 0]
+    prior = _prior_of(library, row)
+    return SeriesFacts(modality=facts.modality or row.modality,
+                       body_part=facts.body_part or row.body_part,
+                       series_description=facts.series_description or row.series_description,
+                       study_description=facts.study_description or row.study_description,
+                       image_type=facts.image_type, series_in_study=max(1, len(in_study)),
+                       prior_series_id=prior)
+
+
+def _prior_of(library: Any, row: Any) -> int | None:
+    """The same patient's latest series of the same modality in an earlier study."""
+    current = next((st for st in library.studies(row.patient_row) if st.id == row.study_row),
+                   None)
+    if current is None:
+        return None
+    when = (current.study_date, current.study_time)
+    earlier = [st for st in library.studies(row.patient_row)
+               if st.id != current.id and (st.study_date, st.study_time) < when]
+    for study in sorted(earlier, key=lambda st: (st.study_date, st.study_time), reverse=True):
+        same = [s for s in library.series(study.id)
+                if s.modality.upper() == row.modality.upper() and not s.is_localizer]
+        if same:
+            return int(same[0].id)
+    return None

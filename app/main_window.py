@@ -127,6 +127,11 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.library = library if library is not None else Library.open(self.library_dir)
         self.current_series_id: Any = None
         self.current_volume: Any = None
+        from app.hanging import Hanging, Protocols
+
+        self.hanging_protocols = Protocols.load(prefs.hanging_protocols)
+        self.hanging: Hanging | None = None  # the rule applied to the open series
+        self._hanging_applied = False        # a rule (not the user) set the layout
         # The open series' logic (runs, review, measurements); None while loading.
         self.series: SeriesSession | None = None
         self.export_dir: Path | None = None  # non-interactive sign-off folder (tests, scripts)
@@ -203,6 +208,7 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.refresh_library()
         if prefs.load_problem:
             self.show_problem("Preferences", prefs.load_problem)
+        self._report_hanging_problems()
 
         want_demo = (prefs.open_demo_on_first_launch and not prefs.first_launch_done
                      if open_demo is None else open_demo)
@@ -318,6 +324,8 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.act_cine = self._action("Play cine", self.set_cine_playing, "Space", checkable=True,
                                      tip="Play through the slices of the series")
         self.act_warnings = self._action("Series warnings…", self.show_warnings)
+        self.act_hanging = self._action("Hanging protocols…", self.show_hanging_dialog,
+                                        tip="Rules that choose layout and windows per series")
         self.act_shortcuts = self._action("Keyboard shortcuts", self.show_shortcuts,
                                           QKeySequence.StandardKey.HelpContents)
         self.act_about = self._action("About Lucida", self.show_about)
@@ -365,6 +373,7 @@ class MainWindow(QMainWindow, ReviewWiring):
         view_menu.addAction(self.act_reset)
         view_menu.addAction(self.act_cine)
         view_menu.addAction(self.act_warnings)
+        view_menu.addAction(self.act_hanging)
         view_menu.addSeparator()
         view_menu.addAction(self.browser_dock.toggleViewAction())
         view_menu.addAction(self.measurements_dock.toggleViewAction())
@@ -602,7 +611,8 @@ class MainWindow(QMainWindow, ReviewWiring):
     def _show_volume(self, volume: Any) -> None:
         self._shown_array = volume.array
         self.viewer.set_volume(volume)
-        self._apply_initial_window(volume)
+        if not self._apply_hanging(volume):
+            self._apply_initial_window(volume)
 
     def _update_volume(self, volume: Any) -> None:
         """More slices arrived: re-render, or re-attach when the reader widened the array."""
@@ -677,6 +687,84 @@ class MainWindow(QMainWindow, ReviewWiring):
         if preset and modality == "CT" and self._presets is not None \
                 and preset in self._presets.PRESETS:
             self.viewer.set_preset(preset)
+
+    # ------------------------------------------------------------------ hanging protocols
+    def _report_hanging_problems(self) -> None:
+        problems = self.hanging_protocols.problems
+        if problems:
+            self.show_problem("Hanging protocols", "Skipped: " + "; ".join(map(str, problems)))
+
+    def _apply_hanging(self, volume: Any) -> bool:
+        """The first matching hanging protocol sets layout and windows (True when it set
+        the window); no match puts back the user's layout if a rule had changed it.
+
+        Applied once, when a series' first image shows: later layout changes are the user's.
+        """
+        from app.hanging import facts_for
+
+        try:
+            facts = facts_for(volume, self.library, self.current_series_id)
+        except Exception as exc:  # a library read failing must not stop the series showing
+            log.warning("hanging protocol facts: %s", exc)
+            facts = facts_for(volume)
+        hanging = self.hanging_protocols.choose(facts)
+        if hanging is None:
+            self.hanging = None
+            if self._hanging_applied:
+                self._hanging_applied = False
+                self.set_layout(self.prefs.default_layout)
+            return False
+        if hanging.wants_prior:
+            # The prior's cell needs the comparison view (app/compare.py), not in this build.
+            hanging = hanging.without_prior()
+        self.hanging = hanging
+        self._hanging_applied = True
+        if hanging.cells:
+            self.viewer.set_cells([(c.view, c.preset) for c in hanging.cells], grid=hanging.grid)
+            group = next(iter(self.layout_actions.values())).actionGroup()
+            if group is not None:   # no named layout is on: none of their buttons is down
+                group.setExclusionPolicy(QActionGroup.ExclusionPolicy.ExclusiveOptional)
+                for act in self.layout_actions.values():
+                    act.setChecked(False)
+        else:
+            self.viewer.set_layout(hanging.layout or self.prefs.default_layout)
+            if hanging.layout in self.layout_actions:
+                self.layout_actions[hanging.layout].setChecked(True)
+            if hanging.preset not in (None, "default"):
+                self.viewer.set_preset(hanging.preset)
+        for hook in ("_watch_views", "focus_active_view"):
+            method = getattr(self, hook, None)
+            if callable(method):
+                method()
+        self.set_status(f"Hanging protocol: {hanging.rule_name}", transient=True)
+        return bool(hanging.cells) or hanging.preset not in (None, "default")
+
+    def show_hanging_dialog(self) -> Any:
+        """View ▸ Hanging protocols…: shipped rules and the user's, editable (non-modal)."""
+        from app.hanging_dialog import HangingDialog
+
+        dialog = HangingDialog(list(self.prefs.hanging_protocols),
+                               self.set_user_hanging_protocols, self,
+                               protocols=self.hanging_protocols)
+        self.last_dialog = dialog
+        dialog.show()
+        return dialog
+
+    def set_user_hanging_protocols(self, rules: list[dict[str, Any]]) -> bool:
+        """Keep the user's rules in the preferences (written atomically); used from the
+        next series opened. False when the preferences may not be saved."""
+        from app.hanging import Protocols
+
+        if self.prefs.save_blocked or self.prefs_path is None:
+            self.set_status("Hanging protocols not saved: the preferences cannot be written "
+                            "this session.")
+            return False
+        self.prefs.hanging_protocols = list(rules)
+        self._save_prefs()
+        self.hanging_protocols = Protocols.load(self.prefs.hanging_protocols)
+        self.set_status(f"Hanging protocols saved ({len(rules)} of yours); they apply to the "
+                        "next series opened.")
+        return True
 
     # ------------------------------------------------------------------ warnings
     def _show_volume_warnings(self, volume: Any) -> None:
