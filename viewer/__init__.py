@@ -12,14 +12,16 @@ from viewer.presets import CT_PRESET_ORDER, PRESETS, VOLUME_PRESETS
 
 if TYPE_CHECKING:
     from viewer.panel import ViewerPanel
+    from viewer.projection_view import ProjectionView
     from viewer.slice_view import SliceView
     from viewer.volume_view import VolumeView3D
 
-__all__ = ["CT_PRESET_ORDER", "PRESETS", "VOLUME_PRESETS", "SliceView", "ViewerPanel",
-           "VolumeView3D"]
+__all__ = ["CT_PRESET_ORDER", "PRESETS", "VOLUME_PRESETS", "ProjectionView", "SliceView",
+           "ViewerPanel", "VolumeView3D"]
 
 _LAZY = {
     "ViewerPanel": "viewer.panel",
+    "ProjectionView": "viewer.projection_view",
     "SliceView": "viewer.slice_view",
     "VolumeView3D": "viewer.volume_view",
 }
