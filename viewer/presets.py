@@ -127,11 +127,17 @@ VOLUME_PRESETS: dict[str, VolumePreset] = {
         ),
         VolumePreset(
             "ct-lung", "CT lung",
-            color_points=((-1000, 0.3, 0.3, 0.35), (-900, 0.6, 0.65, 0.75),
-                          (-400, 0.85, 0.8, 0.75), (200, 0.9, 0.6, 0.5), (1500, 1, 1, 1)),
-            # Parenchyma nearly clear (it spans ~10 cm of ray), airway walls and bone shown.
-            opacity_points=((-1024, 0.0), (-900, 0.0), (-800, 0.004), (-600, 0.01), (-450, 0.06),
-                            (-300, 0.0), (150, 0.0), (400, 0.25), (1500, 0.5)),
+            color_points=((-1000, 0.45, 0.55, 0.75), (-900, 0.55, 0.65, 0.85),
+                          (-750, 0.8, 0.6, 0.6), (-550, 0.95, 0.75, 0.65),
+                          (-400, 1.0, 0.85, 0.7), (200, 0.9, 0.6, 0.5), (1500, 1, 1, 1)),
+            # Aerated lung (about −950…−400 HU) semi-transparent: parenchyma faint, so ~10 cm
+            # of it stays see-through, denser borders (vessel and airway walls, fissures,
+            # pleura) stronger. Air outside the body (−1000), soft tissue and chest wall
+            # clear; bone a faint ghost for orientation, never the dominant structure.
+            opacity_points=((-1024, 0.0), (-965, 0.0), (-900, 0.004), (-800, 0.008),
+                            (-650, 0.03), (-500, 0.07), (-420, 0.08), (-330, 0.0),
+                            (250, 0.0), (450, 0.003), (1500, 0.006)),
+            shade=False, ambient=1.0, diffuse=0.0, specular=0.0,
         ),
         VolumePreset(
             "mip", "MIP",

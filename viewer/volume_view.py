@@ -51,6 +51,32 @@ _FULL_QUALITY_DELAY_MS = 250
 # A CT slice window whose top is below this is too narrow for a whole-volume MIP.
 CT_MIP_MIN_TOP = 300.0
 CT_MIP_WINDOW = (-350.0, 1150.0)
+# Without an absolute scale (MR, PET …) the MIP window spans these percentiles of a
+# maximum-intensity projection of the volume itself: the brightest rays keep detail.
+MIP_LOW_PCT, MIP_HIGH_PCT = 5.0, 99.7
+_MIP_SAMPLE_VOXELS = 8_000_000     # beyond this the projection is taken on a strided copy
+
+
+def mip_percentile_window(volume: Volume) -> tuple[float, float]:
+    """(low, high) of a MIP window from the volume's own intensities.
+
+    A slice window (1st–99th percentile of voxels) saturates a MIP: every ray
+    meets some of the brightest voxels (fat, vessels, contrast). The window is
+    instead taken from a real projection, along the voxel axis nearest the
+    anterior–posterior direction (the default 3-D view), so only the brightest
+    ~0.3 % of projected rays reach white.
+    """
+    arr = np.asarray(volume.array)
+    if arr.size == 0:
+        return 0.0, 1.0
+    axis = int(np.argmax(np.abs(volume.affine[1, :3])))        # voxel axis nearest A–P
+    step = max(1, math.ceil((arr.size / _MIP_SAMPLE_VOXELS) ** 0.5))
+    across = [slice(None, None, step) if d != axis else slice(None) for d in range(3)]
+    projection = arr[tuple(across)].max(axis=axis).astype(np.float64)
+    lo, hi = (float(v) for v in np.percentile(projection, [MIP_LOW_PCT, MIP_HIGH_PCT]))
+    if hi - lo < 1e-6:
+        hi = lo + 1.0
+    return lo, hi
 
 
 class VolumeView3D(QVTKRenderWindowInteractor):
@@ -76,6 +102,7 @@ class VolumeView3D(QVTKRenderWindowInteractor):
 
         self._image: Any = None
         self._source_array: Any = None
+        self._mip_auto: tuple[float, float] | None = None     # cached mip_percentile_window
         self.mapper = vtkOpenGLGPUVolumeRayCastMapper()
         self.mapper.AutoAdjustSampleDistancesOff()
         self.mapper.SetLockSampleDistanceToInputSpacing(False)
@@ -115,6 +142,7 @@ class VolumeView3D(QVTKRenderWindowInteractor):
         for name in list(self._overlays):
             self.remove_overlay(name)
         self.volume = volume
+        self._mip_auto = None
         if volume is None:
             self._image = None
             self.mapper.RemoveAllInputs()
@@ -153,6 +181,10 @@ class VolumeView3D(QVTKRenderWindowInteractor):
             return
         if self._image is not None:
             self._image.Modified()
+            if self._mip_auto is not None:           # more slices: a new projection
+                self._mip_auto = None
+                if VOLUME_PRESETS[self.preset_name].mip:
+                    self._build_transfer_functions(VOLUME_PRESETS[self.preset_name])
             self.request_render()
 
     # ------------------------------------------------------------------ label overlays
@@ -260,14 +292,21 @@ class VolumeView3D(QVTKRenderWindowInteractor):
     def mip_window(self) -> tuple[float, float]:
         """(low, high) of the MIP grey ramp.
 
-        The slice window, so MIP works for any modality — except a CT window
-        that ends below 300 HU (lung, brain, stroke): a whole-volume maximum
-        through the chest wall or skull would be white everywhere, so MIP then
-        shows vessels and bone (−350…1150 HU).
+        CT: the slice window (HU mean the same in a slice and a projection) —
+        except a window that ends below 300 HU (lung, brain, stroke): a
+        whole-volume maximum through the chest wall or skull would be white
+        everywhere, so MIP then shows vessels and bone (−350…1150 HU).
+        Anything else (MR …): percentiles of the volume's own projection
+        (:func:`mip_percentile_window`), never a slice window or CT numbers.
         """
+        vol = self.volume
+        if vol is not None and vol.modality.strip().upper() != "CT":
+            if self._mip_auto is None:
+                self._mip_auto = mip_percentile_window(vol)
+            return self._mip_auto
         lo = self.window_level.level - self.window_level.width / 2.0
         hi = self.window_level.level + self.window_level.width / 2.0
-        if self.volume is not None and self.volume.modality == "CT" and hi < CT_MIP_MIN_TOP:
+        if vol is not None and hi < CT_MIP_MIN_TOP:
             return CT_MIP_WINDOW
         return lo, hi
 

@@ -55,10 +55,13 @@ def test_presets_render_and_lod_during_interaction(
         grab: Callable[[object], np.ndarray], gui: object) -> None:
     vol = phantom_factory("axial")
     view3d.set_volume(vol)  # type: ignore[attr-defined]
+    # ct-lung shows aerated lung only, which the phantom has none of (test_3d_presets.py
+    # renders it on the demo chest): here it must render without error.
     for name in ("ct-bone", "ct-soft", "ct-lung", "mip"):
         view3d.apply_preset(name)  # type: ignore[attr-defined]
         arr = grab(view3d)
-        assert (arr.max(axis=2) > 30).sum() > 200, f"{name} rendered nothing"
+        if name != "ct-lung":
+            assert (arr.max(axis=2) > 30).sum() > 200, f"{name} rendered nothing"
     with pytest.raises(ValueError, match="unknown 3-D preset"):
         view3d.apply_preset("nope")  # type: ignore[attr-defined]
     full = view3d.mapper.GetSampleDistance()  # type: ignore[attr-defined]
