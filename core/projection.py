@@ -11,7 +11,7 @@ a frame into display values and ``viewer.projection_view`` draws it.
 Conventions:
 
 * ``frames`` is ``(n, rows, cols)`` modality values (after Rescale Slope /
-  Intercept, before VOI; MONOCHROME1 NOT inverted here — ``invert`` says so),
+  Intercept or the Modality LUT, before VOI; MONOCHROME1 NOT inverted here — ``invert`` says so),
   or ``(n, rows, cols, 3)`` ``uint8`` RGB for colour (YBR and palette colour
   already converted to RGB). Frame 0 is the first frame in the file's order.
 * Pixel ``(row, col)`` is the DICOM convention: row down, column right, the

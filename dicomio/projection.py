@@ -12,8 +12,10 @@ the reason. What differs from the Volume path:
 
 * frames keep their order (instances by Instance Number, then frames in file
   order) and their pixel grid: no nominal patient geometry, no flip;
-* values are modality values (Rescale Slope / Intercept), MONOCHROME1 NOT
-  inverted (``invert`` says so, with Presentation LUT Shape);
+* values are modality values (Rescale Slope / Intercept, or a Modality LUT
+  Sequence through pydicom's ``apply_modality_lut``), MONOCHROME1 NOT inverted
+  (``invert`` says so, with Presentation LUT Shape); Pixel Padding Value is not
+  replaced: ``metadata["pixel_padding"]`` gives its (low, high) modality values;
 * colour stays colour: RGB ``uint8`` (YBR converted by pydicom's decoders,
   palette colour by pydicom's ``apply_color_lut``, both in :func:`decode_dataset`);
 * the display rules of the header (VOI windows and LUTs, shutters, orientation,
@@ -31,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from pydicom.pixels.processing import apply_modality_lut
 
 from core.errors import DicomReadError, LucidaError
 from core.progress import CancelToken, ProgressSink
@@ -199,6 +202,35 @@ def _to_rgb8(stored: npt.NDArray[Any], fmt: PixelFormat, palette: bool) -> npt.N
     return np.asarray(np.clip(shifted, 0, 255).astype(np.uint8))
 
 
+def _padding(frame: PlannedFrame) -> tuple[float, float] | None:
+    """Pixel Padding Value (and Range Limit) as modality values, low first."""
+    fmt = frame.fmt
+    if fmt.padding_value is None:
+        return None
+    ends = [v * frame.slope + frame.intercept for v in (
+        fmt.padding_value, fmt.padding_limit if fmt.padding_limit is not None
+        else fmt.padding_value)]
+    return min(ends), max(ends)
+
+
+def _modality_lut_bits(ds: Any, warnings: list[VolumeWarning]) -> int | None:
+    """Bits of the Modality LUT Sequence's output when the image has a usable one
+    (pydicom's ``apply_modality_lut`` applies it), else None (Rescale Slope/Intercept)."""
+    item = first_item(optional_value(ds, "ModalityLUTSequence"))
+    if item is None:
+        return None
+    try:
+        desc = [int(v) for v in item.LUTDescriptor]
+        if len(desc) != 3 or not 8 <= desc[2] <= 16 or len(item.LUTData) < 1:
+            raise ValueError(f"LUT Descriptor {desc}")
+    except Exception as exc:  # a damaged table: the rescale, which is usually absent
+        warnings.append(VolumeWarning(
+            WarningCode.OTHER, f"the Modality LUT cannot be read ({type(exc).__name__}: "
+            f"{str(exc)[:60]}): values are stored values with Rescale Slope / Intercept"))
+        return None
+    return desc[2]
+
+
 def _metadata(header: _Header, ds: Any) -> dict[str, Any]:
     meta = {k: v for k, v in header.meta.items() if k not in ("window_center", "window_width")}
     for key, keyword in (("view_position", "ViewPosition"), ("laterality", "Laterality"),
@@ -238,6 +270,9 @@ def read_projection(sources: Sequence[DicomSource | Path], *,
     for k, f in enumerate(frames):
         by_file[f.source].append((k, f))
     dtype, lo, hi = _value_dtype(frames)
+    lut_bits = None if colour else _modality_lut_bits(ds, warnings)
+    if lut_bits is not None:  # the table's outputs replace the rescale (C.11.1)
+        dtype, lo, hi = np.dtype(np.int32), 0.0, float((1 << lut_bits) - 1)
     shape = (len(frames), fmt.rows, fmt.columns) + ((3,) if colour else ())
     size = math.prod(shape) * (1 if colour else dtype.itemsize)
     if size > VOLUME_MAX_BYTES:  # allocated before anything is decoded: refuse first
@@ -260,6 +295,8 @@ def read_projection(sources: Sequence[DicomSource | Path], *,
             f = frames[k]
             if colour:
                 out[k] = _to_rgb8(stored, f.fmt, f.fmt.photometric.startswith("PALETTE"))
+            elif lut_bits is not None:
+                out[k] = apply_modality_lut(stored, ds)
             elif dtype.kind == "f":
                 out[k] = stored.astype(np.float64) * f.slope + f.intercept
             else:
@@ -276,11 +313,6 @@ def read_projection(sources: Sequence[DicomSource | Path], *,
         warnings.append(VolumeWarning(
             WarningCode.OTHER, f"{len(failures)} of {len(sources)} files were left out: "
             f"{summary}"))
-    if not colour and optional_value(ds, "ModalityLUTSequence"):
-        warnings.append(VolumeWarning(
-            WarningCode.OTHER, "the Modality LUT Sequence is not applied: values are stored "
-            "values with Rescale Slope / Intercept"))
-
     photometric = fmt.photometric
     spacing, kind = pixel_spacing(ds, full.modality.strip().upper(), warnings)
     used = [f for k, f in enumerate(frames) if filled[k]]
@@ -305,6 +337,8 @@ def read_projection(sources: Sequence[DicomSource | Path], *,
         frame_instance_uids=[uids[f.source] for f in used],
     )
     image.metadata["number_of_frames"] = image.frame_count
+    image.metadata["pixel_padding"] = None if colour or lut_bits is not None else _padding(
+        frames[0])
     image.metadata["number_of_instances"] = len({f.source for f in used})
     if progress is not None:
         progress(1.0, "image read")

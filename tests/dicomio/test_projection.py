@@ -250,6 +250,10 @@ def test_rescale_gives_modality_values(tmp_path: Path) -> None:
     assert image.frames.dtype == np.float32
     np.testing.assert_allclose(image.frames[0], _pixels()[0] * 0.5 - 10)
     assert image.value_range == (-10.0, 4095 * 0.5 - 10)
+    assert image.metadata["pixel_padding"] is None
+    padded = read_projection([_write(tmp_path / "p.dcm", RescaleSlope="2", RescaleIntercept="1",
+                                     PixelPaddingValue=0, PixelPaddingRangeLimit=3)])
+    assert padded.metadata["pixel_padding"] == (1.0, 7.0)
 
 
 # --------------------------------------------------------------------------- inversion
@@ -527,3 +531,15 @@ def test_every_zoo_file_is_decided_and_read_or_refused(zoo_files: list[Path]) ->
             assert image.frame_count >= 1
             read += 1
     assert read > 40 and volumes > 10
+
+
+def test_modality_lut_sequence_equals_pydicom() -> None:
+    from pydicom.pixels.processing import apply_modality_lut
+
+    path = _test_file("mlut_18.dcm")
+    ds = pydicom.dcmread(path)
+    image = read_projection([path])
+    expected = apply_modality_lut(ds.pixel_array, ds)
+    assert not np.array_equal(expected, ds.pixel_array)  # the table does something
+    np.testing.assert_array_equal(image.frames[0], expected)
+    assert image.value_range == (0.0, 65535.0)  # 16-bit table output
