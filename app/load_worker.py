@@ -22,7 +22,8 @@ PARTIAL_INTERVAL_S = 0.15
 
 
 def load_series_job(library_dir: Path, series_id: Any) -> Job:
-    """Read a series into a Volume; ``partial`` carries ``(k, growing Volume)``.
+    """Read a series into a Volume (or a 2-D image into a core.projection.ProjectionImage,
+    which ``finished`` carries alone); ``partial`` carries ``(k, growing Volume)``.
 
     ``k`` is the slice that just arrived. The first slice is always sent at
     once (first image fast), later ones at most every
@@ -39,6 +40,11 @@ def load_series_job(library_dir: Path, series_id: Any) -> Job:
             sources = series_sources(library, series_id)
         finally:
             library.close()
+        from dicomio.projection import is_projection, read_projection
+
+        if is_projection(sources):
+            # A radiograph, ultrasound or capture: 2-D frames, no partial volumes.
+            return read_projection(sources, progress=ctx.progress, cancel=ctx.cancel)
         last = [0.0]
         sent = [0]
 

@@ -62,6 +62,7 @@ from app.review_canvas import BRUSH_TOOLS
 from app.review_wiring import ReviewWiring
 from app.series_session import SeriesSession, error_text
 from app.settings import Preferences, save_preferences
+from core.projection import ProjectionImage
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,8 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.viewer.measurements_changed.connect(self._on_measurements_changed)
         if hasattr(self.viewer, "window_level_changed"):
             self.viewer.window_level_changed.connect(self._on_window_level)
+        if hasattr(self.viewer, "message"):
+            self.viewer.message.connect(lambda text: self.set_status(text, transient=True))
 
         self.slab_mode: QComboBox
         self._cine_timer = QTimer(self)
@@ -554,6 +557,7 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.set_cine_playing(False)
         self.current_series_id = series_id
         self.current_volume = None
+        self.current_projection: ProjectionImage | None = None
         self._shown_partial = False
         self._auto_cursor = None
         self.warning_banner.hide()
@@ -564,6 +568,7 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.measurements_not_saved = None
         if self.models_panel is not None:
             self.models_panel.set_volume(None)
+            self.models_panel.set_projection(None)
         job = load_series_job(self.library_dir, series_id)
         job.progress.connect(self._on_progress)
         job.partial.connect(lambda vol, j=job: self._on_partial(j, vol))
@@ -625,6 +630,9 @@ class MainWindow(QMainWindow, ReviewWiring):
     def _on_loaded(self, job: workers.Job, volume: Any) -> None:
         if job is not self._load_job:
             return
+        if isinstance(volume, ProjectionImage):
+            self._on_projection_loaded(volume)
+            return
         if self._shown_partial:
             self._update_volume(volume)
             auto = self._auto_cursor
@@ -655,6 +663,24 @@ class MainWindow(QMainWindow, ReviewWiring):
                         f"{volume.shape[2]}×{volume.shape[1]}×{volume.shape[0]}"
                         + (f", {n_warn} warning(s) — see the banner." if n_warn else "")
                         + self._restore_problem)
+        self.series_loaded.emit(self.current_series_id)
+
+    def _on_projection_loaded(self, image: ProjectionImage) -> None:
+        """A radiograph, ultrasound or capture: one plain 2-D view. No model runs on it, and
+        its distances are listed but not saved (they have no LPS points to store)."""
+        self.current_projection = image
+        self.viewer.set_projection(image)
+        self._shown_partial = True
+        self.first_image_shown.emit(self.current_series_id)
+        self._remember_recent(self.current_series_id)
+        if self.models_panel is not None:
+            self.models_panel.set_projection(image.modality or "")
+        what = " ".join(x for x in (image.modality, str(image.metadata.get(
+            "series_description", "") or "")) if x) or "2-D image"
+        self.setWindowTitle(f"Lucida — {what} — research use only, not for diagnostic use")
+        self._show_volume_warnings(image)
+        frames = f", {image.frame_count} frames" if image.frame_count > 1 else ""
+        self.set_status(f"Loaded {what}  {image.cols}×{image.rows}{frames} (2-D image)")
         self.series_loaded.emit(self.current_series_id)
 
     def _remember_recent(self, series_id: Any) -> None:
@@ -779,7 +805,7 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.warning_banner.show()
 
     def volume_warnings(self) -> list[str]:
-        vol = self.current_volume
+        vol = self.current_volume or getattr(self, "current_projection", None)
         return [str(getattr(w, "message", w)) for w in getattr(vol, "warnings", [])] if vol else []
 
     def show_warnings(self) -> None:
@@ -928,8 +954,13 @@ class MainWindow(QMainWindow, ReviewWiring):
 
     # ------------------------------------------------------------------ cine
     def set_cine_playing(self, playing: bool) -> None:
-        playing = bool(playing) and self.current_volume is not None
-        if playing:
+        view = self.viewer.projection_view() if hasattr(self.viewer, "projection_view") else None
+        if view is not None:       # a 2-D image plays its own frames at its frame time
+            playing = bool(playing) and view.play()
+            if not playing:
+                view.pause()
+        playing = bool(playing) and (self.current_volume is not None or view is not None)
+        if playing and view is None:
             self._cine_timer.start(max(1, round(1000 / self.cine_fps.value())))
         else:
             self._cine_timer.stop()

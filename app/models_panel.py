@@ -69,6 +69,7 @@ class ModelsPanel(QWidget):
         if bundled_dir is not None:
             self.registry.bundled_dir = Path(bundled_dir)
         self._volume: Any = None
+        self._projection_reason: str | None = None   # a 2-D image is open: why nothing runs
         self._job: Any = None
         self._packs: list[Any] = []
         self._warnings: list[str] = []
@@ -176,7 +177,8 @@ class ModelsPanel(QWidget):
     def _apply_availability(self) -> None:
         """Grey out, with the reason, each pack the open series does not suit."""
         volume = self.current_volume()
-        self._reasons = {pack.id: [] if volume is None else _reasons(pack, volume)
+        self._reasons = {pack.id: [self._projection_reason] if self._projection_reason
+                         else [] if volume is None else _reasons(pack, volume)
                          for pack in self._packs}
         lines: list[str] = []
         for row, pack in enumerate(self._packs):
@@ -236,6 +238,14 @@ class ModelsPanel(QWidget):
                 return
         raise KeyError(pack_id)
 
+    def set_projection(self, modality: str | None) -> None:
+        """A 2-D image (radiograph, ultrasound...) is open, or None when not: every pack is a
+        3-D network, so none may run on it, each greyed with that reason."""
+        self._projection_reason = None if modality is None else (
+            f"a 2-D image{f' ({modality})' if modality else ''}: every model needs a 3-D volume")
+        self._volume_changed()
+        self._update_buttons()
+
     def set_volume(self, volume: Any) -> None:
         """The series the next run uses (the main window's open series by default)."""
         self._volume = volume
@@ -273,6 +283,8 @@ class ModelsPanel(QWidget):
         3-D volume, a demo-only pack on a real series); None when it may. Unlike warnings,
         this cannot be confirmed away."""
         pack, volume = self.selected_pack(), self.current_volume()
+        if pack is not None and self._projection_reason:
+            return self._projection_reason
         if pack is None or volume is None:
             return None
         reasons = _reasons(pack, volume)
