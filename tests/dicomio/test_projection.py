@@ -569,3 +569,19 @@ def test_damaged_display_elements_cost_only_themselves(tmp_path: Path) -> None:
     assert image.pixel_spacing_mm == pytest.approx((0.2, 0.2))
     assert "EstimatedRadiographicMagnificationFactor 0.5" in text
     assert image.invert is False and "SIDEWAYS" in text
+
+
+def test_progress_and_cancel(tmp_path: Path) -> None:
+    from core.errors import CancelledError
+    from core.progress import CancelToken
+
+    series = generate_uid()
+    paths = [_write(tmp_path / f"p{n}.dcm", modality="SC", sop=SC_SOP, series_uid=series,
+                    InstanceNumber=n) for n in range(3)]
+    seen: list[float] = []
+    read_projection(paths, progress=lambda f, text="": seen.append(f))
+    assert seen and seen[-1] == 1.0 and seen == sorted(seen)
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(CancelledError):
+        read_projection(paths, cancel=token)
