@@ -304,8 +304,18 @@ def facts_for(volume: Any, library: Any = None, series_id: Any = None) -> Series
                        prior_series_id=prior)
 
 
+# Modalities that read as one kind for a prior (a DX today, a CR last year).
+_SAME_KIND = ({"CR", "DX"}, {"MR"}, {"CT"}, {"MG"}, {"US"})
+
+
+def _same_kind(a: str, b: str) -> bool:
+    a, b = a.upper(), b.upper()
+    return a == b or any(a in group and b in group for group in _SAME_KIND)
+
+
 def _prior_of(library: Any, row: Any) -> int | None:
-    """The same patient's latest series of the same modality in an earlier study."""
+    """The same patient's latest series of the same kind (modality, CR/DX alike; body
+    part when both have one) in an earlier study."""
     current = next((st for st in library.studies(row.patient_row) if st.id == row.study_row),
                    None)
     if current is None:
@@ -315,7 +325,9 @@ def _prior_of(library: Any, row: Any) -> int | None:
                if st.id != current.id and (st.study_date, st.study_time) < when]
     for study in sorted(earlier, key=lambda st: (st.study_date, st.study_time), reverse=True):
         same = [s for s in library.series(study.id)
-                if s.modality.upper() == row.modality.upper() and not s.is_localizer]
+                if _same_kind(s.modality, row.modality) and not s.is_localizer
+                and (not s.body_part or not row.body_part
+                     or s.body_part.upper() == row.body_part.upper())]
         if same:
             return int(same[0].id)
     return None

@@ -133,6 +133,7 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.hanging_protocols = Protocols.load(prefs.hanging_protocols)
         self.hanging: Hanging | None = None  # the rule applied to the open series
         self._hanging_applied = False        # a rule (not the user) set the layout
+        self._hanging_prior: int | None = None  # the prior a rule opened beside the series
         # The open series' logic (runs, review, measurements); None while loading.
         self.series: SeriesSession | None = None
         self.export_dir: Path | None = None  # non-interactive sign-off folder (tests, scripts)
@@ -670,6 +671,7 @@ class MainWindow(QMainWindow, ReviewWiring):
         its distances are listed but not saved (they have no LPS points to store)."""
         self.current_projection = image
         self.viewer.set_projection(image)
+        self._apply_hanging_2d(image)
         self._shown_partial = True
         self.first_image_shown.emit(self.current_series_id)
         self._remember_recent(self.current_series_id)
@@ -734,16 +736,19 @@ class MainWindow(QMainWindow, ReviewWiring):
             log.warning("hanging protocol facts: %s", exc)
             facts = facts_for(volume)
         hanging = self.hanging_protocols.choose(facts)
+        self._close_hanging_prior()
         if hanging is None:
             self.hanging = None
             if self._hanging_applied:
                 self._hanging_applied = False
                 self.set_layout(self.prefs.default_layout)
             return False
-        if hanging.wants_prior:
-            # The prior's cell needs the comparison view (app/compare.py), not in this build.
+        # A prior opens in the comparison pane beside this one (app/compare.py); the
+        # current series gets the rule's other cells.
+        if hanging.wants_prior and not self._open_hanging_prior(facts.prior_series_id):
             hanging = hanging.without_prior()
         self.hanging = hanging
+        hanging = hanging.without_prior()
         self._hanging_applied = True
         if hanging.cells:
             self.viewer.set_cells([(c.view, c.preset) for c in hanging.cells], grid=hanging.grid)
@@ -764,6 +769,41 @@ class MainWindow(QMainWindow, ReviewWiring):
                 method()
         self.set_status(f"Hanging protocol: {hanging.rule_name}", transient=True)
         return bool(hanging.cells) or hanging.preset not in (None, "default")
+
+    def _apply_hanging_2d(self, image: Any) -> None:
+        """A 2-D image is shown alone (``ViewerPanel.set_projection``): a matching rule
+        only adds its prior beside it, in the comparison pane."""
+        from app.hanging import facts_for
+
+        try:
+            facts = facts_for(image, self.library, self.current_series_id)
+        except Exception as exc:  # a library read failing must not stop the image showing
+            log.warning("hanging protocol facts: %s", exc)
+            facts = facts_for(image)
+        hanging = self.hanging_protocols.choose(facts)
+        self._close_hanging_prior()
+        if hanging is not None:
+            if hanging.wants_prior and not self._open_hanging_prior(facts.prior_series_id):
+                hanging = hanging.without_prior()
+            self.set_status(f"Hanging protocol: {hanging.rule_name}", transient=True)
+        self.hanging = hanging
+
+    def _open_hanging_prior(self, prior_id: int | None) -> bool:
+        compare = getattr(self, "compare", None)
+        if prior_id is None or not callable(getattr(compare, "open_series", None)):
+            return False
+        compare.open_series(prior_id)  # type: ignore[union-attr]
+        self._hanging_prior = prior_id
+        return True
+
+    def _close_hanging_prior(self) -> None:
+        """The prior a rule opened for the last series goes; one the user opened stays."""
+        compare = getattr(self, "compare", None)
+        if (self._hanging_prior is not None and compare is not None
+                and getattr(compare, "is_open", False)
+                and getattr(compare, "series_id", None) == self._hanging_prior):
+            compare.close()
+        self._hanging_prior = None
 
     def show_hanging_dialog(self) -> Any:
         """View ▸ Hanging protocols…: shipped rules and the user's, editable (non-modal)."""

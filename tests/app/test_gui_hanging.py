@@ -188,3 +188,4 @@ def test_dialog_copies_validates_reorders_and_saves_rules_a_new_window_uses(
     open_and_wait(qt, again, ct_id)
     assert again.hanging.rule_name == "chest: lung + bone"
     assert again.viewer.cell_window_levels() == [(1500.0, -600.0), (1800.0, 400.0)]
+
