@@ -247,3 +247,49 @@ def test_panel_shows_a_projection_alone_and_switches_back(
     assert all(v.isVisible() for v in panel.slice_views().values())  # type: ignore[attr-defined]
     panel.set_layout("1x1")  # type: ignore[attr-defined]
     assert panel.layout_name() == "1x1"  # type: ignore[attr-defined]
+
+
+def _uniform_saturated_pixel(frame: np.ndarray) -> tuple[int, int] | None:
+    """A pixel whose 7×7 neighbourhood is one saturated colour (interpolation keeps it)."""
+    f = frame.astype(int)
+    for r, c in np.argwhere(np.ptp(f, axis=2) > 40):
+        if 3 <= r < f.shape[0] - 3 and 3 <= c < f.shape[1] - 3 and \
+                np.ptp(f[r - 3: r + 4, c - 3: c + 4].reshape(-1, 3), axis=0).max() <= 6:
+            return int(r), int(c)
+    return None
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("name, letters, wl, spacing", [
+    ("RG3_J2KR.dcm", {"left": "L", "right": "R", "top": "H", "bottom": "F"},
+     "W 1024  L 550 (file: window)", "uncalibrated px"),
+    ("US1_J2KR.dcm", None, "Colour", "uncalibrated px"),          # YBR_RCT
+    ("OBXXXX1A.dcm", None, "Colour", "0.262 mm calibrated"),      # palette colour
+])
+def test_pydicom_files_through_the_reader(view: object, grab: Callable[[object], np.ndarray],
+                                          save: Callable[[np.ndarray, object], None], name: str,
+                                          letters: dict[str, str] | None, wl: str,
+                                          spacing: str) -> None:
+    from pydicom.data import get_testdata_file
+
+    from dicomio.projection import read_projection
+
+    image = read_projection([Path(get_testdata_file(name))])
+    view.set_image(image)  # type: ignore[attr-defined]
+    arr = grab(view)
+    _shot(arr, f"file_{name.split('.')[0]}", save)
+    expected = letters or {"left": "", "right": "", "top": "", "bottom": ""}
+    assert view.orientation_letters() == expected  # type: ignore[attr-defined]
+    if not image.is_colour:                 # (a Doppler image has amber of its own)
+        assert (_amber(arr).sum() > 0) == (letters is not None)
+    texts = view.corner_texts()  # type: ignore[attr-defined]
+    assert texts["bottom_right"].startswith(wl)
+    assert spacing in texts["bottom_left"]
+    assert (view.scale_length_mm > 0) == ("calibrated" in spacing  # type: ignore[attr-defined]
+                                          and "un" not in spacing)
+    if image.is_colour:
+        frame = image.frames[0]
+        rc = _uniform_saturated_pixel(frame)
+        assert rc is not None
+        x, y = (round(v) for v in view.pixel_to_display(*rc))  # type: ignore[attr-defined]
+        assert np.abs(arr[y, x].astype(int) - frame[rc].astype(int)).max() <= 4
