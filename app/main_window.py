@@ -192,6 +192,9 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.models_dock: QDockWidget | None = None
         self._mount_models_panel()
         self._mount_findings_panel()
+        from app.tag_browser import TagBrowserDock
+
+        self.tags = TagBrowserDock(self)  # DICOM tags dock, Ctrl+T
 
         self.viewer.measurements_changed.connect(self._on_measurements_changed)
         if hasattr(self.viewer, "window_level_changed"):
@@ -338,6 +341,10 @@ class MainWindow(QMainWindow, ReviewWiring):
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
         file_menu.addActions([self.act_import, self.act_import_files])
+        from app.export_actions import ExportActions
+
+        self.exports = ExportActions(self)  # File ▸ Export: PNG, cine, de-identified copy
+        file_menu.addMenu(self.exports.menu)
         file_menu.addSeparator()
         file_menu.addAction(self.act_quit)
 
@@ -377,6 +384,7 @@ class MainWindow(QMainWindow, ReviewWiring):
         view_menu.addAction(self.act_reset)
         view_menu.addAction(self.act_cine)
         view_menu.addAction(self.act_warnings)
+        view_menu.addAction(self.tags.action)
         view_menu.addAction(self.act_hanging)
         view_menu.addSeparator()
         view_menu.addAction(self.browser_dock.toggleViewAction())
@@ -951,6 +959,7 @@ class MainWindow(QMainWindow, ReviewWiring):
         visible = bool(visible)
         self.viewer.set_identity_visible(visible)
         self.browser.set_identity_visible(visible)
+        self.tags.set_identity_visible(visible)
         if self.act_identity.isChecked() != visible:
             self.act_identity.blockSignals(True)
             self.act_identity.setChecked(visible)

@@ -450,6 +450,20 @@ class ViewerPanel(QWidget):
     def crosshair_visible(self) -> bool:
         return self._slice_views["axial"].crosshair_visible
 
+    def set_annotations_visible(self, visible: bool) -> None:
+        """Corner text, orientation letters and scale bar of every 2-D view (a clean
+        export); the texts keep updating while hidden. Call ``render_now``/``grab_rgb``."""
+        views: list[Any] = [*self._all_slice_views(), self._projection]
+        for view in views:
+            annotations = getattr(view, "annotations", None)
+            if annotations is None:
+                continue
+            for actor in (*annotations.corner_actors.values(),
+                          *annotations.letter_actors.values(), annotations.scale_actor,
+                          annotations.scale_label):
+                actor.SetVisibility(bool(visible))
+            view.request_render()
+
     def set_tool(self, tool: str) -> None:
         """"navigate", "crosshair", "distance", "angle", "ellipse", "rectangle", "bidimensional",
         "pan", "zoom", "brush", "eraser"."""
