@@ -24,12 +24,13 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QIcon, QImage, QPixmap, QStandardItem, QStandardItemModel
+from PySide6.QtGui import QColor, QIcon, QImage, QPixmap, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMenu,
     QPushButton,
     QTreeView,
     QVBoxLayout,
@@ -47,6 +48,8 @@ KIND_ROLE = Qt.ItemDataRole.UserRole + 1  # "patient" | "study" | "series"
 ID_ROLE = Qt.ItemDataRole.UserRole + 2  # series id (series rows)
 SEARCH_ROLE = Qt.ItemDataRole.UserRole + 3  # lower-case searchable text
 KEY_ROLE = Qt.ItemDataRole.UserRole + 4  # thumbnail key (series rows)
+PRIOR_ROLE = Qt.ItemDataRole.UserRole + 5  # True on studies / series that are priors
+PRIOR_TAG = "  ◷ prior"
 
 
 # --------------------------------------------------------------------------- data
@@ -69,6 +72,7 @@ class StudyNode:
     text: str
     search: str
     series: list[SeriesNode] = field(default_factory=list)
+    date: str = ""  # YYYYMMDD: a study of the open patient dated earlier is a prior
 
 
 @dataclass
@@ -128,6 +132,7 @@ def gather(library: Any) -> list[PatientNode]:
                 or "(study)",
                 search=f"{_date_forms(date)} {desc} {' '.join(modalities)} "
                 f"{_attr(study, 'accession_number')}".lower(),
+                date=date.strip(),
             )
             for s in series_list:
                 modality = str(_attr(s, "modality"))
@@ -299,6 +304,7 @@ class LibraryBrowser(QWidget):
 
     open_requested = Signal(object)
     import_requested = Signal()
+    compare_requested = Signal(object)  # series id to show beside the open series
 
     def __init__(self, library_dir: Path, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -339,6 +345,11 @@ class LibraryBrowser(QWidget):
         self.tree.setUniformRowHeights(False)
         self.tree.setAlternatingRowColors(True)
         self.tree.activated.connect(self._on_activated)
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._context_menu)
+        self._open_series_id: Any = None
+        self._study_items: list[tuple[PatientNode, StudyNode, QStandardItem,
+                                      list[QStandardItem]]] = []
         layout.addWidget(self.tree, 1)
         self.count_label = QLabel("", self)
         self.count_label.setStyleSheet("color: #7d858e;")
@@ -354,6 +365,7 @@ class LibraryBrowser(QWidget):
     def _rebuild(self) -> None:
         self.model.removeRows(0, self.model.rowCount())
         self._series_items.clear()
+        self._study_items.clear()
         n_series = 0
         for p_number, patient in enumerate(self._patients, start=1):
             pitem = QStandardItem(self._patient_text(patient, p_number))
@@ -380,7 +392,10 @@ class LibraryBrowser(QWidget):
                     stitem.appendRow(seitem)
                     n_series += 1
                 pitem.appendRow(stitem)
+                self._study_items.append((patient, study, stitem,
+                                          [stitem.child(r) for r in range(stitem.rowCount())]))
             self.model.appendRow(pitem)
+        self._mark_priors()
         self.tree.expandAll()
         self.count_label.setText(f"{len(self._patients)} patient(s), {n_series} series")
 
@@ -442,6 +457,58 @@ class LibraryBrowser(QWidget):
                     self.tree.scrollTo(idx)
                     return True
         return False
+
+    def selected_series_id(self) -> Any:
+        """Id of the series row under the tree's cursor, or None."""
+        idx = self.tree.currentIndex()
+        return idx.data(ID_ROLE) if idx.data(KIND_ROLE) == "series" else None
+
+    # ----------------------------------------------------------------- priors
+    def set_open_series(self, series_id: Any) -> list[Any]:
+        """Mark the priors of the open series' patient; returns their series ids."""
+        self._open_series_id = series_id
+        return self._mark_priors()
+
+    def prior_series_ids(self) -> list[Any]:
+        return [item.data(ID_ROLE) for _p, _s, _st, items in self._study_items
+                for item in items if item.data(PRIOR_ROLE)]
+
+    def _mark_priors(self) -> list[Any]:
+        """Same patient ID, earlier study date than the open study: tag, colour, tooltip."""
+        open_patient, open_date = "", ""
+        for patient, study, _item, items in self._study_items:
+            if any(i.data(ID_ROLE) == self._open_series_id for i in items):
+                open_patient, open_date = patient.patient_id, study.date
+        out: list[Any] = []
+        for patient, study, stitem, items in self._study_items:
+            prior = bool(open_patient and open_date and study.date
+                         and patient.patient_id == open_patient and study.date < open_date)
+            stitem.setText(study.text + (PRIOR_TAG if prior else ""))
+            stitem.setData(prior, PRIOR_ROLE)
+            stitem.setToolTip(f"Prior study of the open patient ({pretty_date(study.date)}, "
+                              f"before {pretty_date(open_date)}): right-click a series to "
+                              "compare" if prior else "")
+            for item in items:
+                item.setData(prior, PRIOR_ROLE)
+                if prior:
+                    item.setForeground(QColor("#e0b060"))
+                    out.append(item.data(ID_ROLE))
+                else:
+                    item.setData(None, Qt.ItemDataRole.ForegroundRole)
+        return out
+
+    def _context_menu(self, pos: Any) -> None:
+        idx = self.tree.indexAt(pos)
+        if idx.data(KIND_ROLE) != "series" or not idx.flags() & Qt.ItemFlag.ItemIsEnabled:
+            return
+        series_id = idx.data(ID_ROLE)
+        menu = QMenu(self)
+        menu.addAction("Open", lambda: self.open_requested.emit(series_id))
+        compare = menu.addAction("Compare with open series",
+                                 lambda: self.compare_requested.emit(series_id))
+        compare.setEnabled(self._open_series_id is not None
+                           and series_id != self._open_series_id)
+        menu.exec(self.tree.viewport().mapToGlobal(pos))
 
     def has_thumbnail(self, key: str) -> bool:
         item = self._series_items.get(key)

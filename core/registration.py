@@ -244,5 +244,5 @@ def register_rigid(fixed: Volume, moving: Volume,
 
 def describe(result: RigidResult) -> str:
     """One line for the link label: the final metric and the size of the transform."""
-    return (f"residual MI {result.metric:.2f}, rotation {result.rotation_deg:.1f}°, "
-            f"shift {float(np.linalg.norm(result.translation_mm)):.1f} mm")
+    return (f"residual MI {result.metric:.2f}; {result.rotation_deg:.1f}°, "
+            f"{float(np.linalg.norm(result.translation_mm)):.1f} mm")
