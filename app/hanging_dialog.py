@@ -47,6 +47,21 @@ HELP = ("Rules match when every field given matches: case-insensitive globs (* a
         "current or prior).")
 
 
+def pretty(raw: Any) -> str:
+    """A rule's JSON with one line per key and per cell (indent=2 puts every list item on
+    a line of its own, which makes a short rule a page long)."""
+    if not isinstance(raw, dict):
+        return json.dumps(raw, indent=2)
+    lines = []
+    for key, value in raw.items():
+        if key == "cells" and isinstance(value, list) and value:
+            inner = ",\n".join(f"    {json.dumps(c)}" for c in value)
+            lines.append(f'  "cells": [\n{inner}\n  ]')
+        else:
+            lines.append(f"  {json.dumps(key)}: {json.dumps(value)}")
+    return "{\n" + ",\n".join(lines) + "\n}"
+
+
 def problem_of(text: str) -> str | None:
     """Why a rule's JSON text is not a valid rule (naming the field), or None."""
     try:
@@ -72,7 +87,7 @@ class HangingDialog(QDialog):
         self._save = save
         loaded = protocols if protocols is not None else Protocols.load(user_raw)
         self._shipped = [rule_to_raw(r.rule) for r in loaded.shipped]
-        self._texts: list[str] = [json.dumps(r, indent=2) for r in user_raw]
+        self._texts: list[str] = [pretty(r) for r in user_raw]
         self._editing: tuple[str, int] | None = None   # ("user" | "shipped", row)
 
         help_label = QLabel(HELP, self)
@@ -216,7 +231,7 @@ class HangingDialog(QDialog):
         self.user_list.blockSignals(False)
         self._editing = ("shipped", row)
         self.editor.blockSignals(True)
-        self.editor.setPlainText(json.dumps(self._shipped[row], indent=2))
+        self.editor.setPlainText(pretty(self._shipped[row]))
         self.editor.blockSignals(False)
         self.editor.setReadOnly(True)
         self._update_state()
@@ -260,11 +275,11 @@ class HangingDialog(QDialog):
             return
         raw = dict(self._shipped[row])
         raw["name"] = f"{raw['name']} (mine)"
-        self._texts.append(json.dumps(raw, indent=2))
+        self._texts.append(pretty(raw))
         self._refill_user(len(self._texts) - 1)
 
     def add_rule(self) -> None:
-        self._texts.append(json.dumps(NEW_RULE, indent=2))
+        self._texts.append(pretty(NEW_RULE))
         self._refill_user(len(self._texts) - 1)
 
     def delete_rule(self) -> None:

@@ -154,6 +154,8 @@ def test_dialog_copies_validates_reorders_and_saves_rules_a_new_window_uses(
     assert dialog.user_list.count() == 1 and not dialog.editor.isReadOnly()
     rule = json.loads(dialog.editor.toPlainText())
     assert rule["name"].endswith("(mine)")
+    assert '\n    {"view": "axial", "preset": "lung", "series": "current"},\n' in \
+        dialog.editor.toPlainText()                   # one line per cell, not per value
     # A typo: named by field, saving refused.
     rule["cells"][1]["preset"] = "mediastinnum"
     dialog.set_rule_text(json.dumps(rule))
