@@ -104,6 +104,8 @@ class ViewerPanel(QWidget):
         if self._view3d is None:
             self._view3d = VolumeView3D(window_level=self.window_level, parent=self)
             self._view3d.hide()
+            # Scrolling the slices outranks refining the 3-D picture (volume_view).
+            self.cursor_model.changed.connect(self._view3d.interrupt)
             self._view3d.apply_preset(self._preset_3d)
             if self.volume is not None:
                 self._view3d.set_volume(self.volume)
@@ -345,12 +347,16 @@ class ViewerPanel(QWidget):
         view = self._projection
         self._hidden_by_projection = [w for w in self.findChildren(QWidget)
                                       if w.parent() is self and w.isVisible() and w is not view]
+        # Keys typed into a view keep going to a view (not to whatever Qt focuses next).
+        had_focus = any(w.hasFocus() for w in self._hidden_by_projection)
         for w in self._hidden_by_projection:
             w.hide()
         self._grid.addWidget(view, 0, 0, max(1, self._grid.rowCount()),
                              max(1, self._grid.columnCount()))
         view.show()
         view.set_image(image)
+        if had_focus:
+            view.setFocus()
         return view
 
     def projection_view(self) -> ProjectionView | None:
@@ -363,10 +369,14 @@ class ViewerPanel(QWidget):
         if p is None or p.image is None:
             return
         p.set_image(None)
+        had_focus = p.hasFocus()
         self._grid.removeWidget(p)
-        p.hide()
         for w in self._hidden_by_projection:
             w.show()
+        p.hide()
+        shown = [v for v in self._hidden_by_projection if isinstance(v, SliceView)]
+        if had_focus and shown:
+            shown[0].setFocus()
         self._hidden_by_projection = []
 
     def _refuse_layout_for_projection(self) -> bool:

@@ -163,9 +163,23 @@ def test_colour_pixel_and_cine(make_window: Callable[..., Any], qt: Any, library
     x, y = (round(v) for v in view.pixel_to_display(*best))
     assert np.abs(arr[y, x].astype(int) - frame[best]).max() <= 4
 
-    _open(qt, window, imported["SC_rgb_2frame.dcm"])
+    # Opened as from the library (Enter / double-click): the keys then go to the 2-D view.
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
+
+    window.activateWindow()
+    window.raise_()
+    qt.waitUntil(window.isActiveWindow, timeout=5000)
+    with qt.waitSignal(window.series_loaded, timeout=WAIT_MS):
+        window._open_requested(imported["SC_rgb_2frame.dcm"])
     view = window.viewer.projection_view()
     assert view.image.frame_count == 2
+    assert QApplication.focusWidget() is view
+    QTest.keyClick(view, Qt.Key.Key_PageDown)
+    assert view.frame_index == 1
+    QTest.keyClick(view, Qt.Key.Key_Up)
+    assert view.frame_index == 0
     seen: list[int] = []
     view.frame_changed.connect(seen.append)
     window.set_cine_playing(True)
