@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from app.bootstrap import prepare_environment
 
 # Order is the order shown in --help.
-COMMAND_MODULES = ("library", "models", "infer", "review", "export", "view", "audit")
+COMMAND_MODULES = ("library", "models", "infer", "review", "export", "export_deid", "view",
+                   "audit")
 
 
 def build_parser() -> argparse.ArgumentParser:

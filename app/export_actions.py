@@ -436,17 +436,14 @@ class ExportActions:
 
     def _deid_done(self, result: Any, series_uid: str) -> None:
         from app.actor import os_user
-        from dicomio.deidentify import PROFILE
+        from app.commands.export_deid import audit_payload
 
         self.last_deid = result
         window = self.window
         try:
             # The audit says what left and how, never who or where (no names, no paths).
-            window.library.audit("export", {
-                "what": "deidentified-series", "profile": PROFILE, "tool": "dicognito",
-                "files": len(result.files), "skipped": len(result.skipped),
-                "burned_in_confirmed": result.burned_in,
-            }, actor=window.prefs.reviewer or os_user(), series_uid=series_uid)
+            window.library.audit("export", audit_payload(result),
+                                 actor=window.prefs.reviewer or os_user(), series_uid=series_uid)
         except Exception as exc:  # the copy exists; say the audit failed
             window.show_problem("Audit", f"the export was not recorded: {exc}")
         skipped = f", {len(result.skipped)} unreadable file(s) skipped" if result.skipped else ""
