@@ -226,6 +226,7 @@ class ViewerPanel(QWidget):
         view.set_crosshair_visible(axial.crosshair_visible)
         view.set_tool(axial.tool)
         view.set_brush_radius_mm(axial.brush_radius_mm)
+        view.set_crosshair_visible(axial.crosshair_visible)
         if self.volume is not None:
             view.set_volume(self.volume)
         for name, (labels, opacity) in self._overlays.items():

@@ -146,6 +146,7 @@ def test_extra_cells_get_overlays_tools_and_identity(
     panel.add_label_overlay("before", labels)  # type: ignore[attr-defined]
     panel.set_identity_visible(False)  # type: ignore[attr-defined]
     panel.set_tool("distance")  # type: ignore[attr-defined]
+    panel.set_crosshair_visible(False)  # type: ignore[attr-defined]
     panel.set_cells([("axial", None), ("coronal", "bone"), ("axial", "auto")],  # type: ignore[attr-defined]
                     grid=(2, 2))
     first, coronal, third = panel.cells()  # type: ignore[attr-defined]
@@ -155,6 +156,7 @@ def test_extra_cells_get_overlays_tools_and_identity(
     for view in (coronal, third):
         assert view.overlay_names() == ["before"]
         assert view.tool == "distance" and view.identity_visible is False
+        assert view.crosshair_visible is False
     panel.add_label_overlay("after", labels)  # type: ignore[attr-defined]
     panel.set_overlay_style("after", opacity=0.2)  # type: ignore[attr-defined]
     assert coronal.overlay_names() == ["before", "after"]
