@@ -104,6 +104,8 @@ class ViewerPanel(QWidget):
         if self._view3d is None:
             self._view3d = VolumeView3D(window_level=self.window_level, parent=self)
             self._view3d.hide()
+            # Scrolling the slices outranks refining the 3-D picture (volume_view).
+            self.cursor_model.changed.connect(self._view3d.interrupt)
             self._view3d.apply_preset(self._preset_3d)
             if self.volume is not None:
                 self._view3d.set_volume(self.volume)

@@ -1,9 +1,16 @@
 """3-D volume rendering of a Volume (GPU ray casting, software GL when no GPU).
 
 Rotate with left drag, pan with middle drag, zoom with right drag or the
-wheel, R resets. While the mouse moves the mapper samples coarsely
-(interactive level of detail); a full-quality frame follows shortly after
-the interaction ends, so the view stays responsive on llvmpipe.
+wheel, R resets, F draws one full-quality frame on request (blocking).
+While the mouse moves the mapper samples coarsely (interactive level of
+detail). Otherwise rendering is progressive: a coarse
+frame at once, then finer frames one step at a time from a QTimer, so the
+event loop runs between steps; a step predicted to block the GUI thread for
+longer than ``REFINE_BUDGET_S`` is not taken (software GL in a large view
+stops short of full quality rather than freeze scrolling; a GPU gets there
+in a few milliseconds). Any interaction, or a scroll in the slice views
+(``interrupt``), cancels the pending steps. The GPU ray-cast mapper draws a
+frame in one call and cannot abort it midway, hence the bounded steps.
 """
 
 from __future__ import annotations
@@ -47,7 +54,13 @@ INTERACTIVE_SAMPLE_MM = 2.0
 INTERACTIVE_IMAGE_SAMPLE = 3.0        # starting value; adapted to the measured frame time
 INTERACTIVE_FRAME_S = 0.15            # aim for this frame time while the mouse moves
 _MAX_IMAGE_SAMPLE = 8.0
-_FULL_QUALITY_DELAY_MS = 250
+_FULL_QUALITY_DELAY_MS = 250         # quiet time after an interaction before refining
+# Progressive refinement: (image sample distance, sample distance as a multiple of the
+# full-quality one) from coarse to full; each step is one frame.
+REFINE_STEPS: tuple[tuple[float, float], ...] = ((2.0, 1.5), (1.4, 1.0), (1.0, 1.0))
+REFINE_BUDGET_S = 0.3                 # the longest a refinement step may block the GUI thread
+_REFINE_STEP_DELAY_MS = 15            # the event loop runs between steps
+_RESUME_AFTER_MS = 300                # refinement resumes once scrolling has paused this long
 # A CT slice window whose top is below this is too narrow for a whole-volume MIP.
 CT_MIP_MIN_TOP = 300.0
 CT_MIP_WINDOW = (-350.0, 1150.0)
@@ -83,6 +96,7 @@ class VolumeView3D(QVTKRenderWindowInteractor):
     """GPU ray-cast volume rendering with presets and interactive level of detail."""
 
     preset_changed = Signal(str)
+    refined = Signal(int)      # progressive rendering finished at this step (-1: coarse)
 
     def __init__(self, *, window_level: WindowLevelModel | None = None,
                  parent: QWidget | None = None) -> None:
@@ -121,15 +135,26 @@ class VolumeView3D(QVTKRenderWindowInteractor):
         self._overlays: dict[str, tuple[Any, ...]] = {}
         self.full_quality_frames = 0
         self.interactive_image_sample = INTERACTIVE_IMAGE_SAMPLE
+        self.refine_step = -1              # the step of the frame on screen (-1: coarse)
+        self.refine_budget_s = REFINE_BUDGET_S
+        self.last_frame_s = 0.0            # duration of the last frame rendered
         self._frame_start = 0.0
         rw = self.GetRenderWindow()
         rw.SetMultiSamples(0)     # MSAA buys nothing for ray casting and slows software GL
         rw.AddObserver("StartEvent", self._on_frame_start)
         rw.AddObserver("EndEvent", self._on_frame_end)
 
+        # _full_timer: start progressive rendering (coalesces requests); _refine_timer: the
+        # next step; _resume_timer: continue after an interruption (a scroll elsewhere).
         self._full_timer = QTimer(self)
         self._full_timer.setSingleShot(True)
-        self._full_timer.timeout.connect(self._full_quality_render)
+        self._full_timer.timeout.connect(self._start_progressive)
+        self._refine_timer = QTimer(self)
+        self._refine_timer.setSingleShot(True)
+        self._refine_timer.timeout.connect(self._refine_step)
+        self._resume_timer = QTimer(self)
+        self._resume_timer.setSingleShot(True)
+        self._resume_timer.timeout.connect(self._schedule_refinement)
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.timeout.connect(self._apply_refresh)
@@ -341,62 +366,124 @@ class VolumeView3D(QVTKRenderWindowInteractor):
 
     def _set_quality(self, interactive: bool) -> None:
         if interactive:
-            self.mapper.SetSampleDistance(max(INTERACTIVE_SAMPLE_MM, self.full_sample_mm))
-            self.mapper.SetImageSampleDistance(self.interactive_image_sample)
+            self._set_step(-1)
         else:
-            self.mapper.SetSampleDistance(self.full_sample_mm)
-            self.mapper.SetImageSampleDistance(1.0)
+            self._set_step(len(REFINE_STEPS) - 1)
+
+    def _step_sampling(self, step: int) -> tuple[float, float]:
+        """(image sample distance, sample distance mm) of a refinement step (-1: coarse)."""
+        if step < 0:
+            return self.interactive_image_sample, max(INTERACTIVE_SAMPLE_MM, self.full_sample_mm)
+        image_sample, factor = REFINE_STEPS[step]
+        return image_sample, self.full_sample_mm * factor
+
+    def _set_step(self, step: int) -> None:
+        image_sample, sample_mm = self._step_sampling(step)
+        self.mapper.SetImageSampleDistance(image_sample)
+        self.mapper.SetSampleDistance(sample_mm)
+
+    def _step_cost(self, step: int) -> float:
+        """Relative cost of a step's frame: rays ∝ 1/image_sample², samples ∝ 1/distance."""
+        image_sample, sample_mm = self._step_sampling(step)
+        return 1.0 / (image_sample * image_sample * sample_mm)
 
     def _on_frame_start(self, _obj: Any, _event: str) -> None:
         self._frame_start = time.perf_counter()
 
     def _on_frame_end(self, _obj: Any, _event: str) -> None:
-        """Adapt the coarse image sampling so interactive frames take ~INTERACTIVE_FRAME_S."""
-        if not self.interactive or self._frame_start == 0.0:
+        """Time every frame; adapt the coarse sampling so interactive frames take
+        ~INTERACTIVE_FRAME_S."""
+        if self._frame_start == 0.0:
             return
         took = time.perf_counter() - self._frame_start
+        self.last_frame_s = took
+        if not self.interactive and self.refine_step != -1:
+            return                         # coarse frames, moving or not, keep ~0.15 s
         factor = math.sqrt(max(took, 1e-3) / INTERACTIVE_FRAME_S)
         self.interactive_image_sample = float(np.clip(
             self.interactive_image_sample * min(max(factor, 0.7), 1.5), 1.0, _MAX_IMAGE_SAMPLE))
 
     def _on_start_interaction(self, _obj: Any, _event: str) -> None:
-        self._full_timer.stop()
+        self._stop_refinement()
         self.interactive = True
         self._set_quality(interactive=True)
 
     def _on_end_interaction(self, _obj: Any, _event: str) -> None:
-        self.interactive = False           # sampling stays coarse until the timer fires
-        self._full_timer.start(_FULL_QUALITY_DELAY_MS)
-
-    def _full_quality_render(self) -> None:
-        if self.isVisible():
-            self.render_now()
-        else:
-            self._set_quality(interactive=False)
+        self.interactive = False           # the coarse frame stays until refinement starts
+        self.refine_step = -1
+        self._resume_timer.start(_FULL_QUALITY_DELAY_MS)
 
     # ------------------------------------------------------------------ rendering
-    # Progressive refinement: paint events and requests draw a coarse frame at
-    # once and one full-quality frame after a short pause, so a busy CPU (software
-    # GL) never queues several full-quality frames.
     def request_render(self) -> None:
+        """Draw progressively soon (requests in the same moment are coalesced)."""
         if not self.isVisible():
             return
-        self._full_timer.start(_FULL_QUALITY_DELAY_MS)
+        self._full_timer.start(0)
+
+    def interrupt(self) -> None:
+        """Something else needs the GUI thread now (a slice scroll): drop the pending
+        refinement steps and resume once it has been quiet for a moment."""
+        if self._refine_timer.isActive() or self._resume_timer.isActive():
+            self._refine_timer.stop()
+            self._resume_timer.start(_RESUME_AFTER_MS)
 
     def paintEvent(self, ev: Any) -> None:
         if self._image is None or self.interactive:
             self._Iren.Render()
             return
-        self._set_quality(interactive=True)
+        self._start_progressive()
+
+    def _stop_refinement(self) -> None:
+        self._full_timer.stop()
+        self._refine_timer.stop()
+        self._resume_timer.stop()
+
+    def _start_progressive(self) -> None:
+        """A coarse frame now, then the refinement steps from the event loop."""
+        self._stop_refinement()
+        if not self.isVisible():
+            return
+        self._render_step(-1)
+        self._schedule_refinement()
+
+    def _render_step(self, step: int) -> None:
+        self._set_step(step)
+        self.refine_step = step
         self._Iren.Render()
-        self._set_quality(interactive=False)
-        self._full_timer.start(_FULL_QUALITY_DELAY_MS)
+        if step == len(REFINE_STEPS) - 1:
+            self.full_quality_frames += 1
+
+    def _next_step(self) -> int | None:
+        """The next refinement step worth drawing within the budget, or None."""
+        current = self.refine_step
+        for step in range(current + 1, len(REFINE_STEPS)):
+            if self._step_cost(step) <= self._step_cost(current) * 1.01:
+                continue                   # no finer than what is shown (a fine coarse level)
+            predicted = self.last_frame_s * self._step_cost(step) / self._step_cost(current)
+            return step if predicted <= self.refine_budget_s else None
+        return None
+
+    def _schedule_refinement(self) -> None:
+        if self._image is None or self.interactive or not self.isVisible():
+            return
+        if self._next_step() is None:
+            self.refined.emit(self.refine_step)
+            return
+        self._refine_timer.start(_REFINE_STEP_DELAY_MS)
+
+    def _refine_step(self) -> None:
+        step = self._next_step()
+        if step is None or self.interactive or not self.isVisible():
+            return
+        self._render_step(step)
+        self._schedule_refinement()
 
     def render_now(self) -> None:
-        """Render one full-quality frame now."""
-        self._full_timer.stop()
+        """Render one full-quality frame now (blocking: for pictures, not for viewing)."""
+        self._stop_refinement()
         self._set_quality(interactive=False)
         self.GetRenderWindow().Render()
+        self.refine_step = len(REFINE_STEPS) - 1
         self.full_quality_frames += 1
 
     def grab_rgb(self) -> np.ndarray:
@@ -408,13 +495,16 @@ class VolumeView3D(QVTKRenderWindowInteractor):
         if ev.key() == Qt.Key.Key_R:
             self.reset_view()
             return
+        if ev.key() == Qt.Key.Key_F:
+            self.render_now()          # the reader asked for it: worth the wait
+            return
         ev.ignore()     # VTK's own key bindings (wireframe, stereo, quit …) stay off
 
     def keyReleaseEvent(self, ev: QKeyEvent) -> None:
         ev.ignore()
 
     def close_view(self) -> None:
-        self._full_timer.stop()
+        self._stop_refinement()
         self._refresh_timer.stop()
         self.set_volume(None)
         self.Finalize()

@@ -65,6 +65,9 @@ def test_presets_render_and_lod_during_interaction(
     with pytest.raises(ValueError, match="unknown 3-D preset"):
         view3d.apply_preset("nope")  # type: ignore[attr-defined]
     full = view3d.mapper.GetSampleDistance()  # type: ignore[attr-defined]
+    # Refinement up to full quality whatever it costs here (the budget is
+    # test_volume_progressive.py's subject).
+    view3d.refine_budget_s = 1e3  # type: ignore[attr-defined]
     cam = view3d.renderer.GetActiveCamera()  # type: ignore[attr-defined]
     before = np.array(cam.GetPosition())
     # Rotate with a real left drag: coarse sampling while dragging, full after release.

@@ -1,0 +1,158 @@
+"""3-D rendering is progressive and never blocks the GUI thread for a whole full-quality frame:
+a QTimer heartbeat measures the longest stall while the view refines, against the blocking
+full-quality frame the view used to draw; scrolling the slices interrupts refinement."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from core.volume import Volume
+
+
+class Heartbeat:
+    """Ticks every 5 ms from the event loop; ``longest`` is the largest gap between ticks."""
+
+    def __init__(self) -> None:
+        self.timer = QTimer()
+        self.timer.setInterval(5)
+        self.timer.timeout.connect(self._tick)
+        self.last = 0.0
+        self.longest = 0.0
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        if self.last:
+            self.longest = max(self.longest, now - self.last)
+        self.last = now
+
+    def start(self) -> None:
+        self.last, self.longest = 0.0, 0.0
+        self.timer.start()
+
+    def stop(self) -> float:
+        self.timer.stop()
+        return self.longest
+
+
+def spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        QApplication.processEvents()
+        time.sleep(0.002)
+
+
+@pytest.fixture
+def big_3d(gui: Any) -> Iterator[Any]:
+    from dicomio.demo import build_demo_volume
+    from viewer.volume_view import VolumeView3D
+
+    v = VolumeView3D()
+    v.resize(700, 700)
+    v.show()
+    gui.waitExposed(v)
+    v.set_volume(build_demo_volume((60, 128, 128)))
+    v.apply_preset("ct-bone")
+    spin(0.3)
+    yield v
+    v.close_view()
+    v.close()
+    v.deleteLater()
+
+
+@pytest.mark.gui
+def test_refinement_never_blocks_as_long_as_a_full_frame(big_3d: Any, gui: Any) -> None:
+    from viewer.volume_view import REFINE_STEPS
+
+    view = big_3d
+    # Before: the view drew one full-quality frame on the GUI thread (render_now still does,
+    # for pictures); that frame's duration is how long the whole app froze.
+    t0 = time.perf_counter()
+    view.render_now()
+    full_s = time.perf_counter() - t0
+    # Now: a request draws progressively while a heartbeat measures the stalls.
+    beat = Heartbeat()
+    beat.start()
+    spin(0.03)                                   # ticking before the first frame
+    with gui.waitSignal(view.refined, timeout=60_000) as done:
+        view.request_render()
+    spin(0.05)
+    longest = beat.stop()
+    step = done.args[0]
+    print(f"\n3-D 700x700 demo CT: full frame {full_s:.3f} s (blocking, before); "
+          f"progressive: longest GUI stall {longest:.3f} s, stopped at step {step} "
+          f"of {len(REFINE_STEPS) - 1}, last frame {view.last_frame_s:.3f} s")
+    assert longest >= view.last_frame_s * 0.9       # the heartbeat saw the frames
+    assert longest < 0.6 * full_s, (longest, full_s)
+    # Each refinement step it took was predicted within the budget; the next one was not,
+    # or it reached full quality.
+    if step < len(REFINE_STEPS) - 1:
+        assert view._next_step() is None
+    else:
+        assert view.mapper.GetImageSampleDistance() == 1.0
+
+
+@pytest.mark.gui
+def test_a_generous_budget_reaches_full_quality_in_steps(big_3d: Any, gui: Any) -> None:
+    from viewer.volume_view import REFINE_STEPS
+
+    view = big_3d
+    view.refine_budget_s = 1e3
+    steps: list[int] = []
+    view.mapper.AddObserver("StartEvent", lambda *_: steps.append(view.refine_step))
+    frames = view.full_quality_frames
+    with gui.waitSignal(view.refined, timeout=120_000) as done:
+        view.request_render()
+    assert done.args[0] == len(REFINE_STEPS) - 1
+    assert view.full_quality_frames == frames + 1
+    assert steps[0] == -1 and steps == sorted(steps) and len(steps) >= 2   # coarse, then finer
+    assert view.mapper.GetImageSampleDistance() == 1.0
+    assert view.mapper.GetSampleDistance() == pytest.approx(view.full_sample_mm)
+
+
+@pytest.mark.gui
+def test_scrolling_the_slices_interrupts_refinement(
+        gui: Any, phantom_factory: Callable[[str], Volume]) -> None:
+    from viewer.panel import ViewerPanel
+
+    panel = ViewerPanel()
+    try:
+        panel.resize(900, 700)
+        panel.show()
+        gui.waitExposed(panel)
+        panel.set_layout("2x2")
+        panel.set_volume(phantom_factory("axial"))
+        view3d = panel.views()["3d"]
+        view3d.refine_budget_s = 1e3           # refinement would run to full quality
+        spin(0.3)
+        steps: list[int] = []
+        view3d.mapper.AddObserver("StartEvent", lambda *_: steps.append(view3d.refine_step))
+        axial = panel.slice_views()["axial"]
+        view3d.request_render()
+        # Wait for the coarse frame, then scroll every 40 ms for 0.8 s, as a wheel would.
+        gui.waitUntil(lambda: steps != [], timeout=20_000)
+        start = len(steps)
+        beat = Heartbeat()
+        beat.start()
+        end = time.perf_counter() + 0.8
+        while time.perf_counter() < end:
+            axial.scroll_slices(1)
+            spin(0.04)
+        during = steps[start:]
+        longest = beat.stop()
+        # At most the one step already under way when the scrolling began; none after it.
+        assert len(during) <= 1, during
+        assert longest < 1.0, longest
+        # Scrolling stopped: refinement resumes and finishes.
+        with gui.waitSignal(view3d.refined, timeout=60_000):
+            pass
+        assert len(steps) > start + len(during)
+    finally:
+        panel.shutdown()
+        panel.close()
+        panel.deleteLater()
