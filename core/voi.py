@@ -183,8 +183,37 @@ def _grey(frame: npt.NDArray[Any], image: ProjectionImage, window: Window | None
         unsigned = frame.view(np.dtype(f"u{dt.itemsize}"))
         result: U8 = table[unsigned]
         return result
+    fast = _linear_float(frame, image, window, voi_index, use_lut, function)
+    if fast is not None:
+        return fast
     frac = _fraction(frame, image, window, voi_index, use_lut, function)
     return _to_u8(frac, image.invert)
+
+
+def _linear_float(frame: npt.NDArray[Any], image: ProjectionImage, window: Window | None,
+                  voi_index: int, use_lut: bool, function: VoiFunction | None) -> U8 | None:
+    """LINEAR / LINEAR_EXACT on a float frame in place, in float32 (a window drag on a
+    rescaled radiograph): clipping to 0..1 is exactly the standard's two limits."""
+    if use_lut and image.voi_luts:
+        return None
+    file_window = default_window(image, voi_index)
+    center, width = (file_window.center, file_window.width) if window is None else window
+    fn = function if function is not None else file_window.function
+    if fn is VoiFunction.SIGMOID:
+        return None
+    c, w = (center, width) if fn is VoiFunction.LINEAR_EXACT else (center - 0.5, width - 1.0)
+    if w <= 0:
+        return None                      # a threshold: the general path
+    buf = frame.astype(np.float32)       # a copy, so the in-place steps leave the frame alone
+    buf -= np.float32(c)
+    buf *= np.float32(1.0 / w)
+    buf += np.float32(0.5)
+    np.clip(buf, 0.0, 1.0, out=buf)
+    if image.invert:
+        np.subtract(np.float32(1.0), buf, out=buf)
+    buf *= np.float32(255.0)
+    np.rint(buf, out=buf)
+    return buf.astype(np.uint8)
 
 
 def auto_window(frame: npt.NDArray[Any], low_pct: float = 1.0,
