@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -74,23 +75,48 @@ class ImportReportDialog(QDialog):
 
 
 class WarningsDialog(QDialog):
-    """The geometry/content warnings of the open series, in plain language."""
+    """The geometry/content warnings of the open series, in plain language.
+
+    Every warning is shown whole: rows wrap to the column width and grow to fit their
+    text (a long warning is never cut off), the dialog is resizable, and Copy puts all
+    of them on the clipboard (to paste into a ticket or a report).
+    """
 
     def __init__(self, title: str, warnings: Sequence[str], parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.setObjectName("warningsDialog")
         self.setWindowTitle(title)
-        self.resize(640, 300)
+        self.setSizeGripEnabled(True)
+        self.resize(720, 380)
+        self.warnings = [str(w) for w in warnings]
         layout = QVBoxLayout(self)
         intro = QLabel("Lucida found these problems while loading the series. Distances and "
                        "positions may be affected; check them before relying on the images.",
                        self)
         intro.setWordWrap(True)
         layout.addWidget(intro)
-        self.table = _table(("Warning",), [(w,) for w in warnings], self)
+        self.table = _table(("Warning",), [(w,) for w in self.warnings], self)
+        self.table.setWordWrap(True)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideNone)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setVerticalScrollMode(QTableWidget.ScrollMode.ScrollPerPixel)
+        # Rows follow their wrapped text whenever the column width changes.
+        self.table.verticalHeader().setSectionResizeMode(
+            QHeaderView.ResizeMode.ResizeToContents)
         layout.addWidget(self.table, 1)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
+        self.copy_button = buttons.addButton("Copy", QDialogButtonBox.ButtonRole.ActionRole)
+        self.copy_button.setToolTip("Copy every warning to the clipboard")
+        self.copy_button.clicked.connect(self.copy_to_clipboard)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
+
+    def text(self) -> str:
+        """All warnings, one per line, as Copy puts them on the clipboard."""
+        return "\n".join(self.warnings)
+
+    def copy_to_clipboard(self) -> None:
+        QGuiApplication.clipboard().setText(self.text())
 
 
 class AboutDialog(QDialog):

@@ -48,6 +48,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import __version__, workers
+from app.compare import ComparisonController
 from app.dialogs import (
     NOT_DIAGNOSTIC,
     AboutDialog,
@@ -62,6 +63,7 @@ from app.review_canvas import BRUSH_TOOLS
 from app.review_wiring import ReviewWiring
 from app.series_session import SeriesSession, error_text
 from app.settings import Preferences, save_preferences
+from app.view_input import ViewInputFilter
 from core.projection import ProjectionImage
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,9 @@ TOOLS = (("navigate", "Navigate / window", "V"), ("crosshair", "Crosshair", "X")
          ("ellipse", "Ellipse ROI", "O"), ("rectangle", "Rectangle ROI", "B"),
          ("bidimensional", "Bidimensional (long × short axis)", "Shift+D"),
          ("pan", "Pan", "H"), ("zoom", "Zoom", "Z"))
+# The views that can fill the window in the 1 × 1 layout (View ▸ Layout, double-click).
+SINGLE_VIEWS = (("axial", "axial"), ("coronal", "coronal"), ("sagittal", "sagittal"),
+                ("3d", "3-D"))
 SLAB_MODES = (("none", "Thin"), ("mip", "MIP"), ("minip", "MinIP"), ("mean", "Mean"))
 
 # Keys the slice views handle themselves (listed on the shortcut sheet).
@@ -86,8 +91,11 @@ VIEWER_KEYS = (
     ("Middle drag", "Pan"),
     ("Right drag / Ctrl + wheel", "Zoom"),
     ("1 … 8", "CT presets: brain, subdural, stroke, lung, mediastinum, abdomen, liver, bone"),
+    ("1 … 3 (MR and other non-CT)", "Windows from the volume: full range, tissue, bright"),
     ("0", "Automatic window (percentiles)"),
-    ("R", "Reset zoom, pan and window of the view (no review open; else Ctrl+R)"),
+    ("R", "Reset zoom and pan of the view and the window to the series' own "
+     "(no review open; else Ctrl+R, every view)"),
+    ("Double-click (navigate)", "Maximise the view; again to restore the layout"),
     ("[ / ]", "Brush / eraser smaller / larger"),
     ("Esc", "Cancel the measurement being drawn"),
 )
@@ -151,6 +159,7 @@ class MainWindow(QMainWindow, ReviewWiring):
         # Why the open series' measurements must not be saved (None: they may).
         self.measurements_not_saved: str | None = None
         self._docks_sized = False
+        self._preset_modality = ""
         self.last_import_report: Any = None
         self.last_dialog: Any = None
         self.setAcceptDrops(True)
@@ -161,6 +170,13 @@ class MainWindow(QMainWindow, ReviewWiring):
         self._presets: Any = presets
         self.viewer: Any = ViewerPanel(self)
         self.viewer.setObjectName("viewerPanel")
+        # Number keys, R and double-click in the views depend on the series (view_input).
+        self.view_input = ViewInputFilter(self)
+        self.view_input.preset_key.connect(self.apply_preset_key)
+        self.view_input.reset_key.connect(self._reset_view_and_window)
+        self.view_input.maximise_requested.connect(self.toggle_maximised)
+        self._layout_before_maximise: str | None = None
+        self._watch_views()
 
         central = QWidget(self)
         column = QVBoxLayout(central)
@@ -173,13 +189,16 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.warning_banner.linkActivated.connect(lambda _link: self.show_warnings())
         self.warning_banner.hide()
         column.addWidget(self.warning_banner)
-        column.addWidget(self.viewer, 1)
+        # A compared series (a prior) opens beside the viewer in this splitter.
+        self.compare = ComparisonController(self, self.viewer)
+        column.addWidget(self.compare.splitter, 1)
         self.setCentralWidget(central)
 
         self.browser = LibraryBrowser(self.library_dir, self)
         self.browser.thumbnails_enabled = prefs.thumbnails
-        self.browser.open_requested.connect(self.open_series)
+        self.browser.open_requested.connect(self._open_requested)
         self.browser.import_requested.connect(self.choose_import_folder)
+        self.browser.compare_requested.connect(self.compare.open_series)
         self.browser_dock = self._dock("Library", "libraryDock", self.browser,
                                        Qt.DockWidgetArea.LeftDockWidgetArea)
 
@@ -308,6 +327,12 @@ class MainWindow(QMainWindow, ReviewWiring):
             group.addAction(act)
             self.addAction(act)
             self.layout_actions[name] = act
+        self.single_actions: dict[str, QAction] = {}
+        for name, text in SINGLE_VIEWS:
+            act = QAction(f"1 × 1 {text}", self)
+            act.setCheckable(True)
+            act.triggered.connect(lambda _c=False, n=name: self.set_layout("1x1", single=n))
+            self.single_actions[name] = act
         self.act_identity = self._action("Show identifying text", self.set_identity_visible,
                                          "Ctrl+I", checkable=True,
                                          tip="Show or hide patient name, ID and birth date")
@@ -349,23 +374,16 @@ class MainWindow(QMainWindow, ReviewWiring):
         file_menu.addAction(self.act_quit)
 
         view_menu = menu.addMenu("&View")
+        layout_menu = view_menu.addMenu("Layout")
         for act in self.layout_actions.values():
-            view_menu.addAction(act)
+            layout_menu.addAction(act)
+        layout_menu.addSeparator()
+        for act in self.single_actions.values():
+            layout_menu.addAction(act)
         view_menu.addSeparator()
-        preset_menu = view_menu.addMenu("Window preset")
+        # Filled per modality by _fill_presets (HU windows only for CT).
+        self.preset_menu = view_menu.addMenu("Window preset")
         self.preset_actions: dict[str, QAction] = {}
-        if self._presets is not None:
-            for n, name in enumerate(self._presets.CT_PRESET_ORDER, start=1):
-                preset = self._presets.PRESETS[name]
-                text = f"{preset.label or name}  (W {preset.width:g} L {preset.level:g})"
-                act = QAction(f"{text}\t{n}", self)
-                act.triggered.connect(lambda _c=False, p=name: self.set_preset(p))
-                preset_menu.addAction(act)
-                self.preset_actions[name] = act
-            auto = QAction("Auto (percentiles)\t0", self)
-            auto.triggered.connect(lambda _c=False: self.set_preset(self._presets.AUTO))
-            preset_menu.addAction(auto)
-            self.preset_actions[self._presets.AUTO] = auto
         slab_menu = view_menu.addMenu("Thick slab")
         for mode, text in SLAB_MODES:
             act = QAction(text, self)
@@ -386,6 +404,7 @@ class MainWindow(QMainWindow, ReviewWiring):
         view_menu.addAction(self.act_warnings)
         view_menu.addAction(self.tags.action)
         view_menu.addAction(self.act_hanging)
+        view_menu.addMenu(self.compare.menu(view_menu))
         view_menu.addSeparator()
         view_menu.addAction(self.browser_dock.toggleViewAction())
         view_menu.addAction(self.measurements_dock.toggleViewAction())
@@ -433,10 +452,8 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.preset_combo.setSizeAdjustPolicy(
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.preset_combo.setMinimumContentsLength(12)
-        self.preset_combo.addItem("Window preset", "")
-        for name, act in self.preset_actions.items():
-            self.preset_combo.addItem(act.text().split("  (")[0].split("\t")[0], name)
         self.preset_combo.activated.connect(self._on_preset_combo)
+        self._fill_presets("CT")
         bar.addWidget(self.preset_combo)
         bar.addSeparator()
         for name in ("navigate", "distance", "angle", "ellipse", "rectangle", "bidimensional"):
@@ -556,7 +573,17 @@ class MainWindow(QMainWindow, ReviewWiring):
         self._save_prefs()
         self.refresh_library()
         self.demo_ready.emit(series_id)
+        if self.current_series_id is not None:
+            # The user opened a series while the demo was being made: it stays open.
+            self.browser.select_series(self.current_series_id)
+            self.set_status("The demo study is ready in the library.")
+            return
         self.open_series(series_id)
+
+    def _open_requested(self, series_id: Any) -> None:
+        """Double-click or Enter in the library: open, and the keys go to the views."""
+        self.open_series(series_id)
+        self.focus_active_view()
 
     # ------------------------------------------------------------------ loading
     def open_series(self, series_id: Any) -> workers.Job:
@@ -623,6 +650,8 @@ class MainWindow(QMainWindow, ReviewWiring):
             self._update_volume(volume)
 
     def _show_volume(self, volume: Any) -> None:
+        if volume.modality != self._preset_modality:
+            self._fill_presets(volume.modality)
         self._shown_array = volume.array
         self.viewer.set_volume(volume)
         if not self._apply_hanging(volume):
@@ -940,14 +969,74 @@ class MainWindow(QMainWindow, ReviewWiring):
             self.models_panel.run_selected()
 
     # ------------------------------------------------------------------ view state
-    def set_layout(self, name: str) -> None:
+    def set_layout(self, name: str, single: str | None = None) -> None:
+        """"1x1" (view ``single``, else the last single view), "1x3" or "2x2", remembered.
+
+        Keyboard focus then goes to the active view: hiding the focused view moves Qt's
+        focus to the next widget (the library search box), where the next keys would
+        filter the library instead of scrolling or windowing.
+        """
         if name not in self.layout_actions:
             name = "1x3"
-        self.viewer.set_layout(name)
+        if single not in dict(SINGLE_VIEWS):
+            single = self.prefs.single_view
+        self._layout_before_maximise = None
+        active = self.view_input.last_focused()  # hiding views moves the focus around
+        self.viewer.set_layout(name, single=single)
         self.layout_actions[name].setChecked(True)
-        if self.prefs.default_layout != name:
+        for view, act in self.single_actions.items():
+            act.setChecked(name == "1x1" and view == single)
+        if self.prefs.default_layout != name or (name == "1x1"
+                                                 and self.prefs.single_view != single):
             self.prefs.default_layout = name  # type: ignore[assignment]
+            if name == "1x1":
+                self.prefs.single_view = single  # type: ignore[assignment]
             self._save_prefs()
+        self._watch_views()
+        self.focus_active_view(active)
+
+    def toggle_maximised(self, view: str) -> None:
+        """Double-click on a view: it fills the window; again: the layout it came from."""
+        if view not in dict(SINGLE_VIEWS):
+            return
+        if self.current_layout() == "1x1":
+            self.set_layout(self._layout_before_maximise or ("2x2" if view == "3d" else "1x3"))
+            return
+        before = self.current_layout()
+        self.set_layout("1x1", single=view)
+        self._layout_before_maximise = before
+
+    def _watch_views(self) -> None:
+        """Every view, including a 3-D or cell view made since, goes through view_input."""
+        from viewer.volume_view import VolumeView3D
+
+        for view in self._view_widgets():
+            if isinstance(view, VolumeView3D):
+                self.view_input.watch(view, "3d", keys=False)  # it has its own R
+            else:
+                self.view_input.watch(view, str(getattr(view, "plane", "")))
+
+    def _view_widgets(self) -> list[QWidget]:
+        """The views in layout order: cells (when a cell layout is on), planes, 3-D."""
+        from viewer.volume_view import VolumeView3D
+
+        cells = getattr(self.viewer, "cells", None)
+        views: list[QWidget] = list(cells() if callable(cells) else [])
+        for view in [*self.viewer.slice_views().values(),
+                     *self.viewer.findChildren(VolumeView3D)]:
+            if view not in views:
+                views.append(view)
+        return views
+
+    def focus_active_view(self, prefer: QWidget | None = None) -> None:
+        """Keyboard focus to ``prefer`` or else the view used last, if shown, else the
+        first view shown."""
+        shown = [v for v in self._view_widgets() if not v.isHidden()]
+        if not shown:
+            return
+        last = self.view_input.last_focused()
+        target = next((v for v in (prefer, last) if v is not None and v in shown), shown[0])
+        target.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def current_layout(self) -> str:
         for name, act in self.layout_actions.items():
@@ -969,10 +1058,60 @@ class MainWindow(QMainWindow, ReviewWiring):
             self._save_prefs()
 
     def set_preset(self, name: str) -> None:
+        """Window preset ``name``: a CT one (HU: only on CT), one computed from the volume
+        (not CT, see ``viewer.presets.RELATIVE_PRESETS``) or "auto"."""
+        p = self._presets
+        volume = self.viewer.volume
+        modality = str(getattr(volume, "modality", "") or "")
+        if volume is not None and not p.preset_fits(name, modality):
+            hu = " (a window in Hounsfield units)" if name in p.PRESETS else ""
+            self.set_status(f"The {p.preset_label(name)} preset{hu} does not fit "
+                            f"{modality or 'this series'}; the window is unchanged.")
+            return
+        if name in p.RELATIVE_PRESETS:
+            if volume is not None:
+                self.viewer.set_window_level(*p.relative_window(name, volume.array))
+            return
         self.viewer.set_preset(name)
         if self.prefs.last_preset != name:
             self.prefs.last_preset = name
             self._save_prefs()
+
+    def apply_preset_key(self, number: int) -> None:
+        """Number key typed in a view: the open modality's preset ``number`` (0: auto)."""
+        volume = self.viewer.volume
+        if volume is None:
+            return
+        if number == 0:
+            self.set_preset(self._presets.AUTO)
+            return
+        order = self._presets.preset_order(volume.modality)
+        if number > len(order):
+            self.set_status(f"Key {number}: no window preset for {volume.modality or 'this'} "
+                            f"series (keys 1–{len(order)}, 0 = auto).")
+            return
+        self.set_preset(order[number - 1])
+
+    def _fill_presets(self, modality: str) -> None:
+        """The preset menu and combo list only the presets that fit ``modality``."""
+        p = self._presets
+        self._preset_modality = modality
+        self.preset_menu.clear()
+        self.preset_actions = {}
+        self.preset_combo.clear()
+        self.preset_combo.addItem("Window preset", "")
+        order = p.preset_order(modality)
+        for key, name in [*enumerate(order, start=1), (0, p.AUTO)]:
+            label = p.preset_label(name)
+            text = label
+            if name in p.PRESETS:
+                text += f"  (W {p.PRESETS[name].width:g} L {p.PRESETS[name].level:g})"
+            act = QAction(f"{text}\t{key}", self.preset_menu)
+            act.triggered.connect(lambda _c=False, n=name: self.set_preset(n))
+            self.preset_menu.addAction(act)
+            self.preset_actions[name] = act
+            self.preset_combo.addItem(label, name)
+        self.preset_combo.setToolTip(f"Window preset (keys 1–{len(order)}, 0 = auto)")
 
     def _on_preset_combo(self, index: int) -> None:
         name = self.preset_combo.itemData(index)
@@ -999,7 +1138,24 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.viewer.set_slab(mode, float(self.slab_mm.value()))
 
     def _reset_views(self) -> None:
+        """Ctrl+R: every view's zoom and pan, and the window, as the series opened."""
         self.viewer.reset_views()
+        self.reset_window()
+
+    def _reset_view_and_window(self, view: Any) -> None:
+        """R in a view: its zoom and pan, and the window, as the series opened."""
+        reset = getattr(view, "reset_view", None)
+        if callable(reset):
+            reset()
+        self.reset_window()
+
+    def reset_window(self) -> None:
+        """The series' own window: its DICOM window, else the modality default."""
+        volume = self.viewer.volume
+        if volume is None:
+            return
+        self.viewer.set_window_level(*self._presets.default_window(
+            volume.modality, volume.array, volume.metadata))
 
     # ------------------------------------------------------------------ cine
     def set_cine_playing(self, playing: bool) -> None:
@@ -1182,6 +1338,7 @@ class MainWindow(QMainWindow, ReviewWiring):
         close_viewer = getattr(self.viewer, "shutdown", None)
         if callable(close_viewer):
             close_viewer()
+        self.compare.shutdown()
         if self._owns_library:
             self.library.close()
         super().closeEvent(event)

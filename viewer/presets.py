@@ -1,9 +1,10 @@
 """Window/level and 3-D transfer-function presets (pure data, no Qt or VTK).
 
 CT presets are in Hounsfield units; the number-key order is ``CT_PRESET_ORDER``
-(key 1 = brain … key 8 = bone). MR has no absolute scale, so its default
-window comes from the 1st and 99th percentiles of the voxels
-(:func:`auto_window`).
+(key 1 = brain … key 8 = bone). MR and anything else without an absolute
+scale never gets HU windows: its default window comes from the 1st and 99th
+percentiles of the voxels (:func:`auto_window`) and its number keys choose
+windows computed from the volume (``RELATIVE_PRESETS``, see :func:`preset_order`).
 """
 
 from __future__ import annotations
@@ -62,6 +63,69 @@ def auto_window(array: npt.NDArray[Any], low_pct: float = 1.0,
         # Constant (e.g. nothing loaded yet): show that value black, not mid-grey.
         return 1.0, lo + 0.5
     return hi - lo, (lo + hi) / 2.0
+
+
+@dataclass(frozen=True)
+class RelativePreset:
+    """A window from percentiles of the volume itself, for data without an absolute scale
+    (MR, PET, ...): ``low_pct``–``high_pct`` of the voxels, or of the foreground only
+    (voxels brighter than a tenth of the 99th percentile: MR's background air would
+    otherwise be most of the histogram)."""
+
+    name: str
+    label: str
+    low_pct: float
+    high_pct: float
+    foreground: bool = True
+
+
+RELATIVE_PRESETS: dict[str, RelativePreset] = {
+    p.name: p
+    for p in (
+        RelativePreset("full-range", "Full range", 0.0, 99.9, foreground=False),
+        RelativePreset("tissue", "Tissue", 2.0, 98.0),
+        RelativePreset("bright", "Bright", 40.0, 99.8),
+    )
+}
+RELATIVE_PRESET_ORDER: tuple[str, ...] = ("full-range", "tissue", "bright")
+
+
+def uses_hounsfield(modality: str) -> bool:
+    """True for CT, the one modality whose values are an absolute scale (HU)."""
+    return modality.strip().upper() == "CT"
+
+
+def preset_order(modality: str) -> tuple[str, ...]:
+    """The presets of number keys 1, 2, ... for a modality (0 is always "auto")."""
+    return CT_PRESET_ORDER if uses_hounsfield(modality) else RELATIVE_PRESET_ORDER
+
+
+def preset_label(name: str) -> str:
+    if name in PRESETS:
+        return PRESETS[name].label or name
+    if name in RELATIVE_PRESETS:
+        return RELATIVE_PRESETS[name].label
+    return "Auto (percentiles)" if name == AUTO else name
+
+
+def preset_fits(name: str, modality: str) -> bool:
+    """Whether preset ``name`` means anything on this modality (HU windows only on CT)."""
+    return name == AUTO or name in preset_order(modality)
+
+
+def relative_window(name: str, array: npt.NDArray[Any],
+                    max_samples: int = 400_000) -> tuple[float, float]:
+    """(width, level) of relative preset ``name`` computed from ``array``."""
+    preset = RELATIVE_PRESETS[name]
+    flat = np.asarray(array).reshape(-1)
+    if flat.size == 0:
+        return 1.0, 0.0
+    sample = flat[:: max(1, flat.size // max_samples)].astype(np.float64)
+    if preset.foreground:
+        lo, hi = np.percentile(sample, [0.0, 99.0])
+        kept = sample[sample > lo + 0.1 * (hi - lo)]
+        sample = kept if kept.size >= 100 else sample
+    return auto_window(sample, preset.low_pct, preset.high_pct, max_samples)
 
 
 def default_window(volume_modality: str, array: npt.NDArray[Any],
