@@ -261,10 +261,15 @@ class ProjectionView(QVTKRenderWindowInteractor):
         if self.image is None or self.image.frame_count < 2:
             return False
         self.cine_timer.start(self.frame_interval_ms())
+        self._update_text()
+        self.request_render()
         return True
 
     def pause(self) -> None:
-        self.cine_timer.stop()
+        if self.cine_timer.isActive():
+            self.cine_timer.stop()
+            self._update_text()
+            self.request_render()
 
     def is_playing(self) -> bool:
         return self.cine_timer.isActive()

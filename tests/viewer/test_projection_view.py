@@ -204,9 +204,11 @@ def test_cine_plays_at_frame_time(view: object, gui: object,
     seen: list[int] = []
     view.frame_changed.connect(seen.append)  # type: ignore[attr-defined]
     assert view.play() is True  # type: ignore[attr-defined]
+    assert "Cine 25 fps" in view.corner_texts()["bottom_left"]  # type: ignore[attr-defined]
     gui.waitUntil(lambda: len(seen) >= 3, timeout=3000)  # type: ignore[attr-defined]
     view.pause()  # type: ignore[attr-defined]
     assert seen[:3] == [1, 2, 3]
+    assert "Cine" not in view.corner_texts()["bottom_left"]  # type: ignore[attr-defined]
     view.set_frame(2)  # type: ignore[attr-defined]
     third = grab(view)
     y = round(view.pixel_to_display(155.0, 205.0)[1])  # type: ignore[attr-defined]
