@@ -78,6 +78,7 @@ class ViewerPanel(QWidget):
         self._cells: list[tuple[SliceView | VolumeView3D, str | None]] = []
         self._extra_views: list[SliceView] = []
         self._active_cell = 0
+        self._syncing_cells = False   # a cell's zoom / pan being copied to the others
         # A 2-D image (set_projection): one ProjectionView over the whole grid, the
         # views it hid shown again when a volume (or nothing) replaces it.
         self._projection: ProjectionView | None = None
@@ -175,6 +176,8 @@ class ViewerPanel(QWidget):
             else:
                 widget = self._make_cell_view(view_name)
             widget.installEventFilter(self)
+            if isinstance(widget, SliceView):
+                widget.view_changed.connect(self._follow_cell_camera)
             self._cells.append((widget, None if preset in (None, "default") else preset))
             placed.append((widget, n // cols, n % cols))
         self._active_cell = 0
@@ -213,6 +216,25 @@ class ViewerPanel(QWidget):
                 if widget is watched:
                     self._active_cell = n
         return super().eventFilter(watched, event)
+
+    def _follow_cell_camera(self) -> None:
+        """Zoom or pan in one cell: the other cells of the same plane show the same part."""
+        source = self.sender()
+        if self._syncing_cells or not isinstance(source, SliceView) or source.volume is None:
+            return
+        self._syncing_cells = True
+        try:
+            cam = source.renderer.GetActiveCamera()
+            sx, sy, _ = cam.GetFocalPoint()
+            for widget, _p in self._cells:
+                if (widget is source or not isinstance(widget, SliceView)
+                        or widget.plane != source.plane or widget.volume is None):
+                    continue
+                widget.set_zoom(source.zoom_factor())
+                fx, fy, _ = widget.renderer.GetActiveCamera().GetFocalPoint()
+                widget.pan_mm(fx - sx, fy - sy)
+        finally:
+            self._syncing_cells = False
 
     def _make_cell_view(self, plane: str) -> SliceView:
         """A further slice view with its own window, sharing everything else with the panel."""
@@ -257,6 +279,8 @@ class ViewerPanel(QWidget):
         """Empty the grid; the cell layout's extra views are closed."""
         for widget, _p in self._cells:
             widget.removeEventFilter(self)
+            if isinstance(widget, SliceView):
+                widget.view_changed.disconnect(self._follow_cell_camera)
         self._cells = []
         self._active_cell = 0
         for view in self._extra_views:

@@ -133,6 +133,14 @@ def test_scrolling_cursor_and_slab_stay_linked(two_cells: tuple[object, Volume])
     assert lung.slice_position_mm() == pytest.approx(mediastinum.slice_position_mm())
     assert lung.slice_position_mm() == pytest.approx(target[2], abs=1.0)
     assert lung.slab is mediastinum.slab and lung.findings is mediastinum.findings
+    # Zoom and pan in one cell: the other cell of the same plane shows the same part.
+    mediastinum.set_zoom(2.5)
+    assert lung.zoom_factor() == pytest.approx(2.5, rel=1e-3)
+    lung.pan_mm(12.0, -7.0)
+    centre = (lung.width() / 2, lung.height() / 2)
+    np.testing.assert_allclose(lung.display_to_lps(*centre),
+                               mediastinum.display_to_lps(*centre), atol=0.5)
+    assert mediastinum.zoom_factor() == pytest.approx(2.5, rel=1e-3)
     assert lung.measurements is mediastinum.measurements
 
 
