@@ -249,8 +249,17 @@ def test_any_view_fills_the_window_and_double_click_restores(
     qt.waitUntil(lambda: set(viewer.visible_view_names()) == {"coronal"}, timeout=WAIT_MS)
     assert viewer.layout_name() == "1x1"
     assert coronal.width() > 0.9 * viewer.width()
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    window.grab().save(str(SHOTS / "maximised_coronal.png"))
+    # On screen: the coronal image fills the viewing area (its bright cube at the centre).
+    from PySide6.QtGui import QImage
+
+    from app.commands.view import grab_window_png
+
+    qt.wait(200)  # let the toolbar repaint before the screen is read
+    grab_window_png(window, SHOTS / "maximised_coronal.png")
+    shot = QImage(str(SHOTS / "maximised_coronal.png"))
+    centre = viewer.mapTo(window, viewer.rect().center())
+    assert shot.pixelColor(centre).lightness() > 200
+    assert coronal.plane == "coronal" and coronal.orientation_letters()
     qt.mouseDClick(coronal, Qt.MouseButton.LeftButton, pos=view_centre(coronal))
     qt.waitUntil(lambda: set(viewer.visible_view_names()) == {"axial", "coronal", "sagittal"},
                  timeout=WAIT_MS)
