@@ -704,10 +704,14 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.series_loaded.emit(self.current_series_id)
 
     def _on_projection_loaded(self, image: ProjectionImage) -> None:
-        """A radiograph, ultrasound or capture: one plain 2-D view. No model runs on it, and
-        its distances are listed but not saved (they have no LPS points to store)."""
-        self.current_projection = image
+        """A radiograph, ultrasound or capture: one plain 2-D view. No model runs on it; its
+        distances are saved like any measurement (in pixel positions, not LPS)."""
         self.viewer.set_projection(image)
+        self.series = SeriesSession(self.library, self.current_series_id, image,
+                                    reviewer=self.prefs.reviewer or None)
+        self._restore_measurements()
+        # Only now: measurement changes before this point are not the user's.
+        self.current_projection = image
         self._apply_hanging_2d(image)
         self._shown_partial = True
         self.first_image_shown.emit(self.current_series_id)
@@ -719,7 +723,8 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.setWindowTitle(f"Lucida — {what} — research use only, not for diagnostic use")
         self._show_volume_warnings(image)
         frames = f", {image.frame_count} frames" if image.frame_count > 1 else ""
-        self.set_status(f"Loaded {what}  {image.cols}×{image.rows}{frames} (2-D image)")
+        self.set_status(f"Loaded {what}  {image.cols}×{image.rows}{frames} (2-D image)"
+                        + self._restore_problem)
         self.series_loaded.emit(self.current_series_id)
 
     def _remember_recent(self, series_id: Any) -> None:
@@ -900,7 +905,7 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.measurements.set_records(records)
         if self._restoring_measurements or self.current_series_id is None:
             return
-        if self.current_volume is None:
+        if self.current_volume is None and getattr(self, "current_projection", None) is None:
             return  # still loading: nothing the user drew yet
         if self.measurements_not_saved is not None:
             # A save replaces every stored row of the series: it would delete the ones

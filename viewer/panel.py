@@ -612,6 +612,9 @@ class ViewerPanel(QWidget):
 
     def load_measurement_records(self, records: list[dict[str, Any]]) -> None:
         """Replace the measurements with saved records (stats recomputed from the volume)."""
+        if (p := self.projection_view()) is not None:
+            p.load_records(records)
+            return
         items = [Measurement.from_record(r) for r in records]
         if self.volume is not None:
             for m in items:

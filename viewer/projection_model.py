@@ -95,6 +95,16 @@ class Distance:
             self.stats = {"length_mm": round(length, 2), "spacing": str(image.spacing_kind)}
             self.label = f"{length:.1f} mm {image.spacing_kind}"
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Distance:
+        """Back from ``record`` (ValueError for a slice view's or a damaged record)."""
+        if record.get("view") != "projection" or record.get("kind") != "distance":
+            raise ValueError(f"not a 2-D image distance: {record.get('kind')!r} "
+                             f"in {record.get('view')!r}")
+        (ar, ac), (br, bc) = record["points_px"]
+        return cls(a=(float(ar), float(ac)), b=(float(br), float(bc)),
+                   frame=int(record.get("frame", 0)))
+
     def record(self, series_uid: str) -> dict[str, Any]:
         """JSON-able, like the slice views' records but in pixel positions, not LPS."""
         return {"kind": "distance", "view": "projection", "series_uid": series_uid,

@@ -460,6 +460,17 @@ class ProjectionView(QVTKRenderWindowInteractor):
         self._update_measurements()
         self.measurements_changed.emit()
 
+    def load_records(self, records: list[dict[str, Any]]) -> None:
+        """Replace the distances with saved records (``measurement_records``' form); a record
+        of another kind raises ValueError and nothing changes."""
+        assert self.image is not None
+        loaded = [Distance.from_record(r) for r in records]
+        for d in loaded:
+            d.compute(self.image)
+        self.distances = loaded
+        self._update_measurements()
+        self.measurements_changed.emit()
+
     def measurement_records(self) -> list[dict[str, Any]]:
         uid = self.image.series_uid if self.image is not None else ""
         return [d.record(uid) for d in self.distances]

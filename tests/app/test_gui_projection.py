@@ -122,6 +122,21 @@ def test_rg1_opens_as_a_radiograph(make_window: Callable[..., Any], qt: Any, lib
     assert len(records) == 1 and records[0]["label"].endswith(" px")
     assert float(records[0]["label"].split()[0]) == pytest.approx(800.0, abs=3.0)
     _save(_grab(view), "app_rg1_distance")
+    # Saved (pixel positions, not LPS) and shown again when the image is opened again.
+    from store import Library
+
+    library = Library.open(library_dir)
+    try:
+        saved = library.read_measurements(imported["RG1_J2KR.dcm"]).records
+    finally:
+        library.close()
+    assert [r["label"] for r in saved] == [records[0]["label"]]
+    assert saved[0]["points_px"] == records[0]["points_px"]
+    _open(qt, window, imported["US1_UNCR.dcm"])
+    assert window.viewer.measurement_records() == []
+    _open(qt, window, imported["RG1_J2KR.dcm"])
+    view = window.viewer.projection_view()
+    assert [r["label"] for r in window.viewer.measurement_records()] == [records[0]["label"]]
 
     # Identity toggle, layout refused with a message, window drag changes the image.
     name_line = view.corner_texts()["top_left"]
