@@ -191,3 +191,50 @@ def test_dialog_copies_validates_reorders_and_saves_rules_a_new_window_uses(
     assert again.hanging.rule_name == "chest: lung + bone"
     assert again.viewer.cell_window_levels() == [(1500.0, -600.0), (1800.0, 400.0)]
 
+
+def write_radiograph(folder: Path, *, study_date: str) -> Path:
+    """pydicom's PA chest radiograph (CR, CHEST) as a study of its own on ``study_date``."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    ds = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm"))
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyDate = study_date
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "cr.dcm"
+    ds.save_as(path)
+    return path
+
+
+def test_chest_radiograph_opens_alone_with_its_prior_beside_it(
+        make_window: Any, qt: Any, library_dir: Path, tmp_path: Path) -> None:
+    write_radiograph(tmp_path / "src" / "prior", study_date="20030214")
+    write_radiograph(tmp_path / "src" / "current", study_date="20040826")
+    write_ct(tmp_path / "src" / "ct", patient="BETA^TWO", patient_id="PID-B",
+             study_description="Abdomen", series_description="Axial")
+    import_into(library_dir, tmp_path / "src")
+    from store import Library
+
+    library = Library.open(library_dir)
+    try:
+        rows = {(s.modality, s.study_date): s.id for s in library.all_series()}
+    finally:
+        library.close()
+    current, prior = rows[("CR", "20040826")], rows[("CR", "20030214")]
+    window = make_window(library_dir)
+    open_and_wait(qt, window, current)
+    assert window.hanging is not None
+    assert window.hanging.rule_name == "Chest radiograph: 1x1, its prior beside it"
+    assert window.current_projection is not None                    # shown as a 2-D image
+    assert window.compare.is_open and window.compare.series_id == prior
+    qt.waitSignal(window.compare.loaded, timeout=WAIT_MS, raising=False).wait()
+    save_window_png(window, "chest_radiograph_with_prior.png")
+    # The prior opened by the rule goes with the next series that wants none.
+    open_and_wait(qt, window, rows[("CT", "20250314")])
+    assert window.hanging is None and not window.compare.is_open
+    # Opened without a prior (the prior itself is the oldest): alone.
+    open_and_wait(qt, window, prior)
+    assert window.hanging is not None and window.hanging.wants_prior is False
+    assert not window.compare.is_open
