@@ -114,6 +114,8 @@ class Rule(BaseModel):
             rows, cols = self.grid if self.grid is not None else (1, len(self.cells))
             if rows < 1 or cols < 1 or rows * cols < len(self.cells):
                 raise ValueError(f"'grid' {rows}x{cols} has no room for {len(self.cells)} cells")
+            if sum(c.view == "3d" for c in self.cells) > 1:
+                raise ValueError("only one cell can show the 3-D view")
             if self.grid is None:
                 self.grid = (rows, cols)
         return self

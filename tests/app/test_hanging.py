@@ -101,6 +101,7 @@ def test_user_rule_beats_shipped_then_priority_then_specificity() -> None:
     ({"name": "f", "grid": [1, 1], "cells": [{}, {}]}, "", "no room"),
     ({"layout": "1x1"}, "name", "required"),
     ({"name": "h", "cells": [{"view": "oblique"}]}, "cells.0.view", "axial"),
+    ({"name": "i", "cells": [{"view": "3d"}, {"view": "3d"}]}, "", "one cell"),
     ("not a rule", "", "dict"),
 ])
 def test_an_invalid_rule_is_reported_with_its_field_and_skipped(
