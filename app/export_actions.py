@@ -21,6 +21,7 @@ import io
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,14 @@ def _slice_positions(volume: Any, start: np.ndarray, plane: str,
     return positions
 
 
+def gif_durations(count: int, fps: float) -> list[int]:
+    """Per-frame GIF durations (ms): GIF counts in 10 ms ticks, so 33.3 ms frames become
+    30, 40, 30, … — the loop keeps the true rate instead of drifting to 30 ms frames."""
+    interval = max(20.0, 1000.0 / max(fps, 0.1))  # browsers slow down faster GIFs
+    ticks = [round(interval * n / 10.0) * 10 for n in range(count + 1)]
+    return [b - a for a, b in pairwise(ticks)]
+
+
 def write_cine(target: Path, frames: Sequence[np.ndarray], fps: float) -> list[Path]:
     """An animated GIF (``target`` ends in .gif) or, otherwise, a folder ``target`` of
     numbered PNGs (frame_0001.png …). Each file is written atomically."""
@@ -204,7 +213,7 @@ def write_cine(target: Path, frames: Sequence[np.ndarray], fps: float) -> list[P
         images = [Image.fromarray(np.ascontiguousarray(f[..., :3]), "RGB") for f in frames]
         with atomic_path(target) as tmp:
             images[0].save(tmp, "GIF", save_all=True, append_images=images[1:],
-                           duration=max(20, round(1000 / max(fps, 0.1))), loop=0)
+                           duration=gif_durations(len(images), fps), loop=0)
         return [target]
     target.mkdir(parents=True, exist_ok=True)
     written = []

@@ -163,13 +163,14 @@ class TagBrowserDock:
         self.action = window._action("DICOM tags…", self.show, "Ctrl+T",
                                      tip="Every element of the image under the cursor")
         self._job: workers.Job | None = None
+        self._hooked_view: Any = None  # the 2-D view whose frame changes we follow
         self._shown_key: Any = None
         self._settle = QTimer(window)
         self._settle.setSingleShot(True)
         self._settle.setInterval(CURSOR_SETTLE_MS)
         self._settle.timeout.connect(self.refresh)
         self.dock.visibilityChanged.connect(self._on_visibility)
-        window.series_loaded.connect(lambda _sid: self._request(force=True))
+        window.series_loaded.connect(self._on_series_loaded)
         window.series_loading.connect(lambda _sid: self._clear())
         window.viewer.cursor_changed.connect(lambda _lps: self._request())
         self.browser.set_identity_visible(bool(window.prefs.identity_visible))
@@ -188,6 +189,17 @@ class TagBrowserDock:
     def _on_visibility(self, visible: bool) -> None:
         if visible:
             self.refresh()
+
+    def _on_series_loaded(self, _series_id: Any) -> None:
+        view = self._projection_view()
+        if view is not None and view is not self._hooked_view:
+            view.frame_changed.connect(lambda _index: self._request())
+            self._hooked_view = view
+        self._request(force=True)
+
+    def _projection_view(self) -> Any:
+        viewer = self.window.viewer
+        return viewer.projection_view() if hasattr(viewer, "projection_view") else None
 
     def _clear(self) -> None:
         self._shown_key = None
@@ -210,6 +222,12 @@ class TagBrowserDock:
         except Exception as exc:  # a library failure is shown, not raised into Qt
             self.browser.set_tag_tree(None, f"Cannot list the series' files: {exc}")
             return None
+        view = self._projection_view()
+        image = getattr(view, "image", None)
+        if image is not None and 1 < len(instances) == image.frame_count:
+            # A 2-D series of single-frame files: frame n is the n-th instance (both in
+            # Instance Number, then file order).
+            return instances[min(int(view.frame_index), len(instances) - 1)]
         cursor = window.viewer.cursor_lps() if window.current_volume is not None else None
         return nearest_instance(instances, window.current_volume, cursor)
 

@@ -170,6 +170,8 @@ def _element_row(elem: Any, inherited: bool) -> TagRow:
     if elem.tag.is_private and not elem.tag.is_private_creator:
         creator = str(elem.private_creator or "")
     name = _element_name(elem)
+    if creator and name == "Private tag data":  # pydicom does not know this creator's tags
+        name = f"Private tag of {creator}"
     identifying = inherited or is_identifying(keyword, vr)
     if vr == "SQ":
         items = []

@@ -268,3 +268,57 @@ def test_burned_in_series_is_refused_without_confirmation(make_window: Any, qt: 
     with qt.waitSignal(job.done, timeout=WAIT_MS):
         pass
     assert window.exports.last_deid.burned_in == 1
+
+
+@pytest.fixture
+def us_cine(tmp_path: Path, library_dir: Path) -> int:
+    """pydicom's examples_ybr_color.dcm (US, 30 YBR frames at 33.3 ms) in the library."""
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    from app.importer import import_paths
+    from store import Library
+
+    folder = tmp_path / "src" / "us"
+    folder.mkdir(parents=True)
+    shutil.copy2(get_testdata_file("examples_ybr_color.dcm"), folder / "us.dcm")
+    library = Library.open(library_dir)
+    try:
+        import_paths(library, [folder])
+        return library.all_series()[0].id
+    finally:
+        library.close()
+
+
+def test_multiframe_ultrasound_exports_its_frames_in_colour(make_window: Any, qt: Any,
+                                                           us_cine: int, library_dir: Path,
+                                                           tmp_path: Path) -> None:
+    window = make_window(library_dir)
+    _open(qt, window, us_cine)
+    view = window.viewer.projection_view()
+    assert view is not None and view.image.frame_count == 30
+    gif = window.exports.export_cine(tmp_path / "us.gif", corner_text=False)[0]
+    # The file repeats frames 10 and 27 (10 = 11, 27 = 28): GIF stores a repeat as one
+    # frame shown twice as long, so 28 frames that play 30 × the Frame Time.
+    with Image.open(gif) as image:
+        assert image.n_frames == 28
+        durations = []
+        for n in range(image.n_frames):
+            image.seek(n)
+            durations.append(image.info["duration"])
+        # GIF counts 10 ms ticks: 30 or 40 ms each, 990 ms in all (30 × 33 ms).
+        assert sum(durations) == 990 and set(durations) <= {30, 40, 60, 70, 80}
+        image.seek(15)
+        frame = np.asarray(image.convert("RGB")).astype(int)
+    # Colour kept: the scanner's blue-grey labels (B > R), which a grey rendering loses.
+    assert ((frame[..., 2] - frame[..., 0]) > 10).sum() > 1000
+    assert view.frame_index == 0  # the frame shown is restored
+    png = np.asarray(Image.open(window.exports.export_png(tmp_path / "us.png", "view"))
+                     .convert("RGB"))
+    assert png.shape[:2] == (view.height(), view.width())
+    window.tags.action.trigger()
+    rows = _wait_rows(qt, window, "YBR_FULL")
+    assert ("(0008,0060)", "Modality", "CS", "US") in rows
+    assert any(r[0] == "(0028,0008)" and r[3] == "30" for r in rows)  # Number of Frames
+    _shot(qt, window, "tags_dock_us.png")

@@ -38,12 +38,20 @@ def test_rows_of_ct_small_cover_every_element_with_sequences_folded() -> None:
     assert _by_tag(tree.rows, 0x00100010)[0].value == "CompressedSamples^CT1"
 
 
-def test_private_elements_are_named_as_pydicom_names_them() -> None:
+def test_private_elements_are_named_as_pydicom_names_them(tmp_path: Path) -> None:
     rows = read_tag_rows(CT_SMALL).rows
     full_fidelity = _by_tag(rows, 0x00091001)[0]
     assert full_fidelity.private_creator == "GEMS_IDEN_01"
     assert full_fidelity.name == "[Full fidelity]"
     assert full_fidelity.tag_text == "(0009,1001)"
+    # A creator pydicom does not know: the row says whose tag it is.
+    ds = pydicom.dcmread(CT_SMALL)
+    block = ds.private_block(0x0041, "ACME Imaging 7", create=True)
+    block.add_new(0x01, "LO", "secret")
+    path = tmp_path / "acme.dcm"
+    ds.save_as(path)
+    acme = _by_tag(read_tag_rows(path).rows, 0x00411001)[0]
+    assert acme.name == "Private tag of ACME Imaging 7" and acme.value == "secret"
     creator = _by_tag(rows, 0x00090010)[0]
     assert creator.name == "Private Creator" and creator.value == "GEMS_IDEN_01"
 
