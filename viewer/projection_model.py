@@ -52,8 +52,11 @@ def voi_choices(image: ProjectionImage, frame: Any) -> list[VoiChoice]:
     """
     out: list[VoiChoice] = []
     for i, w in enumerate(image.voi_windows):
-        name = w.explanation or (f"{i + 1}" if len(image.voi_windows) > 1 else "window")
-        out.append(VoiChoice(f"file: {name}", "window", i, w.center, w.width, w.function))
+        name = w.explanation or (f"{i + 1}" if len(image.voi_windows) > 1 else "")
+        label = "file" + (f": {name}" if name else "")
+        if w.function is not VoiFunction.LINEAR:
+            label += f", {w.function.value.lower().replace('_', ' ')}"   # "file: A, sigmoid"
+        out.append(VoiChoice(label, "window", i, w.center, w.width, w.function))
     for i, lut in enumerate(image.voi_luts):
         name = lut.explanation or f"LUT {i + 1}"
         out.append(VoiChoice(f"file: {name}", "lut", i))

@@ -138,6 +138,11 @@ def test_window_drag_cycle_and_reset(view: object, grab: Callable[[object], np.n
     assert "(file" not in view.corner_texts()["bottom_right"]  # type: ignore[attr-defined]
     labels = [ch.label for ch in view.voi_choices()]  # type: ignore[attr-defined]
     assert labels == ["file: NORMAL", "file: SOFT", "auto", "full range"]
+    from core.projection import VoiFunction
+    from viewer.projection_model import voi_choices
+    sig = synthetic()
+    sig.voi_windows = [VoiWindow(2000.0, 4000.0, VoiFunction.SIGMOID)]
+    assert voi_choices(sig, sig.frames[0])[0].label == "file, sigmoid"
     view.cycle_voi()  # type: ignore[attr-defined]           # from a hand window: the first
     view.cycle_voi()  # type: ignore[attr-defined]
     assert view.window_values() == (300.0, 400.0)  # type: ignore[attr-defined]
@@ -264,7 +269,7 @@ def _uniform_saturated_pixel(frame: np.ndarray) -> tuple[int, int] | None:
 @pytest.mark.gui
 @pytest.mark.parametrize("name, letters, wl, spacing", [
     ("RG3_J2KR.dcm", {"left": "L", "right": "R", "top": "H", "bottom": "F"},
-     "W 1024  L 550 (file: window)", "uncalibrated px"),
+     "W 1024  L 550 (file)", "uncalibrated px"),
     ("US1_J2KR.dcm", None, "Colour", "uncalibrated px"),          # YBR_RCT
     ("OBXXXX1A.dcm", None, "Colour", "0.262 mm calibrated"),      # palette colour
 ])
