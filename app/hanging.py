@@ -38,12 +38,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 CURRENT_VERSION = 1
 SHIPPED_FILE = Path(__file__).resolve().parent.parent / "resources" / "hanging_protocols.json"
-VIEWS = ("axial", "coronal", "sagittal", "3d")
-LAYOUT_NAMES = ("1x1", "1x3", "2x2")
-# Window presets a cell may name (viewer.presets' CT presets, "auto" percentiles,
-# "default": the file's own window, else Lucida's default for the modality).
-CT_PRESETS = ("brain", "subdural", "stroke", "lung", "mediastinum", "abdomen", "liver", "bone")
-CELL_PRESETS = (*CT_PRESETS, "auto", "default")
+ViewName = Literal["axial", "coronal", "sagittal", "3d"]
+LayoutName = Literal["1x1", "1x3", "2x2"]
+# Window presets a rule may name: viewer.presets' CT presets (a test keeps the two lists
+# equal), "auto" (percentiles) and "default" (the file's own window, else the modality's).
+PresetName = Literal["brain", "subdural", "stroke", "lung", "mediastinum", "abdomen", "liver",
+                     "bone", "auto", "default"]
 
 Patterns = list[str]
 
@@ -84,9 +84,8 @@ class Cell(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    view: Literal["axial", "coronal", "sagittal", "3d"] = "axial"
-    preset: Literal["brain", "subdural", "stroke", "lung", "mediastinum", "abdomen", "liver",
-                    "bone", "auto", "default"] = "default"
+    view: ViewName = "axial"
+    preset: PresetName = "default"
     series: Literal["current", "prior"] = "current"
 
 
@@ -98,9 +97,8 @@ class Rule(BaseModel):
     name: str = Field(min_length=1)
     priority: int = 0
     match: Match = Field(default_factory=Match)
-    layout: Literal["1x1", "1x3", "2x2"] | None = None
-    preset: Literal["brain", "subdural", "stroke", "lung", "mediastinum", "abdomen", "liver",
-                    "bone", "auto", "default"] | None = None
+    layout: LayoutName | None = None
+    preset: PresetName | None = None
     grid: tuple[int, int] | None = None
     cells: list[Cell] | None = None
 

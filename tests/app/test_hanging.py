@@ -10,6 +10,7 @@ import pytest
 
 from app.hanging import (
     SHIPPED_FILE,
+    PresetName,
     Protocols,
     Rule,
     SeriesFacts,
@@ -41,6 +42,14 @@ def test_shipped_rules_all_validate_and_the_demo_gets_lung_and_mediastinum() -> 
     assert by_text is not None and [c.preset for c in by_text.cells] == ["lung", "mediastinum"]
     head = choose(shipped, SeriesFacts(modality="CT", body_part="HEAD"))
     assert head is not None and (head.layout, head.preset) == ("1x3", "brain")
+
+
+def test_rule_presets_are_the_viewer_presets() -> None:
+    from typing import get_args
+
+    from viewer.presets import AUTO, PRESETS
+
+    assert set(get_args(PresetName)) == {*PRESETS, AUTO, "default"}
 
 
 def test_a_series_no_rule_matches_gets_none() -> None:
