@@ -22,6 +22,7 @@ Safety rules:
   edit removes: the export is refused (:class:`BurnedInAnnotationError`) unless the
   caller passes ``allow_burned_in=True`` after the user confirmed.
 * Pixel data are copied byte for byte.
+* A cancelled or failed export removes the files it wrote and its folder.
 """
 
 from __future__ import annotations
@@ -212,6 +213,21 @@ def export_deidentified(sources: Sequence[DicomSource | Path], out_dir: Path, *,
     folder = _new_folder(Path(out_dir))
     folder.mkdir(parents=True)
     result = DeidResult(folder, burned_in=len(flagged))
+    try:
+        _write_all(srcs, result, report, cancel)
+    except BaseException:
+        _remove_partial(result)  # a cancelled or failed export leaves no half copy
+        raise
+    if not result.files:
+        _remove_partial(result)
+        raise DicomReadError("no file of the series could be exported: "
+                             + "; ".join(reason for _, reason in result.skipped[:3]))
+    report(1.0, f"Wrote {len(result.files)} de-identified file(s)")
+    return result
+
+
+def _write_all(srcs: list[DicomSource], result: DeidResult, report: ProgressSink,
+               cancel: CancelToken | None) -> None:
     anonymizer = new_anonymizer()
     for n, src in enumerate(srcs, start=1):
         if cancel is not None:
@@ -223,12 +239,18 @@ def export_deidentified(sources: Sequence[DicomSource | Path], out_dir: Path, *,
             result.skipped.append((str(src), str(exc)))
             continue
         deidentify_dataset(ds, anonymizer)
-        target = folder / f"IM{n:05d}.dcm"
+        target = result.out_dir / f"IM{n:05d}.dcm"
         with atomic_path(target) as tmp:
             ds.save_as(os.fspath(tmp), enforce_file_format=bool(getattr(ds, "preamble", None)))
         result.files.append(target)
-    if not result.files:
-        raise DicomReadError("no file of the series could be exported: "
-                             + "; ".join(reason for _, reason in result.skipped[:3]))
-    report(1.0, f"Wrote {len(result.files)} de-identified file(s)")
-    return result
+
+
+def _remove_partial(result: DeidResult) -> None:
+    """Delete the files this export wrote and its folder (nothing else is touched)."""
+    for path in result.files:
+        path.unlink(missing_ok=True)
+    result.files.clear()
+    try:
+        result.out_dir.rmdir()
+    except OSError:
+        pass  # not empty: something else was put there meanwhile; leave it

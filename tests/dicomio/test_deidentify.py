@@ -247,3 +247,22 @@ def test_a_truncated_file_is_skipped_and_named(written_study: Path, tmp_path: Pa
     assert [Path(s).name for s, _ in result.skipped] == ["cut.dcm"]
     with pytest.raises(DicomReadError):
         export_deidentified([broken / "cut.dcm"], tmp_path / "out2")
+
+
+def test_a_cancelled_export_leaves_nothing(written_study: Path, tmp_path: Path) -> None:
+    from core.errors import CancelledError
+    from core.progress import CancelToken
+
+    token = CancelToken()
+    seen: list[str] = []
+
+    def progress(fraction: float, message: str = "") -> None:
+        seen.append(message)
+        if message.startswith("De-identifying 2/"):
+            token.cancel()  # after the first file was written
+
+    with pytest.raises(CancelledError):
+        export_deidentified(sorted(written_study.glob("*.dcm")), tmp_path / "out",
+                            progress=progress, cancel=token)
+    assert "De-identifying 2/3" in seen
+    assert list((tmp_path / "out").iterdir()) == []
