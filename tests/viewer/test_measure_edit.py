@@ -7,6 +7,7 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -225,3 +226,47 @@ def test_unknown_kind_is_refused_by_name_not_by_crash() -> None:
     bidi.compute(None)
     assert bidi.label() == "30.0 × 12.0 mm"
     assert Measurement.from_record(json.loads(json.dumps(bidi.to_record()))).points_lps[3][1] == 7
+
+
+@pytest.mark.gui
+def test_the_app_saves_an_edit_and_a_bidimensional_in_the_store(library_dir: Path,
+                                                                gui: Any) -> None:
+    """The main window's measurements_changed path stores edits and the new kind."""
+    from app.main_window import MainWindow
+    from app.settings import PREFERENCES_FILE, WINDOW_STATE_FILE, load_preferences
+    from store import Library
+
+    prefs = library_dir / PREFERENCES_FILE
+    window = MainWindow(library_dir, load_preferences(prefs), prefs,
+                        library_dir / WINDOW_STATE_FILE, open_demo=True, interactive=False)
+    try:
+        window.resize(1300, 850)
+        window.show()
+        gui.waitExposed(window)
+        gui.waitUntil(lambda: window.series is not None, timeout=120_000)
+        series_id = window.current_series_id
+        window.set_layout("1x1")
+        view = window.viewer.slice_views()["axial"]
+        QApplication.processEvents()
+        cx, cy = view.width() / 2, view.height() / 2
+        window.tool_actions["bidimensional"].trigger()
+        drag(view, (cx - 90, cy), (cx + 90, cy))
+        drag(view, (cx, cy - 40), (cx, cy + 30))
+        window.tool_actions["navigate"].trigger()
+        a, b = (np.array(p) for p in window.viewer.measurement_records()[0]["points_lps_mm"][:2])
+        ax, ay = at(view, b)
+        drag(view, (ax, ay), (ax + 40, ay))                  # lengthen the long axis
+
+        library = Library.open(library_dir)
+        try:
+            saved = library.load_measurements(series_id)
+        finally:
+            library.close()
+        assert [r["kind"] for r in saved] == ["bidimensional"]
+        shown = window.viewer.measurement_records()[0]
+        np.testing.assert_allclose(saved[0]["points_lps_mm"], shown["points_lps_mm"])
+        assert saved[0]["stats"]["long_mm"] > float(np.linalg.norm(b - a)) + 3.0
+        assert window.measurements.row_count() == 1
+    finally:
+        window.close()
+        window.deleteLater()
