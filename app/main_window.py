@@ -87,6 +87,8 @@ VIEWER_KEYS = (
     ("Wheel / PgUp / PgDn / ↑ ↓", "Scroll one slice"),
     ("Left click", "Move the crosshair (all views follow)"),
     ("Left drag", "Window / level (or draw with the active tool)"),
+    ("Left drag on a measurement", "Move the handle under the pointer (end, vertex, ROI "
+     "corner) or, on its line, the whole measurement"),
     ("Shift + left drag", "Drag the crosshair"),
     ("Middle drag", "Pan"),
     ("Right drag / Ctrl + wheel", "Zoom"),
@@ -98,6 +100,8 @@ VIEWER_KEYS = (
     ("Double-click (navigate)", "Maximise the view; again to restore the layout"),
     ("[ / ]", "Brush / eraser smaller / larger"),
     ("Esc", "Cancel the measurement being drawn"),
+    ("F (3-D view)", "Draw one full-quality 3-D frame now (it otherwise refines only as far "
+     "as keeps the app responsive)"),
 )
 # Keys of the review dialogs (listed on the shortcut sheet).
 REVIEW_KEYS = (
