@@ -978,8 +978,9 @@ class MainWindow(QMainWindow, ReviewWiring):
             self.models_panel.run_selected()
 
     # ------------------------------------------------------------------ view state
-    def set_layout(self, name: str, single: str | None = None) -> None:
-        """"1x1" (view ``single``, else the last single view), "1x3" or "2x2", remembered.
+    def set_layout(self, name: str, single: str | None = None, *, remember: bool = True) -> None:
+        """"1x1" (view ``single``, else the last single view), "1x3" or "2x2", remembered
+        as the default layout unless ``remember`` is False (a maximised view is not).
 
         Keyboard focus then goes to the active view: hiding the focused view moves Qt's
         focus to the next widget (the library search box), where the next keys would
@@ -995,8 +996,8 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.layout_actions[name].setChecked(True)
         for view, act in self.single_actions.items():
             act.setChecked(name == "1x1" and view == single)
-        if self.prefs.default_layout != name or (name == "1x1"
-                                                 and self.prefs.single_view != single):
+        if remember and (self.prefs.default_layout != name
+                         or (name == "1x1" and self.prefs.single_view != single)):
             self.prefs.default_layout = name  # type: ignore[assignment]
             if name == "1x1":
                 self.prefs.single_view = single  # type: ignore[assignment]
@@ -1008,12 +1009,26 @@ class MainWindow(QMainWindow, ReviewWiring):
         """Double-click on a view: it fills the window; again: the layout it came from."""
         if view not in dict(SINGLE_VIEWS):
             return
-        if self.current_layout() == "1x1":
-            self.set_layout(self._layout_before_maximise or ("2x2" if view == "3d" else "1x3"))
+        shown = self.viewer.layout_name()  # "cells" when a hanging protocol laid it out
+        if shown == "1x1":
+            back = self._layout_before_maximise or ("2x2" if view == "3d" else "1x3")
+            if back == "cells" and self._restore_hanging_cells():
+                return
+            self.set_layout(back, remember=False)
             return
-        before = self.current_layout()
-        self.set_layout("1x1", single=view)
-        self._layout_before_maximise = before
+        self.set_layout("1x1", single=view, remember=False)
+        self._layout_before_maximise = shown
+
+    def _restore_hanging_cells(self) -> bool:
+        """Back to the hanging protocol's cells a view was maximised from (False: none)."""
+        cells = getattr(self.hanging, "cells", None)
+        if not cells:
+            return False
+        self.viewer.set_cells([(c.view, c.preset) for c in cells],
+                              grid=getattr(self.hanging, "grid", None))
+        self._watch_views()
+        self.focus_active_view()
+        return True
 
     def _watch_views(self) -> None:
         """Every view, including a 3-D or cell view made since, goes through view_input."""

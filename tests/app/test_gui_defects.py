@@ -249,6 +249,8 @@ def test_any_view_fills_the_window_and_double_click_restores(
     qt.waitUntil(lambda: set(viewer.visible_view_names()) == {"coronal"}, timeout=WAIT_MS)
     assert viewer.layout_name() == "1x1"
     assert coronal.width() > 0.9 * viewer.width()
+    # A maximised view is a moment's look, not a new default layout.
+    assert load_preferences(library_dir / "preferences.json").default_layout == "1x3"
     # On screen: the coronal image fills the viewing area (its bright cube at the centre).
     from PySide6.QtGui import QImage
 
@@ -284,6 +286,29 @@ def test_any_view_fills_the_window_and_double_click_restores(
     qt.waitUntil(lambda: set(reopened.viewer.visible_view_names()) == {"sagittal"},
                  timeout=WAIT_MS)
     assert reopened.single_actions["sagittal"].isChecked()
+
+
+@gui
+def test_a_view_maximised_from_a_hanging_protocol_goes_back_to_its_cells(
+        make_window: Any, qt: Any, tmp_path: Path, library_dir: Path) -> None:
+    from PySide6.QtCore import Qt
+
+    write_ct(tmp_path / "chest")  # "Chest routine": the shipped lung + mediastinum rule
+    (series_id,) = import_into(library_dir, tmp_path / "chest")
+    window = make_window(library_dir)
+    activate(qt, window)
+    open_and_wait(qt, window, series_id)
+    viewer = window.viewer
+    assert viewer.layout_name() == "cells", "the shipped chest CT rule lays out two cells"
+    second = viewer.cells()[1]
+    qt.mouseDClick(second, Qt.MouseButton.LeftButton, pos=view_centre(second))
+    qt.waitUntil(lambda: viewer.layout_name() == "1x1", timeout=WAIT_MS)
+    assert set(viewer.visible_view_names()) == {"axial"}
+    axial = viewer.slice_views()["axial"]
+    qt.mouseDClick(axial, Qt.MouseButton.LeftButton, pos=view_centre(axial))
+    qt.waitUntil(lambda: viewer.layout_name() == "cells", timeout=WAIT_MS)
+    assert len(viewer.cells()) == 2 and all(not v.isHidden() for v in viewer.cells())
+    assert focused() in viewer.cells()
 
 
 # --------------------------------------------------------------------------- 4. presets
