@@ -710,7 +710,9 @@ class MainWindow(QMainWindow, ReviewWiring):
     def _on_projection_loaded(self, image: ProjectionImage) -> None:
         """A radiograph, ultrasound or capture: one plain 2-D view. No model runs on it; its
         distances are saved like any measurement (in pixel positions, not LPS)."""
-        self.viewer.set_projection(image)
+        view = self.viewer.set_projection(image)
+        # The preset list: the image's own windows (file VOIs, auto, full range), no HU ones.
+        self._fill_presets(image.modality or "", [c.label for c in view.voi_choices()])
         self.series = SeriesSession(self.library, self.current_series_id, image,
                                     reviewer=self.prefs.reviewer or None)
         self._restore_measurements()
@@ -1097,7 +1099,7 @@ class MainWindow(QMainWindow, ReviewWiring):
                 self.viewer.set_window_level(*p.relative_window(name, volume.array))
             return
         self.viewer.set_preset(name)
-        if self.prefs.last_preset != name:
+        if (name in p.PRESETS or name == p.AUTO) and self.prefs.last_preset != name:
             self.prefs.last_preset = name
             self._save_prefs()
 
@@ -1116,21 +1118,23 @@ class MainWindow(QMainWindow, ReviewWiring):
             return
         self.set_preset(order[number - 1])
 
-    def _fill_presets(self, modality: str) -> None:
-        """The preset menu and combo list only the presets that fit ``modality``."""
+    def _fill_presets(self, modality: str, choices: Sequence[str] | None = None) -> None:
+        """The preset menu and combo list only the presets that fit ``modality``, or else
+        ``choices`` (a 2-D image's own windows, by label)."""
         p = self._presets
-        self._preset_modality = modality
+        self._preset_modality = modality if choices is None else ""  # a volume refills
         self.preset_menu.clear()
         self.preset_actions = {}
         self.preset_combo.clear()
         self.preset_combo.addItem("Window preset", "")
-        order = p.preset_order(modality)
-        for key, name in [*enumerate(order, start=1), (0, p.AUTO)]:
-            label = p.preset_label(name)
+        order = p.preset_order(modality) if choices is None else ()
+        keyed = [(f"\t{key}", name) for key, name in [*enumerate(order, start=1), (0, p.AUTO)]]
+        for key_text, name in (keyed if choices is None else [("", c) for c in choices]):
+            label = p.preset_label(name) if choices is None else name
             text = label
             if name in p.PRESETS:
                 text += f"  (W {p.PRESETS[name].width:g} L {p.PRESETS[name].level:g})"
-            act = QAction(f"{text}\t{key}", self.preset_menu)
+            act = QAction(f"{text}{key_text}", self.preset_menu)
             act.triggered.connect(lambda _c=False, n=name: self.set_preset(n))
             self.preset_menu.addAction(act)
             self.preset_actions[name] = act

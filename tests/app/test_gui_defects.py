@@ -379,6 +379,30 @@ def test_number_keys_and_preset_list_fit_the_modality(
     assert viewer.window_level_values() == (PRESETS["lung"].width, PRESETS["lung"].level)
 
 
+@gui
+def test_a_radiograph_lists_its_own_windows_not_hounsfield_presets(
+        make_window: Any, qt: Any, tmp_path: Path, library_dir: Path) -> None:
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    from viewer.presets import PRESETS
+
+    folder = tmp_path / "cr"
+    folder.mkdir()
+    shutil.copy(get_testdata_file("RG1_J2KR.dcm"), folder / "rg1.dcm")
+    (series_id,) = import_into(library_dir, folder)
+    window = make_window(library_dir)
+    open_and_wait(qt, window, series_id)
+    view = window.viewer.projection_view()
+    assert view is not None
+    labels = [c.label for c in view.voi_choices()]
+    combo = [window.preset_combo.itemData(i) for i in range(1, window.preset_combo.count())]
+    assert combo == labels and not set(combo) & set(PRESETS)
+    window.preset_combo.activated.emit(combo.index("full range") + 1)
+    assert view.voi is not None and view.voi.label == "full range"
+
+
 # --------------------------------------------------------------------------- 5. demo
 
 
