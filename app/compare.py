@@ -193,6 +193,7 @@ class ComparisonController(QObject):
         self._shown_array = None
         self.panel.clear()
         self.panel.set_identity_visible(bool(self.window.prefs.identity_visible))
+        self._follow_layout(self.primary.layout_name())
         if not self.pane.isVisible():
             self.pane.show()
             self.split_evenly()
@@ -340,13 +341,14 @@ class ComparisonController(QObject):
             self.auto_link()
 
     def _follow_layout(self, layout: str) -> None:
-        """Ctrl+1/2/3 on the open series lays out the compared one the same way."""
+        """Ctrl+1/2/3 on the open series lays out the compared one the same way; beside a
+        hanging protocol's cells the compared series shows one axial view."""
         if not self.is_open or isinstance(self.volume, ProjectionImage):
             return
         try:
             self.panel.set_layout(layout, single=getattr(self.primary, "_single", "axial"))
-        except ValueError:  # a layout the second pane does not have (cells of a protocol)
-            pass
+        except ValueError:  # "cells": each pane would get postage stamps
+            self.panel.set_layout("1x1", single="axial")
         if self.link.linked:
             self.link.sync_from(self.primary)
 
@@ -357,8 +359,9 @@ class ComparisonController(QObject):
         if not self._both_volumes():
             self.window.set_status("Registration needs two 3-D series, both loaded.")
             return None
-        if self._register_job is not None and self._register_job.running:
-            return self._register_job
+        running = self._register_job
+        if running is not None and running.running and not running.cancel_token.cancelled:
+            return running  # one at a time; a cancelled one winding down is ignored
 
         def work(ctx: workers.JobContext) -> Any:
             from core.registration import register_rigid

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 
 if TYPE_CHECKING:
     from viewer.panel import ViewerPanel
@@ -52,6 +52,15 @@ class PaneLink(QObject):
         self._inverse: FloatArray | None = None
         self._busy = False  # a change we are sending must not bounce back
         self._connections: list[tuple[Any, Callable[..., None]]] = []
+        # A view's fit changes when it is resized (layout, splitter, window) without a
+        # camera signal: the cameras are matched again once the resizing has settled.
+        self._resync = QTimer(self)
+        self._resync.setSingleShot(True)
+        self._resync.setInterval(0)
+        self._resync.timeout.connect(self._resync_cameras)
+        for panel in (primary, secondary):
+            for view in panel.slice_views().values():
+                view.installEventFilter(self)
 
     # ------------------------------------------------------------------ state
     @property
@@ -95,6 +104,17 @@ class PaneLink(QObject):
         if self._inverse is None:
             raise RuntimeError("the panes are not linked")
         return map_point(self._inverse, lps)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Resize and self._matrix is not None:
+            self._resync.start()
+        return False
+
+    def _resync_cameras(self) -> None:
+        if self._matrix is None:
+            return
+        for name in self.primary.slice_views():
+            self._send_camera(self.primary, name)
 
     # ------------------------------------------------------------------ wiring
     def _on(self, signal: Any, slot: Callable[..., None]) -> None:

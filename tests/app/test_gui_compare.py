@@ -283,4 +283,18 @@ def test_moved_lidc_registers_off_the_gui_thread_then_scrolls_in_lock_step(
     expected_k = moved_prior.lps_to_index(apply(truth, window.viewer.cursor_lps()))[0]
     b = compare.panel.slice_views()["axial"]
     assert abs(b.slice_index() - expected_k) <= 1.0
+    # Side by side, one axial view each, on the nodule of SOURCE.md (col 316, row 367,
+    # z ≈ -115.9 mm): the prior shows the same slice of it.
+    window.set_layout("1x1")
+    assert compare.panel.layout_name() == "1x1"
+    zs = current.index_to_lps(np.stack([np.arange(current.shape[0]), np.zeros(current.shape[0]),
+                                        np.zeros(current.shape[0])], axis=1))[:, 2]
+    nodule = current.index_to_lps((int(np.argmin(np.abs(zs + 115.9))), 367, 316))
+    window.viewer.set_cursor_lps(nodule)
+    np.testing.assert_allclose(compare.panel.cursor_lps(), apply(truth, nodule), atol=1.0)
+    # The views were resized by the layout change: the prior's zoom catches up (same mm/px).
+    qt.waitUntil(lambda: abs(b.mm_per_px() / a.mm_per_px() - 1.0) < 0.02, timeout=5000)
     save_shot(window, "compare_registered.png")
+    pixels = grab(compare.link_label)
+    green = (pixels[..., 1] > 170) & (pixels[..., 0] < 160) & (pixels[..., 2] < 170)
+    assert green.sum() > 30, "the link label is not drawn in green"
