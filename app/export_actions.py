@@ -6,6 +6,7 @@ see OpenGL), the layout composed from its visible views at their places in the
 panel. "Corner text" (identity, study, slice, W/L, letters, scale bar) and
 "overlays" (label overlays, findings, crosshair) can each be left out: they are
 hidden for the capture and restored after. Measurements stay (they are the reading).
+While a prior is compared, "layout" is both panes with the comparison's header.
 
 Every file goes through :mod:`core.atomic`; file dialogs open in the user's Pictures
 (images) or Documents (DICOM) folder, and a target in or under the series' source
@@ -20,14 +21,14 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QPoint, QStandardPaths
-from PySide6.QtGui import QAction
+from PySide6.QtGui import QAction, QImage
 from PySide6.QtWidgets import QApplication, QFileDialog, QMenu, QMessageBox, QWidget
 
 from app import workers
@@ -100,18 +101,20 @@ def decorations(panel: Any, *, corner_text: bool, overlays: bool) -> Iterator[No
                 panel.set_crosshair_visible(crosshair)
 
 
-def compose_layout(panel: Any) -> np.ndarray:
-    """The visible views pasted at their places in the panel, on black."""
-    views = grabbable_views(panel)
+def compose_layout(area: Any, labels: Sequence[Any] = ()) -> np.ndarray:
+    """The visible views under ``area`` pasted at their places, on black; ``labels`` are
+    plain Qt widgets (a pane's header) painted in too (``QWidget.grab`` is fine there)."""
+    views = grabbable_views(area)
     if not views:
         raise ExportRefused("no view is shown")
     grabs = [(view, view.grab_rgb()) for view in views]
     scale = grabs[0][1].shape[1] / max(1, grabs[0][0].width())  # device pixels per widget px
-    canvas = np.zeros((round(panel.height() * scale), round(panel.width() * scale), 3),
+    canvas = np.zeros((round(area.height() * scale), round(area.width() * scale), 3),
                       dtype=np.uint8)
     canvas[...] = PANEL_BACKGROUND
-    for view, rgb in grabs:
-        at = view.mapTo(panel, QPoint(0, 0))
+    pieces = [*grabs, *((w, qimage_rgb(w.grab().toImage())) for w in labels if w.isVisible())]
+    for widget, rgb in pieces:
+        at = widget.mapTo(area, QPoint(0, 0))
         y, x = round(at.y() * scale), round(at.x() * scale)
         h = max(0, min(rgb.shape[0], canvas.shape[0] - y))
         w = max(0, min(rgb.shape[1], canvas.shape[1] - x))
@@ -119,15 +122,28 @@ def compose_layout(panel: Any) -> np.ndarray:
     return canvas
 
 
+def qimage_rgb(image: QImage) -> np.ndarray:
+    """A QImage as an (h, w, 3) uint8 array."""
+    image = image.convertToFormat(QImage.Format.Format_RGB888)
+    w, h, stride = image.width(), image.height(), image.bytesPerLine()
+    data = np.frombuffer(image.constBits(), np.uint8, count=h * stride)
+    return data.reshape(h, stride)[:, :w * 3].reshape(h, w, 3).copy()
+
+
 def capture(panel: Any, what: str = "view", *, corner_text: bool = True,
-            overlays: bool = True) -> np.ndarray:
-    """``what`` "view" (the current view) or "layout": an (h, w, 3) uint8 picture."""
+            overlays: bool = True, others: Sequence[Any] = (), area: Any = None,
+            labels: Sequence[Any] = ()) -> np.ndarray:
+    """``what`` "view" (the current view of ``panel``) or "layout" (every view under
+    ``area``, default the panel): an (h, w, 3) uint8 picture. ``others`` are further
+    panels in the area (a comparison) whose decorations follow the same choice."""
     if what not in ("view", "layout"):
         raise ValueError(f"capture what must be 'view' or 'layout', got {what!r}")
-    with decorations(panel, corner_text=corner_text, overlays=overlays):
+    with ExitStack() as stack:
+        for each in (panel, *others):
+            stack.enter_context(decorations(each, corner_text=corner_text, overlays=overlays))
         if what == "view":
             return np.asarray(current_view(panel).grab_rgb())
-        return compose_layout(panel)
+        return compose_layout(area if area is not None else panel, labels)
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -294,10 +310,17 @@ class ExportActions:
                    overlays: bool | None = None) -> Path:
         target = Path(target)
         self.check_target(target)
+        compare: Any = getattr(self.window, "compare", None)
+        comparing = compare is not None and compare.is_open and compare.pane.isVisible()
         rgb = capture(self.window.viewer, what,
                       corner_text=self.act_corner_text.isChecked() if corner_text is None
                       else corner_text,
-                      overlays=self.act_overlays.isChecked() if overlays is None else overlays)
+                      overlays=self.act_overlays.isChecked() if overlays is None else overlays,
+                      # Comparing: the layout is both panes, headers (link state) included.
+                      others=[compare.panel] if comparing else [],
+                      area=compare.splitter if comparing else None,
+                      labels=[*compare.pane.findChildren(QWidget, "compareHeader"),
+                              compare.link_label] if comparing else [])
         write_bytes(target, png_bytes(rgb))
         self.last_written = [target]
         self.window.set_status(f"Saved {target.name}")

@@ -35,30 +35,40 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(var, str(home / var.lower()))
 
 
-@pytest.fixture
-def ct_series(tmp_path: Path, library_dir: Path) -> tuple[int, Path]:
-    """(series id, source folder) of a small CT of GAMMA^THREE: a bright cube in tissue."""
-    from app.importer import import_paths
+def _write_ct(folder: Path, study_date: str = "20250601") -> None:
+    """A small CT of GAMMA^THREE: a bright cube (300 HU) in tissue, air outside."""
     from dicomio.write_image import SeriesInfo, write_series
-    from store import Library
 
-    folder = tmp_path / "src" / "ct"
     array = np.full((N_SLICES, 64, 64), -1000, dtype=np.int16)
     array[:, 10:-10, 10:-10] = 40
     array[4:8, 24:40, 24:40] = 300
     affine = np.eye(4)
     affine[:3, :3] = np.column_stack([(0, 0, 3.0), (0, 0.8, 0), (0.8, 0, 0)])
     affine[:3, 3] = (-25.0, -25.0, -20.0)
-    info = SeriesInfo(patient_name="GAMMA^THREE", patient_id="PID-G", study_date="20250601",
+    info = SeriesInfo(patient_name="GAMMA^THREE", patient_id="PID-G", study_date=study_date,
                       study_description="Chest", series_description="Axial 3mm")
     write_series(Volume(array, affine, modality="CT"), folder, info, modality="CT",
                  rescale_intercept=-1024.0)
+
+
+def _import(library_dir: Path, *folders: Path) -> list[int]:
+    from app.importer import import_paths
+    from store import Library
+
     library = Library.open(library_dir)
     try:
-        import_paths(library, [folder])
-        return library.all_series()[0].id, folder
+        import_paths(library, list(folders))
+        return [s.id for s in library.all_series()]
     finally:
         library.close()
+
+
+@pytest.fixture
+def ct_series(tmp_path: Path, library_dir: Path) -> tuple[int, Path]:
+    """(series id, source folder) of the small CT."""
+    folder = tmp_path / "src" / "ct"
+    _write_ct(folder)
+    return _import(library_dir, folder)[0], folder
 
 
 def _open(qt: Any, window: Any, series_id: int) -> None:
@@ -322,3 +332,33 @@ def test_multiframe_ultrasound_exports_its_frames_in_colour(make_window: Any, qt
     assert ("(0008,0060)", "Modality", "CS", "US") in rows
     assert any(r[0] == "(0028,0008)" and r[3] == "30" for r in rows)  # Number of Frames
     _shot(qt, window, "tags_dock_us.png")
+
+
+def test_layout_png_while_comparing_shows_both_panes(make_window: Any, qt: Any,
+                                                     library_dir: Path,
+                                                     tmp_path: Path) -> None:
+    from PySide6.QtCore import QPoint
+    from PySide6.QtWidgets import QWidget
+
+    _write_ct(tmp_path / "src" / "now")
+    _write_ct(tmp_path / "src" / "prior", study_date="20240601")
+    ids = _import(library_dir, tmp_path / "src")
+    window = make_window(library_dir, size=(1600, 900))
+    _open(qt, window, ids[0])
+    with qt.waitSignal(window.compare.loaded, timeout=WAIT_MS):
+        window.compare.open_series(ids[1])
+    qt.wait(100)
+    path = window.exports.export_png(tmp_path / "compare.png", "layout")
+    rgb = np.asarray(Image.open(path).convert("RGB"))
+    Image.fromarray(rgb).save(SHOTS / "export_compare_layout.png")
+    splitter = window.compare.splitter
+    assert rgb.shape[:2] == (splitter.height(), splitter.width())
+    for panel in (window.viewer, window.compare.panel):
+        view = panel.slice_views()["axial"]
+        centre = view.mapTo(splitter, view.rect().center())
+        # Inside the bright cube, off the crosshair lines through the centre.
+        assert rgb[centre.y() + 6, centre.x() + 6].min() > 200
+    header = window.compare.pane.findChild(QWidget, "compareHeader")
+    at = header.mapTo(splitter, QPoint(0, 0))
+    strip = rgb[at.y():at.y() + header.height(), at.x():at.x() + header.width()]
+    assert (strip.max(axis=2) > 120).sum() > 50  # the header's text (title, link state)
