@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
@@ -34,6 +35,7 @@ COLUMNS = ("Tag", "Name", "VR", "Value")
 # Scrolling fires many cursor changes: read the header once the cursor rests.
 CURSOR_SETTLE_MS = 150
 DOCK_WIDTH = 560
+ERROR_TEXT = "#ff8a80"  # the theme's soft red (app/theme.py BrightText), not pure red
 
 
 class TagBrowser(QWidget):
@@ -110,7 +112,7 @@ class TagBrowser(QWidget):
         tip = row.name if not row.private_creator else f"{row.name} — {row.private_creator}"
         item.setToolTip(1, tip)
         if row.error:
-            item.setForeground(1, Qt.GlobalColor.red)
+            item.setForeground(1, QColor(ERROR_TEXT))
         for child in row.children:
             item.addChild(self._item(child))
         return item
