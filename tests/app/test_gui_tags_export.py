@@ -97,7 +97,17 @@ def test_tag_dock_shows_filters_and_hides_identity(make_window: Any, qt: Any,
     series_id, _folder = ct_series
     window = make_window(library_dir, size=(1500, 900))
     _open(qt, window, series_id)
-    assert ("Ctrl+T", "DICOM tags…") in window.shortcut_rows()
+    rows_of_sheet = window.shortcut_rows()
+    assert ("Ctrl+T", "DICOM tags…") in rows_of_sheet
+    assert ("Ctrl+Shift+S", "Current view as PNG…") in rows_of_sheet
+    keys = [k for k, _ in rows_of_sheet]
+    assert keys.count("Ctrl+T") == 1 and keys.count("Ctrl+Shift+S") == 1  # no clash
+    file_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&File")
+    export = next(a.menu() for a in file_menu.actions() if a.text() == "Export")
+    assert [a.text() for a in export.actions() if a.text()] == [
+        "Include corner text", "Include overlays", "Current view as PNG…",
+        "Whole layout as PNG…", "Cine as animated GIF…", "Cine as numbered PNGs…",
+        "De-identified DICOM copy of the series…"]
     window.tags.action.trigger()
     assert window.tags.dock.isVisible()
     rows = _wait_rows(qt, window, "GAMMA^THREE")
