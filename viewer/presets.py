@@ -70,20 +70,23 @@ class RelativePreset:
     """A window from percentiles of the volume itself, for data without an absolute scale
     (MR, PET, ...): ``low_pct``–``high_pct`` of the voxels, or of the foreground only
     (voxels brighter than a tenth of the 99th percentile: MR's background air would
-    otherwise be most of the histogram)."""
+    otherwise be most of the histogram), widened by ``widen`` × the span on each side."""
 
     name: str
     label: str
     low_pct: float
     high_pct: float
     foreground: bool = True
+    widen: float = 0.0
 
 
 RELATIVE_PRESETS: dict[str, RelativePreset] = {
     p.name: p
     for p in (
         RelativePreset("full-range", "Full range", 0.0, 99.9, foreground=False),
-        RelativePreset("tissue", "Tissue", 2.0, 98.0),
+        # Most of the foreground in mid-greys; the brightest tenth (fluid, fat, contrast)
+        # may saturate, as on a brain window.
+        RelativePreset("tissue", "Tissue", 5.0, 90.0, widen=0.25),
         RelativePreset("bright", "Bright", 40.0, 99.8),
     )
 }
@@ -125,7 +128,8 @@ def relative_window(name: str, array: npt.NDArray[Any],
         lo, hi = np.percentile(sample, [0.0, 99.0])
         kept = sample[sample > lo + 0.1 * (hi - lo)]
         sample = kept if kept.size >= 100 else sample
-    return auto_window(sample, preset.low_pct, preset.high_pct, max_samples)
+    width, level = auto_window(sample, preset.low_pct, preset.high_pct, max_samples)
+    return width * (1.0 + 2.0 * preset.widen), level
 
 
 def default_window(volume_modality: str, array: npt.NDArray[Any],

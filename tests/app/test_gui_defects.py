@@ -333,7 +333,7 @@ def test_relative_presets_come_from_the_volume_not_hounsfield() -> None:
     assert not preset_fits("tissue", "CT")
     width, level = relative_window("tissue", mr)
     # The tissue window spans the tissue (not the background that is most of the voxels).
-    assert 300 < level - width / 2 < 400 < level + width / 2 < 500
+    assert 250 < level - width / 2 < 400 < level + width / 2 < 550
     full_w, full_l = relative_window("full-range", mr)
     assert full_l - full_w / 2 < 15 and full_w > width
     assert (width, level) not in {(p.width, p.level) for p in PRESETS.values()}
@@ -360,6 +360,34 @@ def test_number_keys_and_preset_list_fit_the_modality(
                       (Qt.Key.Key_3, "bright")):
         press(qt, key)
         assert viewer.window_level_values() == pytest.approx(relative_window(name, array))
+        if name == "tissue":  # on screen: background dark, tissue mid-grey, the block white
+            from PySide6.QtGui import QImage
+
+            from app.commands.view import grab_window_png
+
+            qt.wait(100)
+            grab_window_png(window, SHOTS / "mr_tissue_window.png")
+            shot = QImage(str(SHOTS / "mr_tissue_window.png"))
+            axial = viewer.slice_views()["axial"]
+
+            def grey(i0: float, i1: float) -> float:
+                """Mean screen lightness over voxels [i0, i1] × [i0, i1] of the axial view."""
+                corners = []
+                for i in (i0, i1):
+                    lps = viewer.volume.index_to_lps((viewer.volume.shape[0] // 2, i, i))
+                    x, y = axial.lps_to_display(lps)
+                    origin = axial.mapTo(window, axial.rect().topLeft())
+                    ratio = axial.devicePixelRatioF()
+                    corners.append((int(origin.x() + x / ratio),
+                                    int(origin.y() + axial.height() - y / ratio)))
+                (xa, ya), (xb, yb) = corners
+                values = [shot.pixelColor(x, y).lightness()
+                          for x in range(min(xa, xb), max(xa, xb) + 1)
+                          for y in range(min(ya, yb), max(ya, yb) + 1)]
+                return float(np.mean(values))
+
+            # Background black, tissue (300 ± 40) mid-grey, the 900 block white.
+            assert grey(1, 5) < 30 and 70 < grey(9, 15) < 190 and grey(20, 27) > 230
     shown = viewer.window_level_values()
     for key in (Qt.Key.Key_4, Qt.Key.Key_8):  # CT's lung and bone keys: nothing on MR
         press(qt, key)
