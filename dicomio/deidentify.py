@@ -180,9 +180,29 @@ def read_whole(src: DicomSource) -> Any:
                                  "pydicom's inflation of the whole data set)")
         fp.seek(0)
         try:
-            return pydicom.dcmread(BoundedReader(fp, None, size), force=True)
+            ds = pydicom.dcmread(BoundedReader(fp, None, size), force=True)
+            _check_pixel_length(ds)
+        except DicomReadError:
+            raise
         except Exception as exc:  # pydicom raises many types on corrupt files
             raise DicomReadError(f"cannot read the file ({type(exc).__name__})") from exc
+    return ds
+
+
+def _check_pixel_length(ds: Any) -> None:
+    """Refuse native pixel data shorter than the header describes (a truncated file:
+    the reader hands pydicom what is there, which would be copied as if whole).
+    Truncated encapsulated data fail in pydicom's own parse."""
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if "PixelData" not in ds or syntax is None or syntax.is_encapsulated:
+        return
+    samples = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
+               * int(ds.get("NumberOfFrames", 1) or 1))
+    expected = (samples * int(ds.BitsAllocated) + 7) // 8
+    if len(ds.PixelData) < expected:
+        raise DicomReadError(f"the pixel data end early ({len(ds.PixelData)} of {expected} "
+                             "bytes): the file is truncated")
 
 
 def _new_folder(out_dir: Path) -> Path:

@@ -242,9 +242,12 @@ def test_a_truncated_file_is_skipped_and_named(written_study: Path, tmp_path: Pa
     broken.mkdir()
     shutil.copy2(written_study / "a1.dcm", broken / "a1.dcm")
     (broken / "cut.dcm").write_bytes((written_study / "a2.dcm").read_bytes()[:900])
+    # Cut inside the pixel data: the header reads, the pixels are short.
+    (broken / "short.dcm").write_bytes((written_study / "b1.dcm").read_bytes()[:-1000])
     result = export_deidentified(sorted(broken.glob("*.dcm")), tmp_path / "out")
     assert len(result.files) == 1
-    assert [Path(s).name for s, _ in result.skipped] == ["cut.dcm"]
+    assert [Path(s).name for s, _ in result.skipped] == ["cut.dcm", "short.dcm"]
+    assert "truncated" in result.skipped[1][1]
     with pytest.raises(DicomReadError):
         export_deidentified([broken / "cut.dcm"], tmp_path / "out2")
 
