@@ -260,8 +260,9 @@ def _write_all(srcs: list[DicomSource], result: DeidResult, report: ProgressSink
             continue
         deidentify_dataset(ds, anonymizer)
         target = result.out_dir / f"IM{n:05d}.dcm"
+        _complete_file_meta(ds)
         with atomic_path(target) as tmp:
-            ds.save_as(os.fspath(tmp), enforce_file_format=bool(getattr(ds, "preamble", None)))
+            ds.save_as(os.fspath(tmp), enforce_file_format=True)
         result.files.append(target)
 
 
@@ -274,3 +275,22 @@ def _remove_partial(result: DeidResult) -> None:
         result.out_dir.rmdir()
     except OSError:
         pass  # not empty: something else was put there meanwhile; leave it
+
+
+def _complete_file_meta(ds: Any) -> None:
+    """Give a copy of an old bare data set (no preamble, no file meta) the Part 10 header
+    every copy gets: the syntax it was encoded in, its SOP class and instance."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import UID
+
+    meta = getattr(ds, "file_meta", None)
+    if meta is None:
+        meta = ds.file_meta = FileMetaDataset()
+    if "TransferSyntaxUID" not in meta:
+        implicit, little = getattr(ds, "original_encoding", (True, True))
+        meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.2" if little is False else
+                                     "1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1")
+    if "MediaStorageSOPClassUID" not in meta and "SOPClassUID" in ds:
+        meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    if "MediaStorageSOPInstanceUID" not in meta and "SOPInstanceUID" in ds:
+        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID

@@ -269,3 +269,19 @@ def test_a_cancelled_export_leaves_nothing(written_study: Path, tmp_path: Path) 
                             progress=progress, cancel=token)
     assert "De-identifying 2/3" in seen
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_bare_data_set_is_copied_as_a_part_10_file(tmp_path: Path) -> None:
+    """An old file without preamble or file meta (implicit VR little endian)."""
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    del ds.file_meta
+    ds.preamble = None
+    folder = tmp_path / "old"
+    folder.mkdir()
+    pydicom.dcmwrite(folder / "bare.dcm", ds, implicit_vr=True, little_endian=True)
+    assert (folder / "bare.dcm").read_bytes()[:4] == b"\x08\x00\x05\x00"  # no preamble
+    result = export_deidentified([folder / "bare.dcm"], tmp_path / "out")
+    copy = pydicom.dcmread(result.files[0])  # no force: a real Part 10 file
+    assert copy.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2"
+    assert copy.file_meta.MediaStorageSOPInstanceUID == copy.SOPInstanceUID
+    assert copy.PixelData == ds.PixelData
