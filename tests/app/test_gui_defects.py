@@ -118,6 +118,33 @@ def view_centre(view: Any) -> Any:
     return view.rect().center()
 
 
+def screen(qt: Any, window: Any, name: str) -> Any:
+    """The window as on screen (VTK views included), saved to SHOTS/name, as a QImage."""
+    from PySide6.QtGui import QImage
+
+    from app.commands.view import grab_window_png
+
+    qt.wait(100)  # let Qt repaint before the screen is read
+    grab_window_png(window, SHOTS / name)
+    return QImage(str(SHOTS / name))
+
+
+def lightness(shot: Any, window: Any, view: Any, i0: int, i1: int) -> float:
+    """Mean lightness on screen over voxels [i0, i1] × [i0, i1] (j, i) of the middle slice
+    shown in the slice ``view``."""
+    volume = view.volume
+    origin = view.mapTo(window, view.rect().topLeft())
+    ratio = view.devicePixelRatioF()
+    corners = []
+    for i in (i0, i1):
+        x, y = view.lps_to_display(volume.index_to_lps((volume.shape[0] // 2, i, i)))
+        corners.append((int(origin.x() + x / ratio), int(origin.y() + view.height() - y / ratio)))
+    (xa, ya), (xb, yb) = corners
+    return float(np.mean([shot.pixelColor(x, y).lightness()
+                          for x in range(min(xa, xb), max(xa, xb) + 1)
+                          for y in range(min(ya, yb), max(ya, yb) + 1)]))
+
+
 # --------------------------------------------------------------------------- 1. focus
 
 
@@ -252,13 +279,7 @@ def test_any_view_fills_the_window_and_double_click_restores(
     # A maximised view is a moment's look, not a new default layout.
     assert load_preferences(library_dir / "preferences.json").default_layout == "1x3"
     # On screen: the coronal image fills the viewing area (its bright cube at the centre).
-    from PySide6.QtGui import QImage
-
-    from app.commands.view import grab_window_png
-
-    qt.wait(200)  # let the toolbar repaint before the screen is read
-    grab_window_png(window, SHOTS / "maximised_coronal.png")
-    shot = QImage(str(SHOTS / "maximised_coronal.png"))
+    shot = screen(qt, window, "maximised_coronal.png")
     centre = viewer.mapTo(window, viewer.rect().center())
     assert shot.pixelColor(centre).lightness() > 200
     assert coronal.plane == "coronal" and coronal.orientation_letters()
@@ -360,34 +381,14 @@ def test_number_keys_and_preset_list_fit_the_modality(
                       (Qt.Key.Key_3, "bright")):
         press(qt, key)
         assert viewer.window_level_values() == pytest.approx(relative_window(name, array))
-        if name == "tissue":  # on screen: background dark, tissue mid-grey, the block white
-            from PySide6.QtGui import QImage
-
-            from app.commands.view import grab_window_png
-
-            qt.wait(100)
-            grab_window_png(window, SHOTS / "mr_tissue_window.png")
-            shot = QImage(str(SHOTS / "mr_tissue_window.png"))
-            axial = viewer.slice_views()["axial"]
-
-            def grey(i0: float, i1: float) -> float:
-                """Mean screen lightness over voxels [i0, i1] × [i0, i1] of the axial view."""
-                corners = []
-                for i in (i0, i1):
-                    lps = viewer.volume.index_to_lps((viewer.volume.shape[0] // 2, i, i))
-                    x, y = axial.lps_to_display(lps)
-                    origin = axial.mapTo(window, axial.rect().topLeft())
-                    ratio = axial.devicePixelRatioF()
-                    corners.append((int(origin.x() + x / ratio),
-                                    int(origin.y() + axial.height() - y / ratio)))
-                (xa, ya), (xb, yb) = corners
-                values = [shot.pixelColor(x, y).lightness()
-                          for x in range(min(xa, xb), max(xa, xb) + 1)
-                          for y in range(min(ya, yb), max(ya, yb) + 1)]
-                return float(np.mean(values))
-
-            # Background black, tissue (300 ± 40) mid-grey, the 900 block white.
-            assert grey(1, 5) < 30 and 70 < grey(9, 15) < 190 and grey(20, 27) > 230
+    # On screen, the tissue window: background black, tissue (300 ± 40) mid-grey, the
+    # 900 block white.
+    press(qt, Qt.Key.Key_2)
+    shot = screen(qt, window, "mr_tissue_window.png")
+    axial = viewer.slice_views()["axial"]
+    assert lightness(shot, window, axial, 1, 5) < 30
+    assert 70 < lightness(shot, window, axial, 9, 15) < 190
+    assert lightness(shot, window, axial, 20, 27) > 230
     shown = viewer.window_level_values()
     for key in (Qt.Key.Key_4, Qt.Key.Key_8):  # CT's lung and bone keys: nothing on MR
         press(qt, key)
