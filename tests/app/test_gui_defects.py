@@ -447,18 +447,18 @@ def test_the_demo_does_not_replace_the_series_opened_while_it_was_made(
              study_description="Abdomen routine")
     (mine,) = import_into(library_dir, tmp_path / "mine")
     # The demo job waits (in its worker thread) until the user's series is on screen.
-    gate = threading.Event()
+    started, gate = threading.Event(), threading.Event()
     real = app.demo.ensure_demo_study
 
     def gated(*args: Any, **kwargs: Any) -> Any:
+        started.set()
         assert gate.wait(20)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(app.demo, "ensure_demo_study", gated)
     window = make_window(library_dir, open_demo=None)  # a first launch: the demo starts
     activate(qt, window)
-    qt.waitUntil(lambda: window._demo_job is not None and window._demo_job.running,
-                 timeout=WAIT_MS)
+    qt.waitUntil(started.is_set, timeout=WAIT_MS)  # the demo is being made
     tree = window.browser.tree
     index = series_index(window.browser, mine)
     tree.scrollTo(index)
