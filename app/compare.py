@@ -21,7 +21,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -84,6 +84,7 @@ class ComparisonController(QObject):
         self._load_job: workers.Job | None = None
         self._register_job: workers.Job | None = None
         self._shown_array: Any = None
+        self._even_pending = False
         self.timings: dict[str, float] = {}
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal, window)
@@ -125,16 +126,22 @@ class ComparisonController(QObject):
         for label in (self.title, self.link_label):
             label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         row.addWidget(self.title, 1)
-        for w in (self.progress, self.cancel_button, self.register_button, self.link_button,
-                  self.close_button):
+        for w in (self.register_button, self.link_button, self.close_button):
             row.addWidget(w)
         column.addWidget(header)
-        self.link_label.setContentsMargins(6, 0, 6, 0)
-        column.addWidget(self.link_label)
+        # Second row: the link state, and progress while loading or registering.
+        status = QHBoxLayout()
+        status.setContentsMargins(6, 0, 6, 0)
+        status.addWidget(self.link_label, 1)
+        status.addWidget(self.progress)
+        status.addWidget(self.cancel_button)
+        column.addLayout(status)
         self.panel: Any = ViewerPanel(self.pane)
         self.panel.setObjectName("compareViewer")
         column.addWidget(self.panel, 1)
         self.splitter.addWidget(self.pane)
+        for index in (0, 1):  # a resized window keeps the halves even
+            self.splitter.setStretchFactor(index, 1)
         self.pane.hide()
 
         self.link = PaneLink(primary, self.panel, self)
@@ -197,6 +204,7 @@ class ComparisonController(QObject):
         if not self.pane.isVisible():
             self.pane.show()
             self.split_evenly()
+            self._even_pending = True
         self.title.setText("Loading…")
         self._set_link_text(WAITING)
         self.timings = {"start": time.perf_counter()}
@@ -211,6 +219,13 @@ class ComparisonController(QObject):
         self._show_busy()
         self._update_actions()
         return job.start()
+
+    def _split_if_pending(self) -> None:
+        # Once, at the first image: by then the docks and banners have their sizes.
+        if self._even_pending:
+            self._even_pending = False
+            self.split_evenly()
+            QTimer.singleShot(0, self.split_evenly)
 
     def split_evenly(self) -> None:
         """Half the viewing area each (sizes in pixels: proportions are not kept on show)."""
@@ -239,6 +254,7 @@ class ComparisonController(QObject):
             self._show(volume)
 
     def _show(self, volume: Any) -> None:
+        self._split_if_pending()
         self._shown_array = volume.array
         self.panel.set_volume(volume)
         self.title.setText(describe_series(volume))
@@ -249,6 +265,7 @@ class ComparisonController(QObject):
             return
         if isinstance(volume, ProjectionImage):
             # A radiograph or other 2-D image: shown for reading, nothing to link in LPS.
+            self._split_if_pending()
             self.panel.set_projection(volume)
             self.title.setText(describe_series(volume))
             self.volume = volume
@@ -325,6 +342,9 @@ class ComparisonController(QObject):
         colour = "#7fd08a" if text.startswith("Linked") else "#e0b060"
         self.link_label.setStyleSheet(f"color: {colour}; font-weight: bold;")
         self.link_button.setText("Unlink" if self.link.linked else "Link")
+        three_d = not isinstance(self.volume, ProjectionImage)
+        self.link_button.setEnabled(three_d)
+        self.register_button.setEnabled(three_d)
         self.link_changed.emit(text)
 
     def _on_primary_loading(self, _series_id: Any) -> None:

@@ -497,18 +497,22 @@ class LibraryBrowser(QWidget):
                     item.setData(None, Qt.ItemDataRole.ForegroundRole)
         return out
 
-    def _context_menu(self, pos: Any) -> None:
-        idx = self.tree.indexAt(pos)
-        if idx.data(KIND_ROLE) != "series" or not idx.flags() & Qt.ItemFlag.ItemIsEnabled:
-            return
-        series_id = idx.data(ID_ROLE)
+    def series_menu(self, series_id: Any) -> QMenu:
+        """The context menu of a series row: Open, Compare with open series."""
         menu = QMenu(self)
+        menu.setObjectName("seriesMenu")
         menu.addAction("Open", lambda: self.open_requested.emit(series_id))
         compare = menu.addAction("Compare with open series",
                                  lambda: self.compare_requested.emit(series_id))
         compare.setEnabled(self._open_series_id is not None
                            and series_id != self._open_series_id)
-        menu.exec(self.tree.viewport().mapToGlobal(pos))
+        return menu
+
+    def _context_menu(self, pos: Any) -> None:
+        idx = self.tree.indexAt(pos)
+        if idx.data(KIND_ROLE) != "series" or not idx.flags() & Qt.ItemFlag.ItemIsEnabled:
+            return
+        self.series_menu(idx.data(ID_ROLE)).exec(self.tree.viewport().mapToGlobal(pos))
 
     def has_thumbnail(self, key: str) -> bool:
         item = self._series_items.get(key)

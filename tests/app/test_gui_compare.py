@@ -298,3 +298,87 @@ def test_moved_lidc_registers_off_the_gui_thread_then_scrolls_in_lock_step(
     pixels = grab(compare.link_label)
     green = (pixels[..., 1] > 170) & (pixels[..., 0] < 160) & (pixels[..., 2] < 170)
     assert green.sum() > 30, "the link label is not drawn in green"
+
+
+def test_entry_points_and_closing(tmp_path: Path, library_dir: Path, make_window: Any,
+                                  qt: Any) -> None:
+    """The library's context menu and the View ▸ Compare menu open the comparison; Close,
+    and opening the compared series itself, end it."""
+    from app.compare import SAME_FOR
+
+    current = body_phantom()
+    write(current, tmp_path / "current", patient_id="PID-CMP", study_date="20250601",
+          series_description="Current 2mm", frame_of_reference_uid=FOR_UID)
+    write(regridded(current), tmp_path / "prior", patient_id="PID-CMP", study_date="20240601",
+          series_description="Prior 3mm", frame_of_reference_uid=FOR_UID)
+    ids = import_into(library_dir, tmp_path / "current", tmp_path / "prior")
+    window = make_window(library_dir)
+    compare = window.compare
+    assert not compare.pane.isVisible() and not compare.act_close.isEnabled()
+    # Nothing open yet: the library cannot offer a comparison.
+    menu = window.browser.series_menu(ids["Prior 3mm"])
+    assert [a.text() for a in menu.actions()] == ["Open", "Compare with open series"]
+    assert not menu.actions()[1].isEnabled()
+    with qt.waitSignal(window.series_loaded, timeout=WAIT_MS):
+        window.open_series(ids["Current 2mm"])
+    assert not window.browser.series_menu(ids["Current 2mm"]).actions()[1].isEnabled()
+
+    menu = window.browser.series_menu(ids["Prior 3mm"])
+    with qt.waitSignal(compare.loaded, timeout=WAIT_MS):
+        menu.actions()[1].trigger()
+    assert compare.pane.isVisible() and compare.link_label.text() == SAME_FOR
+    assert compare.act_close.isEnabled()
+    compare.act_close.trigger()
+    assert not compare.pane.isVisible() and compare.series_id is None
+
+    # View ▸ Compare ▸ "Compare with selected series".
+    view_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&View")
+    submenu = next(a.menu() for a in view_menu.actions() if a.text() == "Compare")
+    assert compare.act_compare in submenu.actions()
+    assert window.browser.select_series(ids["Prior 3mm"])
+    with qt.waitSignal(compare.loaded, timeout=WAIT_MS):
+        compare.act_compare.trigger()
+    assert compare.series_id == ids["Prior 3mm"] and compare.link.linked
+
+    # Opening the compared series as the main one ends the comparison.
+    with qt.waitSignal(compare.closed, timeout=WAIT_MS):
+        window.open_series(ids["Prior 3mm"])
+    assert not compare.pane.isVisible() and not compare.link.linked
+
+
+def test_two_radiographs_side_by_side_are_not_linked(tmp_path: Path, library_dir: Path,
+                                                     make_window: Any, qt: Any) -> None:
+    """2-D images have no patient geometry: both show, the label says why they are not
+    linked, and Register is refused."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    from app.compare import NOT_LINKED_2D
+
+    src = tmp_path / "src"
+    src.mkdir()
+    first = pydicom.dcmread(get_testdata_file("RG1_J2KR.dcm"))
+    first.save_as(src / "current.dcm")
+    first.SeriesInstanceUID = generate_uid()
+    first.SOPInstanceUID = generate_uid()
+    first.file_meta.MediaStorageSOPInstanceUID = first.SOPInstanceUID
+    first.SeriesDescription = "Earlier copy"
+    first.save_as(src / "copy.dcm")
+    ids = import_into(library_dir, src)
+    copy_id = ids.pop("Earlier copy")
+    window = make_window(library_dir)
+    with qt.waitSignal(window.series_loaded, timeout=WAIT_MS):
+        window.open_series(next(iter(ids.values())))
+    compare = window.compare
+    with qt.waitSignal(compare.loaded, timeout=WAIT_MS):
+        compare.open_series(copy_id)
+    assert compare.link_label.text() == NOT_LINKED_2D and not compare.link.linked
+    assert compare.panel.projection_view() is not None
+    assert compare.register() is None
+    assert "3-D" in window.status_label.text()
+    pixels = grab(compare.panel)
+    assert (pixels.max(axis=2) > 60).mean() > 0.05, "the compared radiograph is not shown"
+    left, right = compare.splitter.sizes()
+    assert abs(left - right) <= 0.1 * (left + right), "the two panes should share the area"
+    save_shot(window, "compare_radiographs.png")
