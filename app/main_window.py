@@ -344,7 +344,9 @@ class MainWindow(QMainWindow, ReviewWiring):
                                           "C", checkable=True,
                                           tip="Show or hide the crosshair lines in every view")
         self.act_crosshair.setChecked(self.viewer.crosshair_visible())
-        self.act_reset = self._action("Reset views", self._reset_views, "Ctrl+R")
+        self.act_reset = self._action("Reset views and window", self._reset_views, "Ctrl+R",
+                                      tip="Zoom, pan and the window of every view as the "
+                                      "series opened (its own window)")
         self.tool_actions: dict[str, QAction] = {}
         tool_group = QActionGroup(self)
         tool_group.setExclusive(True)

@@ -245,6 +245,7 @@ def test_r_resets_zoom_pan_and_the_window_to_the_series_own(
     # The shortcut sheet says what R does.
     sheet = dict(window.shortcut_rows())
     assert "window" in sheet["R"] and "zoom" in sheet["R"]
+    assert "window" in sheet["Ctrl+R"]
 
     # Ctrl+R (every view) also brings the window back.
     press(qt, Qt.Key.Key_3)  # stroke
