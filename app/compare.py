@@ -163,6 +163,10 @@ class ComparisonController(QObject):
 
     # ------------------------------------------------------------------ menu
     def menu(self, parent: QWidget) -> QMenu:
+        """View ▸ Compare (built with the window's menus, after its actions)."""
+        crosshair = getattr(self.window, "act_crosshair", None)
+        if crosshair is not None:  # the crosshair toggle applies to both panes
+            crosshair.toggled.connect(self.panel.set_crosshair_visible)
         menu = QMenu("Compare", parent)
         menu.addActions([self.act_compare, self.act_register, self.act_unlink, self.act_close])
         return menu

@@ -1075,6 +1075,7 @@ class MainWindow(QMainWindow, ReviewWiring):
     def set_identity_visible(self, visible: bool) -> None:
         visible = bool(visible)
         self.viewer.set_identity_visible(visible)
+        self.compare.panel.set_identity_visible(visible)
         self.browser.set_identity_visible(visible)
         self.tags.set_identity_visible(visible)
         if self.act_identity.isChecked() != visible:

@@ -328,6 +328,17 @@ def test_entry_points_and_closing(tmp_path: Path, library_dir: Path, make_window
         menu.actions()[1].trigger()
     assert compare.pane.isVisible() and compare.link_label.text() == SAME_FOR
     assert compare.act_close.isEnabled()
+    # Hiding identity or the crosshair hides it in the compared pane too.
+    prior_axial = compare.panel.slice_views()["axial"]
+    assert "ID PI" in prior_axial.corner_texts()["top_left"]  # cut to the narrow view
+    window.set_identity_visible(False)
+    assert "ID PI" not in prior_axial.corner_texts()["top_left"]
+    assert "SYNT" not in prior_axial.corner_texts()["top_left"]
+    window.set_identity_visible(True)
+    window.act_crosshair.setChecked(False)
+    assert not compare.panel.crosshair_visible()
+    window.act_crosshair.setChecked(True)
+    assert compare.panel.crosshair_visible()
     compare.act_close.trigger()
     assert not compare.pane.isVisible() and compare.series_id is None
 
