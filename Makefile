@@ -55,8 +55,8 @@ bench: setup
 	$(BIN)/python bench/export.py --repeat 3
 	if [ -z "$$DISPLAY" ]; then $(XVFB_RUN) $(BIN)/python bench/review_keys.py; \
 	else $(BIN)/python bench/review_keys.py; fi
-	if [ -z "$$DISPLAY" ]; then $(XVFB_RUN) $(BIN)/python bench/compare.py --repeat 3; \
-	else $(BIN)/python bench/compare.py --repeat 3; fi
+	if [ -z "$$DISPLAY" ]; then $(XVFB_RUN) $(BIN)/python bench/compare.py --repeat 5; \
+	else $(BIN)/python bench/compare.py --repeat 5; fi
 
 # Published models vs their authors' own CPU pipelines (side virtual environments under
 # .bench-venvs/, pinned versions; torch only as the local CPU wheel 2.13.0). Needs ../shared.
