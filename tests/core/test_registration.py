@@ -144,3 +144,23 @@ def test_registration_can_be_cancelled(shared_data: Path) -> None:
         register_rigid(current, prior, progress=progress, cancel=cancel)
     assert time.perf_counter() - start < 10.0
     assert sum("level" in m for m in seen) <= 3  # stopped at once, not after the run
+
+
+@pytest.mark.shared
+def test_resampled_prior_on_another_grid_registers_back(shared_data: Path) -> None:
+    """A harder prior: resampled (linear) onto its own grid of 3 mm slices and 1.4 mm
+    pixels, covering less of the chest, so no voxel is shared with the current series."""
+    from core.resample import resample_array
+
+    current = read_lidc(shared_data)
+    truth = rigid_matrix((-0.4, 1.0, 0.8), -4.0, (-5.0, 7.0, -6.0), current.center_lps())
+    grid = np.eye(4)
+    grid[:3, :3] = np.column_stack([(0, 0, 3.0), (0, 1.4, 0), (1.4, 0, 0)])
+    grid[:3, 3] = current.center_lps() - (45 * 3.0, 0, 0)[::-1] - (170.0, 170.0, 0.0)
+    shape = (90, 243, 243)
+    array = resample_array(current.array, current.affine, np.linalg.inv(truth) @ grid, shape,
+                           fill_value=-1024.0)
+    prior = Volume(np.rint(array).astype(np.int16), grid, modality="CT")
+    result = register_rigid(current, prior)
+    distance, angle = transform_difference(result.matrix, truth, grid_points(current))
+    assert distance < 1.0 and angle < 1.0, (distance, angle)
