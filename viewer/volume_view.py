@@ -6,11 +6,14 @@ While the mouse moves the mapper samples coarsely (interactive level of
 detail). Otherwise rendering is progressive: a coarse
 frame at once, then finer frames one step at a time from a QTimer, so the
 event loop runs between steps; a step predicted to block the GUI thread for
-longer than ``REFINE_BUDGET_S`` is not taken (software GL in a large view
-stops short of full quality rather than freeze scrolling; a GPU gets there
-in a few milliseconds). Any interaction, or a scroll in the slice views
-(``interrupt``), cancels the pending steps. The GPU ray-cast mapper draws a
-frame in one call and cannot abort it midway, hence the bounded steps.
+longer than ``REFINE_BUDGET_S`` is not taken on the GUI thread: the
+full-quality frame is then drawn by a worker thread in an off-screen window
+(``viewer.volume_worker``; VTK releases the GIL while it renders) and shown
+as the background picture when it arrives, unless something changed in the
+meantime. A GPU gets through all steps in milliseconds. Any interaction, or
+a scroll in the slice views (``interrupt``), cancels the pending steps. The
+GPU ray-cast mapper draws a frame in one call and cannot abort it midway,
+hence bounded steps and the worker rather than an abort check.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QWidget
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
-from vtkmodules.vtkCommonDataModel import vtkPiecewiseFunction
+from vtkmodules.util import numpy_support
+from vtkmodules.vtkCommonDataModel import vtkImageData, vtkPiecewiseFunction
+from vtkmodules.vtkCommonMath import vtkMatrix4x4
 from vtkmodules.vtkCommonTransforms import vtkTransform
 from vtkmodules.vtkFiltersCore import vtkPolyDataNormals, vtkWindowedSincPolyDataFilter
 from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D, vtkTransformFilter
@@ -38,6 +43,7 @@ from vtkmodules.vtkRenderingCore import (
     vtkColorTransferFunction,
     vtkPolyDataMapper,
     vtkRenderer,
+    vtkTexture,
     vtkVolume,
     vtkVolumeProperty,
 )
@@ -46,6 +52,7 @@ from vtkmodules.vtkRenderingVolumeOpenGL2 import vtkOpenGLGPUVolumeRayCastMapper
 from core.volume import LabelMap, Volume
 from viewer.models import WindowLevelModel
 from viewer.presets import VOLUME_PRESETS, VolumePreset
+from viewer.volume_worker import FrameJob, FrameWorker, snapshot_camera
 from viewer.vtkutil import index_space_image, label_lookup_table, render_window_rgb, vtk_matrix
 
 log = logging.getLogger(__name__)
@@ -137,6 +144,12 @@ class VolumeView3D(QVTKRenderWindowInteractor):
         self.interactive_image_sample = INTERACTIVE_IMAGE_SAMPLE
         self.refine_step = -1              # the step of the frame on screen (-1: coarse)
         self.refine_budget_s = REFINE_BUDGET_S
+        # Full quality beyond the budget comes from a worker thread (volume_worker).
+        self.background_frames = True
+        self._worker: FrameWorker | None = None
+        self._generation = 0               # bumped by every change: older frames are stale
+        self._bg_texture: vtkTexture | None = None
+        self._bg_image: vtkImageData | None = None
         self.last_frame_s = 0.0            # duration of the last frame rendered
         self._frame_start = 0.0
         rw = self.GetRenderWindow()
@@ -405,6 +418,7 @@ class VolumeView3D(QVTKRenderWindowInteractor):
 
     def _on_start_interaction(self, _obj: Any, _event: str) -> None:
         self._stop_refinement()
+        self._invalidate_frame()
         self.interactive = True
         self._set_quality(interactive=True)
 
@@ -441,6 +455,7 @@ class VolumeView3D(QVTKRenderWindowInteractor):
     def _start_progressive(self) -> None:
         """A coarse frame now, then the refinement steps from the event loop."""
         self._stop_refinement()
+        self._invalidate_frame()
         if not self.isVisible():
             return
         self._render_step(-1)
@@ -467,9 +482,66 @@ class VolumeView3D(QVTKRenderWindowInteractor):
         if self._image is None or self.interactive or not self.isVisible():
             return
         if self._next_step() is None:
+            if self.refine_step < len(REFINE_STEPS) - 1 and self._submit_background_frame():
+                return                     # refined is emitted when the frame arrives
             self.refined.emit(self.refine_step)
             return
         self._refine_timer.start(_REFINE_STEP_DELAY_MS)
+
+    # -- full-quality frames from the worker thread, shown as the background picture
+    def _invalidate_frame(self) -> None:
+        """The scene changes: frames under way are stale; show the volume itself again."""
+        self._generation += 1
+        if self._worker is not None:
+            self._worker.cancel(self._generation)
+        if self._bg_texture is not None:
+            self.renderer.TexturedBackgroundOff()
+            self.actor.SetVisibility(self._image is not None)
+
+    def _submit_background_frame(self) -> bool:
+        # Label surfaces must be depth-mixed with the rays: those scenes stay on this thread.
+        if not self.background_frames or self._overlays or self._image is None:
+            return False
+        if self._worker is None:
+            self._worker = FrameWorker()
+            self._worker.frame_ready.connect(self._on_background_frame)
+        colour, opacity = vtkColorTransferFunction(), vtkPiecewiseFunction()
+        colour.DeepCopy(self.colour_tf)
+        opacity.DeepCopy(self.opacity_tf)
+        matrix = vtkMatrix4x4()
+        matrix.DeepCopy(self._user_matrix)
+        p = VOLUME_PRESETS[self.preset_name]
+        w, h = self.GetRenderWindow().GetSize()
+        self._worker.submit(FrameJob(
+            generation=self._generation, image=self._image, user_matrix=matrix,
+            colour=colour, opacity=opacity, mip=p.mip, shade=p.shade,
+            lighting=(p.ambient, p.diffuse, p.specular), sample_mm=self.full_sample_mm,
+            camera=snapshot_camera(self.renderer.GetActiveCamera()), size=(int(w), int(h))))
+        return True
+
+    def _on_background_frame(self, generation: int, rgb: np.ndarray) -> None:
+        w, h = self.GetRenderWindow().GetSize()
+        if (generation != self._generation or self.interactive or not self.isVisible()
+                or self._image is None or rgb.shape[:2] != (h, w)):
+            return
+        data = vtkImageData()
+        data.SetDimensions(w, h, 1)
+        flat = np.ascontiguousarray(rgb[::-1]).reshape(-1, 3)
+        scalars = numpy_support.numpy_to_vtk(flat, deep=True)
+        scalars.SetNumberOfComponents(3)
+        data.GetPointData().SetScalars(scalars)
+        if self._bg_texture is None:
+            self._bg_texture = vtkTexture()
+            self._bg_texture.InterpolateOff()
+        self._bg_texture.SetInputData(data)
+        self._bg_image = data
+        self.renderer.SetBackgroundTexture(self._bg_texture)
+        self.renderer.TexturedBackgroundOn()
+        self.actor.VisibilityOff()
+        self._Iren.Render()
+        self.refine_step = len(REFINE_STEPS) - 1
+        self.full_quality_frames += 1
+        self.refined.emit(self.refine_step)
 
     def _refine_step(self) -> None:
         step = self._next_step()
@@ -481,6 +553,7 @@ class VolumeView3D(QVTKRenderWindowInteractor):
     def render_now(self) -> None:
         """Render one full-quality frame now (blocking: for pictures, not for viewing)."""
         self._stop_refinement()
+        self._invalidate_frame()
         self._set_quality(interactive=False)
         self.GetRenderWindow().Render()
         self.refine_step = len(REFINE_STEPS) - 1
@@ -505,6 +578,10 @@ class VolumeView3D(QVTKRenderWindowInteractor):
 
     def close_view(self) -> None:
         self._stop_refinement()
+        self._invalidate_frame()
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
         self._refresh_timer.stop()
         self.set_volume(None)
         self.Finalize()
