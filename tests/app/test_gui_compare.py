@@ -233,6 +233,16 @@ def test_moved_lidc_registers_off_the_gui_thread_then_scrolls_in_lock_step(
     assert window.browser.prior_series_ids() == [ids["Moved prior"]]
     assert not compare.link.linked and compare.link_label.text() == NOT_LINKED_FOR
 
+    # Loading the compared series can be cancelled (its pane closes), then opened again.
+    with qt.waitSignal(compare.closed, timeout=WAIT_MS):
+        job = compare.open_series(ids["Moved prior"])
+        assert job is not None and compare.cancel_button.isVisible()
+        compare.cancel()
+    assert not compare.pane.isVisible() and compare.volume is None
+    with qt.waitSignal(compare.loaded, timeout=WAIT_MS):
+        compare.open_series(ids["Moved prior"])
+    assert compare.link_label.text() == NOT_LINKED_FOR
+
     # Cancel as soon as the optimiser reports an iteration.
     def cancel_on_iteration(_fraction: float, message: str) -> None:
         if "level" in message:
