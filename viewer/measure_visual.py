@@ -87,6 +87,20 @@ class MeasurementsVisual:
         renderer.AddActor(self.actor)
         self.labels: list[vtkTextActor] = []
 
+    def _runs_off_right(self, anchor: tuple[float, float], text: str) -> bool:
+        """Whether a label starting at in-plane ``anchor`` would pass the view's right edge
+        (12 pt Arial: about 7 px a character at 72 dpi)."""
+        width_px = self.renderer.GetSize()[0]
+        if width_px <= 1:
+            return False
+        self.renderer.SetWorldPoint(anchor[0], anchor[1], Z_MEASURE, 1.0)
+        self.renderer.WorldToDisplay()
+        x = self.renderer.GetDisplayPoint()[0]
+        window = self.renderer.GetRenderWindow()
+        scale = (window.GetDPI() / 72.0) if window is not None else 1.0
+        longest = max((len(line) for line in text.splitlines()), default=0)
+        return bool(x + 7.0 * scale * longest > width_px - 4)
+
     def draw(self, g: planes.PlaneGeometry | None,
              items: list[tuple[Measurement, tuple[float, float, float]]]) -> None:
         """Replace what is drawn with ``items`` (measurement, colour)."""
@@ -112,6 +126,11 @@ class MeasurementsVisual:
             tp.SetColor(*colour)
             tp.SetShadow(True)
             anchor = label_anchor(g, m)
+            if self._runs_off_right(anchor, label.GetInput()):
+                # Beside the shape's left side instead, right-aligned: never cut off.
+                xs = [g.to_plane(p)[0] for p in m.points_lps]
+                anchor = (float(min(xs)) - 2.0, anchor[1])
+                tp.SetJustificationToRight()
             coord = label.GetPositionCoordinate()
             coord.SetCoordinateSystemToWorld()
             coord.SetValue(anchor[0], anchor[1], Z_MEASURE)

@@ -121,7 +121,9 @@ def test_grabbing_the_line_moves_the_whole_measurement(axial: tuple[object, obje
 
 
 @pytest.mark.gui
-def test_roi_corner_and_angle_vertex_edits_recompute(axial: tuple[object, object]) -> None:
+def test_roi_corner_and_angle_vertex_edits_recompute(axial: tuple[object, object],
+                                                     grab: Callable[[object], np.ndarray],
+                                                     save: Callable[..., None]) -> None:
     panel, view = axial
     vol = panel.volume  # type: ignore[attr-defined]
     bright = vol.index_to_lps(np.array([[27.5, 59.5, 63.5]]))[0] + np.array([30.0, 0.0, 0.0])
@@ -152,6 +154,8 @@ def test_roi_corner_and_angle_vertex_edits_recompute(axial: tuple[object, object
     moved = panel.measurement_records()[-1]  # type: ignore[attr-defined]
     assert len(panel.measurement_records()) == 2  # type: ignore[attr-defined]
     assert moved["stats"]["angle_deg"] != pytest.approx(90, abs=5)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    save(grab(view), SHOTS / "edited_roi_and_angle.png")
 
 
 @pytest.mark.gui
