@@ -318,8 +318,10 @@ class ComparisonController(QObject):
         """Link by identity when the two share a Frame of Reference, else say what to do."""
         if not self._both_volumes():
             self.link.unlink()
-            self._set_link_text(NOT_LINKED_2D if isinstance(self.volume, ProjectionImage)
-                                else WAITING)
+            flat = (isinstance(self.volume, ProjectionImage)
+                    or (isinstance(getattr(self.window, "current_projection", None),
+                                  ProjectionImage) and self.window.current_volume is None))
+            self._set_link_text(NOT_LINKED_2D if flat else WAITING)
             return
         if self.same_frame_of_reference():
             self.link.link(None)
