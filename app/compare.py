@@ -309,6 +309,15 @@ class ComparisonController(QObject):
 
         return isinstance(self.volume, Volume) and isinstance(self.window.current_volume, Volume)
 
+    def same_units(self) -> bool:
+        """Window values mean the same in both (same modality): then the window is linked."""
+        a = str(getattr(self.window.current_volume, "modality", "") or "").upper()
+        b = str(getattr(self.volume, "modality", "") or "").upper()
+        return a == b
+
+    def _window_note(self) -> str:
+        return "" if self.link.window_linked else " (window not linked: other modality)"
+
     def same_frame_of_reference(self) -> bool:
         a = str(getattr(self.window.current_volume, "frame_of_reference_uid", "") or "")
         b = str(getattr(self.volume, "frame_of_reference_uid", "") or "")
@@ -324,11 +333,11 @@ class ComparisonController(QObject):
             self._set_link_text(NOT_LINKED_2D if flat else WAITING)
             return
         if self.same_frame_of_reference():
-            self.link.link(None)
-            self._set_link_text(SAME_FOR)
+            self.link.link(None, window=self.same_units())
+            self._set_link_text(SAME_FOR + self._window_note())
         elif self.result is not None:
-            self.link.link(self.result.matrix)
-            self._set_link_text(registered_text(self.result))
+            self.link.link(self.result.matrix, window=self.same_units())
+            self._set_link_text(registered_text(self.result) + self._window_note())
         else:
             self.link.unlink()
             self._set_link_text(NOT_LINKED_FOR)
@@ -411,8 +420,8 @@ class ComparisonController(QObject):
         if job is not self._register_job:
             return
         self.result = result
-        self.link.link(result.matrix)
-        self._set_link_text(registered_text(result))
+        self.link.link(result.matrix, window=self.same_units())
+        self._set_link_text(registered_text(result) + self._window_note())
         self.timings["registered"] = time.perf_counter()
         self.window.set_status(f"Registered in {result.seconds:.1f} s: the panes are linked.")
         self.registered.emit(result)

@@ -51,6 +51,7 @@ class PaneLink(QObject):
         self._matrix: FloatArray | None = None
         self._inverse: FloatArray | None = None
         self._busy = False  # a change we are sending must not bounce back
+        self.window_linked = True
         self._connections: list[tuple[Any, Callable[..., None]]] = []
         # A view's fit changes when it is resized (layout, splitter, window) without a
         # camera signal: the cameras are matched again once the resizing has settled.
@@ -72,12 +73,15 @@ class PaneLink(QObject):
         """Primary LPS → secondary LPS while linked, else None."""
         return None if self._matrix is None else self._matrix.copy()
 
-    def link(self, primary_to_secondary: npt.ArrayLike | None = None) -> None:
+    def link(self, primary_to_secondary: npt.ArrayLike | None = None, *,
+             window: bool = True) -> None:
         """Link through a 4×4 (None: identity, a shared Frame of Reference); the
-        secondary pane moves to the primary's cursor, window, zoom and pan at once."""
+        secondary pane moves to the primary's cursor, window, zoom and pan at once.
+        ``window=False`` leaves window / level apart (values in other units: CT and MR)."""
         matrix = np.eye(4) if primary_to_secondary is None else np.asarray(
             primary_to_secondary, dtype=np.float64).reshape(4, 4)
         self.unlink(notify=False)
+        self.window_linked = bool(window)
         self._matrix, self._inverse = matrix, np.asarray(np.linalg.inv(matrix), dtype=np.float64)
         self._connect()
         self.sync_from(self.primary)
@@ -164,7 +168,7 @@ class PaneLink(QObject):
 
     def _send_window(self, source: ViewerPanel) -> None:
         with self._sending() as ok:
-            if not ok:
+            if not ok or not self.window_linked:
                 return
             target, _ = self._other(source)
             wl = source.window_level

@@ -403,3 +403,31 @@ def test_two_radiographs_side_by_side_are_not_linked(tmp_path: Path, library_dir
     left, right = compare.splitter.sizes()
     assert abs(left - right) <= 0.1 * (left + right), "the two panes should share the area"
     save_shot(window, "compare_radiographs.png")
+
+
+def test_other_modality_links_position_but_not_window(tmp_path: Path, library_dir: Path,
+                                                      make_window: Any, qt: Any) -> None:
+    """A CT and an MR of one Frame of Reference: scrolling is linked, the window is not
+    (HU mean nothing on MR), and the label says so."""
+    from dicomio.write_image import SeriesInfo, write_series
+
+    ct = body_phantom()
+    write(ct, tmp_path / "ct", patient_id="PID-MIX", series_description="CT",
+          frame_of_reference_uid=FOR_UID)
+    mr = regridded(ct)
+    mr = Volume(np.clip(mr.array + 1000, 0, None).astype(np.int16), mr.affine, modality="MR")
+    write_series(mr, tmp_path / "mr", SeriesInfo(patient_id="PID-MIX", series_description="MR",
+                                                 frame_of_reference_uid=FOR_UID),
+                 modality="MR")
+    ids = import_into(library_dir, tmp_path / "ct", tmp_path / "mr")
+    window = make_window(library_dir)
+    compare = open_pair(qt, window, ids["CT"], ids["MR"])
+    assert compare.link.linked and not compare.link.window_linked
+    assert compare.link_label.text().endswith("(window not linked: other modality)")
+    mr_window = compare.panel.window_level_values()
+    window.viewer.set_window_level(80.0, 40.0)
+    assert compare.panel.window_level_values() == mr_window
+    a = window.viewer.slice_views()["axial"]
+    b = compare.panel.slice_views()["axial"]
+    a.scroll_slices(6)
+    assert abs(b.slice_position_mm() - a.slice_position_mm()) <= 1.5 + 1e-6
