@@ -169,6 +169,13 @@ def plan_summary(sources: Sequence[DicomSource]) -> tuple[dict[str, Any] | None,
     except ImportError:  # the loader is optional at import time
         return None, []
     try:
+        from dicomio.projection import is_projection
+
+        if is_projection(sources):
+            # A radiograph, ultrasound or capture is shown as a 2-D image with its own
+            # display rules (dicomio.projection); the volume loader's nominal-geometry
+            # warnings (invented 1 mm pixels, colour as luminance) do not apply to it.
+            return None, []
         plan = plan_volume(sources)
     except LucidaError as exc:
         return None, [f"cannot be loaded as a volume: {exc}"]

@@ -215,6 +215,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     if not row.is_image:
         console.print(f"  not an image stack ({row.object_kind}): no volume geometry")
         return 0
+    from dicomio.projection import is_projection
+
+    if is_projection(sources):
+        console.print("  2-D image without patient geometry: shown as acquired, with its own "
+                      "window, orientation letters and pixel spacing (no volume geometry)")
+        return 0
     geometry, warnings = plan_summary(sources)
     if geometry is None:
         console.print("  geometry: unavailable")

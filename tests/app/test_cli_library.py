@@ -155,3 +155,24 @@ def test_import_every_shared_folder(shared_data: Path, library_dir: Path,
     out = capsys.readouterr().out
     for kind in ("seg", "sr", "rtstruct", "other_nonimage", "image"):
         assert kind in out
+
+
+def test_a_radiograph_imports_and_reports_as_a_2d_image(
+        library_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """RG1 (a chest radiograph with an invalid PixelSpacing 0\\0) is a 2-D image: the import
+    does not warn about the volume loader's invented 1 mm pixels, and `info` says what it is
+    instead of failing on missing volume geometry."""
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    src = tmp_path / "cr"
+    src.mkdir()
+    shutil.copy(str(get_testdata_file("RG1_J2KR.dcm")), src / "rg1.dcm")
+    assert main(["import", str(src)]) == 0
+    out = capsys.readouterr().out
+    assert "1 new" in out
+    assert "1 mm pixels" not in out and "luminance" not in out
+    assert main(["info", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "2-D image without patient geometry" in out and "unavailable" not in out
