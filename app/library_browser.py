@@ -73,6 +73,7 @@ class StudyNode:
     search: str
     series: list[SeriesNode] = field(default_factory=list)
     date: str = ""  # YYYYMMDD: a study of the open patient dated earlier is a prior
+    time: str = ""  # HHMMSS: the same day, an earlier time is a prior too
 
 
 @dataclass
@@ -133,6 +134,7 @@ def gather(library: Any) -> list[PatientNode]:
                 search=f"{_date_forms(date)} {desc} {' '.join(modalities)} "
                 f"{_attr(study, 'accession_number')}".lower(),
                 date=date.strip(),
+                time=str(_attr(study, "study_time")).strip(),
             )
             for s in series_list:
                 modality = str(_attr(s, "modality"))
@@ -475,14 +477,18 @@ class LibraryBrowser(QWidget):
 
     def _mark_priors(self) -> list[Any]:
         """Same patient ID, earlier study date than the open study: tag, colour, tooltip."""
-        open_patient, open_date = "", ""
+        open_patient, open_date, open_time, open_study = "", "", "", None
         for patient, study, _item, items in self._study_items:
             if any(i.data(ID_ROLE) == self._open_series_id for i in items):
-                open_patient, open_date = patient.patient_id, study.date
+                open_patient, open_date, open_time = patient.patient_id, study.date, study.time
+                open_study = study
         out: list[Any] = []
         for patient, study, stitem, items in self._study_items:
-            prior = bool(open_patient and open_date and study.date
-                         and patient.patient_id == open_patient and study.date < open_date)
+            # Earlier by date, then by time on the same day: the rule the hanging
+            # protocols' "prior" cell uses too (app.hanging._prior_of).
+            prior = bool(open_patient and open_date and study.date and study is not open_study
+                         and patient.patient_id == open_patient
+                         and (study.date, study.time) < (open_date, open_time))
             stitem.setText(study.text + (PRIOR_TAG if prior else ""))
             stitem.setData(prior, PRIOR_ROLE)
             stitem.setToolTip(f"Prior study of the open patient ({pretty_date(study.date)}, "

@@ -139,15 +139,23 @@ def test_same_frame_of_reference_scrolls_zooms_pans_and_windows_in_lock_step(
           series_description="Prior 3mm", frame_of_reference_uid=FOR_UID)
     write(current, tmp_path / "other", patient_id="PID-OTHER", study_date="20200101",
           series_description="Other patient")
-    ids = import_into(library_dir, tmp_path / "current", tmp_path / "prior", tmp_path / "other")
+    # Same patient, same day: the morning study is a prior of the noon one, the evening
+    # one is not (the rule app.hanging's "prior" cell uses too).
+    write(regridded(current), tmp_path / "morning", patient_id="PID-CMP",
+          study_date="20250601", study_time="080000", series_description="Morning")
+    write(regridded(current), tmp_path / "evening", patient_id="PID-CMP",
+          study_date="20250601", study_time="190000", series_description="Evening")
+    ids = import_into(library_dir, tmp_path / "current", tmp_path / "prior", tmp_path / "other",
+                      tmp_path / "morning", tmp_path / "evening")
     window = make_window(library_dir, size=(1500, 800))
     window.set_layout("1x3")
     compare = open_pair(qt, window, ids["Current 2mm"], ids["Prior 3mm"])
 
-    # The library marks the older study of the same patient, not the other patient's.
-    assert window.browser.prior_series_ids() == [ids["Prior 3mm"]]
+    # The library marks the older studies of the same patient, not the other patient's.
+    assert sorted(window.browser.prior_series_ids()) == sorted(
+        [ids["Prior 3mm"], ids["Morning"]])
     prior_items = [st for _p, _s, st, _i in window.browser._study_items if st.data(PRIOR_ROLE)]
-    assert len(prior_items) == 1 and prior_items[0].text().endswith(PRIOR_TAG)
+    assert len(prior_items) == 2 and all(i.text().endswith(PRIOR_TAG) for i in prior_items)
     assert "Prior study" in prior_items[0].toolTip()
 
     assert compare.pane.isVisible() and compare.link.linked
