@@ -273,6 +273,8 @@ class ExportActions:
                                       lambda: self.save_cine_dialog(False))
         self.menu.addSeparator()
         self.act_deid = self._add("De-identified DICOM copy of the series…", self.deid_dialog)
+        self.act_deid_study = self._add("De-identified DICOM copy of the study…",
+                                        lambda: self.deid_dialog(whole_study=True))
 
     def _check(self, text: str, checked: bool) -> QAction:
         act = QAction(text, self.window)
@@ -287,21 +289,21 @@ class ExportActions:
         return act
 
     # ------------------------------------------------------------------ checks
-    def source_paths(self) -> list[Any]:
+    def source_paths(self, *, whole_study: bool = False) -> list[Any]:
         window = self.window
         if window.current_series_id is None:
             return []
-        from app.importer import series_sources
+        from app.commands.export_deid import deid_sources
 
-        return series_sources(window.library, window.current_series_id)
+        return deid_sources(window.library, window.current_series_id, whole_study=whole_study)
 
-    def check_target(self, target: Path) -> None:
-        """Refuse a target in or under the open series' source folder."""
+    def check_target(self, target: Path, *, whole_study: bool = False) -> None:
+        """Refuse a target in or under the open series' (or study's) source folders."""
         from dicomio.deidentify import DeidTargetError, check_target
 
         folder = target if target.suffix == "" else target.parent
         try:
-            check_target(folder, self.source_paths())
+            check_target(folder, self.source_paths(whole_study=whole_study))
         except DeidTargetError as exc:
             raise ExportRefused(str(exc)) from None
 
@@ -401,7 +403,7 @@ class ExportActions:
         return hasattr(viewer, "projection_view") and viewer.projection_view() is not None
 
     # ------------------------------------------------------------------ de-identified
-    def deid_dialog(self) -> workers.Job | None:
+    def deid_dialog(self, whole_study: bool = False) -> workers.Job | None:
         window = self.window
         if window.current_series_id is None:
             window.show_problem("Export", "Open a series first.")
@@ -414,16 +416,18 @@ class ExportActions:
             out_dir = Path(chosen)
         else:
             out_dir = Path(window.export_dir or user_folder("documents"))
-        return self.start_deid(out_dir)
+        return self.start_deid(out_dir, whole_study=whole_study)
 
-    def start_deid(self, out_dir: Path, *, allow_burned_in: bool = False) -> workers.Job | None:
-        """Check the target and the burned-in flags, then export in the background."""
+    def start_deid(self, out_dir: Path, *, allow_burned_in: bool = False,
+                   whole_study: bool = False) -> workers.Job | None:
+        """Check the target and the burned-in flags, then export in the background
+        (the open series, or every image series of its study in one UID mapping)."""
         from dicomio.deidentify import burned_in_sources, export_deidentified
 
         window = self.window
-        sources = self.source_paths()
+        sources = self.source_paths(whole_study=whole_study)
         try:
-            self.check_target(Path(out_dir))
+            self.check_target(Path(out_dir), whole_study=whole_study)
         except ExportRefused as exc:
             window.show_problem("De-identified export", str(exc))
             return None
@@ -444,14 +448,14 @@ class ExportActions:
 
         job = workers.make(work, name="export-deid")
         job.progress.connect(window._on_progress)
-        job.finished.connect(lambda result: self._deid_done(result, series_uid))
+        job.finished.connect(lambda result: self._deid_done(result, series_uid, whole_study))
         job.failed.connect(lambda exc: window.show_problem("De-identified export", str(exc)))
         job.cancelled.connect(lambda: window.set_status("De-identified export cancelled."))
         job.done.connect(window._on_job_done)
         window.cancel_button.clicked.connect(job.cancel)
         job.done.connect(lambda: _disconnect(window.cancel_button.clicked, job.cancel))
         self.deid_job = job
-        window._show_busy("De-identifying the series…")
+        window._show_busy(f"De-identifying the {'study' if whole_study else 'series'}…")
         return job.start()
 
     def _confirm_burned_in(self, flagged: int, total: int) -> bool:
@@ -466,7 +470,7 @@ class ExportActions:
             QMessageBox.StandardButton.No)
         return answer == QMessageBox.StandardButton.Yes
 
-    def _deid_done(self, result: Any, series_uid: str) -> None:
+    def _deid_done(self, result: Any, series_uid: str, whole_study: bool = False) -> None:
         from app.actor import os_user
         from app.commands.export_deid import audit_payload
 
@@ -474,7 +478,7 @@ class ExportActions:
         window = self.window
         try:
             # The audit says what left and how, never who or where (no names, no paths).
-            window.library.audit("export", audit_payload(result),
+            window.library.audit("export", audit_payload(result, whole_study=whole_study),
                                  actor=window.prefs.reviewer or os_user(), series_uid=series_uid)
         except Exception as exc:  # the copy exists; say the audit failed
             window.show_problem("Audit", f"the export was not recorded: {exc}")
