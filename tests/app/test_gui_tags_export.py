@@ -107,7 +107,7 @@ def test_tag_dock_shows_filters_and_hides_identity(make_window: Any, qt: Any,
     assert [a.text() for a in export.actions() if a.text()] == [
         "Include corner text", "Include overlays", "Current view as PNG…",
         "Whole layout as PNG…", "Cine as animated GIF…", "Cine as numbered PNGs…",
-        "De-identified DICOM copy of the series…"]
+        "De-identified DICOM copy of the series…", "De-identified DICOM copy of the study…"]
     window.tags.action.trigger()
     assert window.tags.dock.isVisible()
     rows = _wait_rows(qt, window, "GAMMA^THREE")
