@@ -63,6 +63,12 @@ def study_lines(vol: Volume) -> list[str]:
             vol.modality or _meta(md, "modality", "Modality")]
 
 
+def bottom_room(width_px: int) -> int:
+    """How wide a bottom corner's lines may be: the scale bar (up to 22 % of the width)
+    and the bottom orientation letter take the middle of the row."""
+    return max(24, int(width_px * (0.5 - SCALE_BAR_MAX_FRACTION / 2)) - 10)
+
+
 def text_actor(renderer: vtkRenderer, x: float, y: float, hjust: str, vjust: str,
                colour: tuple[float, float, float], size: int,
                bold: bool = False) -> vtkTextActor:

@@ -40,7 +40,14 @@ from vtkmodules.vtkRenderingCore import (
 
 from core.projection import ProjectionImage
 from core.voi import auto_window, to_display
-from viewer.corner_text import AMBER, Annotations, identity_lines, study_lines, text_actor
+from viewer.corner_text import (
+    AMBER,
+    Annotations,
+    bottom_room,
+    identity_lines,
+    study_lines,
+    text_actor,
+)
 from viewer.models import WindowLevelModel
 from viewer.projection_model import (
     Distance,
@@ -405,7 +412,8 @@ class ProjectionView(QVTKRenderWindowInteractor):
         bottom_left = [f"Frame {self.frame_index + 1}/{image.frame_count}", spacing_text(image)]
         if self.is_playing():
             bottom_left.insert(1, f"Cine {1000.0 / self.frame_interval_ms():.0f} fps")
-        self.corner_actors["bottom_left"].SetInput("\n".join(bottom_left))
+        low = bottom_room(w)  # the letter and the scale bar sit between the bottom corners
+        self.annotations.set_fitted("bottom_left", bottom_left, low, dpi)
         if image.is_colour:
             wl_line = "Colour"
         else:
@@ -413,8 +421,8 @@ class ProjectionView(QVTKRenderWindowInteractor):
             voi = self.voi
             which = f" ({voi.label})" if voi is not None and voi.label else ""
             wl_line = f"W {wl.width:.0f}  L {wl.level:.0f}{which}"
-        self.corner_actors["bottom_right"].SetInput(
-            f"{wl_line}\nZoom {self.zoom_factor() * 100:.0f}%")
+        self.annotations.set_fitted(
+            "bottom_right", [wl_line, f"Zoom {self.zoom_factor() * 100:.0f}%"], low, dpi)
 
     def _update_scale_bar(self) -> None:
         image = self.image

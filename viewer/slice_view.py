@@ -44,7 +44,7 @@ from vtkmodules.vtkRenderingCore import (
 from core.volume import LabelMap, Volume
 from viewer import planes
 from viewer.brush import MAX_RADIUS_MM, MIN_RADIUS_MM, PaintStroke
-from viewer.corner_text import Annotations, identity_lines, study_lines
+from viewer.corner_text import Annotations, bottom_room, identity_lines, study_lines
 from viewer.findings import FindingsLayer
 from viewer.findings_visual import FindingsVisual
 from viewer.measure import Measurement, bidimensional_from_drag, value_unit
@@ -621,11 +621,13 @@ class SliceView(QVTKRenderWindowInteractor):
             bottom_left.append(f"{self.slab.mode.upper()} {self._slab_slices() * g.step_mm:.1f} mm")
         if self.probe_text:
             bottom_left.append(self.probe_text)
-        self.corner_actors["bottom_left"].SetInput("\n".join(bottom_left))
         wl = self.window_level
         preset = f" ({wl.preset})" if wl.preset else ""
-        self.corner_actors["bottom_right"].SetInput(
-            f"W {wl.width:.0f}  L {wl.level:.0f}{preset}\nZoom {self.zoom_factor() * 100:.0f}%")
+        # The bottom corners share their row with the letter and the scale bar in the middle.
+        low = bottom_room(w)
+        self._set_fitted("bottom_left", bottom_left, low)
+        self._set_fitted("bottom_right", [f"W {wl.width:.0f}  L {wl.level:.0f}{preset}",
+                                          f"Zoom {self.zoom_factor() * 100:.0f}%"], low)
 
     def _set_fitted(self, corner: str, lines: list[str], max_px: int) -> None:
         self.annotations.set_fitted(corner, lines, max_px, int(self.GetRenderWindow().GetDPI()))
