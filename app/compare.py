@@ -125,6 +125,9 @@ class ComparisonController(QObject):
         # take half of a narrow viewing area.
         for label in (self.title, self.link_label):
             label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        # The link state is what the reader must not miss: it wraps rather than being cut.
+        self.link_label.setWordWrap(True)
+        self.link_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
         row.addWidget(self.title, 1)
         for w in (self.register_button, self.link_button, self.close_button):
             row.addWidget(w)

@@ -791,7 +791,7 @@ class MainWindow(QMainWindow, ReviewWiring):
             self.hanging = None
             if self._hanging_applied:
                 self._hanging_applied = False
-                self.set_layout(self.prefs.default_layout)
+                self.set_layout(self.prefs.default_layout, remember=False)
             return False
         # A prior opens in the comparison pane beside this one (app/compare.py); the
         # current series gets the rule's other cells.
@@ -808,15 +808,13 @@ class MainWindow(QMainWindow, ReviewWiring):
                 for act in self.layout_actions.values():
                     act.setChecked(False)
         else:
-            self.viewer.set_layout(hanging.layout or self.prefs.default_layout)
-            if hanging.layout in self.layout_actions:
-                self.layout_actions[hanging.layout].setChecked(True)
+            # Through the window's own set_layout (menu ticks, the remembered 1 x 1 view),
+            # but not remembered as the user's default: the rule chose it, not the user.
+            self.set_layout(hanging.layout or self.prefs.default_layout, remember=False)
             if hanging.preset not in (None, "default"):
                 self.viewer.set_preset(hanging.preset)
-        for hook in ("_watch_views", "focus_active_view"):
-            method = getattr(self, hook, None)
-            if callable(method):
-                method()
+        self._watch_views()
+        self.focus_active_view()
         self.set_status(f"Hanging protocol: {hanging.rule_name}", transient=True)
         return bool(hanging.cells) or hanging.preset not in (None, "default")
 
@@ -997,6 +995,9 @@ class MainWindow(QMainWindow, ReviewWiring):
         self._layout_before_maximise = None
         active = self.view_input.last_focused()  # hiding views moves the focus around
         self.viewer.set_layout(name, single=single)
+        group = self.layout_actions[name].actionGroup()
+        if group is not None:  # hanging-protocol cells left it with no button down
+            group.setExclusionPolicy(QActionGroup.ExclusionPolicy.Exclusive)
         self.layout_actions[name].setChecked(True)
         for view, act in self.single_actions.items():
             act.setChecked(name == "1x1" and view == single)

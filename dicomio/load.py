@@ -449,6 +449,8 @@ def _parse_header(source: DicomSource, fp: Any, size: int, full: bool) -> _Heade
         "protocol_name": shown("ProtocolName"),
         "sequence_name": shown("SequenceName"),
         "scanning_sequence": _joined(ds, "ScanningSequence"),
+        # e.g. ORIGINAL\PRIMARY\AXIAL: hanging protocols match on it (app.hanging).
+        "image_type": _joined(ds, "ImageType"),
         "mr_acquisition_type": shown("MRAcquisitionType"),
         "study_description": shown("StudyDescription"),
         "study_date": shown("StudyDate"),

@@ -72,6 +72,31 @@ def test_globs_are_case_insensitive_whole_value_and_all_fields_must_match() -> N
                                      image_type=("DERIVED",))) is None
 
 
+def test_image_type_of_a_loaded_series_reaches_the_rules(tmp_path: Path) -> None:
+    """The loader keeps ImageType, so a rule on it matches a real file, not only
+    hand-made facts (a localizer rule must not catch the axial series)."""
+    import numpy as np
+
+    from app.hanging import facts_for
+    from core.volume import Volume
+    from dicomio.load import read_volume
+    from dicomio.write_image import SeriesInfo, write_series
+
+    arr = np.zeros((3, 6, 5), np.int16)
+    arr[0, 1, 2] = 100
+    written = write_series(Volume(arr, np.diag([2.0, 0.7, 0.7, 1.0]), modality="CT"),
+                           tmp_path / "s", SeriesInfo(image_type=("ORIGINAL", "PRIMARY",
+                                                                  "AXIAL")))
+    facts = facts_for(read_volume(written))
+    assert facts.image_type == ("ORIGINAL", "PRIMARY", "AXIAL")
+    rules, problems = validate_rules(
+        [{"name": "scout", "layout": "1x1", "match": {"image_type": "LOCALIZER"}},
+         {"name": "axial", "layout": "2x2", "match": {"image_type": "axial"}}], "user")
+    assert problems == []
+    got = choose(rules, facts)
+    assert got is not None and got.rule_name == "axial"
+
+
 def test_series_count_bounds() -> None:
     rules, problems = validate_rules(
         [{"name": "many", "layout": "2x2", "match": {"min_series": 3}},
