@@ -40,10 +40,11 @@ CURRENT_VERSION = 1
 SHIPPED_FILE = Path(__file__).resolve().parent.parent / "resources" / "hanging_protocols.json"
 ViewName = Literal["axial", "coronal", "sagittal", "3d"]
 LayoutName = Literal["1x1", "1x3", "2x2"]
-# Window presets a rule may name: viewer.presets' CT presets (a test keeps the two lists
-# equal), "auto" (percentiles) and "default" (the file's own window, else the modality's).
+# Window presets a rule may name: viewer.presets' CT presets and the ones computed from
+# the volume for MR and other non-HU series (a test keeps the lists equal), "auto"
+# (percentiles) and "default" (the file's own window, else the modality's).
 PresetName = Literal["brain", "subdural", "stroke", "lung", "mediastinum", "abdomen", "liver",
-                     "bone", "auto", "default"]
+                     "bone", "full-range", "tissue", "bright", "auto", "default"]
 
 Patterns = list[str]
 

@@ -14,7 +14,7 @@ import numpy.typing as npt
 from PySide6.QtCore import QObject, Signal
 
 from viewer.measure import Measurement
-from viewer.presets import AUTO, PRESETS, auto_window
+from viewer.presets import AUTO, PRESETS, RELATIVE_PRESETS, auto_window, relative_window
 
 SLAB_MODES = ("none", "mip", "minip", "mean")
 
@@ -47,15 +47,22 @@ class WindowLevelModel(QObject):
         self.changed.emit(self._width, self._level)
 
     def apply_preset(self, name: str, array: npt.NDArray[Any] | None) -> None:
-        """A CT preset (brain … bone, see PRESETS) or "auto": percentiles of ``array``
-        (without an array "auto" leaves the window as it is)."""
+        """A CT preset (brain … bone, see PRESETS), one computed from ``array``
+        (RELATIVE_PRESETS, for MR and other non-HU images) or "auto": percentiles of
+        ``array`` (without an array those leave the window as it is)."""
         if name == AUTO:
             if array is not None:
                 w, lev = auto_window(array)
                 self.set(w, lev, AUTO)
             return
+        if name in RELATIVE_PRESETS:  # computed from the volume (MR and other non-HU)
+            if array is not None:
+                w, lev = relative_window(name, array)
+                self.set(w, lev, name)
+            return
         if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)} or 'auto'")
+            raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}, "
+                             f"{sorted(RELATIVE_PRESETS)} or 'auto'")
         p = PRESETS[name]
         self.set(p.width, p.level, name)
 

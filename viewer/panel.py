@@ -24,7 +24,7 @@ from viewer.measure import Measurement
 from viewer.models import CursorModel, MeasurementList, SlabModel, WindowLevelModel
 from viewer.overlay import OverlayStyle
 from viewer.planes import PLANE_NAMES, central_voxel_lps
-from viewer.presets import AUTO, PRESETS, default_window
+from viewer.presets import AUTO, PRESETS, RELATIVE_PRESETS, default_window
 from viewer.projection_view import ProjectionView
 from viewer.slice_view import SliceView
 from viewer.volume_view import VolumeView3D
@@ -157,9 +157,9 @@ class ViewerPanel(QWidget):
         for view_name, preset in cells:
             if view_name not in (*PLANE_NAMES, "3d"):
                 raise ValueError(f"cell view must be a plane name or '3d', got {view_name!r}")
-            if preset not in (None, "default", AUTO, *PRESETS):
+            if preset not in (None, "default", AUTO, *PRESETS, *RELATIVE_PRESETS):
                 raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}, "
-                                 "'auto' or 'default'")
+                                 f"{sorted(RELATIVE_PRESETS)}, 'auto' or 'default'")
         if [v for v, _p in cells].count("3d") > 1:
             raise ValueError("only one cell can show the 3-D view")
         if self._refuse_layout_for_projection():

@@ -58,7 +58,7 @@ from viewer.measure_visual import (
 )
 from viewer.models import CursorModel, MeasurementList, SlabModel, WindowLevelModel
 from viewer.overlay import LabelOverlayVisual, OverlayStyle
-from viewer.presets import AUTO, CT_PRESET_ORDER
+from viewer.presets import AUTO, preset_order
 from viewer.vtkutil import (
     background_value,
     index_space_image,
@@ -730,7 +730,7 @@ class SliceView(QVTKRenderWindowInteractor):
         prop.SetColorLevel(self.window_level.level)
 
     def apply_preset(self, name: str) -> None:
-        """Set the shared window to a CT preset or "auto" (percentiles of the volume)."""
+        """Set the shared window to a preset: CT (HU), computed from the volume, or "auto"."""
         self.window_level.apply_preset(name, None if self.volume is None else self.volume.array)
 
     def _slab_slices(self) -> int:
@@ -1025,8 +1025,12 @@ class SliceView(QVTKRenderWindowInteractor):
             self.scroll_slices(-1)
         elif key in (K.Key_PageDown, K.Key_Down, K.Key_Right):
             self.scroll_slices(1)
-        elif K.Key_1 <= key <= K.Key_8:
-            self.apply_preset(CT_PRESET_ORDER[key - K.Key_1])
+        elif K.Key_1 <= key <= K.Key_9:
+            # The open modality's presets (HU windows only on CT); the main window watches
+            # its views and says when a key has no preset, a bare view just ignores it.
+            order = preset_order(self.volume.modality if self.volume is not None else "")
+            if key - K.Key_1 < len(order):
+                self.apply_preset(order[key - K.Key_1])
         elif key == K.Key_0:
             self.apply_preset(AUTO)
         elif key == K.Key_R:

@@ -47,9 +47,9 @@ def test_shipped_rules_all_validate_and_the_demo_gets_lung_and_mediastinum() -> 
 def test_rule_presets_are_the_viewer_presets() -> None:
     from typing import get_args
 
-    from viewer.presets import AUTO, PRESETS
+    from viewer.presets import AUTO, PRESETS, RELATIVE_PRESETS
 
-    assert set(get_args(PresetName)) == {*PRESETS, AUTO, "default"}
+    assert set(get_args(PresetName)) == {*PRESETS, *RELATIVE_PRESETS, AUTO, "default"}
 
 
 def test_a_series_no_rule_matches_gets_none() -> None:

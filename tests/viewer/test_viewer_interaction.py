@@ -209,3 +209,31 @@ def test_zoom_pan_and_reset(panel: object, phantom_factory: Callable[[str], Volu
     QTest.keyClick(view, Qt.Key.Key_R)
     assert view.zoom_factor() == pytest.approx(1.0)
     assert np.allclose(view.lps_to_display(vol.center_lps()), centre, atol=0.5)
+
+
+@pytest.mark.gui
+def test_number_keys_on_mr_choose_windows_from_the_volume_never_hu(
+        panel: object, phantom_factory: Callable[[str], Volume]) -> None:
+    """A view nobody watches (a comparison pane's) maps the number keys by modality too:
+    on MR, 4 (CT "lung") changes nothing, 2 is the "tissue" window computed from the
+    volume; a cell layout may ask for that window by name."""
+    from viewer.presets import PRESETS, relative_window
+
+    ct = phantom_factory("axial")
+    rng = np.random.default_rng(7)
+    mr = Volume((rng.random(ct.shape) * 900.0 + 100.0).astype(np.float32), ct.affine,
+                modality="MR")
+    mr.array[:, :4, :] = 0.0  # background
+    panel.set_volume(mr)  # type: ignore[attr-defined]
+    view = panel.slice_views()["axial"]  # type: ignore[attr-defined]
+    panel.set_window_level(123.0, 456.0)  # type: ignore[attr-defined]
+    QTest.keyClick(view, Qt.Key.Key_4)
+    assert panel.window_level_values() == (123.0, 456.0)  # type: ignore[attr-defined]
+    assert (PRESETS["lung"].width, PRESETS["lung"].level) != (123.0, 456.0)
+    QTest.keyClick(view, Qt.Key.Key_2)
+    assert panel.window_level_values() == pytest.approx(  # type: ignore[attr-defined]
+        relative_window("tissue", mr.array))
+    panel.set_cells([("axial", "tissue"), ("coronal", "bright")], grid=(1, 2))  # type: ignore[attr-defined]
+    windows = panel.cell_window_levels()  # type: ignore[attr-defined]
+    assert windows[0] == pytest.approx(relative_window("tissue", mr.array))
+    assert windows[1] == pytest.approx(relative_window("bright", mr.array))
