@@ -59,8 +59,17 @@ log = logging.getLogger(__name__)
 
 INTERACTIVE_SAMPLE_MM = 2.0
 INTERACTIVE_IMAGE_SAMPLE = 3.0        # starting value; adapted to the measured frame time
+#: The first coarse frame of a volume casts about this many rays whatever the view's size
+#: (a 1400 × 900 view at 3.0 took 2.5 s on software GL); later frames adapt to their time.
+FIRST_FRAME_RAYS = 40_000
 INTERACTIVE_FRAME_S = 0.15            # aim for this frame time while the mouse moves
 _MAX_IMAGE_SAMPLE = 8.0
+#: Volumes of at least this many voxels are drawn on the GUI thread from a half-resolution
+#: copy (8× less to upload: on software GL LIDC-IDRI-0001's 35 M voxels blocked the app
+#: 4-5 s before its first frame); full quality comes from the worker's full-resolution frame.
+PREVIEW_MIN_VOXELS = 16_000_000
+_SUBMIT_DELAY_MS = 250
+_EXPOSE_REDRAW_AFTER_S = 1.0
 _FULL_QUALITY_DELAY_MS = 250         # quiet time after an interaction before refining
 # Progressive refinement: (image sample distance, sample distance as a multiple of the
 # full-quality one) from coarse to full; each step is one frame.
@@ -147,6 +156,15 @@ class VolumeView3D(QVTKRenderWindowInteractor):
         # Full quality beyond the budget comes from a worker thread (volume_worker).
         self.background_frames = True
         self._worker: FrameWorker | None = None
+        self.preview_min_voxels = PREVIEW_MIN_VOXELS
+        self._preview: vtkImageData | None = None
+        self.on_preview = False            # the mapper draws the half-resolution copy
+        # What the progressive rendering under way was started for: a paint event with the
+        # same scene and size is only an expose (see paintEvent).
+        self._scene_changed = True
+        self._progressive_size: tuple[int, ...] = ()
+        self._first_frame = True
+        self._last_render_end = 0.0
         self._generation = 0               # bumped by every change: older frames are stale
         self._bg_texture: vtkTexture | None = None
         self._bg_image: vtkImageData | None = None
@@ -168,6 +186,9 @@ class VolumeView3D(QVTKRenderWindowInteractor):
         self._resume_timer = QTimer(self)
         self._resume_timer.setSingleShot(True)
         self._resume_timer.timeout.connect(self._schedule_refinement)
+        self._submit_timer = QTimer(self)
+        self._submit_timer.setSingleShot(True)
+        self._submit_timer.timeout.connect(self._submit_later)
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.timeout.connect(self._apply_refresh)
@@ -200,7 +221,9 @@ class VolumeView3D(QVTKRenderWindowInteractor):
         m[:3, 3] = a[:3, 3]
         self._user_matrix = vtk_matrix(m)
         self.actor.SetUserMatrix(self._user_matrix)
-        self.mapper.SetInputData(self._image)
+        self._first_frame = True
+        self._preview = None
+        self._use_input()
         self.full_sample_mm = float(np.clip(np.min(spacing), 1.0, 2.0))
         self._set_quality(interactive=False)
         self.actor.VisibilityOn()
@@ -219,11 +242,36 @@ class VolumeView3D(QVTKRenderWindowInteractor):
             return
         if self._image is not None:
             self._image.Modified()
+            if self._preview is not None:        # more slices: a new copy
+                self._preview = None
+                self._use_input()
             if self._mip_auto is not None:           # more slices: a new projection
                 self._mip_auto = None
                 if VOLUME_PRESETS[self.preset_name].mip:
                     self._build_transfer_functions(VOLUME_PRESETS[self.preset_name])
             self.request_render()
+
+    def _preview_wanted(self) -> bool:
+        vol = self.volume
+        return (vol is not None and self.background_frames and not self._overlays
+                and vol.array.size >= self.preview_min_voxels)
+
+    def _use_input(self, full: bool = False) -> None:
+        """Give the mapper the full volume or (large volumes, when the worker draws the
+        full-quality frames) its half-resolution copy; only a change is re-uploaded."""
+        if self._image is None or self.volume is None:
+            return
+        preview = not full and self._preview_wanted()
+        if preview and self._preview is None:
+            half = np.ascontiguousarray(self.volume.array[::2, ::2, ::2])
+            self._preview = index_space_image(half)
+            sx, sy, sz = self._image.GetSpacing()
+            # Voxel 2n of the volume is voxel n of the copy: same origin, twice the step.
+            self._preview.SetSpacing(2.0 * sx, 2.0 * sy, 2.0 * sz)
+        target = self._preview if preview else self._image
+        if self.mapper.GetInput() is not target:
+            self.mapper.SetInputData(target)
+        self.on_preview = preview
 
     # ------------------------------------------------------------------ label overlays
     def add_overlay(self, name: str, labels: LabelMap, opacity: float = 0.9) -> None:
@@ -279,12 +327,14 @@ class VolumeView3D(QVTKRenderWindowInteractor):
         self.renderer.AddActor(actor)
         self._overlays[name] = (image, surf, smooth, lut, mapper, actor, matrix, transform,
                                 to_lps, normals)
+        self._use_input()  # surfaces are depth-mixed here: the full volume on this thread
         self.request_render()
 
     def remove_overlay(self, name: str) -> None:
         parts = self._overlays.pop(name, None)
         if parts is not None:
             self.renderer.RemoveActor(parts[5])
+            self._use_input()
             self.request_render()
 
     def overlay_names(self) -> list[str]:
@@ -410,11 +460,12 @@ class VolumeView3D(QVTKRenderWindowInteractor):
             return
         took = time.perf_counter() - self._frame_start
         self.last_frame_s = took
+        self._last_render_end = time.perf_counter()
         if not self.interactive and self.refine_step != -1:
             return                         # coarse frames, moving or not, keep ~0.15 s
         factor = math.sqrt(max(took, 1e-3) / INTERACTIVE_FRAME_S)
         self.interactive_image_sample = float(np.clip(
-            self.interactive_image_sample * min(max(factor, 0.7), 1.5), 1.0, _MAX_IMAGE_SAMPLE))
+            self.interactive_image_sample * min(max(factor, 0.7), 3.0), 1.0, _MAX_IMAGE_SAMPLE))
 
     def _on_start_interaction(self, _obj: Any, _event: str) -> None:
         self._stop_refinement()
@@ -430,6 +481,7 @@ class VolumeView3D(QVTKRenderWindowInteractor):
     # ------------------------------------------------------------------ rendering
     def request_render(self) -> None:
         """Draw progressively soon (requests in the same moment are coalesced)."""
+        self._scene_changed = True  # a hidden view starts over when it is shown again
         if not self.isVisible():
             return
         self._full_timer.start(0)
@@ -445,12 +497,23 @@ class VolumeView3D(QVTKRenderWindowInteractor):
         if self._image is None or self.interactive:
             self._Iren.Render()
             return
+        size = tuple(self.GetRenderWindow().GetSize())
+        if not self._scene_changed and size == self._progressive_size:
+            # An expose (uncovered, or repainted after a long frame): the scene is the same,
+            # so draw what is current and keep the refinement and the full-quality frame
+            # under way (restarting here threw away a software-GL frame of ~10 s). Showing
+            # the view sends two of these right after its first frame: that frame is on
+            # screen, so they cost nothing (each redraw was another 2.5 s on software GL).
+            if time.perf_counter() - self._last_render_end > _EXPOSE_REDRAW_AFTER_S:
+                self._Iren.Render()
+            return
         self._start_progressive()
 
     def _stop_refinement(self) -> None:
         self._full_timer.stop()
         self._refine_timer.stop()
         self._resume_timer.stop()
+        self._submit_timer.stop()
 
     def _start_progressive(self) -> None:
         """A coarse frame now, then the refinement steps from the event loop."""
@@ -458,6 +521,15 @@ class VolumeView3D(QVTKRenderWindowInteractor):
         self._invalidate_frame()
         if not self.isVisible():
             return
+        self._scene_changed = False
+        self._progressive_size = tuple(self.GetRenderWindow().GetSize())
+        if self._first_frame:  # a new volume: a cheap first picture at any view size
+            self._first_frame = False
+            w, h = self._progressive_size[:2]
+            self.interactive_image_sample = float(np.clip(
+                math.sqrt(max(w * h, 1) / FIRST_FRAME_RAYS), INTERACTIVE_IMAGE_SAMPLE,
+                _MAX_IMAGE_SAMPLE))
+        self._use_input()  # back to the copy after a full-resolution picture (render_now)
         self._render_step(-1)
         self._schedule_refinement()
 
@@ -471,7 +543,9 @@ class VolumeView3D(QVTKRenderWindowInteractor):
     def _next_step(self) -> int | None:
         """The next refinement step worth drawing within the budget, or None."""
         current = self.refine_step
-        for step in range(current + 1, len(REFINE_STEPS)):
+        # On the half-resolution copy the last step is the worker's full-resolution frame.
+        last = len(REFINE_STEPS) - 1 if self.on_preview else len(REFINE_STEPS)
+        for step in range(current + 1, last):
             if self._step_cost(step) <= self._step_cost(current) * 1.01:
                 continue                   # no finer than what is shown (a fine coarse level)
             predicted = self.last_frame_s * self._step_cost(step) / self._step_cost(current)
@@ -482,7 +556,10 @@ class VolumeView3D(QVTKRenderWindowInteractor):
         if self._image is None or self.interactive or not self.isVisible():
             return
         if self._next_step() is None:
-            if self.refine_step < len(REFINE_STEPS) - 1 and self._submit_background_frame():
+            if self.refine_step < len(REFINE_STEPS) - 1 and self._can_submit():
+                # A moment later: the expose paint that often follows the first frame is
+                # drawn before the worker's upload competes with it for the CPU.
+                self._submit_timer.start(_SUBMIT_DELAY_MS)
                 return                     # refined is emitted when the frame arrives
             self.refined.emit(self.refine_step)
             return
@@ -498,9 +575,16 @@ class VolumeView3D(QVTKRenderWindowInteractor):
             self.renderer.TexturedBackgroundOff()
             self.actor.SetVisibility(self._image is not None)
 
-    def _submit_background_frame(self) -> bool:
+    def _can_submit(self) -> bool:
         # Label surfaces must be depth-mixed with the rays: those scenes stay on this thread.
-        if not self.background_frames or self._overlays or self._image is None:
+        return self.background_frames and not self._overlays and self._image is not None
+
+    def _submit_later(self) -> None:
+        if not self.interactive and self.isVisible():
+            self._submit_background_frame()
+
+    def _submit_background_frame(self) -> bool:
+        if not self._can_submit():
             return False
         if self._worker is None:
             self._worker = FrameWorker()
@@ -554,6 +638,7 @@ class VolumeView3D(QVTKRenderWindowInteractor):
         """Render one full-quality frame now (blocking: for pictures, not for viewing)."""
         self._stop_refinement()
         self._invalidate_frame()
+        self._use_input(full=True)
         self._set_quality(interactive=False)
         self.GetRenderWindow().Render()
         self.refine_step = len(REFINE_STEPS) - 1

@@ -179,3 +179,48 @@ def test_scrolling_the_slices_interrupts_refinement(
         panel.shutdown()
         panel.close()
         panel.deleteLater()
+
+
+@pytest.mark.gui
+def test_a_large_volume_is_previewed_at_half_resolution_and_finished_at_full(
+        big_3d: Any, gui: Any) -> None:
+    """Above ``preview_min_voxels`` the GUI thread uploads and draws a half-resolution copy
+    (LIDC-IDRI-0001's first 3-D frame blocked the app 4-7 s on software GL), while the
+    picture it ends on is the worker's full-resolution frame, equal to the blocking one.
+    Screenshots (render_now) and label surfaces use the full volume on this thread; an
+    expose of an unchanged scene neither redraws nor restarts the refinement."""
+    from viewer.vtkutil import render_window_rgb
+
+    view = big_3d
+    full_dims = view._image.GetDimensions()
+    view.preview_min_voxels = 1                  # the demo volume counts as large
+    view.set_volume(view.volume)
+    spin(0.3)
+    preview = view.mapper.GetInput()
+    assert view.on_preview and preview is not view._image
+    assert preview.GetDimensions() == tuple((n + 1) // 2 for n in full_dims)
+    assert np.allclose(np.array(preview.GetSpacing()),
+                       2.0 * np.array(view._image.GetSpacing()))
+    view.render_now()                            # a picture: the full volume, blocking
+    assert view.mapper.GetInput() is view._image and not view.on_preview
+    reference = render_window_rgb(view.GetRenderWindow()).astype(int)
+    generation = view._generation
+    with gui.waitSignal(view.refined, timeout=120_000) as done:
+        view.request_render()
+        spin(0.05)
+        assert view.on_preview                   # back on the copy for the quick frames
+        steps = view.full_quality_frames
+        view.repaint()                           # an expose: same scene, same size
+        assert view._generation == generation + 1 and view.full_quality_frames == steps
+    assert done.args[0] == 2 and view._bg_texture is not None
+    shown = render_window_rgb(view.GetRenderWindow()).astype(int)
+    assert np.abs(shown - reference).mean() < 2.0
+    # Label surfaces are depth-mixed with the rays on this thread: the full volume there.
+    from core.volume import Label, LabelMap
+
+    labels = np.zeros(view.volume.shape, np.uint8)
+    labels[20:30, 50:70, 50:70] = 1
+    view.add_overlay("block", LabelMap(labels, view.volume.affine, [Label(1, "block")]))
+    assert view.mapper.GetInput() is view._image and not view.on_preview
+    view.remove_overlay("block")
+    assert view.on_preview
