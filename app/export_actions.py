@@ -75,7 +75,8 @@ def current_view(panel: Any) -> Any:
 
 @contextmanager
 def decorations(panel: Any, *, corner_text: bool, overlays: bool) -> Iterator[None]:
-    """Hide corner text and / or overlays for a capture; restore them after."""
+    """Hide corner text and / or overlays (model overlays, findings, measurements, the
+    crosshair) for a capture; restore them after."""
     saved_styles: dict[str, bool] = {}
     crosshair = panel.crosshair_visible() if hasattr(panel, "crosshair_visible") else True
     findings_visible = panel.findings_layer.visible
@@ -87,6 +88,7 @@ def decorations(panel: Any, *, corner_text: bool, overlays: bool) -> Iterator[No
                 saved_styles[name] = panel.overlay_style(name).visible
                 panel.set_overlay_style(name, visible=False)
             panel.findings_layer.visible = False
+            panel.set_measurements_visible(False)
             if hasattr(panel, "set_crosshair_visible"):
                 panel.set_crosshair_visible(False)
         yield
@@ -97,6 +99,7 @@ def decorations(panel: Any, *, corner_text: bool, overlays: bool) -> Iterator[No
             for name, visible in saved_styles.items():
                 panel.set_overlay_style(name, visible=visible)
             panel.findings_layer.visible = findings_visible
+            panel.set_measurements_visible(True)
             if hasattr(panel, "set_crosshair_visible"):
                 panel.set_crosshair_visible(crosshair)
 

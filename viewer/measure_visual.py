@@ -86,6 +86,14 @@ class MeasurementsVisual:
         self.actor.GetProperty().SetLineWidth(1.5)
         renderer.AddActor(self.actor)
         self.labels: list[vtkTextActor] = []
+        self.visible = True
+
+    def set_visible(self, visible: bool) -> None:
+        """Show or hide every measurement (a clean export); drawing goes on while hidden."""
+        self.visible = bool(visible)
+        self.actor.SetVisibility(self.visible)
+        for actor in self.labels:
+            actor.SetVisibility(self.visible)
 
     def _runs_off_right(self, anchor: tuple[float, float], text: str) -> bool:
         """Whether a label starting at in-plane ``anchor`` would pass the view's right edge
@@ -134,6 +142,7 @@ class MeasurementsVisual:
             coord = label.GetPositionCoordinate()
             coord.SetCoordinateSystemToWorld()
             coord.SetValue(anchor[0], anchor[1], Z_MEASURE)
+            label.SetVisibility(self.visible)
             self.renderer.AddViewProp(label)
             self.labels.append(label)
         self._poly.SetPoints(points)

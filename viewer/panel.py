@@ -485,6 +485,14 @@ class ViewerPanel(QWidget):
     def crosshair_visible(self) -> bool:
         return self._slice_views["axial"].crosshair_visible
 
+    def set_measurements_visible(self, visible: bool) -> None:
+        """Measurements drawn in every 2-D view (hidden for an export without overlays)."""
+        views: list[Any] = [*self._all_slice_views()]
+        if self._projection is not None:
+            views.append(self._projection)
+        for view in views:
+            view.set_measurements_visible(visible)
+
     def set_annotations_visible(self, visible: bool) -> None:
         """Corner text, orientation letters and scale bar of every 2-D view (a clean
         export); the texts keep updating while hidden. Call ``render_now``/``grab_rgb``."""

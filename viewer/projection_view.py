@@ -121,6 +121,7 @@ class ProjectionView(QVTKRenderWindowInteractor):
         self.meas_actor.GetProperty().SetLineWidth(1.5)
         self.renderer.AddActor(self.meas_actor)
         self._label_actors: list[vtkTextActor] = []
+        self._measurements_visible = True
 
         self.annotations = Annotations(self.renderer)
         self.corner_actors = self.annotations.corner_actors
@@ -483,6 +484,12 @@ class ProjectionView(QVTKRenderWindowInteractor):
         uid = self.image.series_uid if self.image is not None else ""
         return [d.record(uid) for d in self.distances]
 
+    def set_measurements_visible(self, visible: bool) -> None:
+        """Hide or show the distances drawn on the image (they stay in the list)."""
+        self._measurements_visible = bool(visible)
+        self.meas_actor.SetVisibility(self._measurements_visible)
+        self._update_measurements()
+
     def _update_measurements(self) -> None:
         shown = [d for d in self.distances if d.frame == self.frame_index]
         if self._draft is not None:
@@ -509,7 +516,7 @@ class ProjectionView(QVTKRenderWindowInteractor):
                 actor.GetPositionCoordinate().SetValue(end[1] * cs + 4 * self._px_world(),
                                                        -end[0] * rs, _Z_MEASURE)
                 actor.SetInput(d.label)
-                actor.VisibilityOn()
+                actor.SetVisibility(self._measurements_visible)
             else:
                 actor.VisibilityOff()
         self.request_render()

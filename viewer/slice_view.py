@@ -857,6 +857,11 @@ class SliceView(QVTKRenderWindowInteractor):
     def _visible_measurements(self) -> list[tuple[int, Measurement]]:
         return visible_measurements(self.geometry_, self._offset, self.measurements.items())
 
+    def set_measurements_visible(self, visible: bool) -> None:
+        """Hide or show the measurements drawn in this view (they stay in the list)."""
+        self.measurements_visual.set_visible(visible)
+        self.request_render()
+
     def _update_measurements(self) -> None:
         visible = self._visible_measurements()
         if not visible and self._draft is None and self._drawn_measurements == []:

@@ -179,6 +179,11 @@ def test_png_of_the_layout_with_and_without_corner_text(make_window: Any, qt: An
     _open(qt, window, series_id)
     window.set_layout("1x3")
     qt.wait(100)
+    axial0 = window.viewer.slice_views()["axial"]
+    w0, h0 = axial0.width(), axial0.height()
+    axial0.add_measurement_from_display(
+        "distance", [(w0 * 0.15, h0 * 0.3), (w0 * 0.4, h0 * 0.3)])
+    qt.wait(100)
     out = tmp_path / "pictures"
     out.mkdir()
     exports = window.exports
@@ -204,6 +209,17 @@ def test_png_of_the_layout_with_and_without_corner_text(make_window: Any, qt: An
         out / "bare.png", "layout", corner_text=False, overlays=False)).convert("RGB"))
     line = (100, centre[1])
     assert int(b[line].max()) > 100 and int(bare[line].max()) < 30
+
+    def amber(img: np.ndarray) -> int:
+        """Measurement-coloured pixels in the axial view (its letters are off here)."""
+        top_left = axial.mapTo(panel, axial.rect().topLeft())
+        area = img[top_left.y(): top_left.y() + axial.height(),
+                   top_left.x(): top_left.x() + axial.width()].astype(int)
+        return int(((area[..., 0] > 180) & (area[..., 1] > 100) & (area[..., 1] < 210)
+                    & (area[..., 2] < 90)).sum())
+
+    # The measurement is an overlay too: drawn without corner text, gone without overlays.
+    assert amber(b) > 40 and amber(bare) == 0
     Image.fromarray(bare).save(SHOTS / "export_layout_bare.png")
     # The menu's check boxes drive the default; the view alone is smaller than the layout.
     exports.act_corner_text.setChecked(False)
