@@ -58,7 +58,7 @@ from viewer.projection_model import (
     spacing_text,
     voi_choices,
 )
-from viewer.vtkutil import render_window_rgb
+from viewer.vtkutil import DeferredRender
 
 TOOLS = ("navigate", "distance", "pan", "zoom")
 _CLICK_SLOP_PX = 3
@@ -66,7 +66,7 @@ _Z_MEASURE = 1.5
 DEFAULT_FRAME_TIME_MS = 100.0      # cine speed when the file gives none
 
 
-class ProjectionView(QVTKRenderWindowInteractor):
+class ProjectionView(DeferredRender, QVTKRenderWindowInteractor):
     """One frame of a ProjectionImage, plain 2-D."""
 
     frame_changed = Signal(int)          # 0-based frame index
@@ -524,25 +524,6 @@ class ProjectionView(QVTKRenderWindowInteractor):
     def _px_world(self) -> float:
         _, h = self._size_px()
         return 2.0 * self.renderer.GetActiveCamera().GetParallelScale() / h
-
-    # ------------------------------------------------------------------ rendering
-    def request_render(self) -> None:
-        if not self._render_pending:
-            self._render_pending = True
-            QTimer.singleShot(0, self, self._deferred_render)
-
-    def _deferred_render(self) -> None:
-        self._render_pending = False
-        if self.isVisible():
-            self.render_now()
-
-    def render_now(self) -> None:
-        self.GetRenderWindow().Render()
-
-    def grab_rgb(self) -> np.ndarray:
-        """The rendered view as an (h, w, 3) uint8 array, top row first."""
-        self.render_now()
-        return render_window_rgb(self.GetRenderWindow())
 
     # ------------------------------------------------------------------ events
     def mousePressEvent(self, ev: QMouseEvent) -> None:

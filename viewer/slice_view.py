@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import vtkmodules.vtkRenderingFreeType  # text rendering backend
 import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (OpenGL backend)
-from PySide6.QtCore import QEvent, QPointF, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QPointF, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QWidget
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
@@ -60,9 +60,9 @@ from viewer.models import CursorModel, MeasurementList, SlabModel, WindowLevelMo
 from viewer.overlay import LabelOverlayVisual, OverlayStyle
 from viewer.presets import AUTO, preset_order
 from viewer.vtkutil import (
+    DeferredRender,
     background_value,
     index_space_image,
-    render_window_rgb,
     set_vtk_matrix,
 )
 
@@ -87,7 +87,7 @@ LETTER_GAP_PX = 6.0      # clear space kept between the crosshair and an orienta
 _Z_CROSS, _Z_MEASURE = 1.0, Z_MEASURE
 
 
-class SliceView(QVTKRenderWindowInteractor):
+class SliceView(DeferredRender, QVTKRenderWindowInteractor):
     """A reformatted slice of a Volume in patient orientation.
 
     ``plane`` is "axial", "coronal" or "sagittal". Models may be shared with
@@ -782,26 +782,6 @@ class SliceView(QVTKRenderWindowInteractor):
         self._apply_slab()
         self._update_text()
         self.request_render()
-
-    # ------------------------------------------------------------------ rendering
-    def request_render(self) -> None:
-        """Render soon (coalesced with other requests in the same event-loop turn)."""
-        if not self._render_pending:
-            self._render_pending = True
-            QTimer.singleShot(0, self, self._deferred_render)
-
-    def _deferred_render(self) -> None:
-        self._render_pending = False
-        if self.isVisible():
-            self.render_now()
-
-    def render_now(self) -> None:
-        self.GetRenderWindow().Render()
-
-    def grab_rgb(self) -> np.ndarray:
-        """The rendered view as an (h, w, 3) uint8 array, top row first."""
-        self.render_now()
-        return render_window_rgb(self.GetRenderWindow())
 
     # ------------------------------------------------------------------ measurements
     def set_tool(self, tool: str) -> None:

@@ -132,3 +132,31 @@ def fit_text_lines(lines: list[str], prop: vtkTextProperty, max_px: int, dpi: in
                 hi = mid - 1
         out.append(line[:lo].rstrip() + "…")
     return "\n".join(out)
+
+
+class DeferredRender:
+    """Rendering of a 2-D view (``QVTKRenderWindowInteractor``): requests made in one
+    event-loop turn are drawn once, and only while the view is shown."""
+
+    _render_pending = False
+
+    def request_render(self) -> None:
+        """Render soon (coalesced with other requests in the same event-loop turn)."""
+        from PySide6.QtCore import QTimer
+
+        if not self._render_pending:
+            self._render_pending = True
+            QTimer.singleShot(0, self, self._deferred_render)  # type: ignore[call-overload]
+
+    def _deferred_render(self) -> None:
+        self._render_pending = False
+        if self.isVisible():  # type: ignore[attr-defined]
+            self.render_now()
+
+    def render_now(self) -> None:
+        self.GetRenderWindow().Render()  # type: ignore[attr-defined]
+
+    def grab_rgb(self) -> np.ndarray:
+        """The rendered view as an (h, w, 3) uint8 array, top row first."""
+        self.render_now()
+        return render_window_rgb(self.GetRenderWindow())  # type: ignore[attr-defined]

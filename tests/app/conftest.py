@@ -9,6 +9,16 @@ from typing import Any
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window tests never touch the real user folders (settings, window state)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(var, str(home / var.lower()))
+
+
 @pytest.fixture
 def qt(request: pytest.FixtureRequest) -> Any:
     """pytest-qt's qtbot, after checking for a display (before any QApplication exists)."""

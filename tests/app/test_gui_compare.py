@@ -30,14 +30,6 @@ SHOTS = Path("/tmp/shots18/h3")
 FOR_UID = "1.2.826.0.1.3680043.8.498.18002"
 
 
-@pytest.fixture(autouse=True)
-def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
-        monkeypatch.setenv(var, str(home / var.lower()))
-
 
 def body_phantom() -> Volume:
     """60 × 96 × 96, 2 mm slices, 1 mm pixels: an elliptic body (40 HU), a 'spine' (700)

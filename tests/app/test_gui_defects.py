@@ -23,15 +23,6 @@ SHOTS = Path("/tmp/shots18/h6")
 gui = pytest.mark.gui
 
 
-@pytest.fixture(autouse=True)
-def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never touch the real user folders."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
-        monkeypatch.setenv(var, str(home / var.lower()))
-
 
 def write_mr(folder: Path) -> list[Path]:
     """A real MR series: dark background, tissue around 300, a bright 900 block."""

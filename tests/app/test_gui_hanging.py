@@ -18,14 +18,6 @@ pytestmark = pytest.mark.gui
 SHOTS = Path("/tmp/shots18/h4")
 
 
-@pytest.fixture(autouse=True)
-def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
-        monkeypatch.setenv(var, str(home / var.lower()))
-
 
 def open_and_wait(qt: Any, window: Any, series_id: int) -> None:
     with qt.waitSignal(window.series_loaded, timeout=WAIT_MS):

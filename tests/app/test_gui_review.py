@@ -28,13 +28,6 @@ DEMO_PACK = "lucida-demo-lung-density"
 REVIEW_SIZE = (1500, 950)  # room for the Findings table beside three views
 
 
-@pytest.fixture(autouse=True)
-def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-
-
 def key(qt: Any, window: Any, widget: Any, k: Any, modifier: Any = None) -> None:
     """A real key press on ``widget`` (no window manager under Xvfb: activate first)."""
     from PySide6.QtCore import Qt

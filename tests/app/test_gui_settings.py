@@ -19,12 +19,8 @@ from app.settings import (
 
 
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
-        monkeypatch.setenv(var, str(home / var.lower()))
+def _no_library_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings paths are the default ones (HOME is isolated by tests/app/conftest.py)."""
     monkeypatch.delenv("LUCIDA_LIBRARY", raising=False)
 
 

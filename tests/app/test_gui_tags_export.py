@@ -26,14 +26,6 @@ SHOTS = Path(os.environ.get("LUCIDA_SHOTS", "/tmp/shots18/h2"))
 N_SLICES = 12
 
 
-@pytest.fixture(autouse=True)
-def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
-        monkeypatch.setenv(var, str(home / var.lower()))
-
 
 def _write_ct(folder: Path, study_date: str = "20250601") -> None:
     """A small CT of GAMMA^THREE: a bright cube (300 HU) in tissue, air outside."""

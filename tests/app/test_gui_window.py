@@ -22,15 +22,6 @@ pytestmark = pytest.mark.gui
 WAIT_MS = 60_000
 
 
-@pytest.fixture(autouse=True)
-def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never touch the real user folders."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
-        monkeypatch.setenv(var, str(home / var.lower()))
-
 
 def write_ct(folder: Path, *, patient: str = "ALPHA^ONE", patient_id: str = "PID-A",
              modality: str = "CT", study_date: str = "20250314",
