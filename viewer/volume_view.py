@@ -10,7 +10,10 @@ longer than ``REFINE_BUDGET_S`` is not taken on the GUI thread: the
 full-quality frame is then drawn by a worker thread in an off-screen window
 (``viewer.volume_worker``; VTK releases the GIL while it renders) and shown
 as the background picture when it arrives, unless something changed in the
-meantime. A GPU gets through all steps in milliseconds. Any interaction, or
+meantime (label surfaces are copied to it and drawn with the rays). A large
+volume is drawn on the GUI thread from a half-resolution copy, so its upload
+and coarse frames stay short. A GPU gets through all steps in milliseconds.
+Any interaction, or
 a scroll in the slice views (``interrupt``), cancels the pending steps. The
 GPU ray-cast mapper draws a frame in one call and cannot abort it midway,
 hence bounded steps and the worker rather than an abort check.
@@ -32,7 +35,8 @@ from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QWidget
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 from vtkmodules.util import numpy_support
-from vtkmodules.vtkCommonDataModel import vtkImageData, vtkPiecewiseFunction
+from vtkmodules.vtkCommonCore import vtkLookupTable
+from vtkmodules.vtkCommonDataModel import vtkImageData, vtkPiecewiseFunction, vtkPolyData
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
 from vtkmodules.vtkCommonTransforms import vtkTransform
 from vtkmodules.vtkFiltersCore import vtkPolyDataNormals, vtkWindowedSincPolyDataFilter
@@ -253,7 +257,7 @@ class VolumeView3D(QVTKRenderWindowInteractor):
 
     def _preview_wanted(self) -> bool:
         vol = self.volume
-        return (vol is not None and self.background_frames and not self._overlays
+        return (vol is not None and self.background_frames
                 and vol.array.size >= self.preview_min_voxels)
 
     def _use_input(self, full: bool = False) -> None:
@@ -327,14 +331,12 @@ class VolumeView3D(QVTKRenderWindowInteractor):
         self.renderer.AddActor(actor)
         self._overlays[name] = (image, surf, smooth, lut, mapper, actor, matrix, transform,
                                 to_lps, normals)
-        self._use_input()  # surfaces are depth-mixed here: the full volume on this thread
         self.request_render()
 
     def remove_overlay(self, name: str) -> None:
         parts = self._overlays.pop(name, None)
         if parts is not None:
             self.renderer.RemoveActor(parts[5])
-            self._use_input()
             self.request_render()
 
     def overlay_names(self) -> list[str]:
@@ -574,10 +576,25 @@ class VolumeView3D(QVTKRenderWindowInteractor):
         if self._bg_texture is not None:
             self.renderer.TexturedBackgroundOff()
             self.actor.SetVisibility(self._image is not None)
+            for parts in self._overlays.values():
+                parts[5].VisibilityOn()
 
     def _can_submit(self) -> bool:
-        # Label surfaces must be depth-mixed with the rays: those scenes stay on this thread.
-        return self.background_frames and not self._overlays and self._image is not None
+        return self.background_frames and self._image is not None
+
+    def _surfaces(self) -> list[tuple[Any, Any, float]]:
+        """Copies of the label surfaces for the worker, which depth-mixes them with the
+        rays in its own frame: (polydata, lookup table, opacity)."""
+        out = []
+        for parts in self._overlays.values():
+            lut, actor, normals = parts[3], parts[5], parts[9]
+            normals.Update()
+            poly = vtkPolyData()
+            poly.DeepCopy(normals.GetOutput())
+            table = vtkLookupTable()
+            table.DeepCopy(lut)
+            out.append((poly, table, float(actor.GetProperty().GetOpacity())))
+        return out
 
     def _submit_later(self) -> None:
         if not self.interactive and self.isVisible():
@@ -600,7 +617,8 @@ class VolumeView3D(QVTKRenderWindowInteractor):
             generation=self._generation, image=self._image, user_matrix=matrix,
             colour=colour, opacity=opacity, mip=p.mip, shade=p.shade,
             lighting=(p.ambient, p.diffuse, p.specular), sample_mm=self.full_sample_mm,
-            camera=snapshot_camera(self.renderer.GetActiveCamera()), size=(int(w), int(h))))
+            camera=snapshot_camera(self.renderer.GetActiveCamera()), size=(int(w), int(h)),
+            surfaces=self._surfaces()))
         return True
 
     def _on_background_frame(self, generation: int, rgb: np.ndarray) -> None:
@@ -621,7 +639,9 @@ class VolumeView3D(QVTKRenderWindowInteractor):
         self._bg_image = data
         self.renderer.SetBackgroundTexture(self._bg_texture)
         self.renderer.TexturedBackgroundOn()
-        self.actor.VisibilityOff()
+        self.actor.VisibilityOff()  # the frame holds the volume and the surfaces
+        for parts in self._overlays.values():
+            parts[5].VisibilityOff()
         self._Iren.Render()
         self.refine_step = len(REFINE_STEPS) - 1
         self.full_quality_frames += 1

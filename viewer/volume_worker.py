@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,8 +23,10 @@ from PySide6.QtCore import QObject, Signal
 from vtkmodules.vtkCommonDataModel import vtkPiecewiseFunction
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
 from vtkmodules.vtkRenderingCore import (
+    vtkActor,
     vtkCamera,
     vtkColorTransferFunction,
+    vtkPolyDataMapper,
     vtkRenderer,
     vtkRenderWindow,
     vtkVolume,
@@ -52,6 +54,8 @@ class FrameJob:
     sample_mm: float
     camera: vtkCamera
     size: tuple[int, int]
+    #: Label surfaces, copied: (polydata, lookup table, opacity), drawn with the rays.
+    surfaces: list[tuple[Any, Any, float]] = field(default_factory=list)
 
 
 def snapshot_camera(cam: vtkCamera) -> vtkCamera:
@@ -103,6 +107,7 @@ class FrameWorker(QObject):
         renderer.AddVolume(actor)
         renderer.SetBackground(0.0, 0.0, 0.0)
         image: Any = None
+        surface_actors: list[vtkActor] = []
         try:
             while True:
                 job = self._jobs.get()
@@ -134,6 +139,11 @@ class FrameWorker(QObject):
                     prop.SetDiffuse(job.lighting[1])
                     prop.SetSpecular(job.lighting[2])
                 mapper.SetSampleDistance(job.sample_mm)
+                for old in surface_actors:
+                    renderer.RemoveActor(old)
+                surface_actors = [_surface_actor(*s) for s in job.surfaces]
+                for new in surface_actors:
+                    renderer.AddActor(new)
                 renderer.SetActiveCamera(job.camera)
                 renderer.ResetCameraClippingRange()
                 window.Render()
@@ -144,3 +154,17 @@ class FrameWorker(QObject):
         finally:
             if window is not None:
                 window.Finalize()
+
+
+def _surface_actor(poly: Any, table: Any, opacity: float) -> vtkActor:
+    """A label surface as the 3-D view draws it (labels coloured by the table)."""
+    mapper = vtkPolyDataMapper()
+    mapper.SetInputData(poly)
+    mapper.SetLookupTable(table)
+    mapper.SetScalarRange(0, 255)
+    mapper.SetScalarModeToUsePointData()
+    mapper.SetColorModeToMapScalars()
+    actor = vtkActor()
+    actor.SetMapper(mapper)
+    actor.GetProperty().SetOpacity(opacity)
+    return actor

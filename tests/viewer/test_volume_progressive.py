@@ -187,8 +187,9 @@ def test_a_large_volume_is_previewed_at_half_resolution_and_finished_at_full(
     """Above ``preview_min_voxels`` the GUI thread uploads and draws a half-resolution copy
     (LIDC-IDRI-0001's first 3-D frame blocked the app 4-7 s on software GL), while the
     picture it ends on is the worker's full-resolution frame, equal to the blocking one.
-    Screenshots (render_now) and label surfaces use the full volume on this thread; an
-    expose of an unchanged scene neither redraws nor restarts the refinement."""
+    Screenshots (render_now) use the full volume on this thread; label surfaces go to the
+    worker with the volume, depth-mixed in its frame; an expose of an unchanged scene
+    neither redraws nor restarts the refinement."""
     from viewer.vtkutil import render_window_rgb
 
     view = big_3d
@@ -215,12 +216,19 @@ def test_a_large_volume_is_previewed_at_half_resolution_and_finished_at_full(
     assert done.args[0] == 2 and view._bg_texture is not None
     shown = render_window_rgb(view.GetRenderWindow()).astype(int)
     assert np.abs(shown - reference).mean() < 2.0
-    # Label surfaces are depth-mixed with the rays on this thread: the full volume there.
+    # A label surface (a block sticking out of the body) is in the worker's frame too,
+    # hidden or shown by the volume in front of it as in the blocking frame.
     from core.volume import Label, LabelMap
 
     labels = np.zeros(view.volume.shape, np.uint8)
-    labels[20:30, 50:70, 50:70] = 1
-    view.add_overlay("block", LabelMap(labels, view.volume.affine, [Label(1, "block")]))
-    assert view.mapper.GetInput() is view._image and not view.on_preview
-    view.remove_overlay("block")
-    assert view.on_preview
+    labels[20:40, 10:40, 40:90] = 1
+    view.add_overlay("block", LabelMap(labels, view.volume.affine,
+                                       [Label(1, "block", (0, 255, 0))]))
+    view.render_now()
+    with_surface = render_window_rgb(view.GetRenderWindow()).astype(int)
+    assert np.abs(with_surface - reference).mean() > 0.5       # the block is drawn
+    with gui.waitSignal(view.refined, timeout=120_000) as done:
+        view.request_render()
+    assert done.args[0] == 2 and view.on_preview
+    shown = render_window_rgb(view.GetRenderWindow()).astype(int)
+    assert np.abs(shown - with_surface).mean() < 2.0
