@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from app.bootstrap import prepare_environment
 
@@ -32,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Research use only, not for diagnostic use.",
     )
     parser.add_argument("--version", action="store_true", help="print version, runtime and exit")
+    parser.add_argument("--smoke-test", action="store_true",
+                        help="check this installation end to end (demo study, default model, "
+                        "every view rendered) in a temporary library; exit 0 when it works")
+    parser.add_argument("--smoke-out", metavar="DIR", type=Path, default=None,
+                        help="where --smoke-test writes smoke.png and smoke.json (default: a "
+                        "new temporary folder)")
     parser.add_argument(
         "--library",
         metavar="PATH",
@@ -68,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(version_report())
         return 0
+    if args.smoke_test:
+        from app.smoke import run_smoke_test
+
+        return run_smoke_test(args.smoke_out)
     if args.func is None:
         from app.gui import run_gui
 
