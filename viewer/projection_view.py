@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import vtkmodules.vtkRenderingFreeType  # text rendering backend
 import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (OpenGL backend)
-from PySide6.QtCore import QPointF, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QKeyEvent, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QWidget
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
@@ -85,6 +85,7 @@ class ProjectionView(DeferredRender, QVTKRenderWindowInteractor):
         self.distances: list[Distance] = []
         self._draft: Distance | None = None
         self._drag: dict[str, Any] | None = None
+        self.probe_text = ""                 # pixel and value under the mouse, bottom left
         self._fit_scale = 1.0
         self._render_pending = False
         self._spacing = (1.0, 1.0)                 # (row, column) world units per pixel
@@ -411,6 +412,8 @@ class ProjectionView(DeferredRender, QVTKRenderWindowInteractor):
                                     room, dpi)
         self.annotations.set_fitted("top_right", study_lines(image), room, dpi)  # type: ignore[arg-type]
         bottom_left = [f"Frame {self.frame_index + 1}/{image.frame_count}", spacing_text(image)]
+        if self.probe_text:
+            bottom_left.append(self.probe_text)
         if self.is_playing():
             bottom_left.insert(1, f"Cine {1000.0 / self.frame_interval_ms():.0f} fps")
         low = bottom_room(w)  # the letter and the scale bar sit between the bottom corners
@@ -548,11 +551,12 @@ class ProjectionView(DeferredRender, QVTKRenderWindowInteractor):
             self._draft.compute(self.image)
 
     def mouseMoveEvent(self, ev: QMouseEvent) -> None:
+        pos = ev.position()
+        x, y = pos.x(), pos.y()
+        self._update_probe(x, y)
         d = self._drag
         if d is None or self.image is None:
             return
-        pos = ev.position()
-        x, y = pos.x(), pos.y()
         sx, sy = d["start"]
         if abs(x - sx) > _CLICK_SLOP_PX or abs(y - sy) > _CLICK_SLOP_PX:
             d["moved"] = True
@@ -572,6 +576,32 @@ class ProjectionView(DeferredRender, QVTKRenderWindowInteractor):
             self._draft.compute(self.image)
             self._update_measurements()
         d["last"] = (x, y)
+
+    def leaveEvent(self, ev: QEvent) -> None:
+        if self.probe_text:
+            self.probe_text = ""
+            self._update_text()
+            self.request_render()
+
+    def _update_probe(self, x: float, y: float) -> None:
+        """The pixel under the mouse, as (column, row) from the top left, and its value:
+        the modality value (after rescale, before the window) or the RGB triple."""
+        image = self.image
+        text = ""
+        if image is not None:
+            r, c = (math.floor(v + 0.5) for v in self.display_to_pixel(x, y))
+            if 0 <= r < image.rows and 0 <= c < image.cols:
+                value = image.frames[self.frame_index, r, c]
+                if image.is_colour:
+                    shown = "RGB " + " ".join(str(int(v)) for v in value)
+                else:
+                    v = float(value)
+                    shown = f"{v:.0f}" if v == int(v) else f"{v:.2f}"
+                text = f"px ({c}, {r}): {shown}"
+        if text != self.probe_text:
+            self.probe_text = text
+            self._update_text()
+            self.request_render()
 
     def mouseReleaseEvent(self, ev: QMouseEvent) -> None:
         d, self._drag = self._drag, None

@@ -300,3 +300,34 @@ def test_pydicom_files_through_the_reader(view: object, grab: Callable[[object],
         assert rc is not None
         x, y = (round(v) for v in view.pixel_to_display(*rc))  # type: ignore[attr-defined]
         assert np.abs(arr[y, x].astype(int) - frame[rc].astype(int)).max() <= 4
+
+
+@pytest.mark.gui
+def test_pixel_and_value_under_the_mouse(view: object) -> None:
+    """Moving the mouse (no button) over the bright square shows its pixel and stored
+    value bottom left; over the background its value; off the image and on leaving,
+    nothing. A colour image shows the RGB triple."""
+    from PySide6.QtCore import QEvent, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    def move(x: float, y: float) -> str:
+        ev = QMouseEvent(QEvent.Type.MouseMove, QPointF(x, y), QPointF(x, y),
+                         Qt.MouseButton.NoButton, Qt.MouseButton.NoButton,
+                         Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(view, ev)  # type: ignore[arg-type]
+        return view.corner_texts()["bottom_left"]  # type: ignore[attr-defined,no-any-return]
+
+    view.set_image(synthetic())  # type: ignore[attr-defined]
+    x, y = view.pixel_to_display(30.0, 40.0)  # type: ignore[attr-defined]
+    assert move(x, y).splitlines()[-1] == "px (40, 30): 4000"
+    x, y = view.pixel_to_display(120.0, 250.0)  # type: ignore[attr-defined]
+    assert move(x, y).splitlines()[-1] == "px (250, 120): 100"
+    assert "px (" not in move(2.0, 2.0)          # the margin beside the image
+    QApplication.sendEvent(view, QEvent(QEvent.Type.Leave))  # type: ignore[arg-type]
+    assert "px (" not in view.corner_texts()["bottom_left"]  # type: ignore[attr-defined]
+    rgb = np.zeros((1, 40, 60, 3), np.uint8)
+    rgb[0, 5, 7] = (200, 30, 90)
+    view.set_image(ProjectionImage(frames=rgb, photometric="RGB", modality="US"))  # type: ignore[attr-defined]
+    x, y = view.pixel_to_display(5.0, 7.0)  # type: ignore[attr-defined]
+    assert move(x, y).splitlines()[-1] == "px (7, 5): RGB 200 30 90"
