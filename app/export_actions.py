@@ -57,10 +57,10 @@ def grabbable_views(panel: Any) -> list[Any]:
 def current_view(panel: Any) -> Any:
     """The 2-D image if one is shown, else the active cell, else the focused view, else
     the first visible one."""
-    projection = panel.projection_view() if hasattr(panel, "projection_view") else None
+    projection = panel.projection_view()
     if projection is not None:
         return projection
-    cells = panel.cells() if hasattr(panel, "cells") else []
+    cells = panel.cells()
     if cells:
         return cells[min(panel.active_cell(), len(cells) - 1)]
     visible = grabbable_views(panel)
@@ -78,7 +78,7 @@ def decorations(panel: Any, *, corner_text: bool, overlays: bool) -> Iterator[No
     """Hide corner text and / or overlays (model overlays, findings, measurements, the
     crosshair) for a capture; restore them after."""
     saved_styles: dict[str, bool] = {}
-    crosshair = panel.crosshair_visible() if hasattr(panel, "crosshair_visible") else True
+    crosshair = panel.crosshair_visible()
     findings_visible = panel.findings_layer.visible
     try:
         if not corner_text:
@@ -89,8 +89,7 @@ def decorations(panel: Any, *, corner_text: bool, overlays: bool) -> Iterator[No
                 panel.set_overlay_style(name, visible=False)
             panel.findings_layer.visible = False
             panel.set_measurements_visible(False)
-            if hasattr(panel, "set_crosshair_visible"):
-                panel.set_crosshair_visible(False)
+            panel.set_crosshair_visible(False)
         yield
     finally:
         if not corner_text:
@@ -100,8 +99,7 @@ def decorations(panel: Any, *, corner_text: bool, overlays: bool) -> Iterator[No
                 panel.set_overlay_style(name, visible=visible)
             panel.findings_layer.visible = findings_visible
             panel.set_measurements_visible(True)
-            if hasattr(panel, "set_crosshair_visible"):
-                panel.set_crosshair_visible(crosshair)
+            panel.set_crosshair_visible(crosshair)
 
 
 def compose_layout(area: Any, labels: Sequence[Any] = ()) -> np.ndarray:
@@ -166,7 +164,7 @@ def cine_frames(window: Any, *, corner_text: bool = True, overlays: bool = True,
     volume (sampled to ``max_frames``); the position shown is restored after."""
     panel = window.viewer
     frames: list[np.ndarray] = []
-    projection = panel.projection_view() if hasattr(panel, "projection_view") else None
+    projection = panel.projection_view()
     with decorations(panel, corner_text=corner_text, overlays=overlays):
         if projection is not None and projection.image is not None:
             count = int(getattr(projection.image, "frame_count", 1) or 1)
@@ -344,9 +342,8 @@ class ExportActions:
         return self.last_written
 
     def _fps(self) -> float:
-        projection = self.window.viewer.projection_view() \
-            if hasattr(self.window.viewer, "projection_view") else None
-        if projection is not None and hasattr(projection, "frame_interval_ms"):
+        projection = self.window.viewer.projection_view()
+        if projection is not None:
             return 1000.0 / max(1, int(projection.frame_interval_ms()))
         spin = getattr(self.window, "cine_fps", None)
         return float(spin.value()) if spin is not None else 10.0
@@ -403,7 +400,7 @@ class ExportActions:
 
     def _projection_shown(self) -> bool:
         viewer = self.window.viewer
-        return hasattr(viewer, "projection_view") and viewer.projection_view() is not None
+        return viewer.projection_view() is not None
 
     # ------------------------------------------------------------------ de-identified
     def deid_dialog(self, whole_study: bool = False) -> workers.Job | None:

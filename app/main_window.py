@@ -837,19 +837,17 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.hanging = hanging
 
     def _open_hanging_prior(self, prior_id: int | None) -> bool:
-        compare = getattr(self, "compare", None)
-        if prior_id is None or not callable(getattr(compare, "open_series", None)):
+        if prior_id is None:
             return False
-        compare.open_series(prior_id)  # type: ignore[union-attr]
+        self.compare.open_series(prior_id)
         self._hanging_prior = prior_id
         return True
 
     def _close_hanging_prior(self) -> None:
         """The prior a rule opened for the last series goes; one the user opened stays."""
-        compare = getattr(self, "compare", None)
-        if (self._hanging_prior is not None and compare is not None
-                and getattr(compare, "is_open", False)
-                and getattr(compare, "series_id", None) == self._hanging_prior):
+        compare = self.compare
+        if (self._hanging_prior is not None and compare.is_open
+                and compare.series_id == self._hanging_prior):
             compare.close()
         self._hanging_prior = None
 
