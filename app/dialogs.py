@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 
 from PySide6.QtCore import Qt
@@ -9,6 +10,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
+    QFormLayout,
     QHeaderView,
     QLabel,
     QTableWidget,
@@ -16,6 +18,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from app.build_info import BuildInfo, build_info, shipped_documents
 
 NOT_DIAGNOSTIC = "Research use only — not for diagnostic use."
 
@@ -121,12 +125,19 @@ class WarningsDialog(QDialog):
 
 
 class AboutDialog(QDialog):
-    def __init__(self, version: str, runtime: str = "", parent: QWidget | None = None) -> None:
+    """Help → About: version, build id, commit, build date, the notice, and where this
+    installation's SBOM and third-party notices are (``info`` defaults to this process's)."""
+
+    def __init__(self, version: str, runtime: str = "", parent: QWidget | None = None,
+                 info: BuildInfo | None = None) -> None:
         super().__init__(parent)
+        info = info if info is not None else build_info()
+        self.info = info
         self.setObjectName("aboutDialog")
         self.setWindowTitle("About Lucida")
+        self.setMinimumWidth(520)
         layout = QVBoxLayout(self)
-        title = QLabel(f"<h2>Lucida {version}</h2>", self)
+        title = QLabel(f"<h2>Lucida {html.escape(info.version or version)}</h2>", self)
         layout.addWidget(title)
         text = QLabel(
             "Offline desktop viewer for CT and MR with local AI assist.<br>"
@@ -137,14 +148,41 @@ class AboutDialog(QDialog):
         self.notice.setObjectName("notDiagnostic")
         self.notice.setWordWrap(True)
         layout.addWidget(self.notice)
+        # Rows by name, so a support request can quote them (and tests read them).
+        self.rows: dict[str, str] = {
+            "Version": info.version or version,
+            "Build": info.build_id,
+            "Commit": info.commit or "unknown",
+            "Built": info.built_at or ("not packaged (source checkout)" if not info.frozen
+                                       else "unknown"),
+        }
+        documents = shipped_documents() if info.frozen else {}
+        for name, path in documents.items():
+            self.rows[name] = str(path) if path.is_file() else f"{path} (missing)"
+        if not documents:
+            self.rows["SBOM"] = "shipped with installed copies (make package)"
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        for name, value in self.rows.items():
+            label = QLabel(value, self)
+            label.setObjectName(f"about{name.split()[0]}")
+            label.setWordWrap(True)
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            form.addRow(f"{name}:", label)
+        layout.addLayout(form)
         if runtime:
             rt = QLabel(runtime, self)
+            rt.setWordWrap(True)
             rt.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             rt.setStyleSheet("color: #8a929b;")
             layout.addWidget(rt)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok, self)
         buttons.accepted.connect(self.accept)
         layout.addWidget(buttons)
+
+    def text(self) -> str:
+        """The build rows as plain lines ("Build: dev-abc1234")."""
+        return "\n".join(f"{name}: {value}" for name, value in self.rows.items())
 
 
 class ShortcutsDialog(QDialog):

@@ -1247,9 +1247,9 @@ class MainWindow(QMainWindow, ReviewWiring):
     def show_about(self) -> None:
         runtime = ""
         try:
-            from app.version_info import version_report
+            from app.version_info import runtime_report  # the build rows are the box's own
 
-            runtime = version_report()
+            runtime = runtime_report()
         except Exception:  # the About box works without the runtime report
             runtime = ""
         dialog = AboutDialog(__version__, runtime, self)

@@ -1,4 +1,5 @@
-"""``lucida --version``: Lucida, Python, onnxruntime and the provider a model would really use."""
+"""``lucida --version``: Lucida's version and build id (first line), Python, onnxruntime and
+the provider a model would really use."""
 
 from __future__ import annotations
 
@@ -6,10 +7,21 @@ import platform
 
 
 def version_report() -> str:
-    from app import __version__
+    """What ``lucida --version`` prints: the build (first line: version and build id), then
+    the runtime."""
+    from app.build_info import build_info
 
-    lines = [f"Lucida {__version__} (research use only, not for diagnostic use)",
-             f"Python {platform.python_version()} on {platform.system()} {platform.machine()}"]
+    info = build_info()
+    lines = [f"{info.headline()} — research use only, not for diagnostic use"]
+    if info.commit or info.built_at:
+        lines.append(f"commit {info.commit or 'unknown'}"
+                     + (f", built {info.built_at}" if info.built_at else ""))
+    return "\n".join([*lines, runtime_report()])
+
+
+def runtime_report() -> str:
+    """Python, onnxruntime and the execution provider (the About box shows the build apart)."""
+    lines = [f"Python {platform.python_version()} on {platform.system()} {platform.machine()}"]
     try:
         from inference import runtime  # sets ORT_DISABLE_TELEMETRY before importing onnxruntime
 
