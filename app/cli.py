@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--smoke-out", metavar="DIR", type=Path, default=None,
                         help="where --smoke-test writes smoke.png and smoke.json (default: a "
                         "new temporary folder)")
+    # Start-up instrument (app/first_frame.py, bench/startup.py): open the demo study, print
+    # "first-frame <seconds since process start>" once its first slice is on screen, exit 0.
+    parser.add_argument("--first-frame-exit", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--first-frame-shot", metavar="PNG", type=Path, default=None,
+                        help=argparse.SUPPRESS)
     parser.add_argument(
         "--library",
         metavar="PATH",

@@ -83,13 +83,21 @@ def run_gui(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     app = make_application()
+    first_frame = getattr(args, "first_frame_exit", False)
     try:
-        window = create_main_window(args)
+        # The start-up instrument measures the demo study, opened as at first launch.
+        window = create_main_window(args, open_demo=True if first_frame else None)
     except (LucidaError, OSError) as exc:  # a locked or too new library, a read-only folder
         from PySide6.QtWidgets import QMessageBox
 
         print(f"error: {exc}", file=sys.stderr)
         QMessageBox.critical(None, "Lucida cannot start", str(exc))
         return 2
+    probe = None
+    if first_frame:
+        from app.first_frame import FirstFrameProbe
+
+        probe = FirstFrameProbe(window, shot=getattr(args, "first_frame_shot", None))
     window.show()
-    return int(app.exec())
+    code = int(app.exec())
+    return probe.exit_code if probe is not None else code
