@@ -9,7 +9,10 @@ command -v dpkg >/dev/null 2>&1 || exit 0
 PKGS=(python3-venv xvfb xauth libglib2.0-0 libgl1 libegl1 libglx-mesa0 libgl1-mesa-dri libfontconfig1
       libdbus-1-3 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0
       libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xinerama0
-      libxcb-xkb1 fonts-dejavu-core dicom3tools pixelmed-apps)
+      libxcb-xkb1 fonts-dejavu-core dicom3tools pixelmed-apps
+      # orthanc (+ its DICOMweb plugin): the real PACS the net/ tests talk to;
+      # dcmtk: getscu, the reference in bench/retrieve.py.
+      orthanc orthanc-dicomweb dcmtk)
 missing=()
 for p in "${PKGS[@]}"; do
   # Ubuntu 24.04 renamed some libraries with a t64 suffix (64-bit time_t); either will do.

@@ -791,6 +791,45 @@ class Library:
     def verify_audit(self) -> audit_log.AuditVerdict:
         return audit_log.verify(self._conn)
 
+    # ------------------------------------------------------------------ network nodes
+
+    @_guarded("reading the network nodes")
+    def network_nodes(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every saved remote node as (name, config), by name; a damaged config is skipped
+        with a warning (the others stay usable)."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        for row_id, name, config in self._conn.execute(
+                "SELECT rowid, name, CAST(config_json AS BLOB) FROM network_nodes ORDER BY name"
+        ).fetchall():
+            try:
+                value = decode_json(config, table="network_nodes", row_id=row_id,
+                                    column="config_json", expect=dict)
+            except DamagedRecordError as exc:
+                log.warning("%s", exc)
+                continue
+            out.append((str(name), dict(value)))
+        return out
+
+    @_guarded("saving a network node")
+    def save_network_node(self, name: str, config: dict[str, Any]) -> None:
+        """Insert or replace the node ``name`` (its first creation time is kept)."""
+        try:
+            payload = json.dumps(dict(config), sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"network node {name!r} cannot be saved as JSON: {exc}") from exc
+        with self.transaction():
+            self._conn.execute(
+                "INSERT INTO network_nodes (name, config_json, created) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET config_json = excluded.config_json",
+                (name, payload, _now()))
+
+    @_guarded("removing a network node")
+    def remove_network_node(self, name: str) -> bool:
+        """Forget the node ``name``; False when there was none."""
+        with self.transaction():
+            cur = self._conn.execute("DELETE FROM network_nodes WHERE name = ?", (name,))
+        return cur.rowcount > 0
+
     # ------------------------------------------------------------------ import reports
 
     @_guarded("saving the import report")

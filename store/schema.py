@@ -115,7 +115,16 @@ def _v2_review_and_audit(conn: sqlite3.Connection) -> None:
     create_review_tables(conn)
 
 
+def _v3_network_nodes(conn: sqlite3.Connection) -> None:
+    """Remote DICOM nodes (``net.nodes``): one JSON config per name, kept with the library."""
+    conn.execute("""CREATE TABLE network_nodes (
+        name TEXT PRIMARY KEY,
+        config_json TEXT NOT NULL,
+        created TEXT NOT NULL
+    )""")
+
+
 #: Ordered migrations; the schema version is ``len(MIGRATIONS)``.
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_review_and_audit]
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_review_and_audit, _v3_network_nodes]
 
 SCHEMA_VERSION = len(MIGRATIONS)
