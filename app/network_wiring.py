@@ -1,0 +1,248 @@
+"""The Network panel in the main window: its dock, its menu, the storage SCP.
+
+- A "Network" dock tabified with the library browser, and a Network menu (the panel,
+  Network settings…, Receive studies on/off).
+- The storage SCP (``net.scp.StorageSCP``) runs while the preferences say so and stops
+  when the window closes; what it receives is filed and indexed like a retrieve.
+- Instances indexed while a retrieve or a push is still arriving refresh the library
+  browser (at most every half second), so the reader can open a series before it is
+  complete; a series opened that way is loaded again once its transfer ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QDockWidget, QMenu
+
+from app.network_jobs import Arrived
+from app.network_panel import NetworkPanel
+from app.network_settings import NetworkSettingsDialog
+from app.network_transfers import Transfer
+
+log = logging.getLogger(__name__)
+
+REFRESH_MS = 500
+
+
+class _Received(QObject):
+    """Crosses from the SCP's association threads to the GUI thread (queued signal)."""
+
+    indexed = Signal(object)  # list of paths indexed into the library
+    outcome = Signal(object)  # net.transfer.InstanceOutcome
+
+
+class NetworkWiring:
+    """Owns the panel, its dock and menu, and the storage SCP of one main window."""
+
+    def __init__(self, window: Any) -> None:
+        self.window = window
+        self.scp: Any = None
+        self.scp_problem: str | None = None
+        self.received = 0
+        self._arriving: set[str] = set()  # series UIDs of running retrieves / pushes
+        self._opened_while_arriving: Any = None
+        self._signals = _Received()
+        self._signals.indexed.connect(self._on_scp_indexed)
+        self._signals.outcome.connect(self._on_scp_outcome)
+        self._refresh = QTimer(window)
+        self._refresh.setSingleShot(True)
+        self._refresh.setInterval(REFRESH_MS)
+        self._refresh.timeout.connect(window.refresh_library)
+
+        panel = NetworkPanel(window.library, window.library_dir, self.local_ae, window)
+        panel.series_provider = window.browser.selected_series_id
+        panel.signoff_provider = self._signoff_paths
+        panel.scp_provider = lambda: self.scp
+        panel.arrived.connect(self._on_arrived)
+        panel.transfer_finished.connect(self._on_transfer_finished)
+        panel.message.connect(window.set_status)
+        self.panel = panel
+        dock = QDockWidget("Network", window)
+        dock.setObjectName("networkDock")
+        dock.setWidget(panel)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+        window.tabifyDockWidget(window.browser_dock, dock)
+        window.browser_dock.raise_()
+        self.dock = dock
+        window.series_loading.connect(self._on_series_loading)
+        self.menu = self._menu(window)
+        self.apply_scp_preference()
+
+    # ------------------------------------------------------------------ menu
+    def _menu(self, window: Any) -> QMenu:
+        menu = QMenu("&Network", window)
+        show = QAction("Network panel", window)
+        show.setShortcut("Ctrl+Shift+N")
+        show.triggered.connect(lambda _checked=False: self.show_panel())
+        window.addAction(show)
+        menu.addAction(show)
+        menu.addAction(self.dock.toggleViewAction())
+        self.act_settings = QAction("Network settings…", window)
+        self.act_settings.triggered.connect(lambda _checked=False: self.show_settings())
+        menu.addAction(self.act_settings)
+        self.act_receive = QAction("Receive studies (storage SCP)", window)
+        self.act_receive.setCheckable(True)
+        self.act_receive.setChecked(bool(window.prefs.scp_enabled))
+        self.act_receive.toggled.connect(self.set_scp_enabled)
+        menu.addAction(self.act_receive)
+        bar = window.menuBar()
+        help_action = next((a for a in bar.actions() if a.text() == "&Help"), None)
+        if help_action is not None:
+            bar.insertMenu(help_action, menu)
+        else:
+            bar.addMenu(menu)
+        self.act_show = show
+        return menu
+
+    def show_panel(self) -> None:
+        self.dock.show()
+        self.dock.raise_()
+        self.panel.form.patient_name.setFocus()
+
+    def show_settings(self) -> NetworkSettingsDialog:
+        dialog = NetworkSettingsDialog(self.window.prefs, self.window)
+
+        def done(result: int) -> None:
+            if result == NetworkSettingsDialog.DialogCode.Accepted and \
+                    dialog.apply(self.window.prefs):
+                self.window._save_prefs()
+                self.act_receive.blockSignals(True)
+                self.act_receive.setChecked(bool(self.window.prefs.scp_enabled))
+                self.act_receive.blockSignals(False)
+                self.apply_scp_preference(restart=True)
+
+        dialog.finished.connect(done)
+        dialog.setModal(True)
+        dialog.show()
+        self.window.last_dialog = dialog
+        return dialog
+
+    # ------------------------------------------------------------------ local AE and SCP
+    def local_ae(self) -> Any:
+        from net.nodes import LocalAE
+
+        prefs = self.window.prefs
+        return LocalAE(ae_title=prefs.local_ae_title, port=int(prefs.local_port),
+                       bind=prefs.scp_bind)
+
+    def set_scp_enabled(self, enabled: bool) -> None:
+        self.window.prefs.scp_enabled = bool(enabled)
+        self.window._save_prefs()
+        self.apply_scp_preference()
+
+    def apply_scp_preference(self, restart: bool = False) -> None:
+        """Start the SCP when the preferences want it (stop it when not)."""
+        wanted = bool(self.window.prefs.scp_enabled)
+        if self.scp is not None and (restart or not wanted):
+            self.stop_scp()
+        if wanted and self.scp is None:
+            self.start_scp()
+
+    def start_scp(self) -> bool:
+        from net.filing import Filer
+        from net.scp import ScpConfig, StorageSCP
+
+        prefs = self.window.prefs
+        signals = self._signals
+        library_dir = Path(self.window.library_dir)
+
+        def index(paths: Any) -> object:  # in an association thread: its own connection
+            from app.importer import import_paths
+            from store import Library
+
+            with Library.open(library_dir) as library:
+                report = import_paths(library, list(paths))
+            signals.indexed.emit(list(paths))
+            return report
+
+        try:
+            config = ScpConfig(
+                ae_title=prefs.local_ae_title, port=int(prefs.local_port), bind=prefs.scp_bind,
+                allowed_aes=list(prefs.scp_allowed_aes),
+                allowed_hosts=list(prefs.scp_allowed_hosts),
+                tls_cert=Path(prefs.scp_tls_cert) if prefs.scp_tls_cert else None,
+                tls_key=Path(prefs.scp_tls_key) if prefs.scp_tls_key else None,
+                max_instance_mb=prefs.scp_max_instance_mb,
+                max_association_mb=prefs.scp_max_association_mb)
+            scp = StorageSCP(config, Filer(library_dir, index), signals.outcome.emit)
+            scp.start()
+        except Exception as exc:  # a taken port, a bad certificate: say so, keep running
+            from app.series_session import error_text
+
+            self.scp_problem = error_text(exc)
+            log.warning("storage SCP not started: %s", self.scp_problem)
+            self.window.set_status(f"Receiving is off: {self.scp_problem}")
+            return False
+        self.scp = scp
+        self.scp_problem = None
+        self.window.set_status(f"Receiving studies as {prefs.local_ae_title} on "
+                               f"{prefs.scp_bind}:{scp.port}.")
+        return True
+
+    def stop_scp(self) -> None:
+        if self.scp is not None:
+            try:
+                self.scp.stop()
+            finally:
+                self.scp = None
+
+    def _on_scp_outcome(self, outcome: Any) -> None:
+        if getattr(outcome, "ok", False):
+            self.received += 1
+
+    def _on_scp_indexed(self, paths: list[Path]) -> None:
+        self._arriving.update(Path(p).parent.name for p in paths)
+        self._refresh.start()
+        self.window.set_status(f"Received {self.received} instance(s).", transient=True)
+
+    # ------------------------------------------------------------------ arriving series
+    def _on_arrived(self, arrived: Arrived) -> None:
+        self._arriving.update(arrived.series_uids)
+        if not self._refresh.isActive():
+            self._refresh.start()
+
+    def _series_uid(self, series_id: Any) -> str | None:
+        try:
+            return str(self.window.library.get_series(int(series_id)).series_uid)
+        except Exception:  # a series that went away: nothing to follow
+            return None
+
+    def _on_series_loading(self, series_id: Any) -> None:
+        arriving = self.panel.running() and self._series_uid(series_id) in self._arriving
+        self._opened_while_arriving = series_id if arriving else None
+
+    def _on_transfer_finished(self, transfer: Transfer) -> None:
+        self._refresh.stop()
+        self.window.refresh_library()
+        reopen = self._opened_while_arriving
+        self._opened_while_arriving = None
+        if not self.panel.running():
+            self._arriving.clear()
+        window = self.window
+        busy = window.models_panel is not None and window.models_panel.running
+        if (reopen is not None and reopen == window.current_series_id and not busy
+                and (window.series is None or window.series.review is None)):
+            window.open_series(reopen)  # now complete: load every instance
+            window.set_status("The series finished arriving and was loaded again.")
+
+    def _signoff_paths(self) -> list[Path]:
+        """The open run's signed-off SEG, SR and KO, checked against the audited hashes."""
+        from net.send import signoff_paths
+
+        series = self.window.series
+        run_id = getattr(series, "run_id", None) if series is not None else None
+        if run_id is None:
+            return []
+        return signoff_paths(self.window.library, int(run_id))
+
+    def shutdown(self) -> None:
+        self.panel.shutdown()
+        self.stop_scp()
