@@ -1,10 +1,12 @@
 """Which build of Lucida is running: version, build id, commit, build date.
 
 A packaged (PyInstaller) build carries ``build_info.json`` in its bundle folder
-(``sys._MEIPASS``), written by the packaging step; the SBOM and the third-party notices
-lie beside it. A source checkout has no such file: its build id is ``dev-<short sha>``
-read from ``.git`` directly (no subprocess on the common path), or ``dev`` without git.
-The answer is computed once per process (``lucida --version`` and the About box ask).
+(``sys._MEIPASS``), written by the packaging step (packaging/bundle/build_info.py); the
+SBOM and the third-party notices lie beside the ``lucida`` executable (Linux, Windows) or
+in the bundle folder (macOS .app: packaging/macos/app_bundle.py puts them there). A source
+checkout has no such file: its build id is ``dev-<short sha>`` read from ``.git`` directly
+(no subprocess on the common path), or ``dev`` without git. The answer is computed once
+per process (``lucida --version`` and the About box ask).
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Names of the files the packaging step puts in the bundle folder (packaging/lucida.spec).
+#: Names of the files the packaging step writes (packaging/linux/build_bundle.sh).
 BUILD_INFO_FILE = "build_info.json"
-SBOM_FILE = "sbom.cdx.json"
+SBOM_FILE = "lucida.cdx.json"
 NOTICES_FILE = "THIRD-PARTY-NOTICES.txt"
 
 UNKNOWN = "unknown"
@@ -48,11 +50,16 @@ def bundle_dir() -> Path | None:
 
 
 def shipped_documents() -> dict[str, Path]:
-    """The SBOM and third-party notices of this installation (empty from source)."""
+    """The SBOM and third-party notices of this installation (empty from source): beside the
+    executable, else in the bundle folder; the executable's folder when neither has it."""
     root = bundle_dir()
     if root is None:
         return {}
-    return {"SBOM (CycloneDX)": root / SBOM_FILE, "Third-party notices": root / NOTICES_FILE}
+    folders = [Path(sys.executable).resolve().parent, root]
+    found: dict[str, Path] = {}
+    for label, name in (("SBOM (CycloneDX)", SBOM_FILE), ("Third-party notices", NOTICES_FILE)):
+        found[label] = next((f / name for f in folders if (f / name).is_file()), folders[0] / name)
+    return found
 
 
 @functools.cache

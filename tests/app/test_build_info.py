@@ -39,10 +39,12 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def _frozen(monkeypatch: pytest.MonkeyPatch, bundle: Path) -> None:
-    """This process as PyInstaller starts a one-folder build: sys.frozen and sys._MEIPASS."""
+    """This process as PyInstaller starts a one-folder build: sys.frozen, sys._MEIPASS (the
+    _internal folder) and sys.executable (``lucida`` in the folder above it)."""
     bundle.mkdir(parents=True, exist_ok=True)
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     monkeypatch.setattr(sys, "_MEIPASS", str(bundle), raising=False)
+    monkeypatch.setattr(sys, "executable", str(bundle.parent / "lucida"))
 
 
 BUILT = {"version": "1.2.3", "build_id": "20261205.7-abc1234",
@@ -92,9 +94,16 @@ def test_frozen_build_reads_the_bundles_build_info(tmp_path: Path,
     assert info == bi.BuildInfo("1.2.3", "20261205.7-abc1234", BUILT["commit"],
                                 "2026-12-05T23:30:00Z", frozen=True)
     assert bi.build_info() is info  # computed once per process
-    docs = bi.shipped_documents()
-    assert docs["SBOM (CycloneDX)"] == bundle / "sbom.cdx.json"
-    assert docs["Third-party notices"] == bundle / "THIRD-PARTY-NOTICES.txt"
+    # Linux/Windows one-folder: the SBOM and notices beside the executable (none yet: that
+    # is where they are expected).
+    top = bundle.parent
+    assert bi.shipped_documents() == {"SBOM (CycloneDX)": top / "lucida.cdx.json",
+                                      "Third-party notices": top / "THIRD-PARTY-NOTICES.txt"}
+    # A macOS .app keeps them in the bundle folder (Contents/Frameworks -> Resources).
+    (bundle / bi.SBOM_FILE).write_text("{}")
+    assert bi.shipped_documents()["SBOM (CycloneDX)"] == bundle / "lucida.cdx.json"
+    (top / bi.SBOM_FILE).write_text("{}")
+    assert bi.shipped_documents()["SBOM (CycloneDX)"] == top / "lucida.cdx.json"
 
 
 @pytest.mark.parametrize("content", [None, "{not json", "[1, 2]", "", '{"version": 3}',
@@ -176,7 +185,7 @@ def test_about_box_of_a_packaged_build(qt: Any, tmp_path: Path,
     bundle = tmp_path / "_internal"
     _frozen(monkeypatch, bundle)
     (bundle / bi.BUILD_INFO_FILE).write_text(json.dumps(BUILT))
-    (bundle / bi.SBOM_FILE).write_text("{}")
+    (bundle.parent / bi.SBOM_FILE).write_text("{}")
     dialog = AboutDialog(__version__, "Python 3.11 on Linux\nexecution provider in use: CPU")
     qt.addWidget(dialog)
     dialog.show()
@@ -184,8 +193,8 @@ def test_about_box_of_a_packaged_build(qt: Any, tmp_path: Path,
     rows = dialog.rows
     assert rows["Version"] == "1.2.3" and rows["Build"] == "20261205.7-abc1234"
     assert rows["Commit"] == BUILT["commit"] and rows["Built"] == "2026-12-05T23:30:00Z"
-    assert rows["SBOM (CycloneDX)"] == str(bundle / "sbom.cdx.json")
-    assert rows["Third-party notices"] == f"{bundle / 'THIRD-PARTY-NOTICES.txt'} (missing)"
+    assert rows["SBOM (CycloneDX)"] == str(bundle.parent / "lucida.cdx.json")
+    assert rows["Third-party notices"] == f"{bundle.parent / 'THIRD-PARTY-NOTICES.txt'} (missing)"
     assert "not for diagnostic use" in dialog.notice.text().lower()
     assert "Build: 20261205.7-abc1234" in dialog.text().splitlines()
     _check_layout(dialog, "about-packaged.png")
