@@ -7,13 +7,14 @@ BIN    := $(VENV)/bin
 XVFB_RUN := xvfb-run -a -s "-screen 0 1920x1080x24"
 
 .PHONY: run check setup lint typecheck imports test bench bench-models train-nodules fuzz clean
+.PHONY: package package-test package-test-if-changed
 
 # Set up (system packages, virtual environment) and launch the app on the demo study.
 run: setup
 	$(BIN)/lucida
 
 # Set up and run every check and test: ruff, mypy --strict, import contracts, pytest.
-check: setup lint typecheck imports test
+check: setup lint typecheck imports test package-test-if-changed
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -109,6 +110,25 @@ FUZZ_SECONDS ?= 600
 fuzz: setup
 	$(BIN)/python -m pip install -q -e '.[fuzz]'
 	nice -n 10 $(BIN)/python -m tests.fuzz.run --seconds $(FUZZ_SECONDS)
+
+# The packaged app (issue 19): PyInstaller bundle in dist/lucida with build_info.json, SBOM
+# and notices; `package-test` checks it offline, builds the .deb and .tar.xz into dist/ and
+# checks those (packaging/package_test.sh; REUSE_BUNDLE=1 keeps a fresh dist/lucida).
+package: setup
+	$(BIN)/python -m pip install -q -e '.[package]'
+	./packaging/linux/build_bundle.sh
+
+package-test: setup
+	$(BIN)/python -m pip install -q -e '.[package]'
+	./packaging/package_test.sh
+
+# In `make check` only when packaging/ or pyproject.toml changed in the last commit (or
+# when git cannot tell), or with LUCIDA_PACKAGE_TEST=1; it adds about 6 minutes.
+package-test-if-changed:
+	@if [ "$${LUCIDA_PACKAGE_TEST:-}" = 1 ] || \
+		! git diff --quiet HEAD~1 HEAD -- packaging pyproject.toml 2>/dev/null; then \
+		$(MAKE) --no-print-directory package-test; \
+	else echo "package-test skipped: packaging/ and pyproject.toml unchanged (LUCIDA_PACKAGE_TEST=1 runs it)"; fi
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
