@@ -24,9 +24,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pydicom import Dataset
+from pydicom import Dataset, dcmread
 from pydicom import uid as _uid
 from pydicom.filewriter import dcmwrite
+from pydicom.pixels.utils import get_expected_length
 
 from core.atomic import write_bytes
 from core.errors import LucidaError
@@ -95,6 +96,27 @@ def readable_sop_class(sop_class_uid: str) -> bool:
 def _valid_uid(value: str) -> bool:
     # The UID becomes a path component: digits and dots only, never '..' or a separator.
     return 0 < len(value) <= 64 and bool(_UID.match(value))
+
+
+def _short_pixel_data(data: bytes, transfer_syntax: str) -> str:
+    """Why native pixel data is shorter than its header says ('' when it is not): a
+    sender may re-encode a cut file into a well-formed but short element."""
+    if transfer_syntax not in (str(_uid.ExplicitVRLittleEndian),
+                               str(_uid.ImplicitVRLittleEndian)):
+        return ""  # encapsulated frames are checked by the decoder when read
+    try:
+        ds = dcmread(io.BytesIO(data), specific_tags=[
+            "Rows", "Columns", "BitsAllocated", "SamplesPerPixel", "NumberOfFrames",
+            "PhotometricInterpretation", "PixelData"])
+        if "PixelData" not in ds:
+            return ""
+        need = int(get_expected_length(ds, "bytes"))
+        have = len(ds.PixelData)
+    except Exception as exc:  # pydicom fails in many ways on bad data
+        return f"unreadable pixel description: {type(exc).__name__}: {exc}"[:300]
+    if have < need:
+        return f"truncated: pixel data has {have} bytes, its header needs {need}"
+    return ""
 
 
 def encode_dataset(ds: Dataset) -> bytes:
@@ -193,7 +215,7 @@ class Filer:
         if size > self.max_instance_bytes:
             return InstanceOutcome("", OUT_OF_RESOURCES, False,
                                    f"instance of {size / 1e6:.1f} MB is over the limit of "
-                                   f"{self.max_instance_bytes / 1e6:.0f} MB")
+                                   f"{self.max_instance_bytes / 1e6:g} MB")
         stream = io.BytesIO(data)
         try:
             meta = fastheader.read_file_meta(stream, size)
@@ -228,6 +250,9 @@ class Filer:
         if not (_valid_uid(header.study_uid) and _valid_uid(header.series_uid)):
             return InstanceOutcome(uid, CANNOT_UNDERSTAND, False,
                                    "the study or series UID is missing or not a valid UID")
+        short = _short_pixel_data(data, meta.transfer_syntax)
+        if short:
+            return InstanceOutcome(uid, CANNOT_UNDERSTAND, False, f"refused: {short}")
         target = self.path_for(header.study_uid, header.series_uid, uid)
         if target.exists():  # filed before, maybe not indexed yet (a crash in between)
             self._queue(target)

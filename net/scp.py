@@ -170,13 +170,13 @@ class StorageSCP:
             if total > limit:
                 outcome = InstanceOutcome(
                     "", OUT_OF_RESOURCES, False,
-                    f"association over its limit of {limit / 1e6:.0f} MB")
+                    f"association over its limit of {limit / 1e6:g} MB")
             else:
                 cap = int(self.config.max_instance_mb * 1e6)
                 if size > cap:
                     outcome = InstanceOutcome("", OUT_OF_RESOURCES, False,
                                               f"instance of {size / 1e6:.1f} MB is over the "
-                                              f"limit of {cap / 1e6:.0f} MB")
+                                              f"limit of {cap / 1e6:g} MB")
                 else:
                     outcome = self.filer.file_bytes(data)
         if not outcome.ok:
