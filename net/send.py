@@ -212,6 +212,8 @@ class _Sender:
                     self.skip_rest(group[n:], self.error)
                     return
                 self.put(inst.index, self.store_one(assoc, inst))
+            if not assoc.is_established:  # the last one went unanswered
+                self.error = f"the association with {self.node.name} was dropped"
         finally:
             if assoc.is_established:
                 assoc.release()
@@ -237,9 +239,17 @@ class _Sender:
         except Exception as exc:  # any decoder failure is this instance's outcome
             return InstanceOutcome(inst.sop_instance, PROCESSING_FAILURE, False,
                                    f"not sent: cannot read {path} for sending ({exc})", path)
+        if not assoc.is_established:  # dropped while this one was read
+            return InstanceOutcome(inst.sop_instance, NOT_ATTEMPTED, False,
+                                   f"not attempted: the association with {self.node.name} "
+                                   "was dropped", path)
         try:
             status_ds = assoc.send_c_store(ds)
-        except (ValueError, AttributeError, RuntimeError) as exc:
+        except RuntimeError:  # pynetdicom: the association ended under us
+            return InstanceOutcome(inst.sop_instance, NO_RESPONSE, False,
+                                   f"no response: the association with {self.node.name} "
+                                   f"ended while sending {inst.sop_instance} ({path})", path)
+        except (ValueError, AttributeError) as exc:
             return InstanceOutcome(inst.sop_instance, PROCESSING_FAILURE, False,
                                    f"not sent: cannot encode {inst.sop_instance} from {path} "
                                    f"as {UID(syntax).name} ({exc})", path)
