@@ -34,7 +34,7 @@ from core.atomic import write_text
 
 log = logging.getLogger(__name__)
 
-CURRENT_VERSION = 3
+CURRENT_VERSION = 4
 PREFERENCES_FILE = "preferences.json"
 WINDOW_STATE_FILE = "window-state.ini"
 
@@ -61,6 +61,18 @@ class Preferences(BaseModel):
     # The user's hanging protocols, raw: app.hanging validates each on its own, so one bad
     # rule is reported and skipped instead of making the whole file unusable.
     hanging_protocols: list[dict[str, Any]] = Field(default_factory=list)
+    # Network (net/, issue 20): Lucida's own AE and its storage SCP, which is off by default,
+    # listens on loopback unless the user picks an interface, and takes allow-listed callers.
+    local_ae_title: str = Field(default="LUCIDA", min_length=1, max_length=16)
+    local_port: int = Field(default=11112, ge=1, le=65535)
+    scp_enabled: bool = False
+    scp_bind: str = "127.0.0.1"
+    scp_allowed_aes: list[str] = Field(default_factory=list)
+    scp_allowed_hosts: list[str] = Field(default_factory=list)
+    scp_tls_cert: str | None = None
+    scp_tls_key: str | None = None
+    scp_max_instance_mb: float = Field(default=2048.0, gt=0)
+    scp_max_association_mb: float = Field(default=20000.0, gt=0)
 
     # How loading went (not saved; private attributes are not fields).
     _load_problem: str | None = PrivateAttr(default=None)
@@ -88,6 +100,7 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
     ``hide_patient_info`` (the inverse of ``identity_visible``) and
     ``cine_speed`` in frames per second, and no ``version`` key at all.
     Version 2 had no ``hanging_protocols`` (the user's hanging protocols).
+    Version 3 had no network settings (their defaults: SCP off, loopback).
     """
     data = dict(data)
     version = int(data.get("version", 1))
@@ -107,6 +120,9 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
     if version == 2:
         data.setdefault("hanging_protocols", [])
         version = 3
+    if version == 3:
+        data.setdefault("scp_enabled", False)  # never switched on by an upgrade
+        version = 4
     data["version"] = version
     return data
 

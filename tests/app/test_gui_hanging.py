@@ -173,7 +173,7 @@ def test_dialog_copies_validates_reorders_and_saves_rules_a_new_window_uses(
     dialog.save_button.click()
     assert not dialog.isVisible()
     saved = json.loads((library_dir / "preferences.json").read_text(encoding="utf-8"))
-    assert saved["version"] == 3
+    assert saved["version"] == 4  # the preferences' version (4: network settings)
     assert [r["name"] for r in saved["hanging_protocols"]] == ["chest: lung + bone"]
     window.close()
     # A new window reads the rule back and applies it.

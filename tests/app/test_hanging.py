@@ -193,11 +193,12 @@ def test_user_rules_round_trip_through_the_preferences_file(tmp_path: Path) -> N
 
 
 def test_preferences_of_version_2_migrate_to_no_user_rules(tmp_path: Path) -> None:
-    assert CURRENT_VERSION == 3
+    # Version 4 (network settings) came later: it adds only the SCP's off switch.
+    assert CURRENT_VERSION == 4
     assert migrate({"version": 2, "default_layout": "2x2"}) == {
-        "version": 3, "default_layout": "2x2", "hanging_protocols": []}
+        "version": 4, "default_layout": "2x2", "hanging_protocols": [], "scp_enabled": False}
     path = tmp_path / "preferences.json"
     path.write_text(json.dumps({"version": 2, "default_layout": "1x1"}), encoding="utf-8")
     prefs = load_preferences(path)
     assert prefs.load_problem is None and prefs.default_layout == "1x1"
-    assert prefs.hanging_protocols == [] and prefs.version == 3
+    assert prefs.hanging_protocols == [] and prefs.version == CURRENT_VERSION
