@@ -21,7 +21,7 @@ from app.bootstrap import prepare_environment
 
 # Order is the order shown in --help.
 COMMAND_MODULES = ("library", "models", "infer", "review", "export", "export_deid", "view",
-                   "audit", "send")
+                   "audit", "send", "nodes", "query", "retrieve", "scp")
 
 
 def build_parser() -> argparse.ArgumentParser:
