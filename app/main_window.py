@@ -231,6 +231,10 @@ class MainWindow(QMainWindow, ReviewWiring):
         self._build_status_bar()
         self._build_actions()
         self._build_menus_and_toolbar()
+        from app.network_wiring import NetworkWiring
+
+        # Network dock beside the library, Network menu, the storage SCP when enabled.
+        self.network = NetworkWiring(self)
 
         self.set_layout(prefs.default_layout)
         self.set_identity_visible(prefs.identity_visible)
@@ -1369,6 +1373,7 @@ class MainWindow(QMainWindow, ReviewWiring):
         if callable(close_viewer):
             close_viewer()
         self.compare.shutdown()
+        self.network.shutdown()
         if self._owns_library:
             self.library.close()
         super().closeEvent(event)

@@ -17,7 +17,8 @@ from PySide6.QtGui import QColor
 
 from app.workers import Job
 
-COLUMNS = ("Node", "Direction", "Instances", "MB/s", "State", "Error")
+# State early: the dock is narrow and the state is what the reader looks for first.
+COLUMNS = ("Node", "Direction", "State", "Instances", "MB/s", "Error")
 WAITING = "waiting…"
 STATE_COLOURS = {"done": "#7fb27f", "failed": "#e08a80", "cancelled": "#c89a4a",
                  WAITING: "#9aa3ad", "running": "#7aa2d6", "partial": "#c89a4a"}
