@@ -19,6 +19,7 @@ PY="$VENV/bin/python"
 # 2. The one-folder build wrapped by BUNDLE (dist/lucida and dist/Lucida.app), then the
 #    same packaging tail as Linux (packaging/linux/build_bundle.sh): build_info, SBOM, notices.
 rm -rf dist/lucida dist/Lucida.app build/pyinstaller
+"$PY" packaging/icons.py build/icons
 "$PY" -m PyInstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller \
   packaging/macos/lucida-macos.spec
 "$PY" packaging/bundle/build_info.py dist/lucida/_internal/build_info.json

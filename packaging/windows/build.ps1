@@ -30,6 +30,7 @@ Invoke-Native $Py @("-m", "pip", "install", "-q", "-e", ".[package]")
 #    (packaging/linux/build_bundle.sh): build_info.json, SBOM, notices, README.
 $Dist = Join-Path $Repo "dist\lucida"
 if (Test-Path $Dist) { Remove-Item -Recurse -Force $Dist }
+Invoke-Native $Py @("packaging\icons.py", "build\icons")
 Invoke-Native $Py @("-m", "PyInstaller", "--noconfirm", "--log-level", "WARN", "--distpath", "dist",
     "--workpath", "build\pyinstaller", "packaging\lucida.spec")
 Invoke-Native $Py @("packaging\bundle\build_info.py", "$Dist\_internal\build_info.json")
@@ -44,6 +45,7 @@ $Iscc = (Get-Command iscc.exe -ErrorAction SilentlyContinue).Source
 if (-not $Iscc) { $Iscc = Join-Path ${env:ProgramFiles(x86)} "Inno Setup 6\ISCC.exe" }
 Invoke-Native $Iscc @("/Q", "/DAppVersion=$($Info.version)", "/DNumericVersion=$Numeric",
     "/DBuildId=$($Info.build_id)", "/DSourceDir=$Dist", "/DOutputDir=$Repo\dist",
+    "/DIconFile=$Repo\build\icons\lucida.ico",
     "packaging\windows\lucida.iss")
 $Setup = Join-Path $Repo "dist\Lucida-$($Info.version)-windows-x64-setup.exe"
 Write-Host ("installer: {0} ({1:N0} MB)" -f $Setup, ((Get-Item $Setup).Length / 1MB))

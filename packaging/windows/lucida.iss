@@ -20,6 +20,10 @@
 #ifndef OutputDir
   #define OutputDir "..\..\dist"
 #endif
+; Drawn by packaging\icons.py from the Linux icon (the .exe keeps PyInstaller's own).
+#ifndef IconFile
+  #define IconFile "..\..\build\icons\lucida.ico"
+#endif
 #define AppExe "lucida.exe"
 #define DicomProgId "Lucida.DICOM"
 
@@ -49,7 +53,8 @@ MinVersion=10.0
 PrivilegesRequired=admin
 PrivilegesRequiredOverridesAllowed=dialog commandline
 ChangesAssociations=yes
-UninstallDisplayIcon={app}\{#AppExe}
+SetupIconFile={#IconFile}
+UninstallDisplayIcon={app}\lucida.ico
 UninstallDisplayName=Lucida {#AppVersion}
 WizardStyle=modern
 SetupLogging=yes
@@ -60,20 +65,21 @@ Name: "dcmassoc"; Description: "Offer Lucida to open .dcm files"; GroupDescripti
 
 [Files]
 Source: "{#SourceDir}\*"; DestDir: "{app}"; Flags: ignoreversion recursesubdirs createallsubdirs
+Source: "{#IconFile}"; DestDir: "{app}"; DestName: "lucida.ico"; Flags: ignoreversion
 
 [Icons]
-Name: "{group}\Lucida"; Filename: "{app}\{#AppExe}"; Comment: "Offline medical image viewer (research use only)"
-Name: "{group}\Lucida installation check"; Filename: "{app}\{#AppExe}"; Parameters: "--smoke-test"
+Name: "{group}\Lucida"; Filename: "{app}\{#AppExe}"; IconFilename: "{app}\lucida.ico"; Comment: "Offline medical image viewer (research use only)"
+Name: "{group}\Lucida installation check"; Filename: "{app}\{#AppExe}"; Parameters: "--smoke-test"; IconFilename: "{app}\lucida.ico"
 Name: "{group}\Third-party notices"; Filename: "{app}\THIRD-PARTY-NOTICES.txt"
 Name: "{group}\{cm:UninstallProgram,Lucida}"; Filename: "{uninstallexe}"
-Name: "{autodesktop}\Lucida"; Filename: "{app}\{#AppExe}"; Tasks: desktopicon
+Name: "{autodesktop}\Lucida"; Filename: "{app}\{#AppExe}"; IconFilename: "{app}\lucida.ico"; Tasks: desktopicon
 
 [Registry]
 ; .dcm (task dcmassoc): a ProgID listed in OpenWithProgids, so Lucida is offered in
 ; "Open with" without taking the default away from another viewer; removed on uninstall.
 Root: HKA; Subkey: "Software\Classes\.dcm\OpenWithProgids"; ValueType: string; ValueName: "{#DicomProgId}"; ValueData: ""; Flags: uninsdeletevalue; Tasks: dcmassoc
 Root: HKA; Subkey: "Software\Classes\{#DicomProgId}"; ValueType: string; ValueName: ""; ValueData: "DICOM image"; Flags: uninsdeletekey; Tasks: dcmassoc
-Root: HKA; Subkey: "Software\Classes\{#DicomProgId}\DefaultIcon"; ValueType: string; ValueName: ""; ValueData: "{app}\{#AppExe},0"; Tasks: dcmassoc
+Root: HKA; Subkey: "Software\Classes\{#DicomProgId}\DefaultIcon"; ValueType: string; ValueName: ""; ValueData: "{app}\lucida.ico"; Tasks: dcmassoc
 Root: HKA; Subkey: "Software\Classes\{#DicomProgId}\shell\open\command"; ValueType: string; ValueName: ""; ValueData: """{app}\{#AppExe}"" ""%1"""; Tasks: dcmassoc
 Root: HKA; Subkey: "Software\Classes\Applications\{#AppExe}\SupportedTypes"; ValueType: string; ValueName: ".dcm"; ValueData: ""; Flags: uninsdeletekey; Tasks: dcmassoc
 

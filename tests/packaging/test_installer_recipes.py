@@ -141,6 +141,35 @@ def test_every_recipe_runs_the_linux_packaging_tail() -> None:
         assert step in win, f"Windows recipe lacks {step}"
 
 
+# ----------------------------------------------------------------------------- icons
+
+def test_icons_are_drawn_from_the_linux_svg(tmp_path: Path) -> None:
+    """packaging/icons.py as the recipes run it: a 1024 px PNG with the drawing where the SVG
+    puts it, an .ico with the Windows sizes, an .icns Pillow reads back."""
+    from PIL import Image
+
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}  # needs no display
+    done = subprocess.run([PY, str(REPO / "packaging" / "icons.py"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    with Image.open(tmp_path / "lucida.png") as png:
+        rgba = png.convert("RGBA")
+        assert rgba.size == (1024, 1024)
+        assert rgba.getpixel((4, 4))[3] == 0  # outside the rounded tile: transparent
+        assert rgba.getpixel((80, 512))[:3] == (0x1E, 0x21, 0x27)  # the dark tile
+        r, _g, b, _ = rgba.getpixel((512, 130))  # the accent-blue crosshair, top arm
+        assert b > 200 and r < 120
+    with Image.open(tmp_path / "lucida.ico") as ico:
+        assert {(16, 16), (32, 32), (48, 48), (256, 256)} <= set(ico.info["sizes"])
+    with Image.open(tmp_path / "lucida.icns") as icns:
+        assert (512, 512, 2) in icns.info["sizes"]
+    for recipe in (MACOS / "build.sh", WINDOWS / "build.ps1"):  # drawn before PyInstaller
+        text = recipe.read_text().replace("\\", "/")
+        assert "build/icons" in text
+        pyinstaller = '"-m", "PyInstaller"' if recipe.suffix == ".ps1" else "-m PyInstaller"
+        assert text.index("packaging/icons.py") < text.index(pyinstaller), recipe
+
+
 # ----------------------------------------------------------------------------- shell recipes
 
 def test_macos_build_script_passes_shellcheck() -> None:
@@ -300,6 +329,7 @@ def test_macos_spec_wraps_the_shared_specs_collect_in_a_bundle(tmp_path: Path) -
     assert bundle.args[0] is collect
     assert bundle.kwargs["name"] == "Lucida.app"
     assert bundle.kwargs["bundle_identifier"] == app_bundle.BUNDLE_ID
+    assert bundle.kwargs["icon"] in (None, str(REPO / "build/icons/lucida.icns"))
     plist = bundle.kwargs["info_plist"]
     assert plist["CFBundleDocumentTypes"] and plist["LSMinimumSystemVersion"] == "12.0"
     assert (tmp_path / "collected.json").is_file()  # the shared spec's record for the SBOM
@@ -363,7 +393,10 @@ def test_inno_setup_installs_the_one_folder_build() -> None:
     assert "{#BuildId}" in setup["AppVerName"]
     files = sections["Files"]
     assert files == [r'Source: "{#SourceDir}\*"; DestDir: "{app}"; '
-                     "Flags: ignoreversion recursesubdirs createallsubdirs"]
+                     "Flags: ignoreversion recursesubdirs createallsubdirs",
+                     r'Source: "{#IconFile}"; DestDir: "{app}"; DestName: "lucida.ico"; '
+                     "Flags: ignoreversion"]
+    assert setup["SetupIconFile"] == "{#IconFile}"
     # The executable the shared spec builds (EXE name "lucida").
     assert re.search(r'name="lucida"', (REPO / "packaging" / "lucida.spec").read_text())
     assert '#define AppExe "lucida.exe"' in _iss()
