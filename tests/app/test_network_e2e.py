@@ -1,0 +1,232 @@
+"""The radiologist's path against a real PACS (issue 20's "done when"), in the real window.
+
+Orthanc (Debian's binary, loopback, LIDC-IDRI-0001 uploaded) is the clinic PACS. Driven
+by keyboard and mouse through the real MainWindow: open the Network panel (Ctrl+Shift+N),
+add the node in its dialog, Echo it, type the patient's name and press Enter, click the
+study, click Retrieve (C-GET); the series appears in the library while it arrives and is
+opened from the library (Enter); it ends up with all 133 slices on screen. Then the
+lung-mask pack runs through the Models panel's Run button (the real worker process), the
+findings are accepted (A), signed off (Ctrl+Shift+E), and Send with "Last sign-off"
+stores the SEG, SR and KO in Orthanc, which lists them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.net.conftest import (  # noqa: F401 - lidc_0001 is a fixture used by name
+    LIDC_INSTANCES,
+    Orthanc,
+    launch_orthanc,
+    lidc_0001,
+    lidc_files,
+)
+
+pytestmark = [pytest.mark.gui, pytest.mark.shared]
+
+WAIT_MS = 120_000
+LUNG_MASK = "lucida-lung-mask"
+PATIENT_NAME = "LIDC^ZERO^ONE"
+SHOTS = Path(os.environ.get("LUCIDA_SHOTS", "/tmp/shots/D3"))
+
+
+@pytest.fixture
+def pacs(tmp_path: Path, lidc_0001: Path) -> Iterator[Orthanc]:  # noqa: F811
+    """The clinic PACS: an Orthanc of its own holding LIDC-IDRI-0001, named.
+
+    The collection's PatientName is empty (de-identified); the copies uploaded (written in
+    tmp_path, pixel data and UIDs untouched) carry PATIENT_NAME so the reader can search
+    by name as at the clinic.
+    """
+    import pydicom
+
+    named = tmp_path / "named"
+    named.mkdir()
+    files = []
+    for source in lidc_files(lidc_0001):
+        ds = pydicom.dcmread(source)
+        ds.PatientName = PATIENT_NAME
+        files.append(named / source.name)
+        ds.save_as(files[-1])
+    peer = launch_orthanc(tmp_path / "orthanc")
+    try:
+        peer.upload(files)
+        yield peer
+    finally:
+        peer.stop()
+
+
+def key(qt: Any, window: Any, widget: Any, k: Any, modifier: Any = None) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    window.activateWindow()
+    qt.waitUntil(window.isActiveWindow, timeout=5_000)
+    widget.setFocus()
+    QTest.keyClick(widget, k, modifier or Qt.KeyboardModifier.NoModifier)
+
+
+def click(widget: Any, pos: Any = None) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    assert widget.isEnabled(), f"{widget.objectName()} is disabled"
+    if pos is None:
+        QTest.mouseClick(widget, Qt.MouseButton.LeftButton)
+    else:
+        QTest.mouseClick(widget, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                         pos)
+
+
+def type_into(widget: Any, text: str) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    widget.setFocus()
+    widget.selectAll()
+    QTest.keyClick(widget, Qt.Key.Key_Backspace)
+    QTest.keyClicks(widget, text)
+
+
+def screen_shot(name: str) -> Any:
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.processEvents()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    image = QApplication.primaryScreen().grabWindow(0).toImage()  # VTK views included
+    image.save(str(SHOTS / f"{name}.png"))
+    return image
+
+
+def grey_levels_in(image: Any, widget: Any) -> int:
+    """How many distinct grey levels a widget's middle shows on the screen grab."""
+    top_left = widget.mapToGlobal(widget.rect().topLeft())
+    w, h = widget.width(), widget.height()
+    seen = set()
+    for y in range(h // 4, 3 * h // 4, max(1, h // 40)):
+        for x in range(w // 4, 3 * w // 4, max(1, w // 40)):
+            seen.add(image.pixelColor(top_left.x() + x, top_left.y() + y).lightness())
+    return len(seen)
+
+
+def test_find_retrieve_read_while_arriving_run_sign_off_and_send_back(
+        make_window: Any, qt: Any, library_dir: Path, tmp_path: Path, pacs: Orthanc) -> None:
+    import pydicom
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    from net.nodes import get_node
+
+    window = make_window(library_dir, size=(1500, 950))
+    wiring = window.network
+    panel = wiring.panel
+    ctrl, shift = Qt.KeyboardModifier.ControlModifier, Qt.KeyboardModifier.ShiftModifier
+
+    # Ctrl+Shift+N brings the Network dock (tabified with the library) to the front.
+    key(qt, window, window.viewer, Qt.Key.Key_N, ctrl | shift)
+    qt.waitUntil(lambda: not wiring.dock.visibleRegion().isEmpty(), timeout=5_000)
+
+    # Configure the clinic PACS once, in the node dialog.
+    click(panel.add_button)
+    dialog = panel.last_dialog
+    qt.waitExposed(dialog)
+    type_into(dialog.name, "Clinic PACS")
+    type_into(dialog.ae_title, pacs.aet)
+    type_into(dialog.host, pacs.host)
+    type_into(dialog.port, str(pacs.dicom_port))
+    click(dialog.buttons.button(QDialogButtonBox.StandardButton.Ok))
+    qt.waitUntil(lambda: not dialog.isVisible(), timeout=5_000)
+    assert get_node(window.library, "Clinic PACS").port == pacs.dicom_port
+
+    click(panel.echo_button)
+    qt.waitUntil(lambda: "OK" in panel.echo_label.text() or "failed" in
+                 panel.echo_label.text(), timeout=30_000)
+    assert "OK" in panel.echo_label.text(), panel.echo_label.text()
+
+    # Find the study by the patient's name (Enter in the name field searches).
+    type_into(panel.form.patient_name, "lidc^zero")
+    key(qt, window, panel.form.patient_name, Qt.Key.Key_Return)
+    qt.waitUntil(lambda: "Searching" not in panel.query_status.text(), timeout=30_000)
+    assert panel.results.model().rowCount() == 1, panel.query_status.text()
+    assert panel.results.model().index(0, 6).data() == str(LIDC_INSTANCES)
+    screen_shot("e2e_1_found")
+
+    # Click the study, then Retrieve (C-GET is the default).
+    results = panel.results
+    panel.results.clearSelection()
+    click(results.viewport(), results.visualRect(results.model().index(0, 0)).center())
+    assert results.selected_study_uids()
+    assert panel.method.currentData() == "get"
+    click(panel.retrieve_button)
+    transfer = panel.transfers.rows[-1]
+    assert transfer.direction == "retrieve" and transfer.total == LIDC_INSTANCES
+
+    # The series shows up in the library while it is still arriving; open it from there.
+    qt.waitUntil(lambda: bool(window.browser.visible_series_ids()), timeout=WAIT_MS)
+    series_id = window.browser.visible_series_ids()[0]
+    arriving = not transfer.finished
+    window.browser_dock.raise_()
+    window.browser.select_series(series_id)
+    key(qt, window, window.browser.tree, Qt.Key.Key_Return)
+    qt.waitUntil(lambda: window.current_volume is not None or window._shown_partial,
+                 timeout=WAIT_MS)
+    if arriving:
+        screen_shot("e2e_2_reading_while_arriving")
+    qt.waitUntil(lambda: transfer.finished, timeout=WAIT_MS)
+    assert transfer.state == "done", (transfer.state, transfer.error)
+    assert transfer.done == LIDC_INSTANCES
+    assert transfer.report.ok and transfer.rate() > 0
+    # Opened while arriving: loaded again once complete; every slice on screen.
+    qt.waitUntil(lambda: window.current_volume is not None
+                 and window.current_volume.shape[0] == LIDC_INSTANCES
+                 and not (window.load_job and window.load_job.running), timeout=WAIT_MS)
+    assert window.current_series_id == series_id
+    assert len(window.library.series_sources(series_id)) == LIDC_INSTANCES
+    qt.wait(500)
+    image = screen_shot("e2e_3_retrieved")
+    axial = window.viewer.slice_views()["axial"]
+    assert grey_levels_in(image, axial) > 20, "the axial view shows the CT, not a blank"
+
+    # The lung mask pack through the Models panel's Run button (the real worker process).
+    models = window.models_panel
+    window.models_dock.raise_()
+    models.select_pack(LUNG_MASK)
+    if models.input_warnings():
+        models.confirm.setChecked(True)
+    with qt.waitSignal(window.review_opened, timeout=300_000):
+        click(models.run_button)
+    findings = window.findings_panel
+    rows = findings.rows()
+    assert rows, "the lung mask finds the lungs"
+    window.findings_dock.raise_()
+    findings.table.selectAll()
+    key(qt, window, findings.table, Qt.Key.Key_A)
+    assert {r.status for r in findings.rows()} == {"accepted"}
+    out = tmp_path / "signoff"
+    out.mkdir()
+    window.export_dir = out
+    key(qt, window, findings.table, Qt.Key.Key_E, ctrl | shift)
+    assert window.last_export is not None, window.status_label.text()
+    exported = {str(pydicom.dcmread(p, stop_before_pixels=True).Modality):
+                str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)
+                for p in out.rglob("*.dcm")}
+    assert sorted(exported) == ["KO", "SEG", "SR"]
+
+    # Send the sign-off back to the PACS from the Network panel.
+    wiring.show_panel()
+    panel.send_what.setCurrentIndex(panel.send_what.findData("signoff"))
+    click(panel.send_button)
+    sent = panel.transfers.rows[-1]
+    assert sent.direction == "send" and sent.total == 3
+    qt.waitUntil(lambda: sent.finished, timeout=WAIT_MS)
+    assert sent.state == "done", (sent.state, sent.error)
+    screen_shot("e2e_4_sent")
+    for modality, uid in exported.items():
+        found = pacs.rest("POST", "/tools/lookup", uid.encode())
+        assert [f["Type"] for f in found] == ["Instance"], (modality, found)
+    assert len(pacs.instances()) == LIDC_INSTANCES + 3
