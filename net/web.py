@@ -13,6 +13,7 @@ without any credentials in it, and the HTTP status when there was one.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -51,12 +52,20 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-class _Session(requests.Session):
-    """A requests session that leaves QIDO-RS wildcards as typed.
+# Characters dicomweb-client percent-encodes in query values that RFC 3986 allows
+# literally in a query, and that urllib3 then leaves as they are.
+_LITERAL_IN_QUERY = {f"%{ord(c):02X}": c for c in "*?,:@/()!$';"}
+_ENCODED = re.compile("|".join(re.escape(k) for k in _LITERAL_IN_QUERY), re.IGNORECASE)
 
-    dicomweb-client percent-encodes ``*`` to ``%2A``; Orthanc's DICOMweb plugin does not
-    decode it and then matches nothing. RFC 3986 allows a literal ``*`` in a query, and
-    ``%2A`` can only come from an encoded ``*`` (a literal ``%`` is ``%25``).
+
+class _Session(requests.Session):
+    """A requests session that sends QIDO-RS wildcards as typed.
+
+    dicomweb-client percent-encodes ``*`` (``%2A``); Orthanc's DICOMweb plugin (1.7)
+    does not decode query values and then matches nothing. Only characters RFC 3986
+    allows in a query are decoded (never ``&``, ``=``, ``+``, ``%``, ``#`` or a space),
+    so the query means the same to a server that does decode. (That plugin still cannot
+    match a ``^`` or a space, which must be encoded; ``*`` matches them.)
     """
 
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
@@ -64,7 +73,8 @@ class _Session(requests.Session):
         url = prepared.url or ""
         if "?" in url:
             base, query = url.split("?", 1)
-            prepared.url = base + "?" + query.replace("%2A", "*").replace("%2a", "*")
+            literal = _ENCODED.sub(lambda m: _LITERAL_IN_QUERY[m.group(0).upper()], query)
+            prepared.url = f"{base}?{literal}"
         return prepared
 
 
@@ -166,17 +176,16 @@ def web_search(node: Node, level: Level, keys: QueryKeys, *, timeout_s: float = 
             return [_values(item, _RETURN_KEYS["SERIES"]) for item in found][:max_results]
         if keys.study_uid:
             filters["StudyInstanceUID"] = keys.study_uid
-        studies = web.search_for_studies(fields=list(_RETURN_KEYS["STUDY"]),
-                                         search_filters=filters, limit=max_results)
-    rows = [_values(item, _RETURN_KEYS["STUDY"]) for item in studies]
+        wanted = list(dict.fromkeys(_RETURN_KEYS["STUDY"] + _RETURN_KEYS["PATIENT"]))
+        studies = web.search_for_studies(fields=wanted, search_filters=filters,
+                                         limit=max_results)
+    rows = [_values(item, _RETURN_KEYS[level]) for item in studies]
     if level == "STUDY":
         return rows[:max_results]
     patients: dict[tuple[str, str], dict[str, str]] = {}
     for row in rows:
         key = (row.get("PatientID", ""), row.get("PatientName", ""))
-        patient = patients.setdefault(key, {kw: row.get(kw, "") for kw in _RETURN_KEYS[
-            "PATIENT"] if kw != "NumberOfPatientRelatedStudies"} | {
-                "NumberOfPatientRelatedStudies": "0"})
+        patient = patients.setdefault(key, row | {"NumberOfPatientRelatedStudies": "0"})
         patient["NumberOfPatientRelatedStudies"] = str(
             int(patient["NumberOfPatientRelatedStudies"]) + 1)
     return list(patients.values())[:max_results]
@@ -239,6 +248,10 @@ def web_retrieve(node: Node, study_uids: Sequence[str], filer: Filer,
                     record(uid, outcome, size)
             if report.cancelled:
                 break
+            short = [uid for uid in missing if uid not in outcomes]
+            if short:  # the stream ended early: the server stopped or dropped them
+                raise NetworkError(f"{_where(node)} stopped sending series {series} after "
+                                   f"{len(missing) - len(short)} of {len(missing)} instances")
     except NetworkError as exc:
         report.error = str(exc)
     finally:
