@@ -38,6 +38,14 @@ def _git(repo: Path, *args: str) -> str:
                           text=True, env=env).stdout.strip()
 
 
+def _head_of(reported: str, before: str) -> str:
+    """HEAD as git reports it, read before and after the program under test did (a commit
+    landing in between must not fail the test): the one that equals what was reported."""
+    after = _git(REPO, "rev-parse", "HEAD")
+    assert reported in (before, after), (reported, before, after)
+    return reported
+
+
 def _frozen(monkeypatch: pytest.MonkeyPatch, bundle: Path) -> None:
     """This process as PyInstaller starts a one-folder build: sys.frozen, sys._MEIPASS (the
     _internal folder) and sys.executable (``lucida`` in the folder above it)."""
@@ -59,11 +67,12 @@ def test_version_command_first_line_is_version_and_build_id() -> None:
     ``dev-<short sha>`` of HEAD as git itself reports it; the runtime lines follow."""
     lucida = Path(sys.executable).with_name("lucida")
     cmd = [str(lucida)] if lucida.exists() else [sys.executable, "-m", "app.cli"]
+    before = _git(REPO, "rev-parse", "HEAD")
     proc = subprocess.run([*cmd, "--version"], cwd=REPO, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    head = _git(REPO, "rev-parse", "HEAD")
+    head = _head_of(lines[1].removeprefix("commit "), before)
     assert lines[0].startswith(f"Lucida {__version__} (build dev-{head[:7]})")
     assert "not for diagnostic use" in lines[0]
     assert lines[1] == f"commit {head}"
@@ -206,10 +215,11 @@ def test_about_box_from_the_main_window(make_window: Any, library_dir: Path) -> 
     """Help → About in the real window of this source checkout: build dev-<sha>, not packaged,
     and the runtime lines without a second copy of the build line."""
     window = make_window(library_dir)
+    before = _git(REPO, "rev-parse", "HEAD")
     window.act_about.trigger()
     dialog = window.last_dialog
     qt_dialog_exposed(dialog)
-    head = _git(REPO, "rev-parse", "HEAD")
+    head = _head_of(dialog.rows["Commit"], before)
     assert dialog.rows["Build"] == f"dev-{head[:7]}" and dialog.rows["Commit"] == head
     assert "source checkout" in dialog.rows["Built"]
     labels = [w.text() for w in dialog.findChildren(type(dialog.notice))]
