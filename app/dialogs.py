@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
@@ -153,8 +154,8 @@ class AboutDialog(QDialog):
             "Version": info.version or version,
             "Build": info.build_id,
             "Commit": info.commit or "unknown",
-            "Built": info.built_at or ("not packaged (source checkout)" if not info.frozen
-                                       else "unknown"),
+            "Built": _built_at(info.built_at) or ("not packaged (source checkout)"
+                                                  if not info.frozen else "unknown"),
         }
         documents = shipped_documents() if info.frozen else {}
         for name, path in documents.items():
@@ -183,6 +184,17 @@ class AboutDialog(QDialog):
     def text(self) -> str:
         """The build rows as plain lines ("Build: dev-abc1234")."""
         return "\n".join(f"{name}: {value}" for name, value in self.rows.items())
+
+
+def _built_at(stamp: str) -> str:
+    """``2026-12-05T23:30:00Z`` -> ``2026-12-05 23:30 UTC`` (anything else as it is)."""
+    try:
+        when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return stamp
+    if when.tzinfo is None:
+        return when.strftime("%Y-%m-%d %H:%M")
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 class ShortcutsDialog(QDialog):

@@ -201,7 +201,7 @@ def test_about_box_of_a_packaged_build(qt: Any, tmp_path: Path,
     qt.waitExposed(dialog)
     rows = dialog.rows
     assert rows["Version"] == "1.2.3" and rows["Build"] == "20261205.7-abc1234"
-    assert rows["Commit"] == BUILT["commit"] and rows["Built"] == "2026-12-05T23:30:00Z"
+    assert rows["Commit"] == BUILT["commit"] and rows["Built"] == "2026-12-05 23:30 UTC"
     assert rows["SBOM (CycloneDX)"] == str(bundle.parent / "lucida.cdx.json")
     assert rows["Third-party notices"] == f"{bundle.parent / 'THIRD-PARTY-NOTICES.txt'} (missing)"
     assert "not for diagnostic use" in dialog.notice.text().lower()
