@@ -142,10 +142,10 @@ def _choose_context(assoc: Association, inst: _Instance) -> tuple[bool, str] | N
     return None
 
 
-def _tls_args(node: Node) -> tuple[ssl.SSLContext, str] | None:
+def _tls_args(node: Node, context: ssl.SSLContext | None) -> tuple[ssl.SSLContext, str] | None:
     if not node.tls:
         return None
-    return ssl.create_default_context(ssl.Purpose.SERVER_AUTH), node.host
+    return context or ssl.create_default_context(ssl.Purpose.SERVER_AUTH), node.host
 
 
 def _make_ae(local: LocalAE, contexts: list[PresentationContext], timeout_s: float) -> AE:
@@ -170,8 +170,10 @@ class _Sender:
     """One send: walks the instances, fills ``outcomes`` slot by slot."""
 
     def __init__(self, node: Node, local: LocalAE, total: int, progress: ProgressSink | None,
-                 cancel: CancelToken | None, timeout_s: float) -> None:
+                 cancel: CancelToken | None, timeout_s: float,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.node, self.local, self.total = node, local, total
+        self.ssl_context = ssl_context
         self.progress, self.cancel, self.timeout_s = progress, cancel, timeout_s
         self.outcomes: list[InstanceOutcome | None] = [None] * total
         self.bytes = 0
@@ -195,7 +197,7 @@ class _Sender:
     def run_group(self, contexts: list[PresentationContext], group: list[_Instance]) -> None:
         ae = _make_ae(self.local, contexts, self.timeout_s)
         assoc = ae.associate(self.node.host, self.node.port, ae_title=self.node.ae_title,
-                             tls_args=_tls_args(self.node))
+                             tls_args=_tls_args(self.node, self.ssl_context))
         if not assoc.is_established:
             self.error = _association_failure(self.node, assoc)
             self.skip_rest(group, self.error)
@@ -280,8 +282,11 @@ class _Sender:
 
 def send(node: Node, local: LocalAE, paths: Sequence[Source],
          progress: ProgressSink | None = None, cancel: CancelToken | None = None,
-         *, timeout_s: float = 30.0) -> TransferReport:
+         *, timeout_s: float = 30.0, ssl_context: ssl.SSLContext | None = None
+         ) -> TransferReport:
     """C-STORE every instance in ``paths`` to ``node``; a DICOMweb node gets STOW-RS.
+
+    ``ssl_context``: for a TLS node (default: the system's trust store, host checked).
 
     Never raises for what the node does: an unreachable node or a refused association
     is the report's ``error``, with every instance ``not attempted``.
@@ -291,7 +296,7 @@ def send(node: Node, local: LocalAE, paths: Sequence[Source],
 
         return web_send(node, paths, progress, cancel, timeout_s=timeout_s)
     started = time.perf_counter()
-    sender = _Sender(node, local, len(paths), progress, cancel, timeout_s)
+    sender = _Sender(node, local, len(paths), progress, cancel, timeout_s, ssl_context)
     instances: list[_Instance] = []
     for n, source in enumerate(paths):
         header = _read_header(n, source)
