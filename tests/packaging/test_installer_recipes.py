@@ -110,7 +110,7 @@ def test_workflow_runs_each_systems_recipe_and_uploads_installer_and_sbom() -> N
                   and s["with"]["name"].startswith("lucida-"))
     assert upload["with"]["path"] == "${{ matrix.artifacts }}"
     assert upload["with"]["if-no-files-found"] == "error"
-    installers = {"linux": ["Lucida_0.1.0_amd64.deb", "lucida-0.1.0-linux-x86_64.tar.xz"],
+    installers = {"linux": ["lucida_0.1.0_amd64.deb", "lucida-0.1.0-linux-x86_64.tar.xz"],
                   "windows": [_windows_setup_name("0.1.0")],
                   "macos": [_macos_dmg_name("0.1.0", "arm64")]}
     for row in job["strategy"]["matrix"]["include"]:
