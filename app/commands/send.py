@@ -47,10 +47,7 @@ def _local_ae(args: argparse.Namespace) -> LocalAE:
     if args.ae_title:
         return LocalAE(ae_title=args.ae_title)
     prefs = load_preferences(config_dir(args.library) / PREFERENCES_FILE)
-    # The network preferences arrive with the Network panel's settings; until a
-    # Lucida has them, the default AE title is the one Lucida calls with.
-    title = getattr(prefs, "local_ae_title", None)
-    return LocalAE(ae_title=title) if title else LocalAE()
+    return LocalAE(ae_title=prefs.local_ae_title)
 
 
 def _files_under(path: Path) -> list[Path]:

@@ -16,6 +16,7 @@ from pydicom.uid import generate_uid
 
 from app.cli import main
 from app.importer import import_paths
+from app.settings import PREFERENCES_FILE, Preferences, config_dir, save_preferences
 from core.progress import CancelToken
 from net.nodes import LocalAE, Node, add_node
 from net.send import NO_RESPONSE, NOT_ATTEMPTED, send, series_paths, signoff_paths
@@ -271,10 +272,18 @@ def test_cli_names_the_refused_instance_and_exits_1(
     broken.save_as(folder / "broken.dcm")
     with Library.open(library_dir) as lib:
         add_node(lib, _node(orthanc))
-    code = main(["send", "pacs", str(folder), str(lidc_files(lidc_0001)[8])])
+    # Lucida calls with the AE title of its settings.
+    save_preferences(Preferences(local_ae_title="READROOM1"),
+                     config_dir(None) / PREFERENCES_FILE)
+    fresh = pydicom.dcmread(lidc_files(lidc_0001)[8])  # new to this PACS
+    fresh.SOPInstanceUID = fresh.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    fresh.save_as(folder / "fresh.dcm")
+    code = main(["send", "pacs", str(folder)])
     out = capsys.readouterr()
     assert code == 1
     assert "1/2 instances" in out.out
     assert "0xA700" in out.err and broken.SOPInstanceUID in out.err
+    stored = _orthanc_instance(orthanc, fresh.SOPInstanceUID)
+    assert orthanc.rest("GET", f"/instances/{stored}/metadata/RemoteAET") == b"READROOM1"
     assert main(["send", "nowhere", str(folder)]) == 2
     assert "no network node named 'nowhere'" in capsys.readouterr().err
