@@ -80,7 +80,7 @@ def echo_job(node: Any, local: Any, timeout_s: float) -> Job:
             from net.web import web_search
 
             start = time.perf_counter()
-            web_search(node, "STUDY", QueryKeys(patient_id="LUCIDA-ECHO"))
+            web_search(node, "STUDY", QueryKeys(patient_id="LUCIDA-ECHO"), timeout_s=timeout_s)
             return time.perf_counter() - start
         from net.dimse import echo
 
@@ -151,6 +151,8 @@ def retrieve_job(library_dir: Path, node: Any, local: Any, study_uids: Sequence[
                             cancel=ctx.cancel, scp=scp)
         finally:
             filer.close()  # what arrived before a failure or a cancel stays indexed
+            if scp is not None:  # a C-MOVE's instances went through the SCP's own Filer
+                scp.filer.flush(60)
 
     return workers.make(work, name=f"retrieve {node.name}")
 

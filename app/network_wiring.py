@@ -27,6 +27,7 @@ from app.network_transfers import Transfer
 log = logging.getLogger(__name__)
 
 REFRESH_MS = 500
+SCP_IDLE_MS = 1000
 
 
 class _Received(QObject):
@@ -53,6 +54,12 @@ class NetworkWiring:
         self._refresh.setSingleShot(True)
         self._refresh.setInterval(REFRESH_MS)
         self._refresh.timeout.connect(window.refresh_library)
+        # The SCP's Filer indexes in batches as instances arrive; once a push goes quiet
+        # the last partial batch is flushed (off the GUI thread), so it reaches the library.
+        self._scp_idle = QTimer(window)
+        self._scp_idle.setSingleShot(True)
+        self._scp_idle.setInterval(SCP_IDLE_MS)
+        self._scp_idle.timeout.connect(self._flush_scp)
 
         panel = NetworkPanel(window.library, window.library_dir, self.local_ae, window)
         panel.series_provider = window.browser.selected_series_id
@@ -188,6 +195,7 @@ class NetworkWiring:
         return True
 
     def stop_scp(self) -> None:
+        self._scp_idle.stop()
         if self.scp is not None:
             try:
                 self.scp.stop()
@@ -197,6 +205,15 @@ class NetworkWiring:
     def _on_scp_outcome(self, outcome: Any) -> None:
         if getattr(outcome, "ok", False):
             self.received += 1
+        self._scp_idle.start()
+
+    def _flush_scp(self) -> None:
+        scp = self.scp
+        if scp is None:
+            return
+        from app import workers
+
+        workers.make(lambda _ctx: scp.filer.flush(30), name="scp flush").start()
 
     def _on_scp_indexed(self, paths: list[Path]) -> None:
         self._arriving.update(Path(p).parent.name for p in paths)

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.net.conftest import (  # noqa: F401 - lidc_0001 is a fixture used by name
+    DICOMWEB_PLUGIN,
     LIDC_INSTANCES,
     Orthanc,
     launch_orthanc,
@@ -230,3 +231,137 @@ def test_find_retrieve_read_while_arriving_run_sign_off_and_send_back(
         found = pacs.rest("POST", "/tools/lookup", uid.encode())
         assert [f["Type"] for f in found] == ["Instance"], (modality, found)
     assert len(pacs.instances()) == LIDC_INSTANCES + 3
+
+
+@pytest.fixture
+def small_pacs(tmp_path: Path, lidc_0001: Path) -> Iterator[Orthanc]:  # noqa: F811
+    """An Orthanc holding the first 12 slices of LIDC-IDRI-0001 (quick transfers)."""
+    peer = launch_orthanc(tmp_path / "orthanc-small")
+    try:
+        peer.upload(lidc_files(lidc_0001)[:12])
+        yield peer
+    finally:
+        peer.stop()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_receiving_is_switched_on_in_network_settings_and_a_push_lands_in_the_library(
+        make_window: Any, qt: Any, library_dir: Path, small_pacs: Orthanc) -> None:
+    """Network ▸ Network settings…: enable the SCP for ORTHANC on a port; Orthanc pushes
+    12 instances; the library browser lists them as they are indexed. Receive off (the
+    menu) closes the port; the preference is saved."""
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    from app.settings import PREFERENCES_FILE, load_preferences
+
+    window = make_window(library_dir, size=(1500, 950))
+    wiring = window.network
+    assert wiring.scp is None and not wiring.act_receive.isChecked()
+    port = free_port()
+    wiring.act_settings.trigger()
+    dialog = window.last_dialog
+    qt.waitExposed(dialog)
+    dialog.scp_enabled.setChecked(True)
+    type_into(dialog.port, str(port))
+    click(dialog.buttons.button(QDialogButtonBox.StandardButton.Ok))
+    assert dialog.isVisible() and "AE title" in dialog.problem.text()  # nobody allowed yet
+    type_into(dialog.allowed_aes, "ORTHANC, CT_SCANNER")
+    click(dialog.buttons.button(QDialogButtonBox.StandardButton.Ok))
+    qt.waitUntil(lambda: not dialog.isVisible(), timeout=5_000)
+    assert wiring.scp is not None and wiring.scp.port == port, wiring.scp_problem
+    assert listening(port) and wiring.act_receive.isChecked()
+    saved = load_preferences(library_dir / PREFERENCES_FILE)
+    assert saved.scp_enabled and saved.local_port == port
+    assert saved.scp_allowed_aes == ["ORTHANC", "CT_SCANNER"]
+    assert saved.scp_bind == "127.0.0.1", "loopback unless the user picks another interface"
+
+    small_pacs.register_modality("lucida", "LUCIDA", "127.0.0.1", port)
+    small_pacs.push("lucida", small_pacs.studies())
+    qt.waitUntil(lambda: bool(window.browser.visible_series_ids()), timeout=WAIT_MS)
+    series_id = window.browser.visible_series_ids()[0]
+    qt.waitUntil(lambda: len(window.library.series_sources(series_id)) == 12, timeout=WAIT_MS)
+    assert wiring.received == 12
+    assert all("network" in Path(s.path).parts for s in window.library.series_sources(series_id))
+
+    wiring.act_receive.setChecked(False)
+    assert wiring.scp is None and not listening(port)
+    assert not load_preferences(library_dir / PREFERENCES_FILE).scp_enabled
+
+
+def test_c_move_to_the_running_scp_dicomweb_and_a_stopped_pacs_in_the_transfer_list(
+        make_window: Any, qt: Any, library_dir: Path, small_pacs: Orthanc) -> None:
+    """The SCP starts with the window when the preferences say so; C-MOVE brings the study
+    to it; a DICOMweb node answers the same query; a stopped PACS is a failed transfer
+    whose error says why. The SCP stops when the window closes."""
+    from app.settings import PREFERENCES_FILE, load_preferences, save_preferences
+    from net.nodes import Node
+
+    port = free_port()
+    prefs = load_preferences(library_dir / PREFERENCES_FILE)
+    prefs.scp_enabled = True
+    prefs.local_port = port
+    prefs.scp_allowed_aes = [small_pacs.aet]
+    save_preferences(prefs, library_dir / PREFERENCES_FILE)
+    small_pacs.register_modality("lucida", "LUCIDA", "127.0.0.1", port)
+
+    window = make_window(library_dir, size=(1500, 950))
+    wiring = window.network
+    panel = wiring.panel
+    assert wiring.scp is not None and listening(port), wiring.scp_problem
+
+    panel.add_node(Node(name="PACS", ae_title=small_pacs.aet, host=small_pacs.host,
+                        port=small_pacs.dicom_port))
+    assert panel.search() is not None
+    qt.waitUntil(lambda: "Searching" not in panel.query_status.text(), timeout=30_000)
+    assert panel.results.model().rowCount() == 1, panel.query_status.text()
+    panel.results.selectRow(0)
+    panel.method.setCurrentIndex(panel.method.findData("move"))
+    click(panel.retrieve_button)
+    moved = panel.transfers.rows[-1]
+    qt.waitUntil(lambda: moved.finished, timeout=WAIT_MS)
+    assert moved.state == "done" and moved.done == 12, (moved.state, moved.error)
+    qt.waitUntil(lambda: bool(window.browser.visible_series_ids()), timeout=10_000)
+    series_id = window.browser.visible_series_ids()[0]
+    assert len(window.library.series_sources(series_id)) == 12
+
+    # The same PACS over DICOMweb (when Orthanc has the plugin): the same study is found.
+    if DICOMWEB_PLUGIN.exists():  # Debian's orthanc-dicomweb
+        assert "dicom-web" in small_pacs.rest("GET", "/plugins")
+        panel.add_node(Node(name="PACS web", dicomweb_url=small_pacs.dicomweb_url))
+        type_into(panel.form.patient_id, "LIDC-IDRI-0001")
+        assert panel.search() is not None
+        qt.waitUntil(lambda: "Searching" not in panel.query_status.text(), timeout=30_000)
+        assert panel.results.model().rowCount() == 1, panel.query_status.text()
+        assert panel.results.model().index(0, 1).data() == "LIDC-IDRI-0001"
+        assert panel.echo_selected() is not None
+        qt.waitUntil(lambda: "waiting" not in panel.echo_label.text(), timeout=30_000)
+        assert "OK" in panel.echo_label.text(), panel.echo_label.text()
+
+    # The PACS goes away: the next retrieve fails with a message in its row.
+    panel.reload_nodes(select="PACS")
+    panel.method.setCurrentIndex(panel.method.findData("get"))
+    panel.results.selectRow(0)
+    small_pacs.stop()
+    click(panel.retrieve_button)
+    failed = panel.transfers.rows[-1]
+    qt.waitUntil(lambda: failed.finished, timeout=WAIT_MS)
+    assert failed.state == "failed" and "PACS" in failed.error, (failed.state, failed.error)
+    screen_shot("e2e_5_failed_transfer")
+
+    window.close()
+    assert wiring.scp is None and not listening(port), "the SCP stops with the window"
