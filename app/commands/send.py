@@ -50,11 +50,16 @@ def _local_ae(args: argparse.Namespace) -> LocalAE:
     return LocalAE(ae_title=prefs.local_ae_title)
 
 
-def _files_under(path: Path) -> list[Path]:
+def _files_under(path: Path) -> tuple[list[Path], int]:
+    """A file as given; a folder's DICOM files (Part 10 preamble), and how many were not."""
+    from pydicom.misc import is_dicom
+
     if path.is_file():
-        return [path]
-    return sorted(p for p in path.rglob("*") if p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        return [path], 0
+    files = sorted(p for p in path.rglob("*") if p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    dicom = [p for p in files if p.name != "DICOMDIR" and is_dicom(p)]
+    return dicom, len(files) - len(dicom)
 
 
 def resolve_refs(library: Library, refs: list[str]) -> list[Source]:
@@ -66,7 +71,11 @@ def resolve_refs(library: Library, refs: list[str]) -> list[Source]:
     for ref in refs:
         path = Path(ref)
         if path.exists():
-            out.extend(_files_under(path))
+            files, skipped = _files_under(path)
+            if skipped:
+                print(f"{path}: skipped {skipped} file(s) that are not DICOM instances",
+                      file=sys.stderr)
+            out.extend(files)
             continue
         try:
             series = library.get_series(ref)

@@ -278,10 +278,12 @@ def test_cli_names_the_refused_instance_and_exits_1(
     fresh = pydicom.dcmread(lidc_files(lidc_0001)[8])  # new to this PACS
     fresh.SOPInstanceUID = fresh.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     fresh.save_as(folder / "fresh.dcm")
+    (folder / "readme.txt").write_text("a folder's other files are skipped, not failed")
     code = main(["send", "pacs", str(folder)])
     out = capsys.readouterr()
     assert code == 1
     assert "1/2 instances" in out.out
+    assert "skipped 1 file(s) that are not DICOM" in out.err
     assert "0xA700" in out.err and broken.SOPInstanceUID in out.err
     stored = _orthanc_instance(orthanc, fresh.SOPInstanceUID)
     assert orthanc.rest("GET", f"/instances/{stored}/metadata/RemoteAET") == b"READROOM1"
