@@ -22,6 +22,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+FIELD_LABELS = {"name": "Name", "ae_title": "AE title", "host": "Host", "port": "Port",
+                "dicomweb_url": "DICOMweb URL"}
 KINDS = (("dimse", "DIMSE (AE title, host, port)"), ("dicomweb", "DICOMweb (HTTP URL)"))
 
 
@@ -31,7 +33,7 @@ def validation_text(exc: Exception) -> str:
     if callable(errors):
         lines = []
         for error in errors():
-            where = ".".join(str(p) for p in error.get("loc", ()) if p != "__root__")
+            where = ", ".join(FIELD_LABELS.get(str(p), str(p)) for p in error.get("loc", ()))
             message = str(error.get("msg", "")).removeprefix("Value error, ")
             lines.append(f"{where}: {message}" if where else message)
         return "\n".join(lines)

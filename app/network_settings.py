@@ -118,8 +118,7 @@ class NetworkSettingsDialog(QDialog):
         row = QHBoxLayout(holder)
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(edit, 1)
-        browse = QPushButton("…", holder)
-        browse.setFixedWidth(32)
+        browse = QPushButton("Browse…", holder)
         browse.clicked.connect(lambda: self._browse(edit))
         row.addWidget(browse)
         return holder

@@ -365,3 +365,42 @@ def test_c_move_to_the_running_scp_dicomweb_and_a_stopped_pacs_in_the_transfer_l
 
     window.close()
     assert wiring.scp is None and not listening(port), "the SCP stops with the window"
+
+
+def test_a_cancelled_retrieve_keeps_what_arrived_and_the_next_one_completes_it(
+        make_window: Any, qt: Any, library_dir: Path, pacs: Orthanc) -> None:
+    """Cancel transfer (the button) stops the C-GET part way: the row says cancelled, the
+    instances that arrived stay in the library; Retrieve again completes the series with
+    no duplicates."""
+    from net.nodes import Node
+
+    window = make_window(library_dir, size=(1500, 950))
+    panel = window.network.panel
+    window.network.show_panel()
+    panel.add_node(Node(name="PACS", ae_title=pacs.aet, host=pacs.host, port=pacs.dicom_port))
+    type_into(panel.form.patient_id, "LIDC-IDRI-0001")
+    assert panel.search() is not None
+    qt.waitUntil(lambda: "Searching" not in panel.query_status.text(), timeout=30_000)
+    panel.results.selectRow(0)
+    click(panel.retrieve_button)
+    first = panel.transfers.rows[-1]
+    qt.waitUntil(lambda: first.done > 0 or first.finished, timeout=WAIT_MS)
+    panel.transfer_view.selectRow(len(panel.transfers.rows) - 1)
+    click(panel.cancel_button)
+    qt.waitUntil(lambda: first.finished, timeout=WAIT_MS)
+    assert first.state == "cancelled"
+    qt.waitUntil(lambda: bool(window.browser.visible_series_ids()), timeout=WAIT_MS)
+    series_id = window.browser.visible_series_ids()[0]
+    kept = len(window.library.series_sources(series_id))
+    assert 0 < kept < LIDC_INSTANCES, kept
+
+    panel.results.selectRow(0)
+    click(panel.retrieve_button)
+    second = panel.transfers.rows[-1]
+    qt.waitUntil(lambda: second.finished, timeout=WAIT_MS)
+    assert second.state == "done", (second.state, second.error)
+    sources = window.library.series_sources(series_id)
+    assert len(sources) == LIDC_INSTANCES
+    assert len({s.path for s in sources}) == LIDC_INSTANCES
+    filed = list((library_dir / "network").rglob("*.dcm"))
+    assert len(filed) == LIDC_INSTANCES, "each instance written once"
