@@ -339,6 +339,19 @@ def test_c_move_to_the_running_scp_dicomweb_and_a_stopped_pacs_in_the_transfer_l
     series_id = window.browser.visible_series_ids()[0]
     assert len(window.library.series_sources(series_id)) == 12
 
+    # Send the series selected in the library back to a PACS that no longer has it.
+    for study in small_pacs.studies():
+        small_pacs.rest("DELETE", f"/studies/{study}")
+    assert small_pacs.instances() == []
+    window.browser.select_series(series_id)
+    panel.send_what.setCurrentIndex(panel.send_what.findData("series"))
+    click(panel.send_button)
+    sent = panel.transfers.rows[-1]
+    assert sent.direction == "send" and sent.total == 12
+    qt.waitUntil(lambda: sent.finished, timeout=WAIT_MS)
+    assert sent.state == "done" and sent.done == 12, (sent.state, sent.error)
+    assert len(small_pacs.instances()) == 12
+
     # The same PACS over DICOMweb (when Orthanc has the plugin): the same study is found.
     if DICOMWEB_PLUGIN.exists():  # Debian's orthanc-dicomweb
         assert "dicom-web" in small_pacs.rest("GET", "/plugins")
