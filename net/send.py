@@ -13,6 +13,7 @@ in the order the instances were given.
 
 from __future__ import annotations
 
+import socket
 import ssl
 import time
 from collections.abc import Iterable, Sequence
@@ -88,8 +89,7 @@ def _read_header(index: int, source: Source) -> _Instance | InstanceOutcome:
             syntax = ImplicitVRLittleEndian if ds.is_implicit_VR else ExplicitVRLittleEndian
         return _Instance(index, source, str(ds.SOPClassUID), str(ds.SOPInstanceUID),
                          str(syntax))
-    except (OSError, AttributeError, ValueError, TypeError, pydicom.errors.InvalidDicomError
-            ) as exc:
+    except Exception as exc:  # pydicom fails in many ways on what is not DICOM: this file only
         return InstanceOutcome("", NOT_ATTEMPTED, False,
                                f"not sent: {source} is not a readable DICOM instance ({exc})",
                                _path(source))
@@ -158,10 +158,32 @@ def _make_ae(local: LocalAE, contexts: list[PresentationContext], timeout_s: flo
     return ae
 
 
-def _association_failure(node: Node, assoc: Association) -> str:
+def _unreachable(node: Node, timeout_s: float) -> str | None:
+    """Why nothing answers at the node's address, or None when something listens there.
+
+    pynetdicom only says "aborted" for a refused or silent connection; this says which.
+    """
+    try:
+        with socket.create_connection((node.host, node.port), timeout=timeout_s):
+            return None
+    except ConnectionRefusedError:
+        return (f"{node.name} ({node.describe()}) refused the connection: is the PACS "
+                "running, and are the host and port right?")
+    except TimeoutError:
+        return (f"{node.name} ({node.describe()}) did not accept a connection within "
+                f"{timeout_s:g} s: check the host, port and firewall")
+    except OSError as exc:
+        return f"cannot reach {node.name} ({node.describe()}): {exc.strerror or exc}"
+
+
+def _association_failure(node: Node, assoc: Association, waited_s: float,
+                         timeout_s: float) -> str:
     if assoc.is_rejected:
         return (f"{node.name} ({node.describe()}) rejected the association; check that "
                 f"it knows Lucida's AE title and the called AE title {node.ae_title!r}")
+    if waited_s >= 0.9 * timeout_s:
+        return (f"{node.name} ({node.describe()}) did not answer the association request "
+                f"within {timeout_s:g} s")
     return (f"no association with {node.name} ({node.describe()}): the connection failed "
             "or was aborted; is the node running, and are its host, port and AE title right?")
 
@@ -195,11 +217,18 @@ class _Sender:
                                                      f"not attempted: {why}", _path(inst.source)))
 
     def run_group(self, contexts: list[PresentationContext], group: list[_Instance]) -> None:
+        unreachable = _unreachable(self.node, self.timeout_s)
+        if unreachable is not None:
+            self.error = unreachable
+            self.skip_rest(group, unreachable)
+            return
         ae = _make_ae(self.local, contexts, self.timeout_s)
+        asked = time.monotonic()
         assoc = ae.associate(self.node.host, self.node.port, ae_title=self.node.ae_title,
                              tls_args=_tls_args(self.node, self.ssl_context))
         if not assoc.is_established:
-            self.error = _association_failure(self.node, assoc)
+            self.error = _association_failure(self.node, assoc, time.monotonic() - asked,
+                                              self.timeout_s)
             self.skip_rest(group, self.error)
             return
         try:
@@ -259,7 +288,8 @@ class _Sender:
         if status is None:
             return InstanceOutcome(inst.sop_instance, NO_RESPONSE, False,
                                    f"no response from {self.node.name} for {inst.sop_instance} "
-                                   f"({path}) within {self.timeout_s:g} s", path)
+                                   f"({path}): none within {self.timeout_s:g} s, or the "
+                                   "association was aborted", path)
         status = int(status)
         category = code_to_category(status)
         ok = category in ("Success", "Warning")

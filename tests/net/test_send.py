@@ -192,7 +192,9 @@ def test_an_unreachable_node_is_an_error_with_every_instance_not_attempted(
     paths = lidc_files(lidc_0001)[:3]
     report = send(node, LOCAL, paths, timeout_s=3)
     assert report.error is not None and "nobody" in report.error
+    assert "refused the connection" in report.error
     assert [o.status for o in report.instances] == [NOT_ATTEMPTED] * 3
+    assert all(report.error in o.message for o in report.instances)
     assert report.elapsed_s < 10
 
 
@@ -289,3 +291,20 @@ def test_cli_names_the_refused_instance_and_exits_1(
     assert orthanc.rest("GET", f"/instances/{stored}/metadata/RemoteAET") == b"READROOM1"
     assert main(["send", "nowhere", str(folder)]) == 2
     assert "no network node named 'nowhere'" in capsys.readouterr().err
+
+
+def test_a_peer_that_never_answers_times_out_with_a_clear_message(lidc_0001: Path) -> None:
+    import socket
+    import time
+
+    with socket.socket() as silent:  # accepts connections (the backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        node = Node(name="mute", ae_title="MUTE", host="127.0.0.1",
+                    port=silent.getsockname()[1])
+        started = time.monotonic()
+        report = send(node, LOCAL, lidc_files(lidc_0001)[:2], timeout_s=1)
+    assert time.monotonic() - started < 10
+    assert report.error == ("mute (MUTE@127.0.0.1:" + str(node.port) + ") did not answer the "
+                            "association request within 1 s")
+    assert [o.status for o in report.instances] == [NOT_ATTEMPTED] * 2
