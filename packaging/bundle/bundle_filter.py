@@ -41,7 +41,7 @@ _SONAME = re.compile(r"^(?P<stem>.+?)\.so(\..*)?$")
 # Files under these bundle folders are dropped (dest paths, posix, relative to _internal).
 EXCLUDED_DEST_PARTS: tuple[str, ...] = (
     "PySide6/Qt/qml/",
-    "PySide6/Qt/translations/qtwebengine",
+    "PySide6/Qt/translations/",  # Lucida speaks English only
     "PySide6/Qt/plugins/platforminputcontexts/libqtvirtualkeyboardplugin",
     "PySide6/Qt/plugins/platformthemes/libqgtk3",
     "PySide6/Qt/plugins/wayland-",
