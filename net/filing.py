@@ -19,15 +19,15 @@ import io
 import logging
 import queue
 import re
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pydicom import Dataset, dcmread
+from pydicom import Dataset
 from pydicom import uid as _uid
 from pydicom.filewriter import dcmwrite
-from pydicom.pixels.utils import get_expected_length
 
 from core.atomic import write_bytes
 from core.errors import LucidaError
@@ -98,24 +98,48 @@ def _valid_uid(value: str) -> bool:
     return 0 < len(value) <= 64 and bool(_UID.match(value))
 
 
-def _short_pixel_data(data: bytes, transfer_syntax: str) -> str:
+# Rows, Columns, Samples per Pixel, Bits Allocated, Number of Frames.
+_ROWS, _COLUMNS, _SAMPLES, _BITS, _FRAMES = 0x00280010, 0x00280011, 0x00280002, 0x00280100, \
+    0x00280008
+_PIXEL_TAGS = frozenset({_ROWS, _COLUMNS, _SAMPLES, _BITS, _FRAMES})
+
+
+def _short_pixel_data(data: bytes, meta: fastheader.FileMeta) -> str:
     """Why native pixel data is shorter than its header says ('' when it is not): a
-    sender may re-encode a cut file into a well-formed but short element."""
-    if transfer_syntax not in (str(_uid.ExplicitVRLittleEndian),
-                               str(_uid.ImplicitVRLittleEndian)):
+    sender may re-encode a cut file into a well-formed but short element. Read with
+    the fast header walker: this runs for every instance received."""
+    implicit = meta.transfer_syntax == fastheader.IMPLICIT_LE
+    if meta.transfer_syntax not in (str(_uid.ExplicitVRLittleEndian), fastheader.IMPLICIT_LE):
         return ""  # encapsulated frames are checked by the decoder when read
     try:
-        ds = dcmread(io.BytesIO(data), specific_tags=[
-            "Rows", "Columns", "BitsAllocated", "SamplesPerPixel", "NumberOfFrames",
-            "PhotometricInterpretation", "PixelData"])
-        if "PixelData" not in ds:
-            return ""
-        need = int(get_expected_length(ds, "bytes"))
-        have = len(ds.PixelData)
-    except Exception as exc:  # pydicom fails in many ways on bad data
-        return f"unreadable pixel description: {type(exc).__name__}: {exc}"[:300]
-    if have < need:
-        return f"truncated: pixel data has {have} bytes, its header needs {need}"
+        found = fastheader.walk(io.BytesIO(data), meta.dataset_start, end=len(data),
+                                implicit=implicit, wanted=_PIXEL_TAGS, head=meta.head)
+    except (fastheader.Declined, fastheader.HeaderProblem) as exc:
+        return f"unreadable header: {exc}"
+    head, values = found.pixel_head, found.values
+    if found.pixel_pos is None or len(head) < 8 or not {_ROWS, _COLUMNS, _BITS} <= set(values):
+        return ""
+    if implicit or not fastheader.is_vr(head[4:6]):
+        length = struct.unpack_from("<I", head, 4)[0]
+    elif head[4:6] in fastheader.LONG_VRS and len(head) >= 12:
+        length = struct.unpack_from("<I", head, 8)[0]
+    else:
+        length = struct.unpack_from("<H", head, 6)[0]
+    if length == 0xFFFFFFFF:
+        return ""
+
+    def us(tag: int, default: int) -> int:
+        raw = values.get(tag, b"")
+        return int(struct.unpack_from("<H", raw)[0]) if len(raw) >= 2 else default
+
+    try:
+        frames = max(1, int(values.get(_FRAMES, b"1").decode("ascii").strip() or 1))
+    except ValueError:
+        return "Number of Frames is not a number"
+    bits = us(_BITS, 0)
+    need = (us(_ROWS, 0) * us(_COLUMNS, 0) * us(_SAMPLES, 1) * frames * bits + 7) // 8
+    if length < need:
+        return f"truncated: pixel data has {length} bytes, its header needs {need}"
     return ""
 
 
@@ -145,7 +169,7 @@ class Filer:
     def __init__(self, library_folder: Path,
                  index: Callable[[Sequence[Path]], object] | None, *,
                  max_instance_mb: float = DEFAULT_MAX_INSTANCE_MB,
-                 batch_size: int = 32, batch_interval_s: float = 0.5) -> None:
+                 batch_size: int = 64, batch_interval_s: float = 1.0) -> None:
         self.library_folder = Path(library_folder)
         self.root = self.library_folder / NETWORK_FOLDER
         self.max_instance_bytes = int(max_instance_mb * 1e6)
@@ -250,7 +274,7 @@ class Filer:
         if not (_valid_uid(header.study_uid) and _valid_uid(header.series_uid)):
             return InstanceOutcome(uid, CANNOT_UNDERSTAND, False,
                                    "the study or series UID is missing or not a valid UID")
-        short = _short_pixel_data(data, meta.transfer_syntax)
+        short = _short_pixel_data(data, meta)
         if short:
             return InstanceOutcome(uid, CANNOT_UNDERSTAND, False, f"refused: {short}")
         target = self.path_for(header.study_uid, header.series_uid, uid)

@@ -99,6 +99,11 @@ def test_hostile_instances_are_refused_and_nothing_is_written(library_dir: Path,
     big = small.file(_ct())
     assert not big.ok and big.status == OUT_OF_RESOURCES and "over the limit" in big.message
 
+    short = _ct()
+    short.PixelData = short.PixelData[:-100]  # well-formed, but less than 128 x 128 x 2
+    cut = filer.file(short)
+    assert not cut.ok and "pixel data has 32668 bytes, its header needs 32768" in cut.message
+
     garbage = filer.file_bytes(b"\0" * 128 + b"DICM" + b"\xff" * 64)
     assert not garbage.ok
     filer.flush()
