@@ -212,12 +212,18 @@ def web_retrieve(node: Node, study_uids: Sequence[str], filer: Filer,
     started = time.perf_counter()
     web = client(node, timeout_s)
     plan: list[tuple[str, str, list[str]]] = []
+    unknown: list[str] = []
     with _http(node, "listing the studies to retrieve", timeout_s):
         for study in study_uids:
-            for series_item in web.search_for_series(study, fields=["SeriesInstanceUID"]):
+            series_items = web.search_for_series(study, fields=["SeriesInstanceUID"])
+            if not series_items:
+                unknown.append(study)
+            for series_item in series_items:
                 series = _uid(series_item, "SeriesInstanceUID")
                 found = web.search_for_instances(study, series, fields=["SOPInstanceUID"])
                 plan.append((study, series, [_uid(i, "SOPInstanceUID") for i in found]))
+    if unknown and not plan:
+        raise NetworkError(f"{_where(node)} has no study {', '.join(unknown)}")
     total = sum(len(sops) for _, _, sops in plan)
     outcomes: dict[str, InstanceOutcome] = {}
 
@@ -266,6 +272,8 @@ def web_retrieve(node: Node, study_uids: Sequence[str], filer: Filer,
     # In listed order, then anything the server sent that its listing did not name.
     report.instances = [outcomes[uid] for uid in listed] + [
         o for uid, o in outcomes.items() if uid not in listed_set]
+    if unknown and report.error is None:
+        report.error = f"{_where(node)} has no study {', '.join(unknown)}"
     if filer.index_errors and report.error is None:
         report.error = filer.index_errors[-1]
     report.elapsed_s = time.perf_counter() - started

@@ -250,3 +250,9 @@ def test_a_stopped_web_pacs_mid_retrieve_keeps_what_arrived(
         o.status == NOT_ATTEMPTED and "not received" in o.message) and not (
         o.status == CANNOT_UNDERSTAND and "truncated" in o.message and o.path is None)] == []
     assert all(o.path is not None and o.path.exists() for o in arrived)
+
+
+def test_retrieving_a_study_the_pacs_does_not_have_says_so(
+        stored_lidc: Orthanc, tmp_path: Path) -> None:
+    with pytest.raises(NetworkError, match=r"has no study 1\.2\.3\.4"):
+        web_retrieve(_web(stored_lidc), ["1.2.3.4"], Filer(tmp_path, None))
