@@ -256,3 +256,18 @@ def test_retrieving_a_study_the_pacs_does_not_have_says_so(
         stored_lidc: Orthanc, tmp_path: Path) -> None:
     with pytest.raises(NetworkError, match=r"has no study 1\.2\.3\.4"):
         web_retrieve(_web(stored_lidc), ["1.2.3.4"], Filer(tmp_path, None))
+
+
+def test_lucida_send_to_a_dicomweb_node_uses_stow_rs(
+        web_pacs: Orthanc, library_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from app.cli import main
+    from net.nodes import add_node
+
+    us = Path(get_testdata_file("US1_UNCR.dcm"))
+    with Library.open(library_dir) as lib:
+        add_node(lib, _web(web_pacs, "webpacs"))
+    assert main(["send", "webpacs", str(us)]) == 0, capsys.readouterr().err
+    assert "send webpacs: 1/1 instances" in capsys.readouterr().out
+    uid = pydicom.dcmread(us, stop_before_pixels=True).SOPInstanceUID
+    found = web_pacs.rest("POST", "/tools/lookup", uid.encode())
+    assert [f["Type"] for f in found] == ["Instance"]
