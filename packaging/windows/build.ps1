@@ -41,8 +41,8 @@ Copy-Item "packaging\linux\README.txt" "$Dist\README.txt"
 # 3. The installer, versioned from build_info.json (one source of truth with --version).
 $Info = Get-Content -Raw "$Dist\_internal\build_info.json" | ConvertFrom-Json
 $Numeric = [regex]::Match($Info.version, '^\d+(\.\d+){0,3}').Value
-$Iscc = (Get-Command iscc.exe -ErrorAction SilentlyContinue).Source
-if (-not $Iscc) { $Iscc = Join-Path ${env:ProgramFiles(x86)} "Inno Setup 6\ISCC.exe" }
+$IsccOnPath = Get-Command iscc.exe -ErrorAction SilentlyContinue  # strict mode: no .Source of $null
+$Iscc = if ($IsccOnPath) { $IsccOnPath.Source } else { Join-Path ${env:ProgramFiles(x86)} "Inno Setup 6\ISCC.exe" }
 Invoke-Native $Iscc @("/Q", "/DAppVersion=$($Info.version)", "/DNumericVersion=$Numeric",
     "/DBuildId=$($Info.build_id)", "/DSourceDir=$Dist", "/DOutputDir=$Repo\dist",
     "/DIconFile=$Repo\build\icons\lucida.ico",
