@@ -6,7 +6,7 @@ import html
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
@@ -158,17 +158,28 @@ class AboutDialog(QDialog):
                                                   if not info.frozen else "unknown"),
         }
         documents = shipped_documents() if info.frozen else {}
+        links: dict[str, str] = {}  # row -> file URL, for the documents that are there
         for name, path in documents.items():
             self.rows[name] = str(path) if path.is_file() else f"{path} (missing)"
+            if path.is_file():
+                links[name] = QUrl.fromLocalFile(str(path)).toString()
         if not documents:
             self.rows["SBOM"] = "shipped with installed copies (make package)"
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         for name, value in self.rows.items():
-            label = QLabel(value, self)
+            label = QLabel(self)
             label.setObjectName(f"about{name.split()[0]}")
             label.setWordWrap(True)
-            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            if name in links:  # opens in the system's viewer for .txt / .json
+                label.setTextFormat(Qt.TextFormat.RichText)
+                label.setText(f'<a href="{html.escape(links[name])}">{html.escape(value)}</a>')
+                label.setOpenExternalLinks(True)
+                label.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
+            else:
+                label.setTextFormat(Qt.TextFormat.PlainText)
+                label.setText(value)
+                label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             form.addRow(f"{name}:", label)
         layout.addLayout(form)
         if runtime:

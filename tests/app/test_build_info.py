@@ -206,6 +206,15 @@ def test_about_box_of_a_packaged_build(qt: Any, tmp_path: Path,
     assert rows["Third-party notices"] == f"{bundle.parent / 'THIRD-PARTY-NOTICES.txt'} (missing)"
     assert "not for diagnostic use" in dialog.notice.text().lower()
     assert "Build: 20261205.7-abc1234" in dialog.text().splitlines()
+    # The SBOM that is there is a link to the file; the missing notices are plain text.
+    from PySide6.QtCore import QUrl
+    from PySide6.QtWidgets import QLabel
+
+    sbom = next(lb for lb in dialog.findChildren(QLabel) if lb.objectName() == "aboutSBOM")
+    href = QUrl.fromLocalFile(str(bundle.parent / "lucida.cdx.json")).toString()
+    assert f'href="{href}"' in sbom.text() and sbom.openExternalLinks()
+    third = next(lb for lb in dialog.findChildren(QLabel) if lb.objectName() == "aboutThird-party")
+    assert "href" not in third.text() and third.text().endswith("(missing)")
     _check_layout(dialog, "about-packaged.png")
 
 
