@@ -326,12 +326,16 @@ def _stow_outcomes(node: Node, answer: Dataset, batch: list[tuple[str, Path]]
 
 
 def _json_answer(response: requests.Response | None) -> Dataset | None:
+    """The STOW-RS answer in an error response, when it is one (not a server's error page)."""
     if response is None or not response.content:
         return None
     try:
-        return Dataset.from_json(response.json())
-    except ValueError:
+        answer = Dataset.from_json(response.json())
+    except Exception:  # not DICOM JSON: the HTTP status is all there is
         return None
+    if "ReferencedSOPSequence" in answer or "FailedSOPSequence" in answer:
+        return answer
+    return None
 
 
 def _store(web: DICOMwebClient, node: Node, datasets: list[Dataset], timeout_s: float

@@ -271,3 +271,21 @@ def test_lucida_send_to_a_dicomweb_node_uses_stow_rs(
     uid = pydicom.dcmread(us, stop_before_pixels=True).SOPInstanceUID
     found = web_pacs.rest("POST", "/tools/lookup", uid.encode())
     assert [f["Type"] for f in found] == ["Instance"]
+
+
+def test_a_stow_rs_refused_by_http_fails_that_request_and_leaves_the_rest_not_attempted(
+        web_pacs: Orthanc, lidc_0001: Path) -> None:
+    from net.send import NO_RESPONSE
+    from net.web import STOW_BATCH
+
+    wrong = Node(name="wrongroot",
+                 dicomweb_url=f"http://pacs:pw@127.0.0.1:{web_pacs.http_port}/not-dicom-web")
+    paths = lidc_files(lidc_0001)[:STOW_BATCH + 4]
+    report = web_send(wrong, paths)
+    assert len(report.instances) == len(paths) and not any(o.ok for o in report.instances)
+    assert report.error is not None and "HTTP 404" in report.error and "pw" not in report.error
+    first = report.instances[:STOW_BATCH]  # the request that was refused
+    assert all(o.status == NO_RESPONSE and "HTTP 404" in o.message and o.sop_instance_uid
+               for o in first)
+    assert all(o.status == NOT_ATTEMPTED and o.path == p
+               for o, p in zip(report.instances[STOW_BATCH:], paths[STOW_BATCH:], strict=True))
