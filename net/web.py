@@ -122,7 +122,7 @@ def _http(node: Node, doing: str, timeout_s: float) -> Iterator[None]:
     except requests.RequestException as exc:
         raise NetworkError(f"{_where(node)}: HTTP failure while {doing} "
                            f"({type(exc).__name__})") from None
-    except (ValueError, KeyError, TypeError) as exc:  # a response dicomweb-client can't parse
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not DICOM JSON
         raise NetworkError(f"{_where(node)} sent an answer that is not DICOMweb while "
                            f"{doing} ({type(exc).__name__})") from None
 
@@ -179,7 +179,7 @@ def web_search(node: Node, level: Level, keys: QueryKeys, *, timeout_s: float = 
         wanted = list(dict.fromkeys(_RETURN_KEYS["STUDY"] + _RETURN_KEYS["PATIENT"]))
         studies = web.search_for_studies(fields=wanted, search_filters=filters,
                                          limit=max_results)
-    rows = [_values(item, _RETURN_KEYS[level]) for item in studies]
+        rows = [_values(item, _RETURN_KEYS[level]) for item in studies]
     if level == "STUDY":
         return rows[:max_results]
     patients: dict[tuple[str, str], dict[str, str]] = {}
