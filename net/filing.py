@@ -300,25 +300,32 @@ class Filer:
             due = (len(self._pending) >= self._batch_size
                    or time.monotonic() - self._last_sent >= self._interval)
             batch = self._take() if due else None
+        self._ensure_worker()  # it also indexes a partial batch once arrivals go quiet
         if batch:
-            self._submit(batch)
+            self._jobs.put(batch)
 
     def _take(self) -> list[Path]:
         batch, self._pending = self._pending, []
         self._last_sent = time.monotonic()
         return batch
 
-    def _submit(self, job: list[Path] | threading.Event) -> None:
+    def _ensure_worker(self) -> None:
         with self._lock:
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._run, name="lucida-filer-index",
                                                 daemon=True)
                 self._worker.start()
-        self._jobs.put(job)
 
     def _run(self) -> None:
         while True:
-            job = self._jobs.get()
+            try:
+                job = self._jobs.get(timeout=self._interval)
+            except queue.Empty:
+                with self._lock:
+                    quiet = time.monotonic() - self._last_sent >= self._interval
+                    job = self._take() if self._pending and quiet else []
+                if not job:
+                    continue
             if job is None:
                 return
             if isinstance(job, threading.Event):
@@ -337,12 +344,13 @@ class Filer:
             return
         with self._lock:
             batch = self._take()
+            if self._worker is None and not batch:
+                return
+        self._ensure_worker()
         if batch:
-            self._submit(batch)
-        if self._worker is None:
-            return
+            self._jobs.put(batch)
         done = threading.Event()
-        self._submit(done)
+        self._jobs.put(done)
         done.wait(timeout_s)
 
     def close(self) -> None:

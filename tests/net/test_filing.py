@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 from pathlib import Path
 
 import pydicom
@@ -127,8 +128,20 @@ def test_indexing_runs_in_batches_while_instances_arrive(library_dir: Path) -> N
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         assert filer.file(ds).ok
     filer.flush()
-    filer.close()
     assert batches == [2, 2, 1]
+    filer.close()
+
+
+def test_a_partial_batch_is_indexed_once_arrivals_go_quiet(library_dir: Path) -> None:
+    Library.open(library_dir).close()
+    indexed = threading.Event()
+    filer = Filer(library_dir, lambda paths: indexed.set(), batch_size=100,
+                  batch_interval_s=0.2)
+    try:
+        assert filer.file(_ct()).ok  # one instance of a batch of 100
+        assert indexed.wait(5)  # indexed without a flush: the quiet interval passed
+    finally:
+        filer.close()
 
 
 def test_encode_dataset_roundtrips() -> None:
