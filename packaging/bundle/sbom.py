@@ -92,8 +92,12 @@ def owned_files(dists: Iterable[metadata.Distribution]) -> set[Path]:
 
 
 def environment_bom(python: str, pyproject: Path) -> Bom:
-    """``cyclonedx-py environment`` over the interpreter's environment, parsed."""
-    tool = Path(python).with_name("cyclonedx-py")
+    """``cyclonedx-py environment`` over the interpreter's environment, parsed.
+
+    The tool is the one installed beside the interpreter running this script (the build
+    venv's ``package`` extra); ``python`` is the environment it describes.
+    """
+    tool = Path(sys.executable).with_name("cyclonedx-py")
     cmd = [str(tool), "environment", "--sv", SCHEMA.to_version(), "--of", "JSON",
            "--gather-license-texts", "--output-reproducible", "--pyproject", str(pyproject),
            "-o", "-", python]

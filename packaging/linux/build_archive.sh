@@ -20,5 +20,5 @@ cp -al "$BUNDLE" "$STAGE/$NAME/lucida-app" 2>/dev/null || cp -a "$BUNDLE" "$STAG
 install -m 755 packaging/linux/lucida-launcher.sh "$STAGE/$NAME/lucida"
 install -m 644 packaging/linux/README.txt "$STAGE/$NAME/README.txt"
 mkdir -p "$OUT"
-tar -C "$STAGE" --owner=0 --group=0 --numeric-owner -cf - "$NAME" | xz -T2 -6 > "$ARCHIVE"
+tar -C "$STAGE" --owner=0 --group=0 --numeric-owner -cf - "$NAME" | xz -T2 "-${XZ_LEVEL:-6}" > "$ARCHIVE"
 echo "archive: $ARCHIVE, $(du -h "$ARCHIVE" | cut -f1), built in $(( $(date +%s) - start )) s"

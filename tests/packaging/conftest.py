@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-_NODULES = Path(__file__).resolve().parents[2] / "packaging" / "nodules"
-if str(_NODULES) not in sys.path:
-    sys.path.insert(0, str(_NODULES))
+_PACKAGING = Path(__file__).resolve().parents[2] / "packaging"
+for _folder in (_PACKAGING / "nodules", _PACKAGING / "bundle"):
+    if str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
