@@ -12,7 +12,10 @@ PKGS=(python3-venv xvfb xauth libglib2.0-0 libgl1 libegl1 libglx-mesa0 libgl1-me
       libxcb-xkb1 fonts-dejavu-core dicom3tools pixelmed-apps
       # orthanc (+ its DICOMweb plugin): the real PACS the net/ tests talk to;
       # dcmtk: getscu, the reference in bench/retrieve.py.
-      orthanc orthanc-dicomweb dcmtk)
+      orthanc orthanc-dicomweb dcmtk
+      # make package-test: strace (offline check), binutils (objdump: the .deb's Depends),
+      # xz-utils (portable archive), desktop-file-utils (desktop entry validation).
+      strace binutils xz-utils desktop-file-utils)
 missing=()
 for p in "${PKGS[@]}"; do
   # Ubuntu 24.04 renamed some libraries with a t64 suffix (64-bit time_t); either will do.
