@@ -439,6 +439,10 @@ class NetworkPanel(QWidget):
         self.transfers.changed(transfer)
         return True
 
+    def set_identity_visible(self, visible: bool) -> None:
+        """Patient names and IDs in the results follow View ▸ Show identifying text."""
+        self.results.set_identity_visible(visible)
+
     def running(self) -> bool:
         return any(job.running for job in self.jobs)
 

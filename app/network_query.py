@@ -152,12 +152,33 @@ class ResultsTable(QTableView):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
 
+    identity_visible = True
+
+    def set_identity_visible(self, visible: bool) -> None:
+        """Hide patient names and IDs (rows become "Patient 1", ...), as the library does."""
+        self.identity_visible = bool(visible)
+        rows = [index.row() for index in self.selectionModel().selectedRows()]
+        self.set_records(self.records())
+        for row in rows:
+            self.selectionModel().select(
+                self.results.index(row, 0), self.selectionModel().SelectionFlag.Select
+                | self.selectionModel().SelectionFlag.Rows)
+
+    def records(self) -> list[dict[str, Any]]:
+        return [self.results.item(row, 0).data(RECORD_ROLE)
+                for row in range(self.results.rowCount())]
+
+    def _text(self, record: dict[str, Any], column: str, number: int) -> str:
+        if not self.identity_visible and column in ("Patient", "Patient ID"):
+            return f"Patient {number}" if column == "Patient" else ""
+        return field_text(record, column)
+
     def set_records(self, records: list[dict[str, Any]]) -> None:
         self.results.removeRows(0, self.results.rowCount())
-        for record in records:
+        for number, record in enumerate(records, start=1):
             items = []
             for column in RESULT_COLUMNS:
-                item = QStandardItem(field_text(record, column))
+                item = QStandardItem(self._text(record, column, number))
                 item.setToolTip(item.text())
                 if column in ("Series", "Instances"):
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight
