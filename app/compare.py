@@ -73,9 +73,6 @@ class ComparisonController(QObject):
 
     def __init__(self, window: Any, primary: Any) -> None:
         super().__init__(window)
-        from viewer import ViewerPanel
-        from viewer.link import PaneLink
-
         self.window = window
         self.primary = primary
         self.series_id: Any = None
@@ -139,15 +136,17 @@ class ComparisonController(QObject):
         status.addWidget(self.progress)
         status.addWidget(self.cancel_button)
         column.addLayout(status)
-        self.panel: Any = ViewerPanel(self.pane)
-        self.panel.setObjectName("compareViewer")
-        column.addWidget(self.panel, 1)
+        self._column = column
+        # The second ViewerPanel and its link are made when a comparison first opens
+        # (``panel``, ``link``): three more VTK views cost ~0.25 s of every start-up.
+        self._panel: Any = None
+        self._link: Any = None
+        self._identity_visible = True
         self.splitter.addWidget(self.pane)
         for index in (0, 1):  # a resized window keeps the halves even
             self.splitter.setStretchFactor(index, 1)
         self.pane.hide()
 
-        self.link = PaneLink(primary, self.panel, self)
         self._set_link_text(WAITING)
         self.act_compare = QAction("Compare with selected series", window)
         self.act_compare.setToolTip("Show the series selected in the library beside the "
@@ -164,12 +163,47 @@ class ComparisonController(QObject):
         primary.layout_changed.connect(self._follow_layout)
         self._update_actions()
 
+    # ------------------------------------------------------------------ second pane
+    @property
+    def panel(self) -> Any:
+        """The second pane's :class:`viewer.ViewerPanel`, made on first use."""
+        if self._panel is None:
+            from viewer import ViewerPanel
+
+            panel = ViewerPanel(self.pane)
+            panel.setObjectName("compareViewer")
+            self._column.addWidget(panel, 1)
+            crosshair = getattr(self.window, "act_crosshair", None)
+            if crosshair is not None:
+                panel.set_crosshair_visible(crosshair.isChecked())
+            panel.set_identity_visible(self._identity_visible)
+            self._panel = panel
+        return self._panel
+
+    @property
+    def link(self) -> Any:
+        """The :class:`viewer.link.PaneLink` of the two panes, made on first use."""
+        if self._link is None:
+            from viewer.link import PaneLink
+
+            self._link = PaneLink(self.primary, self.panel, self)
+        return self._link
+
+    def set_identity_visible(self, visible: bool) -> None:
+        self._identity_visible = bool(visible)
+        if self._panel is not None:
+            self._panel.set_identity_visible(self._identity_visible)
+
+    def _set_crosshair_visible(self, visible: bool) -> None:
+        if self._panel is not None:
+            self._panel.set_crosshair_visible(visible)
+
     # ------------------------------------------------------------------ menu
     def menu(self, parent: QWidget) -> QMenu:
         """View ▸ Compare (built with the window's menus, after its actions)."""
         crosshair = getattr(self.window, "act_crosshair", None)
         if crosshair is not None:  # the crosshair toggle applies to both panes
-            crosshair.toggled.connect(self.panel.set_crosshair_visible)
+            crosshair.toggled.connect(self._set_crosshair_visible)
         menu = QMenu("Compare", parent)
         menu.addActions([self.act_compare, self.act_register, self.act_unlink, self.act_close])
         return menu
@@ -359,7 +393,8 @@ class ComparisonController(QObject):
         self.link_label.setToolTip(text)
         colour = "#7fd08a" if text.startswith("Linked") else "#e0b060"
         self.link_label.setStyleSheet(f"color: {colour}; font-weight: bold;")
-        self.link_button.setText("Unlink" if self.link.linked else "Link")
+        linked = self._link is not None and self._link.linked
+        self.link_button.setText("Unlink" if linked else "Link")
         three_d = not isinstance(self.volume, ProjectionImage)
         self.link_button.setEnabled(three_d)
         self.register_button.setEnabled(three_d)
@@ -470,20 +505,24 @@ class ComparisonController(QObject):
     def close(self) -> None:
         """Close the comparison: cancel its jobs, empty and hide the pane."""
         self._cancel_jobs()
-        self.link.unlink()
+        if self._link is not None:
+            self._link.unlink()
         self.series_id = None
         self.volume = None
         self.result = None
         self._shown_array = None
-        self.panel.clear()
+        if self._panel is not None:
+            self._panel.clear()
         self.pane.hide()
         self._update_actions()
         self.closed.emit()
 
     def shutdown(self) -> None:
         self._cancel_jobs()
-        self.link.unlink(notify=False)
-        self.panel.shutdown()
+        if self._link is not None:
+            self._link.unlink(notify=False)
+        if self._panel is not None:
+            self._panel.shutdown()
 
 
 def registered_text(result: RigidResult) -> str:

@@ -91,7 +91,8 @@ def run_gui(args: argparse.Namespace) -> int:
         from PySide6.QtWidgets import QMessageBox
 
         print(f"error: {exc}", file=sys.stderr)
-        QMessageBox.critical(None, "Lucida cannot start", str(exc))
+        if not first_frame:  # a measuring run must end, not wait on a dialog
+            QMessageBox.critical(None, "Lucida cannot start", str(exc))
         return 2
     probe = None
     if first_frame:

@@ -57,7 +57,7 @@ from app.dialogs import (
     WarningsDialog,
 )
 from app.library_browser import LibraryBrowser
-from app.load_worker import demo_job, import_job, load_series_job
+from app.load_worker import demo_job, import_job, load_series_job, warm_loader
 from app.measurements_panel import MeasurementsPanel
 from app.review_canvas import BRUSH_TOOLS
 from app.review_wiring import ReviewWiring
@@ -127,6 +127,9 @@ class MainWindow(QMainWindow, ReviewWiring):
                  state_path: Path | None = None, *, library: Any = None,
                  open_demo: bool | None = None, interactive: bool = True) -> None:
         super().__init__()
+        # The series reader's imports load in the background while the window is built:
+        # the first series (the demo at first launch) shows sooner.
+        warm_loader()
         from store import Library
 
         self.setObjectName("lucidaMainWindow")
@@ -1078,9 +1081,10 @@ class MainWindow(QMainWindow, ReviewWiring):
     def set_identity_visible(self, visible: bool) -> None:
         visible = bool(visible)
         self.viewer.set_identity_visible(visible)
-        self.compare.panel.set_identity_visible(visible)
+        self.compare.set_identity_visible(visible)  # its panel may not exist yet
         self.browser.set_identity_visible(visible)
         self.tags.set_identity_visible(visible)
+        self.network.panel.set_identity_visible(visible)
         if self.act_identity.isChecked() != visible:
             self.act_identity.blockSignals(True)
             self.act_identity.setChecked(visible)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
-from scipy.spatial import ConvexHull, QhullError
 
 from core.volume import FloatArray
+
+# scipy is imported where it is used: opening a series imports this module (review),
+# and scipy.spatial + ndimage cost ~0.3 s of start-up before the first frame.
 
 
 def voxel_volume_mm3(affine: FloatArray) -> float:
@@ -24,6 +25,8 @@ def longest_diameter_mm(points_kji: npt.NDArray[np.int64], affine: FloatArray) -
         return 0.0
     pts = points_kji.astype(np.float64) @ np.asarray(affine, dtype=np.float64)[:3, :3].T
     if len(pts) > 4:
+        from scipy.spatial import ConvexHull, QhullError
+
         try:
             pts = pts[ConvexHull(pts).vertices]
         except QhullError:
@@ -45,6 +48,8 @@ def mask_diameter_mm(mask: npt.NDArray[np.bool_], offset: tuple[int, int, int] |
     voxels only: a voxel whose six face neighbours are all inside lies midway between two
     of them, so it is never a vertex of the hull and never an end of the diameter. The
     result is the same; a 1.5 M-voxel brain mask gives qhull ~10 x fewer points."""
+    from scipy import ndimage
+
     interior = ndimage.binary_erosion(mask, border_value=0)
     surface = np.argwhere(mask & ~interior).astype(np.int64)
     return longest_diameter_mm(surface + np.asarray(offset, dtype=np.int64), affine)

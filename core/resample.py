@@ -12,7 +12,6 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from core.volume import FloatArray
 
@@ -34,6 +33,8 @@ def resample_array(
     matrix = np.linalg.inv(source_affine) @ target_affine
     order = 0 if interpolation == "nearest" else 1
     work = array_kji if order == 0 else array_kji.astype(np.float32, copy=False)
+    from scipy import ndimage  # here, not at import: start-up does not resample
+
     out = ndimage.affine_transform(
         work,
         matrix[:3, :3],

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-from scipy import ndimage
 
 from core.errors import LucidaError
 from core.volume import Finding
@@ -333,6 +332,8 @@ def interpolate_mask(mask: SparseMask, reference: SparseMask | None,
                           "them")
     out = full.copy()
     far = float(sum(shape))
+
+    from scipy import ndimage  # here, not at import: opening a series imports this module
 
     def signed(sl: np.ndarray) -> np.ndarray:
         if not sl.any():
