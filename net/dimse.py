@@ -181,9 +181,19 @@ def _associate(ae: AE, node: Node, local: LocalAE, timeout_s: float, *,
             assoc.release()
 
 
-def _check_done(node: Node, what: str, status: Dataset | None) -> int:
-    """The status code of a final response; NetworkError when none came."""
+def _check_done(node: Node, what: str, status: Dataset | None,
+                assoc: Association | None = None) -> int:
+    """The status code of a response; NetworkError when none came."""
     if status is None or "Status" not in status:
+        deadline = time.monotonic() + 1.0  # pynetdicom marks the abort just after this
+        while assoc is not None and assoc.is_established and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if assoc is not None and assoc.is_aborted:
+            caller = assoc.requestor.ae_title
+            raise NetworkError(
+                f"{_where(node)} ended the association during {what}: it stopped, the "
+                f"connection was lost, it did not answer in time, or it refuses this "
+                f"request from Lucida's AE title {caller!r} (check the PACS's configuration)")
         raise NetworkError(f"{_where(node)} stopped answering during {what} (connection "
                            "lost or timed out)")
     return int(status.Status)
@@ -200,7 +210,7 @@ def echo(node: Node, local: LocalAE, timeout_s: float = 10,
     started = time.perf_counter()
     with _associate(ae, node, local, timeout_s, ssl_context=ssl_context) as assoc:
         status = assoc.send_c_echo()
-        code = _check_done(node, "C-ECHO", status)
+        code = _check_done(node, "C-ECHO", status, assoc)
         if code != 0:
             raise NetworkError(f"{_where(node)} answered C-ECHO with status 0x{code:04X}")
     return time.perf_counter() - started
@@ -221,7 +231,7 @@ def find(node: Node, local: LocalAE, level: Level, keys: QueryKeys, *,
     with _associate(ae, node, local, timeout_s, ssl_context=ssl_context) as assoc:
         responses = assoc.send_c_find(identifier, model, msg_id=1)
         for status, match in responses:
-            code = _check_done(node, "C-FIND", status)
+            code = _check_done(node, "C-FIND", status, assoc)
             if code in (0xFF00, 0xFF01) and match is not None:
                 out.append({kw: _as_text(match.get(kw)) for kw in _RETURN_KEYS[level]
                             if kw in match})
@@ -323,13 +333,26 @@ def _level_study(uid: str) -> Dataset:
     return ds
 
 
+#: What a retrieve's failure statuses mean for the user (PS3.4 C.4.2.1.5, C.4.3.1.4).
+_RETRIEVE_FAILURES = {
+    0xA701: "out of resources: it could not count the matches",
+    0xA702: "out of resources: it could not start the transfers",
+    0xA801: "it does not know the destination: register Lucida's AE title, host and port "
+            "on the PACS",
+    0xA900: "the request does not match the query model",
+    0xC000: "it could not process the request",
+}
+
+
 def _final(node: Node, what: str, code: int, report: TransferReport) -> None:
     if code == 0xFE00:
         report.cancelled = True
     elif code == 0xB000:
         report.error = f"{_where(node)} could not send some instances ({what} warning B000)"
     elif code != 0x0000:
-        raise NetworkError(f"{_where(node)} answered {what} with status 0x{code:04X}")
+        meaning = _RETRIEVE_FAILURES.get(code) or _RETRIEVE_FAILURES.get(code & 0xFF00, "")
+        raise NetworkError(f"{_where(node)} answered {what} with status 0x{code:04X}"
+                           + (f": {meaning}" if meaning else ""))
 
 
 def _responses(node: Node, what: str, responses: Iterator[tuple[Dataset, Dataset | None]],
@@ -337,7 +360,7 @@ def _responses(node: Node, what: str, responses: Iterator[tuple[Dataset, Dataset
                report: TransferReport) -> None:
     cancelled = False
     for status, _ in responses:
-        code = _check_done(node, what, status)
+        code = _check_done(node, what, status, assoc)
         if code in (0xFF00, 0xFF01):
             prog.counts(status)
             prog.report()

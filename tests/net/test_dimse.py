@@ -152,3 +152,21 @@ def test_cancel_then_resume_without_duplicates(orthanc_lidc: Orthanc, lidc_0001:
     skipped = [o for o in second.instances if o.message == "already in the library"]
     assert len(skipped) == kept
     assert_complete_copy(library_dir, lidc_0001)
+
+
+@pytest.mark.shared
+def test_c_move_to_a_destination_the_pacs_does_not_know(orthanc_lidc: Orthanc,
+                                                        library_dir: Path) -> None:
+    from net.errors import NetworkError
+
+    stranger = LocalAE(ae_title="STRANGER", port=orthanc_lidc.lucida_port)
+    filer = fresh_filer(library_dir)
+    try:
+        with pytest.raises(NetworkError, match=r"'orthanc'.*(does not know the destination"
+                                               r"|refuses this request from Lucida's AE "
+                                               r"title 'STRANGER')"):
+            retrieve(node_of(orthanc_lidc), stranger, [STUDY_UID], filer, method="move",
+                     timeout_s=10)
+    finally:
+        filer.close()
+    assert not (library_dir / NETWORK_FOLDER).exists()
