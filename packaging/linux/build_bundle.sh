@@ -10,9 +10,11 @@ start=$(date +%s)
 rm -rf "$DIST" build/pyinstaller
 "$PY" -m PyInstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller \
   packaging/lucida.spec
-# VTK's wheels carry full symbol tables (about 40 % of their size): strip them here.
-# Only this folder: stripping numpy's or scipy's bundled OpenBLAS breaks it.
-find "$DIST/_internal/vtkmodules" -name '*.so*' -type f -exec strip --strip-unneeded {} +
+# VTK's wheels and this CPython build carry full symbol tables (VTK 313 -> 235 MB,
+# libpython 23 -> 6 MB): strip those only. Stripping numpy's or scipy's bundled OpenBLAS
+# breaks it; Qt, onnxruntime and SimpleITK ship stripped already.
+find "$DIST/_internal/vtkmodules" "$DIST/_internal"/python3.*/lib-dynload \
+  "$DIST/_internal"/libpython3.* -name '*.so*' -type f -exec strip --strip-unneeded {} +
 "$PY" packaging/bundle/build_info.py "$DIST/_internal/build_info.json"
 "$PY" packaging/bundle/sbom.py --collected build/pyinstaller/lucida/collected.json \
   --bundle "$DIST" --out "$DIST/lucida.cdx.json" --notices "$DIST/THIRD-PARTY-NOTICES.txt"
