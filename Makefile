@@ -8,6 +8,7 @@ XVFB_RUN := xvfb-run -a -s "-screen 0 1920x1080x24"
 
 .PHONY: run check setup lint typecheck imports test bench bench-models train-nodules fuzz clean
 .PHONY: package package-test package-test-if-changed
+.PHONY: bench-startup
 
 # Set up (system packages, virtual environment) and launch the app on the demo study.
 run: setup
@@ -58,6 +59,12 @@ bench: setup
 	else $(BIN)/python bench/review_keys.py; fi
 	if [ -z "$$DISPLAY" ]; then $(XVFB_RUN) $(BIN)/python bench/compare.py --repeat 5; \
 	else $(BIN)/python bench/compare.py --repeat 5; fi
+
+# Start-up to the first rendered frame of the demo study: the venv's `lucida` and, when built
+# (`make package`), dist/lucida/lucida; one cold start (page cache dropped) and warm ones.
+# Not part of check; runs itself under xvfb-run without a DISPLAY.
+bench-startup: setup
+	$(BIN)/python bench/startup.py --runs 5
 
 # Published models vs their authors' own CPU pipelines (side virtual environments under
 # .bench-venvs/, pinned versions; torch only as the local CPU wheel 2.13.0). Needs ../shared.
