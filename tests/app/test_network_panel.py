@@ -284,6 +284,16 @@ def test_the_network_dock_sits_beside_the_library_and_looks_right(
                                                                        state.right())]
     assert any(c.red() > 170 and c.red() > c.green() + 50 for c in reds)
 
+    # Hiding identifying text (Ctrl+I) hides the patients' names and IDs in the results.
+    window.act_identity.trigger()
+    assert not window.prefs.identity_visible
+    assert results.model().index(0, 0).data() == "Patient 1"
+    assert results.model().index(1, 1).data() == ""
+    assert results.model().index(1, 3).data() == "MR brain"
+    assert results.selected_study_uids() == ["1.2.3"], "the selection survives"
+    window.act_identity.trigger()
+    assert results.model().index(1, 0).data() == "DOE, JANE"
+
     # Nothing overlaps: the visible widgets laid out side by side in each row never cross.
     def leaves(parent: QWidget) -> list[QWidget]:
         out = []
@@ -305,3 +315,22 @@ def test_the_network_dock_sits_beside_the_library_and_looks_right(
                                                b.objectName() or type(b).__name__)
         for w in kids:
             assert box.rect().contains(w.geometry()), w.objectName() or type(w).__name__
+
+
+def test_a_taken_port_leaves_receiving_off_with_the_reason_and_the_window_working(
+        make_window: Any, qt: Any, library_dir: Path, silent_peer: int) -> None:
+    """The preferences want the SCP on a port another program holds: the window opens,
+    says why receiving is off, and the SCP is not running."""
+    from app.settings import PREFERENCES_FILE, load_preferences, save_preferences
+
+    prefs = load_preferences(library_dir / PREFERENCES_FILE)
+    prefs.scp_enabled = True
+    prefs.local_port = silent_peer
+    prefs.scp_allowed_aes = ["ORTHANC"]
+    save_preferences(prefs, library_dir / PREFERENCES_FILE)
+    window = make_window(library_dir)
+    wiring = window.network
+    assert wiring.scp is None
+    assert wiring.scp_problem and str(silent_peer) in wiring.scp_problem, wiring.scp_problem
+    assert "Receiving is off" in window.status_label.text()
+    assert wiring.act_receive.isChecked(), "the preference stays as the user set it"
