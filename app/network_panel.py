@@ -201,7 +201,13 @@ class NetworkPanel(QWidget):
 
         current = select or self.selected_node_name()
         self.nodes.clear()
-        for node in list_nodes(self.library):
+        try:
+            nodes = list_nodes(self.library)
+        except Exception as exc:  # a damaged or locked library: say so, keep the window
+            self._say(self.echo_label, f"Nodes could not be read: {error_text(exc)}",
+                      ERROR_COLOUR)
+            nodes = []
+        for node in nodes:
             item = QListWidgetItem(f"{node.name}  —  {node.describe()}")
             item.setData(Qt.ItemDataRole.UserRole, node.name)
             item.setToolTip(node.describe())
