@@ -283,6 +283,10 @@ class Library:
                 "one unchanged")
         for number in range(version + 1, SCHEMA_VERSION + 1):
             with self.transaction():
+                # Another thread or process opening the same new library may have applied
+                # it between our read and this write lock: the version is read again here.
+                if self.schema_version >= number:
+                    continue
                 MIGRATIONS[number - 1](self._conn)
                 self._conn.execute(f"PRAGMA user_version = {number}")
             log.info("library schema migrated to version %d", number)

@@ -265,3 +265,28 @@ def test_connection_belongs_to_its_thread(tmp_path: Path) -> None:
     worker.join()
     lib.close()
     assert len(errors) == 1
+
+
+def test_new_library_opened_by_many_threads_at_once_migrates_once(tmp_path: Path) -> None:
+    # A retrieve's indexing thread and the GUI can open a library that does not exist yet at
+    # the same moment; each must see a fully migrated schema and none may fail.
+    folder = tmp_path / "fresh"
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+    versions: list[int] = []
+
+    def open_it() -> None:
+        try:
+            barrier.wait()
+            with Library.open(folder) as lib:
+                versions.append(lib.schema_version)
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert versions == [SCHEMA_VERSION] * 6
