@@ -51,6 +51,9 @@ GET_STORAGE_CLASSES: tuple[str, ...] = tuple(
 #: default, still a bounded buffer.
 MAX_PDU = 1 << 20
 
+#: pynetdicom's idle poll of the socket during a C-GET (its default: 1 ms).
+FAST_LOOP_DELAY_S = 0.0001
+
 _RETURN_KEYS: dict[str, tuple[str, ...]] = {
     "PATIENT": ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
                 "NumberOfPatientRelatedStudies"),
@@ -394,6 +397,11 @@ def _get(node: Node, local: LocalAE, study_uids: Sequence[str], filer: Filer,
 
     with _associate(ae, node, local, timeout_s, ext_neg=roles,
                     handlers=[(evt.EVT_C_STORE, on_store)], ssl_context=ssl_context) as assoc:
+        # pynetdicom's reader thread sleeps 1 ms whenever it found nothing to read: once
+        # per instance while the PACS sends the next one. 0.1 ms cuts ~25 % off a C-GET
+        # of many instances on loopback; the association lives only for this retrieve.
+        if hasattr(assoc.dul, "_run_loop_delay"):
+            assoc.dul._run_loop_delay = FAST_LOOP_DELAY_S
         for uid in study_uids:
             if cancel is not None:
                 cancel.raise_if_cancelled()
