@@ -163,6 +163,8 @@ def test_find_retrieve_read_while_arriving_run_sign_off_and_send_back(
     click(results.viewport(), results.visualRect(results.model().index(0, 0)).center())
     assert results.selected_study_uids()
     assert panel.method.currentData() == "get"
+    batches: list[int] = []
+    panel.arrived.connect(lambda arrived: batches.append(arrived.instances))
     click(panel.retrieve_button)
     transfer = panel.transfers.rows[-1]
     assert transfer.direction == "retrieve" and transfer.total == LIDC_INSTANCES
@@ -182,6 +184,9 @@ def test_find_retrieve_read_while_arriving_run_sign_off_and_send_back(
     assert transfer.state == "done", (transfer.state, transfer.error)
     assert transfer.done == LIDC_INSTANCES
     assert transfer.report.ok and transfer.rate() > 0
+    # Indexed in batches as it arrived (each refreshed the library), not once at the end.
+    assert len(batches) > 1 and batches[0] < LIDC_INSTANCES, batches
+    assert batches[-1] == LIDC_INSTANCES and batches == sorted(batches)
     # Opened while arriving: loaded again once complete; every slice on screen.
     qt.waitUntil(lambda: window.current_volume is not None
                  and window.current_volume.shape[0] == LIDC_INSTANCES
