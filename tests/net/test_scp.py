@@ -122,9 +122,10 @@ def test_hostile_instances_are_refused_and_the_scp_keeps_serving(
     statuses = _store(scp.port, [truncated, oversized])
     assert statuses[0] == 0xC000 and statuses[1] == 0xA700
 
-    # A class Lucida does not read is not even negotiated.
+    # A class or a transfer syntax (here MPEG-2) Lucida does not read is not negotiated.
     ae = AE(ae_title="FRIEND")
     ae.add_requested_context(ECG, EXPLICIT_LE)
+    ae.add_requested_context("1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.1.2.4.100")
     ae.add_requested_context(CT_IMAGE, EXPLICIT_LE)
     assoc = ae.associate("127.0.0.1", scp.port, ae_title="LUCIDA")
     assert [c.abstract_syntax for c in assoc.accepted_contexts] == [CT_IMAGE]
