@@ -80,7 +80,10 @@ class Orthanc:
         found = self.rest("POST", "/tools/lookup", study_uid.encode())
         return str(next(f["ID"] for f in found if f["Type"] == "Study"))
 
-    def register_modality(self, name: str, aet: str, host: str, port: int) -> None:
+    def register_modality(self, *args: str | int) -> None:
+        """Make a modality known: ``(name, aet, host, port)``, or ``(aet, host, port)``
+        named after its AE title in lower case."""
+        name, aet, host, port = (str(args[0]).lower(), *args) if len(args) == 3 else args
         self.rest("PUT", f"/modalities/{name}",
                   {"AET": aet, "Host": host, "Port": port, "AllowEcho": True,
                    "AllowFind": True, "AllowGet": True, "AllowMove": True,
