@@ -183,6 +183,8 @@ class Filer:
         self._local = threading.local()
         self._jobs: queue.Queue[list[Path] | threading.Event | None] = queue.Queue()
         self._worker: threading.Thread | None = None
+        #: Run on the indexing thread when it stops (closes what ``index`` opened there).
+        self.index_cleanup: Callable[[], None] | None = None
 
     @classmethod
     def for_library(cls, library_folder: Path,
@@ -198,7 +200,15 @@ class Filer:
                 lib = local.lib = Library.open(library_folder)
             return import_paths(lib, paths)
 
-        return cls(library_folder, index, **kwargs)  # type: ignore[arg-type]
+        def cleanup() -> None:
+            lib = getattr(local, "lib", None)
+            if lib is not None:
+                lib.close()
+                local.lib = None
+
+        filer = cls(library_folder, index, **kwargs)  # type: ignore[arg-type]
+        filer.index_cleanup = cleanup
+        return filer
 
     # ------------------------------------------------------------------ checks
 
@@ -327,6 +337,8 @@ class Filer:
                 if not job:
                     continue
             if job is None:
+                if self.index_cleanup is not None:
+                    self.index_cleanup()
                 return
             if isinstance(job, threading.Event):
                 job.set()
