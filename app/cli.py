@@ -1,6 +1,7 @@
 """The ``lucida`` command line.
 
-``lucida`` alone starts the GUI; subcommands work without a display. Each
+``lucida`` alone starts the GUI (``lucida PATH ...`` imports and opens those files there:
+app/launch_paths.py); subcommands work without a display. Each
 subcommand lives in ``app/commands/<name>.py`` with a ``register(subparsers)``
 function; heavy modules (Qt, VTK, onnxruntime) are imported only inside the
 command that needs them, so ``lucida --help`` stays fast.
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.bootstrap import prepare_environment
+from app.launch_paths import parse_command_line
 
 # Order is the order shown in --help.
 COMMAND_MODULES = ("library", "models", "infer", "review", "export", "export_deid", "view",
@@ -31,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lucida",
         description="Lucida: offline medical image viewer with local AI assist. "
         "Research use only, not for diagnostic use.",
+        epilog="lucida PATH ... starts the window, imports those files or folders (DICOM, "
+        "DICOMDIR, .zip) into the library and opens the first series, as a file association "
+        "does. Command names win over paths: open a folder named like a command with "
+        "'lucida -- NAME'.",
     )
     parser.add_argument("--version", action="store_true", help="print version, runtime and exit")
     parser.add_argument("--smoke-test", action="store_true",
@@ -65,12 +71,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``lucida`` entry point: :func:`_main`, quiet when stdout's reader goes away."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            # Flush here, not at interpreter exit (also after --help's SystemExit): with a
+            # buffered stdout a reader that went away (`lucida --version | head -1`) only
+            # shows at the flush.
+            if sys.stdout is not None:
+                sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 0
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at devnull so the interpreter's final flush stays quiet too."""
+    if sys.stdout is None:
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     # A frozen (PyInstaller) build re-enters here in each spawned inference
     # worker; freeze_support() runs the worker instead of a second app.
     multiprocessing.freeze_support()
     prepare_environment()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # `lucida PATH ...` (file associations): paths come off before argparse sees them.
+    args = parse_command_line(parser, sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(levelname)s %(name)s: %(message)s",

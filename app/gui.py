@@ -40,6 +40,8 @@ def make_application(argv: list[str] | None = None) -> Any:
     from PySide6.QtGui import QGuiApplication
     from PySide6.QtWidgets import QApplication
 
+    from app.icon import app_icon
+    from app.open_paths import install_file_open_filter
     from app.theme import apply_dark_theme
 
     existing = QApplication.instance()
@@ -53,13 +55,17 @@ def make_application(argv: list[str] | None = None) -> Any:
     app.setApplicationName("Lucida")
     app.setOrganizationName("Lucida")
     app.setApplicationVersion(__version__)
+    app.setWindowIcon(app_icon())
+    # macOS hands documents opened from Finder to the running app as QEvent.FileOpen.
+    install_file_open_filter(app)
     apply_dark_theme(app)
     return app
 
 
 def create_main_window(args: argparse.Namespace, *, open_demo: bool | None = None,
                        interactive: bool = True, persist: bool = True) -> Any:
-    """Build the main window for ``args.library`` with the user's preferences.
+    """Build the main window for ``args.library`` with the user's preferences; the files
+    and folders in ``args.open_paths`` (``lucida PATH ...``) are imported and the first opens.
 
     ``persist=False`` (scripted views): preferences are read but never written,
     and the remembered window geometry is neither restored nor saved.
@@ -73,7 +79,8 @@ def create_main_window(args: argparse.Namespace, *, open_demo: bool | None = Non
     prefs = load_preferences(prefs_path)
     return MainWindow(lib_dir, prefs, prefs_path if persist else None,
                       cfg / WINDOW_STATE_FILE if persist else None,
-                      open_demo=open_demo, interactive=interactive)
+                      open_demo=open_demo, interactive=interactive,
+                      open_paths=list(getattr(args, "open_paths", None) or ()))
 
 
 def run_gui(args: argparse.Namespace) -> int:
@@ -99,6 +106,9 @@ def run_gui(args: argparse.Namespace) -> int:
         from app.first_frame import FirstFrameProbe
 
         probe = FirstFrameProbe(window, shot=getattr(args, "first_frame_shot", None))
+    from app.open_paths import install_file_open_filter
+
+    install_file_open_filter(app).set_opener(window.path_opener)
     window.show()
     code = int(app.exec())
     return probe.exit_code if probe is not None else code

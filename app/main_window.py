@@ -56,9 +56,11 @@ from app.dialogs import (
     ShortcutsDialog,
     WarningsDialog,
 )
+from app.icon import app_icon
 from app.library_browser import LibraryBrowser
 from app.load_worker import demo_job, import_job, load_series_job, warm_loader
 from app.measurements_panel import MeasurementsPanel
+from app.open_paths import PathOpener
 from app.review_canvas import BRUSH_TOOLS
 from app.review_wiring import ReviewWiring
 from app.series_session import SeriesSession, error_text
@@ -125,7 +127,8 @@ class MainWindow(QMainWindow, ReviewWiring):
 
     def __init__(self, library_dir: Path, prefs: Preferences, prefs_path: Path | None = None,
                  state_path: Path | None = None, *, library: Any = None,
-                 open_demo: bool | None = None, interactive: bool = True) -> None:
+                 open_demo: bool | None = None, interactive: bool = True,
+                 open_paths: Sequence[Path] = ()) -> None:
         super().__init__()
         # The series reader's imports load in the background while the window is built:
         # the first series (the demo at first launch) shows sooner.
@@ -134,6 +137,7 @@ class MainWindow(QMainWindow, ReviewWiring):
 
         self.setObjectName("lucidaMainWindow")
         self.setWindowTitle(f"Lucida {__version__} — research use only, not for diagnostic use")
+        self.setWindowIcon(app_icon())
         self.library_dir = Path(library_dir)
         self.prefs = prefs
         self.prefs_path = prefs_path
@@ -247,9 +251,14 @@ class MainWindow(QMainWindow, ReviewWiring):
             self.show_problem("Preferences", prefs.load_problem)
         self._report_hanging_problems()
 
+        # Paths from the command line or the system (file associations, macOS FileOpen)
+        # are imported and their first series opens, instead of the demo.
+        self.path_opener = PathOpener(self)
         want_demo = (prefs.open_demo_on_first_launch and not prefs.first_launch_done
                      if open_demo is None else open_demo)
-        if want_demo:
+        if open_paths:
+            self.path_opener.open(open_paths)
+        elif want_demo:
             QTimer.singleShot(0, self.open_demo)
 
     # ------------------------------------------------------------------ building

@@ -3,7 +3,7 @@
 It makes the demo study in a temporary library, loads it in the real main window (not
 shown on screen), runs the default bundled model on it through the inference worker
 process, renders every view, and writes ``smoke.png`` (the 2 × 2 layout) and
-``smoke.json`` (versions, execution provider, timings, each step) into DIR (default: a
+``smoke.json`` (build info, versions, execution provider, timings, each step) into DIR (default: a
 new folder in the system's temporary directory). Exit 0 when every step worked, else 1
 with the failing step and its reason on stderr and in the report. It writes nothing
 anywhere else: the library, preferences and window state live in a temporary folder that
@@ -35,7 +35,8 @@ def run_smoke_test(out_dir: Path | None = None) -> int:
     out = Path(out_dir) if out_dir is not None else Path(
         tempfile.mkdtemp(prefix="lucida-smoke-"))
     out.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"ok": False, "steps": [], "versions": _versions()}
+    report: dict[str, Any] = {"ok": False, "build": _build(), "steps": [],
+                              "versions": _versions()}
     code = 1
     with tempfile.TemporaryDirectory(prefix="lucida-smoke-library-") as tmp:
         try:
@@ -59,6 +60,19 @@ def run_smoke_test(out_dir: Path | None = None) -> int:
 
 def _last_step(report: dict[str, Any]) -> str:
     return str(report["steps"][-1]["step"]) if report["steps"] else "start"
+
+
+def _build() -> dict[str, Any]:
+    """Which build ran the check (version, build id, commit, built_at, frozen): an installer's
+    CI report names the exact bundle it tested."""
+    from dataclasses import asdict
+
+    from app.build_info import build_info
+
+    try:
+        return asdict(build_info())
+    except Exception as exc:  # a damaged build_info.json is a finding, not a crash
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def _versions() -> dict[str, str]:

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.gui
 def test_smoke_test_passes_and_writes_only_its_report(tmp_path: Path, display: None) -> None:
     """A real process (as the packaged app would be run): exit 0, a report naming the
-    versions, the execution provider, the default model's findings and every step's time,
+    build and versions, the execution provider, the default model's findings and every step's time,
     a screenshot with four rendered views; nothing written under HOME."""
     home = tmp_path / "smoke-home"
     home.mkdir()
@@ -38,6 +38,14 @@ def test_smoke_test_passes_and_writes_only_its_report(tmp_path: Path, display: N
     assert report["model"]["provider"] == "CPUExecutionProvider"
     assert report["model"]["findings"] >= 3 and report["model"]["timings_s"]["total"] > 0
     assert report["versions"]["onnxruntime"][0].isdigit()
+    # The build that ran is named: the same answer `lucida --version` gives for this checkout.
+    from dataclasses import asdict
+
+    from app.build_info import build_info
+
+    assert report["build"] == asdict(build_info())
+    assert set(report["build"]) == {"version", "build_id", "commit", "built_at", "frozen"}
+    assert report["build"]["frozen"] is False and report["build"]["build_id"].startswith("dev")
     assert report["series"] == {"shape_kji": [120, 256, 256], "modality": "CT"}
     from PIL import Image
 
