@@ -13,6 +13,13 @@ the study into a fresh folder with each tool, alternating, best of N:
 
 Prints each time, MB/s and the ratio (target: Lucida ≤ 1.5 × getscu).
 
+Where Lucida's time goes (profiled on 2 shared cores, Dec 2026): pynetdicom alone,
+with a handler that files nothing, already takes about 2 × getscu (pure-Python PDU
+reading; its reader thread's 1 ms idle poll is cut to 0.1 ms for a C-GET); the
+checks, atomic write and fsync add ~0.2 s, indexing (overlapped, the last batch
+waited for) ~0.1-0.3 s. Answering before writing overlapped nothing measurable, so
+each instance is still stored before its C-STORE response says so.
+
     .venv/bin/python bench/retrieve.py [--repeat N]
 
 Skips with a message (exit 0) without ../shared/data, Orthanc or getscu.
