@@ -175,13 +175,29 @@ def _associate(ae: AE, node: Node, local: LocalAE, timeout_s: float, *,
                 "title")
         if time.monotonic() - started >= timeout_s * 0.9:
             raise NetworkError(f"{_where(node)} did not answer within {timeout_s:g} s")
-        raise NetworkError(f"{_where(node)} aborted the association"
-                           + (" (TLS handshake failed?)" if node.tls else ""))
+        raise NetworkError(f"{_where(node)} aborted the association: it may not offer the "
+                           "service asked for" + (", or the TLS handshake failed"
+                                                  if node.tls else ""))
     try:
         yield assoc
     finally:
         if assoc.is_established:
             assoc.release()
+
+
+_MODEL_NAMES = {
+    Verification: "C-ECHO (verification)",
+    PatientRootQueryRetrieveInformationModelFind: "patient-level C-FIND (patient root)",
+    StudyRootQueryRetrieveInformationModelFind: "C-FIND (study root)",
+    StudyRootQueryRetrieveInformationModelMove: "C-MOVE (study root)",
+    StudyRootQueryRetrieveInformationModelGet: "C-GET (study root); try C-MOVE",
+}
+
+
+def _require(assoc: Association, node: Node, model: str) -> None:
+    """NetworkError naming the service when the peer did not accept its context."""
+    if not any(cx.abstract_syntax == model for cx in assoc.accepted_contexts):
+        raise NetworkError(f"{_where(node)} does not offer {_MODEL_NAMES.get(model, model)}")
 
 
 def _check_done(node: Node, what: str, status: Dataset | None,
@@ -212,6 +228,7 @@ def echo(node: Node, local: LocalAE, timeout_s: float = 10,
     ae.add_requested_context(Verification)
     started = time.perf_counter()
     with _associate(ae, node, local, timeout_s, ssl_context=ssl_context) as assoc:
+        _require(assoc, node, Verification)
         status = assoc.send_c_echo()
         code = _check_done(node, "C-ECHO", status, assoc)
         if code != 0:
@@ -232,6 +249,7 @@ def find(node: Node, local: LocalAE, level: Level, keys: QueryKeys, *,
     identifier = _identifier(level, keys)
     out: list[dict[str, str]] = []
     with _associate(ae, node, local, timeout_s, ssl_context=ssl_context) as assoc:
+        _require(assoc, node, model)
         responses = assoc.send_c_find(identifier, model, msg_id=1)
         for status, match in responses:
             code = _check_done(node, "C-FIND", status, assoc)
@@ -402,6 +420,7 @@ def _get(node: Node, local: LocalAE, study_uids: Sequence[str], filer: Filer,
         # of many instances on loopback; the association lives only for this retrieve.
         if hasattr(assoc.dul, "_run_loop_delay"):
             assoc.dul._run_loop_delay = FAST_LOOP_DELAY_S
+        _require(assoc, node, model)
         for uid in study_uids:
             if cancel is not None:
                 cancel.raise_if_cancelled()
@@ -427,6 +446,7 @@ def _move(node: Node, local: LocalAE, study_uids: Sequence[str], filer: Filer,
         model = StudyRootQueryRetrieveInformationModelMove
         ae.add_requested_context(model)
         with _associate(ae, node, local, timeout_s, ssl_context=ssl_context) as assoc:
+            _require(assoc, node, model)
             for uid in study_uids:
                 if cancel is not None:
                     cancel.raise_if_cancelled()

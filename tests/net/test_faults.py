@@ -89,3 +89,25 @@ def test_a_dicomweb_node_is_not_used_for_dimse(tmp_path: Path) -> None:
         echo(node, LocalAE())
     with pytest.raises(NetworkError, match="DICOMweb node"):
         retrieve(node, LocalAE(), ["1.2.3"], Filer(tmp_path, None))
+
+
+def test_a_service_the_peer_does_not_offer_is_named(tmp_path: Path) -> None:
+    from net.scp import ScpConfig, StorageSCP
+
+    Library.open(tmp_path).close()
+    # Lucida's own storage SCP offers C-ECHO and C-STORE only.
+    scp = StorageSCP(ScpConfig(ae_title="STORE", port=0, allowed_aes=["LUCIDA"]),
+                     Filer(tmp_path, None))
+    scp.start()
+    try:
+        node = Node(name="store-only", ae_title="STORE", host="127.0.0.1", port=scp.port)
+        assert echo(node, LocalAE(), timeout_s=5) > 0
+        # It refuses an association that asks only for C-FIND...
+        with pytest.raises(NetworkError, match=r"'store-only'.*aborted the association: it "
+                                               r"may not offer the service asked for"):
+            find(node, LocalAE(), "STUDY", QueryKeys(), timeout_s=5)
+        # ...and accepts one for C-GET's storage sub-operations, without C-GET itself.
+        with pytest.raises(NetworkError, match=r"does not offer C-GET .*try C-MOVE"):
+            retrieve(node, LocalAE(), ["1.2.3"], Filer(tmp_path, None), timeout_s=5)
+    finally:
+        scp.stop()
