@@ -40,7 +40,7 @@ t=$(date +%s)
 ./packaging/linux/build_deb.sh dist/lucida dist
 lap ".deb build" "$t"
 t=$(date +%s)
-XZ_LEVEL=${XZ_LEVEL:-6} ./packaging/linux/build_archive.sh dist/lucida dist
+XZ_LEVEL=${XZ_LEVEL:-1} ./packaging/linux/build_archive.sh dist/lucida dist
 lap ".tar.xz build" "$t"
 VERSION=$("$PY" -c 'import json; print(json.load(open("dist/lucida/_internal/build_info.json"))["version"])')
 DEB="dist/lucida_${VERSION}_amd64.deb"
@@ -72,5 +72,5 @@ printf '  %s\n' "${report[@]}"
 echo "  bundle: $(du -sh dist/lucida | cut -f1) installed ($(du -sh --apparent-size dist/lucida | cut -f1) apparent)"
 echo "  .deb:   $(du -h "$DEB" | cut -f1)  $DEB"
 echo "  .tar.xz: $(du -h "$ARCHIVE" | cut -f1)  $ARCHIVE"
-echo "  smoke steps (installed copy): $("$PY" -c 'import json,sys; r=json.load(open(sys.argv[1])); print(", ".join(f"{s["step"]} {s["seconds"]:.1f} s" for s in r["steps"]))' "$WORK/installed-smoke/smoke.json")"
+echo "  smoke steps (installed copy): $("$PY" -c 'import json,sys; r=json.load(open(sys.argv[1])); print(", ".join(s["step"] + " " + format(s["seconds"], ".1f") + " s" for s in r["steps"]))' "$WORK/installed-smoke/smoke.json")"
 echo "package-test passed in $(( $(date +%s) - t0 )) s"
