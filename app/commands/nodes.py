@@ -118,6 +118,17 @@ def cmd_echo(args: argparse.Namespace) -> int:
 
     with open_library(args) as library:
         node = get_node(library, args.name)
+    if node.kind == "dicomweb":  # no C-ECHO over HTTP: the smallest QIDO-RS search
+        import time
+
+        from net.dimse import QueryKeys
+        from net.web import web_search
+
+        started = time.perf_counter()
+        web_search(node, "STUDY", QueryKeys(), timeout_s=args.timeout, max_results=1)
+        seconds = time.perf_counter() - started
+        print(f"{node.name}: QIDO-RS answered in {seconds * 1000:.0f} ms ({node.describe()})")
+        return 0
     seconds = echo(node, local_ae(args), timeout_s=args.timeout)
     print(f"{node.name}: C-ECHO answered in {seconds * 1000:.0f} ms ({node.describe()})")
     return 0

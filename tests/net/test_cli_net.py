@@ -13,7 +13,7 @@ from app.cli import build_parser, main
 from app.commands.query import parse_date_range
 from core.errors import LucidaError
 from store import Library
-from tests.net.conftest import LIDC_INSTANCES, Orthanc
+from tests.net.conftest import LIDC_INSTANCES, Orthanc, free_port
 from tests.net.test_dimse import STUDY_UID
 
 
@@ -59,6 +59,13 @@ def test_echo_query_retrieve_scp(orthanc_lidc: Orthanc, library_dir: Path,
          "--port", str(orthanc_lidc.dicom_port))
     code, out, _ = _run(capsys, "nodes", "echo", "pacs")
     assert code == 0 and "C-ECHO answered in" in out
+    _run(capsys, "nodes", "add", "web", "--url", orthanc_lidc.dicomweb_url)
+    code, out, _ = _run(capsys, "nodes", "echo", "web")
+    assert code == 0 and "QIDO-RS answered in" in out
+    _run(capsys, "nodes", "add", "gone", "--ae", "GONE", "--host", "127.0.0.1", "--port",
+         str(free_port()))
+    code, _, err = _run(capsys, "nodes", "echo", "gone", "--timeout", "3")
+    assert code == 2 and "refused the connection" in err
     code, out, _ = _run(capsys, "query", "pacs", "--patient-id", "LIDC-IDRI-0001",
                         "--date", "19990101-20010101", "--modality", "CT", "--json")
     assert code == 0
