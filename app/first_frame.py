@@ -68,6 +68,19 @@ def process_age() -> tuple[float, str]:
         return time.monotonic() - _IMPORTED_AT, "since app.first_frame was imported"
 
 
+# Where start-up time goes: process age at each step, printed after the first-frame line as
+# "first-frame-phases gui=0.57 window=1.28 demo=1.42 image=1.50 frame=1.64" (gui: run_gui
+# entered, i.e. interpreter and command line ready; window: main window built; demo: the
+# demo series found or made; image: its first slices handed to the views).
+PHASES_PREFIX = "first-frame-phases"
+_phases: dict[str, float] = {}
+
+
+def mark(phase: str) -> None:
+    """Remember when ``phase`` was reached (the first time only)."""
+    _phases.setdefault(phase, process_age()[0])
+
+
 class FirstFrameProbe:
     """Watches ``window``'s slice views; on the first frame of the opened study prints the
     time, optionally grabs the screen to ``shot``, and closes the window (exit 0)."""
@@ -82,6 +95,8 @@ class FirstFrameProbe:
         self._quitting = False
         self._watched: set[int] = set()
         self._watch_views()
+        mark("window")
+        window.demo_ready.connect(lambda _series_id: mark("demo"))
         # The cells a hanging rule makes appear with the volume: watch those too.
         window.first_image_shown.connect(self._arm)
         window.load_failed.connect(lambda reason: self._fail(f"the study did not load: {reason}"))
@@ -106,6 +121,7 @@ class FirstFrameProbe:
                 "EndEvent", lambda _obj, _event, v=view: self._rendered(v))
 
     def _arm(self, _series_id: Any) -> None:
+        mark("image")
         self._watch_views()
         self._armed = True
 
@@ -121,10 +137,14 @@ class FirstFrameProbe:
         QTimer.singleShot(0, self._finish)
 
     def _finish(self) -> None:
+        seconds = self.seconds
+        assert seconds is not None  # scheduled by _rendered after it set the time
         if self.shot is not None:
             self._grab_screen(self.shot)
-        print(f"{PREFIX} {self.seconds:.3f}", flush=True)
-        log.info("first frame after %.3f s (%s)", self.seconds, self.method)
+        _phases["frame"] = seconds
+        phases = " ".join(f"{name}={age:.3f}" for name, age in _phases.items())
+        print(f"{PREFIX} {seconds:.3f}\n{PHASES_PREFIX} {phases}", flush=True)
+        log.info("first frame after %.3f s (%s)", seconds, self.method)
         self.exit_code = 0
         job = self.window.load_job
         if job is not None and job.running:

@@ -89,8 +89,12 @@ def run_gui(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    app = make_application()
     first_frame = getattr(args, "first_frame_exit", False)
+    if first_frame:
+        from app.first_frame import mark
+
+        mark("gui")
+    app = make_application()
     try:
         # The start-up instrument measures the demo study, opened as at first launch.
         window = create_main_window(args, open_demo=True if first_frame else None)

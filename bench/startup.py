@@ -36,7 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PREFIX = "first-frame"  # the line app/first_frame.py prints
+PREFIX = "first-frame"  # the lines app/first_frame.py prints
+PHASES_PREFIX = "first-frame-phases"
+PHASES = ("gui", "window", "demo", "image", "frame")
 XVFB_SCREEN = "-screen 0 1920x1080x24"
 RUN_TIMEOUT_S = 180.0
 
@@ -45,6 +47,7 @@ RUN_TIMEOUT_S = 180.0
 class Sample:
     first_frame_s: float  # printed by the app: since the kernel started the process
     line_s: float         # seen from here: from before the spawn to reading that line
+    phases: dict[str, float] = field(default_factory=dict)  # process age at each step
 
 
 @dataclass
@@ -88,6 +91,8 @@ def time_start(program: Path, library: Path, env: dict[str, str]) -> Sample:
     for line in proc.stdout:
         if line.startswith(PREFIX + " "):
             seen = Sample(float(line.split()[1]), time.monotonic() - start)
+        elif line.startswith(PHASES_PREFIX + " ") and seen is not None:
+            seen.phases = {k: float(v) for k, v in (x.split("=") for x in line.split()[1:])}
             break
     try:
         _out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
@@ -170,6 +175,13 @@ def print_table(results: list[Result]) -> None:
                    if r.cold is not None and r.warm else fmt(r.cold.line_s if r.cold else None))
         print(f"{r.name:<10} {fmt(r.cold.first_frame_s if r.cold else None):>7} "
               f"{fmt(r.warm_median()):>16} {spread:>14} {outside:>30}")
+    print("where the warm time goes (median process age in s when each step was reached: "
+          "gui = interpreter and command line ready, window = main window built, demo = demo "
+          "series found, image = first slices handed to the views, frame = drawn):")
+    for r in results:
+        steps = [f"{p}={statistics.median(s.phases[p] for s in r.warm):.2f}" for p in PHASES
+                 if r.warm and all(p in s.phases for s in r.warm)]
+        print(f"  {r.name:<10} {' '.join(steps) or '—'}")
     if len(results) != 2:
         return
     venv_cold, packaged_cold = results[0].cold, results[1].cold
@@ -223,7 +235,8 @@ def main() -> int:
             "cold_s": r.cold.first_frame_s if r.cold else None,
             "warm_s": [s.first_frame_s for s in r.warm], "warm_median_s": r.warm_median(),
             "cold_seen_outside_s": r.cold.line_s if r.cold else None,
-            "warm_seen_outside_s": [s.line_s for s in r.warm]} for r in programs], indent=2))
+            "warm_seen_outside_s": [s.line_s for s in r.warm],
+            "warm_phases": [s.phases for s in r.warm]} for r in programs], indent=2))
     return 0
 
 
