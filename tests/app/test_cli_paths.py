@@ -252,3 +252,56 @@ def test_paths_with_no_image_say_so_and_open_nothing(qt: Any, windows: list[Any]
     assert window.last_import_report.skipped  # the report says why notes.txt was skipped
     qt.wait(500)
     assert _series_ids(library_dir) == {}  # and the demo was not made instead
+
+
+@pytest.mark.gui
+def test_run_gui_opens_the_launch_paths_and_listens_for_file_open(
+        qt: Any, tmp_path: Path, library_dir: Path) -> None:
+    """What `lucida --library DIR FOLDER` runs (run_gui, its event loop included): the
+    folder's series is on screen and the app's FileOpen filter feeds that window."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app.gui import run_gui
+    from app.main_window import MainWindow
+    from app.open_paths import FileOpenFilter
+
+    write_mr(tmp_path / "incoming", description="T1 sagittal", n_slices=6)
+    args = parse(["--library", str(library_dir), str(tmp_path / "incoming")])
+    app = QApplication.instance()
+    assert app is not None
+    seen: dict[str, Any] = {}
+    deadline = QTimer()
+    deadline.setSingleShot(True)
+    deadline.timeout.connect(app.quit)
+
+    def check() -> None:
+        for widget in QApplication.topLevelWidgets():
+            job = getattr(widget, "load_job", None)
+            if isinstance(widget, MainWindow) and widget.isVisible() \
+                    and widget.library_dir == library_dir \
+                    and widget.current_volume is not None and job is not None \
+                    and not job.running:
+                file_filter = app.findChild(FileOpenFilter)
+                seen["series"] = widget.current_series_id
+                seen["filter feeds it"] = (file_filter is not None
+                                           and file_filter.opener is widget.path_opener)
+                seen["window"] = widget
+                widget.close()
+                app.quit()
+                return
+        QTimer.singleShot(100, check)
+
+    QTimer.singleShot(100, check)
+    deadline.start(WAIT_MS)
+    try:
+        assert run_gui(args) == 0
+    finally:
+        file_filter = app.findChild(FileOpenFilter)
+        if file_filter is not None:
+            app.removeEventFilter(file_filter)
+            file_filter.deleteLater()
+        if "window" in seen:
+            seen["window"].deleteLater()
+    assert seen.get("series") == _series_ids(library_dir)["T1 sagittal"]
+    assert seen["filter feeds it"] is True
