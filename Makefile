@@ -130,7 +130,7 @@ package-test: setup
 	./packaging/package_test.sh
 
 # In `make check` only when packaging/ or pyproject.toml changed in the last commit (or
-# when git cannot tell), or with LUCIDA_PACKAGE_TEST=1; it adds about 6 minutes.
+# when git cannot tell), or with LUCIDA_PACKAGE_TEST=1; it adds about 5 minutes.
 package-test-if-changed:
 	@if [ "$${LUCIDA_PACKAGE_TEST:-}" = 1 ] || \
 		! git diff --quiet HEAD~1 HEAD -- packaging pyproject.toml 2>/dev/null; then \
