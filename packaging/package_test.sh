@@ -2,7 +2,8 @@
 # `make package-test`: the packaged Lucida, end to end, as a user without Python gets it.
 #  1. builds the bundle (REUSE_BUNDLE=1 keeps an existing dist/lucida),
 #  2. copies it to a temp folder and runs its --smoke-test there under Xvfb, with no network,
-#     a fresh HOME and only DISPLAY/PATH/HOME (packaging/bundle/offline_check.py),
+#     a fresh HOME and only DISPLAY/PATH/HOME (packaging/bundle/offline_check.py); imports
+#     and exports compressed DICOM with it (packaging/bundle/codec_check.py),
 #  3. builds the .deb and the .tar.xz into dist/,
 #  4. dpkg-deb --info + dpkg -x into a scratch root, checks the tree, runs the installed
 #     copy's --smoke-test; unpacks the archive and runs it through its launcher,
@@ -34,6 +35,11 @@ lap "offline smoke test (under strace)" "$t"
 test -s "$WORK/offline/smoke/smoke.png"
 "$PY" -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if r["ok"] else 1)' \
   "$WORK/offline/smoke/smoke.json"
+
+echo "== compressed DICOM through the copy (import, export, voxels = the venv app's)"
+t=$(date +%s)
+"$PY" packaging/bundle/codec_check.py "$WORK/lucida/lucida"
+lap "codec check" "$t"
 
 echo "== .deb and portable archive"
 t=$(date +%s)
