@@ -219,11 +219,17 @@ def main() -> int:
         print(f"library prepared (first launch, demo written and imported): "
               f"{prep.first_frame_s:.2f} s to its first frame")
         methods = []
+        failed = False
         for result in programs:
             # Only for the fallback: the files the start reads (the repo holds .venv).
             trees = ([result.program.parent, library] if result.name == "packaged"
                      else [REPO, *python_trees(), library])
-            how = measure(result, library, env, args.runs, trees)
+            try:
+                how = measure(result, library, env, args.runs, trees)
+            except (OSError, RuntimeError) as exc:  # e.g. a bundle being rebuilt meanwhile
+                print(f"note: {result.name} could not be timed: {exc}")
+                failed = True
+                continue
             methods.append(f"{result.name}: {how}")
     print(f"cold = first start after emptying the cache; {'; '.join(methods)}")
     print(f"runs per program: {args.runs} (1 cold, {args.runs - 1} warm); first frame in s "
@@ -237,7 +243,7 @@ def main() -> int:
             "cold_seen_outside_s": r.cold.line_s if r.cold else None,
             "warm_seen_outside_s": [s.line_s for s in r.warm],
             "warm_phases": [s.phases for s in r.warm]} for r in programs], indent=2))
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
