@@ -41,6 +41,9 @@ t=$(date +%s)
 "$PY" packaging/bundle/codec_check.py "$WORK/lucida/lucida"
 lap "codec check" "$t"
 
+echo "== the copy has every subcommand the venv's lucida has"
+diff <("$(dirname "$PY")/lucida" --help) <("$WORK/lucida/lucida" --help)
+
 echo "== .deb and portable archive"
 t=$(date +%s)
 ./packaging/linux/build_deb.sh dist/lucida dist

@@ -55,6 +55,28 @@ def export(exe: str, source: Path, work: Path) -> np.ndarray | str:
     return np.asarray(nib.load(out).get_fdata(), dtype=np.float64)
 
 
+def check_deid(exe: str, source: Path, work: Path) -> str | None:
+    """De-identified export (dicognito, highdicom) through the packaged app."""
+    folder = work / "in"
+    folder.mkdir(parents=True)
+    (folder / source.name).write_bytes(source.read_bytes())
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(work / "home")}
+    out = work / "deid"
+    for args in (["import", str(folder)], ["export-deid", "1", "--out", str(out)]):
+        done = subprocess.run([exe, "--library", str(work / "library"), *args], env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+        if done.returncode != 0:
+            return f"lucida {args[0]} failed ({done.returncode}): {done.stderr.strip()[-300:]}"
+    written = [p for p in out.rglob("*") if p.is_file()]
+    if len(written) != 1:
+        return f"export-deid wrote {len(written)} files, not 1"
+    before, after = pydicom.dcmread(source), pydicom.dcmread(written[0])
+    if str(after.PatientName) == str(before.PatientName) or \
+            after.SOPInstanceUID == before.SOPInstanceUID:
+        return "export-deid kept the patient's name or the SOP Instance UID"
+    return None
+
+
 def check_one(exe: str, venv_exe: str, source: Path, work: Path,
               pydicom_reference: bool) -> str | None:
     """None when the packaged app's voxels are the venv app's (and pydicom's)."""
@@ -91,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {what:32s} {name:32s} {'ok' if problem is None else problem}")
             if problem is not None:
                 failures.append(name)
+        problem = check_deid(exe, Path(str(get_testdata_file("MR_small.dcm"))),
+                             Path(tmp, "deid"))
+        print(f"  {'de-identified export':32s} {'MR_small.dcm':32s} "
+              f"{'ok' if problem is None else problem}")
+        if problem is not None:
+            failures.append("export-deid")
     if failures:
         print(f"codec check FAILED for {', '.join(failures)}", file=sys.stderr)
         return 1
