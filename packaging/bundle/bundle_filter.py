@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 # Sonames (basename prefixes up to ".so") that the target system provides.
 HOST_LIBRARY_PREFIXES: tuple[str, ...] = (
@@ -75,6 +75,23 @@ EXCLUDED_MODULES: tuple[str, ...] = (
     "PySide6.QtDesigner", "PySide6.QtUiTools", "PySide6.QtHelp", "PyInstaller", "pip", "setuptools",
     "cyclonedx", "psutil", "pydicom_data", "data_store",
 )
+
+
+# Lucida's own packages (import-linter's root packages, plus net/ for PACS networking).
+LUCIDA_ROOMS: tuple[str, ...] = ("app", "viewer", "inference", "core", "dicomio", "store",
+                                 "review", "net")
+
+
+def lucida_modules(root: Path, rooms: Iterable[str] = LUCIDA_ROOMS) -> list[str]:
+    """Every module of Lucida's rooms, named from the files: subcommands are imported by
+    name (app/cli.py) and app/commands is a namespace package, which PyInstaller's
+    collect_submodules() does not walk."""
+    names: list[str] = []
+    for room in rooms:
+        for source in sorted((root / room).rglob("*.py")):
+            parts = source.relative_to(root).with_suffix("").parts
+            names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
 
 
 def library_stem(name: str) -> str:

@@ -13,6 +13,7 @@ from bundle_filter import (
     is_host_library,
     keep_entry,
     library_stem,
+    lucida_modules,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -117,3 +118,12 @@ def test_the_spec_applies_the_filter_to_binaries_and_datas() -> None:
     assert "a.datas = filter_toc(a.datas)" in spec
     assert "excludes=list(EXCLUDED_MODULES)" in spec
     assert re.search(r"strip=False[,)]", spec) and not re.search(r"strip=True[,)]", spec)
+
+
+def test_every_module_of_lucida_is_named_for_the_bundle_namespace_packages_too() -> None:
+    names = set(lucida_modules(REPO))
+    # app/commands has no __init__.py: collect_submodules() would miss all of these.
+    for command in (REPO / "app" / "commands").glob("*.py"):
+        assert f"app.commands.{command.stem}" in names
+    assert {"app", "app.cli", "core.volume", "inference.worker", "viewer.panel"} <= names
+    assert not any(n.endswith("__init__") for n in names)
