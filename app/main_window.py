@@ -160,6 +160,9 @@ class MainWindow(QMainWindow, ReviewWiring):
         self._findings_sized = False
         self._derived_job: workers.Job | None = None
         self._load_job: workers.Job | None = None
+        # Set by closeEvent: a job's result queued before the close must not reach the
+        # library (closed) or the viewer (shut down).
+        self._closed = False
         self._import_job: workers.Job | None = None
         self._demo_job: workers.Job | None = None
         self._shown_partial = False
@@ -591,6 +594,8 @@ class MainWindow(QMainWindow, ReviewWiring):
         return job.start()
 
     def _on_demo_ready(self, series_id: Any) -> None:
+        if self._closed:
+            return
         self.prefs.first_launch_done = True
         self._save_prefs()
         self.refresh_library()
@@ -655,7 +660,7 @@ class MainWindow(QMainWindow, ReviewWiring):
                 job.cancel()
 
     def _on_partial(self, job: workers.Job, value: Any) -> None:
-        if job is not self._load_job or job.cancel_token.cancelled:
+        if self._closed or job is not self._load_job or job.cancel_token.cancelled:
             return
         k, volume = value
         if not self._shown_partial:
@@ -688,7 +693,7 @@ class MainWindow(QMainWindow, ReviewWiring):
             self.viewer.set_volume(volume)
 
     def _on_loaded(self, job: workers.Job, volume: Any) -> None:
-        if job is not self._load_job:
+        if self._closed or job is not self._load_job:
             return
         if isinstance(volume, ProjectionImage):
             self._on_projection_loaded(volume)
@@ -760,7 +765,7 @@ class MainWindow(QMainWindow, ReviewWiring):
             self._save_prefs()
 
     def _on_load_failed(self, job: workers.Job, exc: Exception) -> None:
-        if job is not self._load_job:
+        if self._closed or job is not self._load_job:
             return
         self.viewer.clear()
         self.current_volume = None
@@ -1373,6 +1378,7 @@ class MainWindow(QMainWindow, ReviewWiring):
         settings.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        self._closed = True
         self.set_cine_playing(False)
         self.save_window_state()
         self._save_prefs()

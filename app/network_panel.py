@@ -21,6 +21,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
@@ -28,6 +29,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QTableView,
     QVBoxLayout,
@@ -74,9 +76,15 @@ class NetworkPanel(QWidget):
 
         column = QVBoxLayout(self)
         column.setContentsMargins(4, 4, 4, 4)
-        splitter = QSplitter(Qt.Orientation.Vertical, self)
+        # The three boxes need ~800 px together: in a scroll area the dock never forces the
+        # window taller than the screen (a 768 px laptop) or a scripted screenshot's size.
+        scroll = QScrollArea(self)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        column.addWidget(scroll)
+        splitter = QSplitter(Qt.Orientation.Vertical, scroll)
         splitter.setChildrenCollapsible(False)
-        column.addWidget(splitter)
+        scroll.setWidget(splitter)
         splitter.addWidget(self._nodes_box())
         splitter.addWidget(self._query_box())
         splitter.addWidget(self._transfers_box())

@@ -814,3 +814,20 @@ def test_preferences_from_a_newer_lucida_are_not_written_over(make_window: Any, 
     window.set_identity_visible(False)
     window.close()
     assert prefs_file.read_text(encoding="utf-8") == newer
+
+
+def test_closing_while_a_series_loads_drops_its_late_results(make_window: Any, qt: Any,
+                                                             two_patients: dict[str, int],
+                                                             library_dir: Path) -> None:
+    # The load's results are queued to the GUI thread; one delivered after closeEvent must
+    # not touch the closed library or the shut-down viewer (pytest-qt fails the test on an
+    # exception raised in a slot).
+    from app import workers
+
+    window = make_window(library_dir)
+    window.open_series(two_patients["CT"])
+    # The reader finishes while the GUI thread is busy: its results wait in the event queue.
+    assert workers.pool().waitForDone(WAIT_MS)
+    window.close()
+    qt.wait(1000)
+    assert window.current_volume is None
