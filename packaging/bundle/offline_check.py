@@ -11,7 +11,8 @@ HOME), under ``strace -f``. Afterwards:
   settings folders under HOME, the smoke report folder, temporary folders that are gone
   again at the end, /dev/shm (multiprocessing) and /dev, /proc;
 * nothing is left under HOME outside Lucida's folders (file trees compared before and
-  after), in particular never ``~/.cache/Microsoft`` (onnxruntime's telemetry cache).
+  after), in particular never ``~/.cache/Microsoft`` (onnxruntime's telemetry cache);
+* no traceback was printed (a crashed helper process exits 0 for its parent).
 
     python packaging/bundle/offline_check.py --out DIR -- dist/lucida/lucida --smoke-test
     (``--smoke-out DIR/smoke`` is appended for a command with --smoke-test)
@@ -188,15 +189,19 @@ def main(argv: list[str] | None = None) -> int:
     code, verdict, output = run_offline(command, work, report_dir)
     shutil.copy(work / "strace.log", args.out / "strace.log")
     shutil.rmtree(work, ignore_errors=True)
-    summary = {"exit_code": code, "ok": code == 0 and verdict.ok, "reasons": verdict.reasons(),
+    reasons = verdict.reasons()
+    if "Traceback (most recent call last)" in output:
+        # Exit code 0 with a traceback: a helper process (worker, resource tracker) crashed.
+        reasons.append("a traceback was printed: " + output[output.index("Traceback"):][:800])
+    summary = {"exit_code": code, "ok": code == 0 and not reasons, "reasons": reasons,
                "output_tail": output[-4000:]}
     (args.out / "offline_check.json").write_text(json.dumps(summary, indent=2) + "\n")
     if code != 0:
         print(f"offline check: the command failed with exit code {code}:\n{output[-3000:]}",
               file=sys.stderr)
         return 1
-    if not verdict.ok:
-        print("offline check FAILED:\n  " + "\n  ".join(verdict.reasons()), file=sys.stderr)
+    if reasons:
+        print("offline check FAILED:\n  " + "\n  ".join(reasons), file=sys.stderr)
         return 1
     print(f"offline check passed: no network connection attempted, nothing written outside "
           f"Lucida's folders ({args.out / 'offline_check.json'})")

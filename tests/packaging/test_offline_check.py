@@ -106,3 +106,13 @@ def test_judge_allows_lucidas_folders_and_flags_the_rest(tmp_path: Path) -> None
     assert verdict.home_left == ["~/.mozilla", "~/.mozilla/x"]
     assert verdict.left_behind == [str(leftover)]
     assert not verdict.ok
+
+
+@needs_tools
+def test_a_traceback_from_a_helper_process_is_caught(tmp_path: Path) -> None:
+    # The parent exits 0; a child it started crashed (as a frozen resource tracker did).
+    rc, report = _run(tmp_path, "import subprocess, sys\n"
+                                "subprocess.run([sys.executable, '-c', '1/0'])\n")
+    assert rc == 1
+    reasons = "\n".join(report["reasons"])  # type: ignore[arg-type]
+    assert "a traceback was printed" in reasons and "ZeroDivisionError" in reasons
