@@ -95,6 +95,7 @@ class FirstFrameProbe:
         self._quitting = False
         self._watched: set[int] = set()
         self._watch_views()
+        window.viewer.view_made.connect(lambda _view: self._watch_views())  # made lazily
         mark("window")
         window.demo_ready.connect(lambda _series_id: mark("demo"))
         # The cells a hanging rule makes appear with the volume: watch those too.
@@ -108,7 +109,8 @@ class FirstFrameProbe:
 
     def _slice_views(self) -> list[Any]:
         viewer = self.window.viewer
-        views = list(viewer.slice_views().values())
+        # The views made so far: reaching the others would make them (viewer/panel.py).
+        views = list(getattr(viewer, "built_slice_views", viewer.slice_views)().values())
         views += [c for c in viewer.cells() if hasattr(c, "plane") and c not in views]
         return views
 

@@ -191,6 +191,7 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.view_input.maximise_requested.connect(self.toggle_maximised)
         self._layout_before_maximise: str | None = None
         self._watch_views()
+        self.viewer.view_made.connect(lambda _view: self._watch_views())  # views made lazily
 
         central = QWidget(self)
         column = QVBoxLayout(central)
@@ -282,7 +283,8 @@ class MainWindow(QMainWindow, ReviewWiring):
         except ImportError:
             return
         try:
-            panel = ModelsPanel(self, library_dir=self.library_dir)
+            # Packs are read after the first frame (the Models tab starts hidden).
+            panel = ModelsPanel(self, library_dir=self.library_dir, defer_scan=True)
         except Exception as exc:  # a broken optional panel must not stop the viewer
             log.warning("models panel unavailable: %s", exc)
             return
@@ -1070,8 +1072,9 @@ class MainWindow(QMainWindow, ReviewWiring):
 
         cells = getattr(self.viewer, "cells", None)
         views: list[QWidget] = list(cells() if callable(cells) else [])
-        for view in [*self.viewer.slice_views().values(),
-                     *self.viewer.findChildren(VolumeView3D)]:
+        # Only the views made so far (the panel makes the others on first need).
+        built = getattr(self.viewer, "built_slice_views", self.viewer.slice_views)
+        for view in [*built().values(), *self.viewer.findChildren(VolumeView3D)]:
             if view not in views:
                 views.append(view)
         return views
@@ -1081,6 +1084,8 @@ class MainWindow(QMainWindow, ReviewWiring):
         first view shown."""
         shown = [v for v in self._view_widgets() if not v.isHidden()]
         if not shown:
+            if getattr(self.viewer, "awaiting_views", lambda: False)():
+                self.viewer.take_focus()  # the views, made with the image, get it then
             return
         last = self.view_input.last_focused()
         target = next((v for v in (prefer, last) if v is not None and v in shown), shown[0])
@@ -1098,7 +1103,7 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.compare.set_identity_visible(visible)  # its panel may not exist yet
         self.browser.set_identity_visible(visible)
         self.tags.set_identity_visible(visible)
-        self.network.panel.set_identity_visible(visible)
+        self.network.set_identity_visible(visible)  # its panel may not exist yet
         if self.act_identity.isChecked() != visible:
             self.act_identity.blockSignals(True)
             self.act_identity.setChecked(visible)

@@ -52,7 +52,10 @@ class ModelsPanel(QWidget):
     status_message = Signal(str)
 
     def __init__(self, parent: QWidget | None = None, *, library_dir: Path | None = None,
-                 bundled_dir: Path | None = None) -> None:
+                 bundled_dir: Path | None = None, defer_scan: bool = False) -> None:
+        """``defer_scan``: read and validate the packs on first need (shown, a series set,
+        a pack asked for) or the first host-volume check (0.5 s), not now: the main window
+        keeps that work off its path to the first frame."""
         super().__init__(parent)
         self.setObjectName("modelsPanel")
         self._host = parent
@@ -72,6 +75,7 @@ class ModelsPanel(QWidget):
         self._projection_reason: str | None = None   # a 2-D image is open: why nothing runs
         self._job: Any = None
         self._packs: list[Any] = []
+        self._scanned = False   # the packs read (refresh), else done on first need
         self._warnings: list[str] = []
         self._reasons: dict[str, list[str]] = {}  # pack id → why it cannot run here
         self.last_result: Any = None
@@ -142,11 +146,22 @@ class ModelsPanel(QWidget):
         self.confirm.toggled.connect(lambda _checked: self._update_buttons())
         self.run_button.clicked.connect(self.run_selected)
         self.cancel_button.clicked.connect(self.cancel)
-        self.refresh()
+        if not defer_scan:
+            self.refresh()
+
+    def ensure_scanned(self) -> None:
+        """Read the packs now unless done already (a deferred scan, see ``__init__``)."""
+        if not self._scanned:
+            self.refresh()
+
+    def showEvent(self, event: Any) -> None:  # Qt naming
+        self.ensure_scanned()
+        super().showEvent(event)
 
     # ------------------------------------------------------------------ state
     def refresh(self) -> None:
         """Reload the pack list (after an install or removal)."""
+        self._scanned = True
         current = self.selected_pack_id()
         self._packs = self.registry.list()
         self.model_list.blockSignals(True)
@@ -205,9 +220,11 @@ class ModelsPanel(QWidget):
 
     def available(self, pack_id: str) -> bool:
         """Whether that pack may run on the open series (every pack, with none open)."""
+        self.ensure_scanned()
         return not self._reasons.get(pack_id)
 
     def unavailable_reasons(self, pack_id: str) -> list[str]:
+        self.ensure_scanned()
         return list(self._reasons.get(pack_id, []))
 
     def _select_default(self) -> None:
@@ -224,6 +241,7 @@ class ModelsPanel(QWidget):
         self._set_row(rows[0] if rows else -1)
 
     def selected_pack(self) -> Any:
+        self.ensure_scanned()
         row = self.model_list.currentRow()
         return self._packs[row] if 0 <= row < len(self._packs) else None
 
@@ -232,6 +250,7 @@ class ModelsPanel(QWidget):
         return pack.id if pack is not None else None
 
     def select_pack(self, pack_id: str) -> None:
+        self.ensure_scanned()
         for row, pack in enumerate(self._packs):
             if pack.id == pack_id:
                 self.model_list.setCurrentRow(row)
@@ -252,6 +271,7 @@ class ModelsPanel(QWidget):
         self._volume_changed()
 
     def _check_host_volume(self) -> None:
+        self.ensure_scanned()   # a deferred scan happens by the first check at the latest
         if self._volume is not None:
             return
         volume = getattr(self._host, "current_volume", None)
@@ -262,6 +282,9 @@ class ModelsPanel(QWidget):
     def _volume_changed(self) -> None:
         # A pack chosen for another series (the demo pack on the demo study, a CT model
         # on an MR) is not carried over to a series it may not run on.
+        if not self._scanned:
+            self.refresh()   # it applies availability and picks the default pack itself
+            return
         self._apply_availability()
         pack = self.selected_pack()
         if pack is None or not self.available(pack.id):

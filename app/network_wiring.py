@@ -4,6 +4,8 @@
   Network settings…, Receive studies on/off).
 - The storage SCP (``net.scp.StorageSCP``) runs while the preferences say so and stops
   when the window closes; what it receives is filed and indexed like a retrieve.
+- The panel itself is built when its dock tab is first shown (or ``panel`` is reached):
+  the dock starts behind the library's tab, off the path to the first frame.
 - Instances indexed while a retrieve or a push is still arriving refresh the library
   browser (at most every half second), so the reader can open a series before it is
   complete; a series opened that way is loaded again once its transfer ends.
@@ -13,16 +15,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QDockWidget, QMenu
+from PySide6.QtWidgets import QDockWidget, QMenu, QWidget
 
-from app.network_jobs import Arrived
-from app.network_panel import NetworkPanel
-from app.network_settings import NetworkSettingsDialog
-from app.network_transfers import Transfer
+if TYPE_CHECKING:
+    from app.network_jobs import Arrived
+    from app.network_panel import NetworkPanel
+    from app.network_settings import NetworkSettingsDialog
+    from app.network_transfers import Transfer
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +64,11 @@ class NetworkWiring:
         self._scp_idle.setInterval(SCP_IDLE_MS)
         self._scp_idle.timeout.connect(self._flush_scp)
 
-        panel = NetworkPanel(window.library, window.library_dir, self.local_ae, window)
-        panel.series_provider = window.browser.selected_series_id
-        panel.signoff_provider = self._signoff_paths
-        panel.scp_provider = lambda: self.scp
-        panel.arrived.connect(self._on_arrived)
-        panel.transfer_finished.connect(self._on_transfer_finished)
-        panel.message.connect(window.set_status)
-        self.panel = panel
+        self._panel: NetworkPanel | None = None
+        self._identity_visible = True  # handed to the panel when it is built
         dock = QDockWidget("Network", window)
         dock.setObjectName("networkDock")
-        dock.setWidget(panel)
+        dock.setWidget(QWidget(dock))  # the panel replaces it when first shown
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetClosable
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
@@ -79,9 +76,39 @@ class NetworkWiring:
         window.tabifyDockWidget(window.browser_dock, dock)
         window.browser_dock.raise_()
         self.dock = dock
+        dock.visibilityChanged.connect(self._on_dock_visible)
         window.series_loading.connect(self._on_series_loading)
         self.menu = self._menu(window)
         self.apply_scp_preference()
+
+    @property
+    def panel(self) -> NetworkPanel:
+        """The Network panel, built on first need (its dock shown, or a caller)."""
+        if self._panel is None:
+            from app.network_panel import NetworkPanel
+
+            window = self.window
+            panel = NetworkPanel(window.library, window.library_dir, self.local_ae, window)
+            panel.series_provider = window.browser.selected_series_id
+            panel.signoff_provider = self._signoff_paths
+            panel.scp_provider = lambda: self.scp
+            panel.arrived.connect(self._on_arrived)
+            panel.transfer_finished.connect(self._on_transfer_finished)
+            panel.message.connect(window.set_status)
+            panel.set_identity_visible(self._identity_visible)
+            self._panel = panel
+            self.dock.setWidget(panel)
+        return self._panel
+
+    def set_identity_visible(self, visible: bool) -> None:
+        """Patient names and IDs in the results (the panel, now or when it is built)."""
+        self._identity_visible = bool(visible)
+        if self._panel is not None:
+            self._panel.set_identity_visible(visible)
+
+    def _on_dock_visible(self, visible: bool) -> None:
+        if visible:
+            _ = self.panel
 
     # ------------------------------------------------------------------ menu
     def _menu(self, window: Any) -> QMenu:
@@ -115,6 +142,8 @@ class NetworkWiring:
         self.panel.form.patient_name.setFocus()
 
     def show_settings(self) -> NetworkSettingsDialog:
+        from app.network_settings import NetworkSettingsDialog
+
         dialog = NetworkSettingsDialog(self.window.prefs, self.window)
 
         def done(result: int) -> None:
@@ -233,7 +262,9 @@ class NetworkWiring:
             return None
 
     def _on_series_loading(self, series_id: Any) -> None:
-        arriving = self.panel.running() and self._series_uid(series_id) in self._arriving
+        panel = self._panel  # no panel yet: no transfer running
+        arriving = (panel is not None and panel.running()
+                    and self._series_uid(series_id) in self._arriving)
         self._opened_while_arriving = series_id if arriving else None
 
     def _on_transfer_finished(self, transfer: Transfer) -> None:
@@ -261,5 +292,6 @@ class NetworkWiring:
         return signoff_paths(self.window.library, int(run_id))
 
     def shutdown(self) -> None:
-        self.panel.shutdown()
+        if self._panel is not None:
+            self._panel.shutdown()
         self.stop_scp()

@@ -3,17 +3,24 @@
 ``ViewerPanel`` owns the shared models (window/level, cursor, slab,
 measurements) and hands them to its views, so a change made in one view
 (crosshair, W/L, a new measurement) shows in all of them.
+
+Views are made on first need (each one costs a GL context, a good part of the
+start-up time): only those the layout or cells show, or a caller reaches through
+``views()`` / ``slice_views()``. A layout chosen before any image arrives is
+placed when one does, so a hanging rule applied with the first volume builds
+only the cells it shows. A view made later is brought up to the panel's state
+(volume, overlays, tool, toggles) first.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 import numpy as np
-from PySide6.QtCore import QEvent, QObject, Signal
+from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QGridLayout, QWidget
 
@@ -34,6 +41,28 @@ log = logging.getLogger(__name__)
 LAYOUTS = ("1x1", "1x3", "2x2")
 _AUTO_REFRESH_S = 0.5
 
+V = TypeVar("V")
+
+
+class LazyViews(Mapping[str, V], Generic[V]):
+    """Name → view, each view built by ``make(name)`` on first access (``in``, ``len`` and
+    iteration over the names build nothing; ``values()`` / ``items()`` build them all)."""
+
+    def __init__(self, names: Sequence[str], make: Callable[[str], V]) -> None:
+        self._names = tuple(names)
+        self._make = make
+
+    def __getitem__(self, name: str) -> V:
+        if name not in self._names:
+            raise KeyError(name)
+        return self._make(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
 
 class ViewerPanel(QWidget):
     """Axial, coronal, sagittal slice views and a 3-D view sharing one cursor and window."""
@@ -45,6 +74,7 @@ class ViewerPanel(QWidget):
     paint_stroke = Signal(object)              # viewer.brush.PaintStroke
     finding_clicked = Signal(str)              # key of a finding clicked (navigate tool)
     message = Signal(str)                      # a refusal the window shows in its status bar
+    view_made = Signal(object)                 # a slice or 3-D view just made (made lazily)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -63,16 +93,18 @@ class ViewerPanel(QWidget):
         self._last_auto = 0.0
         self._layout_name = ""
         self._single = "axial"
-        self._slice_views: dict[str, SliceView] = {
-            name: SliceView(name, window_level=self.window_level, cursor=self.cursor_model,
-                            slab=self.slab, measurements=self.measurements,
-                            findings=self._findings, parent=self)
-            for name in PLANE_NAMES
-        }
-        for view in self._slice_views.values():
-            view.paint_stroke.connect(self.paint_stroke)
-            view.finding_clicked.connect(self.finding_clicked)
-            view.brush_radius_changed.connect(self._sync_brush_radius)
+        # A layout set before any image came: placed with the first one (_place_pending).
+        self._pending_layout: tuple[str, str] | None = None
+        # What a view made later copies while no view exists to copy it from.
+        self._identity_visible = True
+        self._crosshair_visible = True
+        self._tool = "navigate"
+        self._brush_radius_mm: float | None = None
+        self._measurements_visible = True
+        self._annotations_visible = True
+        self._overlay_styles: dict[str, OverlayStyle] = {}
+        # The three planes' views, made on first need (_plane_view).
+        self._slice_views: dict[str, SliceView] = {}
         self._view3d: VolumeView3D | None = None
         # set_cells: (view, preset or None) per cell; views beyond the three planes'.
         self._cells: list[tuple[SliceView | VolumeView3D, str | None]] = []
@@ -92,14 +124,66 @@ class ViewerPanel(QWidget):
         self.set_layout("1x3")
 
     # ------------------------------------------------------------------ views and layout
-    def views(self) -> dict[str, SliceView | VolumeView3D]:
-        """"axial", "coronal", "sagittal" and "3d" (the 3-D view is created on first use)."""
-        out: dict[str, SliceView | VolumeView3D] = dict(self._slice_views)
-        out["3d"] = self._ensure_3d()
-        return out
+    def views(self) -> Mapping[str, SliceView | VolumeView3D]:
+        """"axial", "coronal", "sagittal" and "3d", each made on first access."""
+        self._place_pending()
+        return LazyViews((*PLANE_NAMES, "3d"), self._view_named)
 
-    def slice_views(self) -> dict[str, SliceView]:
+    def slice_views(self) -> Mapping[str, SliceView]:
+        """The three planes' views, each made on first access."""
+        self._place_pending()
+        return LazyViews(PLANE_NAMES, self._plane_view)
+
+    def built_slice_views(self) -> dict[str, SliceView]:
+        """The planes' views made so far (reaching them builds nothing)."""
         return dict(self._slice_views)
+
+    def _view_named(self, name: str) -> SliceView | VolumeView3D:
+        return self._ensure_3d() if name == "3d" else self._plane_view(name)
+
+    def _plane_view(self, plane: str) -> SliceView:
+        """The plane's own view (sharing the panel's window), made on first need."""
+        view = self._slice_views.get(plane)
+        if view is None:
+            view = self._new_slice_view(plane, self.window_level)
+            self._slice_views[plane] = view
+            view.hide()
+            self.view_made.emit(view)
+        return view
+
+    def _new_slice_view(self, plane: str, window_level: WindowLevelModel) -> SliceView:
+        """A slice view sharing cursor, slab, measurements and findings, in the panel's state."""
+        template = next(iter(self._all_slice_views()), None)
+        view = SliceView(plane, window_level=window_level, cursor=self.cursor_model,
+                         slab=self.slab, measurements=self.measurements,
+                         findings=self._findings, parent=self)
+        view.paint_stroke.connect(self.paint_stroke)
+        view.finding_clicked.connect(self.finding_clicked)
+        view.brush_radius_changed.connect(self._sync_brush_radius)
+        if template is not None:
+            view.set_identity_visible(template.identity_visible)
+            view.set_crosshair_visible(template.crosshair_visible)
+            view.set_tool(template.tool)
+            view.set_brush_radius_mm(template.brush_radius_mm)
+        else:
+            view.set_identity_visible(self._identity_visible)
+            view.set_crosshair_visible(self._crosshair_visible)
+            view.set_tool(self._tool)
+            if self._brush_radius_mm is not None:
+                view.set_brush_radius_mm(self._brush_radius_mm)
+        if not self._measurements_visible:
+            view.set_measurements_visible(False)
+        if not self._annotations_visible:
+            self._show_annotations(view, False)
+        if self.volume is not None:
+            view.set_volume(self.volume)
+        for name, (labels, opacity) in self._overlays.items():
+            view.add_overlay(name, labels, opacity)
+            style = (template.overlay_style(name) if template is not None
+                     else self._overlay_styles.get(name))
+            if style is not None:
+                view.set_overlay_style(name, OverlayStyle(**vars(style)))
+        return view
 
     def _ensure_3d(self) -> VolumeView3D:
         if self._view3d is None:
@@ -112,6 +196,7 @@ class ViewerPanel(QWidget):
                 self._view3d.set_volume(self.volume)
             for name, (labels, _opacity) in self._overlays.items():
                 self._view3d.add_overlay(name, labels)
+            self.view_made.emit(self._view3d)
         return self._view3d
 
     def layout_name(self) -> str:
@@ -126,8 +211,17 @@ class ViewerPanel(QWidget):
         if self._refuse_layout_for_projection():
             return
         self._layout_name, self._single = layout, single
+        if self.volume is None and not self._slice_views and self._view3d is None:
+            # Nothing to show yet: the views wait for the first image (or a caller).
+            self._pending_layout = (layout, single)
+        else:
+            self._place_layout(layout, single)
+        self.layout_changed.emit(layout)
+
+    def _place_layout(self, layout: str, single: str) -> None:
+        self._pending_layout = None
         self._drop_cells()
-        sv = self._slice_views
+        sv = LazyViews(PLANE_NAMES, self._plane_view)
         placed: list[tuple[QWidget, int, int]]
         if layout == "1x1":
             placed = [(self._ensure_3d() if single == "3d" else sv[single], 0, 0)]
@@ -137,7 +231,6 @@ class ViewerPanel(QWidget):
             placed = [(sv["axial"], 0, 0), (sv["coronal"], 0, 1), (sv["sagittal"], 1, 0),
                       (self._ensure_3d(), 1, 1)]
         self._place(placed)
-        self.layout_changed.emit(layout)
 
     def set_cells(self, cells: Sequence[tuple[str, str | None]],
                   grid: tuple[int, int] | None = None) -> None:
@@ -164,6 +257,7 @@ class ViewerPanel(QWidget):
             raise ValueError("only one cell can show the 3-D view")
         if self._refuse_layout_for_projection():
             return
+        self._pending_layout = None
         self._drop_cells()
         self._layout_name = "cells"
         placed: list[tuple[QWidget, int, int]] = []
@@ -172,7 +266,7 @@ class ViewerPanel(QWidget):
             if view_name == "3d":
                 widget = self._ensure_3d()
             elif n == 0:
-                widget = self._slice_views[view_name]
+                widget = self._plane_view(view_name)
             else:
                 widget = self._make_cell_view(view_name)
             widget.installEventFilter(self)
@@ -238,25 +332,10 @@ class ViewerPanel(QWidget):
 
     def _make_cell_view(self, plane: str) -> SliceView:
         """A further slice view with its own window, sharing everything else with the panel."""
-        axial = self._slice_views["axial"]
-        view = SliceView(plane, window_level=WindowLevelModel(), cursor=self.cursor_model,
-                         slab=self.slab, measurements=self.measurements,
-                         findings=self._findings, parent=self)
-        view.paint_stroke.connect(self.paint_stroke)
-        view.finding_clicked.connect(self.finding_clicked)
-        view.brush_radius_changed.connect(self._sync_brush_radius)
+        view = self._new_slice_view(plane, WindowLevelModel())
         view.window_level.changed.connect(self.window_level_changed)
-        view.set_identity_visible(axial.identity_visible)
-        view.set_crosshair_visible(axial.crosshair_visible)
-        view.set_tool(axial.tool)
-        view.set_brush_radius_mm(axial.brush_radius_mm)
-        view.set_crosshair_visible(axial.crosshair_visible)
-        if self.volume is not None:
-            view.set_volume(self.volume)
-        for name, (labels, opacity) in self._overlays.items():
-            view.add_overlay(name, labels, opacity)
-            view.set_overlay_style(name, self.overlay_style(name))
         self._extra_views.append(view)
+        self.view_made.emit(view)
         return view
 
     def _apply_cell_windows(self) -> None:
@@ -303,16 +382,37 @@ class ViewerPanel(QWidget):
             self._grid.setRowStretch(r, 1)
             self._grid.setColumnStretch(c, 1)
             w.show()
+        if self.hasFocus() and placed:
+            # The keys were given to the panel while its views waited (take_focus).
+            placed[0][0].setFocus()
         for w, _r, _c in placed:
             if isinstance(w, (SliceView, VolumeView3D)):
                 w.request_render()
 
     def _all_slice_views(self) -> list[SliceView]:
-        """Every slice view: the three planes' and the cell layout's extra ones."""
+        """Every slice view made so far: the planes' and the cell layout's extra ones."""
         return [*self._slice_views.values(), *self._extra_views]
 
+    def awaiting_views(self) -> bool:
+        """True while the layout waits for an image: no view is made or shown yet."""
+        return self._pending_layout is not None
+
+    def take_focus(self) -> None:
+        """Keys to the panel until its views are placed, then to the first one placed."""
+        self.setFocus()
+
+    def _place_pending(self) -> None:
+        """Place the layout that waited for an image (now that one came or a caller asks)."""
+        if self._pending_layout is not None:
+            self._place_layout(*self._pending_layout)
+
     def visible_view_names(self) -> list[str]:
-        return [name for name, v in self.views().items() if v.isVisible()]
+        self._place_pending()
+        built: dict[str, QWidget] = dict(self._slice_views)
+        if self._view3d is not None:
+            built["3d"] = self._view3d
+        return [name for name in (*PLANE_NAMES, "3d")
+                if name in built and built[name].isVisible()]
 
     # ------------------------------------------------------------------ volume
     def set_volume(self, volume: Volume) -> None:
@@ -331,6 +431,9 @@ class ViewerPanel(QWidget):
             self._view3d.set_volume(volume)
         self._apply_cell_windows()
         self._last_auto = time.monotonic()
+        if self._pending_layout is not None:
+            # After the caller's own layout or cells for this volume (a hanging rule), if any.
+            QTimer.singleShot(0, self, self._place_pending)
 
     def refresh_slices(self) -> None:
         """More slices of the loading volume arrived: redraw (the 3-D view waits for a pause)."""
@@ -366,9 +469,8 @@ class ViewerPanel(QWidget):
         if self._projection is None:
             self._projection = ProjectionView(window_level=self.window_level, parent=self)
             self._projection.measurements_changed.connect(self.measurements_changed)
-            axial = self._slice_views["axial"]      # the identity toggle and tool so far
-            self._projection.set_identity_visible(axial.identity_visible)
-            self._projection.set_tool(axial.tool)
+            self._projection.set_identity_visible(self._identity_visible)
+            self._projection.set_tool(self._tool)
         view = self._projection
         self._hidden_by_projection = [w for w in self.findChildren(QWidget)
                                       if w.parent() is self and w.isVisible() and w is not view]
@@ -415,6 +517,7 @@ class ViewerPanel(QWidget):
         self._leave_projection()
         self.volume = None
         self._overlays.clear()
+        self._overlay_styles.clear()
         self._findings.set_findings([])
         self.measurements.replace_all([])
         for view in self._all_slice_views():
@@ -472,6 +575,7 @@ class ViewerPanel(QWidget):
 
     def set_identity_visible(self, visible: bool) -> None:
         """The one toggle that hides patient name, ID and birth date in every view."""
+        self._identity_visible = bool(visible)
         if self._projection is not None:
             self._projection.set_identity_visible(visible)
         for view in self._all_slice_views():
@@ -479,14 +583,16 @@ class ViewerPanel(QWidget):
 
     def set_crosshair_visible(self, visible: bool) -> None:
         """Show or hide the crosshair lines in every slice view (the cursor still moves)."""
+        self._crosshair_visible = bool(visible)
         for view in self._all_slice_views():
             view.set_crosshair_visible(visible)
 
     def crosshair_visible(self) -> bool:
-        return self._slice_views["axial"].crosshair_visible
+        return self._crosshair_visible
 
     def set_measurements_visible(self, visible: bool) -> None:
         """Measurements drawn in every 2-D view (hidden for an export without overlays)."""
+        self._measurements_visible = bool(visible)
         views: list[Any] = [*self._all_slice_views()]
         if self._projection is not None:
             views.append(self._projection)
@@ -496,20 +602,26 @@ class ViewerPanel(QWidget):
     def set_annotations_visible(self, visible: bool) -> None:
         """Corner text, orientation letters and scale bar of every 2-D view (a clean
         export); the texts keep updating while hidden. Call ``render_now``/``grab_rgb``."""
+        self._annotations_visible = bool(visible)
         views: list[Any] = [*self._all_slice_views(), self._projection]
         for view in views:
-            annotations = getattr(view, "annotations", None)
-            if annotations is None:
-                continue
-            for actor in (*annotations.corner_actors.values(),
-                          *annotations.letter_actors.values(), annotations.scale_actor,
-                          annotations.scale_label):
-                actor.SetVisibility(bool(visible))
-            view.request_render()
+            self._show_annotations(view, visible)
+
+    @staticmethod
+    def _show_annotations(view: Any, visible: bool) -> None:
+        annotations = getattr(view, "annotations", None)
+        if annotations is None:
+            return
+        for actor in (*annotations.corner_actors.values(),
+                      *annotations.letter_actors.values(), annotations.scale_actor,
+                      annotations.scale_label):
+            actor.SetVisibility(bool(visible))
+        view.request_render()
 
     def set_tool(self, tool: str) -> None:
         """"navigate", "crosshair", "distance", "angle", "ellipse", "rectangle", "bidimensional",
         "pan", "zoom", "brush", "eraser"."""
+        self._tool = tool
         if self._projection is not None:
             self._projection.set_tool(tool)
         for view in self._all_slice_views():
@@ -517,10 +629,11 @@ class ViewerPanel(QWidget):
 
     @property
     def brush_radius_mm(self) -> float:
-        return self._slice_views["axial"].brush_radius_mm
+        return self._plane_view("axial").brush_radius_mm
 
     def set_brush_radius_mm(self, radius_mm: float) -> None:
         """Brush / eraser radius in every slice view (also ``[`` / ``]`` in a view)."""
+        self._brush_radius_mm = float(radius_mm)
         for view in self._all_slice_views():
             view.set_brush_radius_mm(radius_mm)
 
@@ -572,6 +685,7 @@ class ViewerPanel(QWidget):
     def add_label_overlay(self, name: str, labels: LabelMap, opacity: float = 0.45) -> None:
         """Label map as a translucent colour layer in the slice views, surfaces in 3-D."""
         self._overlays[name] = (labels, opacity)
+        self._overlay_styles[name] = OverlayStyle(opacity=float(opacity))
         for view in self._all_slice_views():
             view.add_overlay(name, labels, opacity)
         if self._view3d is not None:
@@ -579,6 +693,7 @@ class ViewerPanel(QWidget):
 
     def remove_overlay(self, name: str) -> None:
         self._overlays.pop(name, None)
+        self._overlay_styles.pop(name, None)
         for view in self._all_slice_views():
             view.remove_overlay(name)
         if self._view3d is not None:
@@ -595,7 +710,12 @@ class ViewerPanel(QWidget):
         return list(self._overlays)
 
     def overlay_style(self, name: str) -> OverlayStyle:
-        return self._slice_views["axial"].overlay_style(name)
+        views = self._all_slice_views()
+        if views:
+            return views[0].overlay_style(name)
+        if name not in self._overlay_styles:
+            raise KeyError(name)
+        return self._overlay_styles[name]
 
     def set_overlay_style(self, name: str, *, opacity: float | None = None,
                           fill: bool | None = None, outline: bool | None = None,
@@ -607,6 +727,7 @@ class ViewerPanel(QWidget):
             fill=old.fill if fill is None else bool(fill),
             outline=old.outline if outline is None else bool(outline),
             visible=old.visible if visible is None else bool(visible))
+        self._overlay_styles[name] = new
         for view in self._all_slice_views():
             view.set_overlay_style(name, OverlayStyle(**vars(new)))
 

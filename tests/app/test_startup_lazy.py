@@ -53,9 +53,9 @@ def test_comparison_pane_made_on_first_use_follows_earlier_toggles(
     ids = write_and_import(library_dir, tmp_path)
     window = make_window(library_dir)
     compare = window.compare
-    # Start-up made only the primary panel's three slice views.
+    # Start-up made no slice view: the primary panel makes its views with the first image.
     assert compare._panel is None and compare._link is None
-    assert len(window.findChildren(SliceView)) == 3
+    assert len(window.findChildren(SliceView)) == 0
     # Identity and crosshair hidden before any comparison exists...
     window.set_identity_visible(False)
     window.act_crosshair.setChecked(False)
