@@ -254,54 +254,61 @@ def test_paths_with_no_image_say_so_and_open_nothing(qt: Any, windows: list[Any]
     assert _series_ids(library_dir) == {}  # and the demo was not made instead
 
 
+_RUN_GUI_SCRIPT = """
+import json, sys
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+from app.cli import build_parser
+from app.gui import make_application, run_gui
+from app.launch_paths import parse_command_line
+from app.main_window import MainWindow
+from app.open_paths import FileOpenFilter
+
+args = parse_command_line(build_parser(), sys.argv[1:])
+app = make_application()
+seen = {}
+
+def check():
+    for widget in QApplication.topLevelWidgets():
+        job = getattr(widget, "load_job", None)
+        if isinstance(widget, MainWindow) and widget.isVisible() \\
+                and widget.current_volume is not None and job is not None and not job.running:
+            file_filter = app.findChild(FileOpenFilter)
+            seen["series"] = widget.current_series_id
+            seen["filter feeds it"] = (file_filter is not None
+                                       and file_filter.opener is widget.path_opener)
+            widget.close()
+            app.quit()
+            return
+    QTimer.singleShot(100, check)
+
+QTimer.singleShot(100, check)
+QTimer.singleShot(60_000, app.quit)
+seen["code"] = run_gui(args)
+print("RESULT " + json.dumps(seen))
+"""
+
+
 @pytest.mark.gui
 def test_run_gui_opens_the_launch_paths_and_listens_for_file_open(
-        qt: Any, tmp_path: Path, library_dir: Path) -> None:
+        tmp_path: Path, library_dir: Path, display: None) -> None:
     """What `lucida --library DIR FOLDER` runs (run_gui, its event loop included): the
-    folder's series is on screen and the app's FileOpen filter feeds that window."""
-    from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication
-
-    from app.gui import run_gui
-    from app.main_window import MainWindow
-    from app.open_paths import FileOpenFilter
-
+    folder's series is on screen and the app's FileOpen filter feeds that window. In its
+    own process: an event loop that ran and quit inside the test process starved the
+    worker threads of later tests."""
     write_mr(tmp_path / "incoming", description="T1 sagittal", n_slices=6)
-    args = parse(["--library", str(library_dir), str(tmp_path / "incoming")])
-    app = QApplication.instance()
-    assert app is not None
-    seen: dict[str, Any] = {}
-    deadline = QTimer()
-    deadline.setSingleShot(True)
-    deadline.timeout.connect(app.quit)
+    script = tmp_path / "run_gui_check.py"
+    script.write_text(_RUN_GUI_SCRIPT, encoding="utf-8")
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, str(script), "--library", str(library_dir),
+         str(tmp_path / "incoming")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    assert result.returncode == 0 and lines, result.stdout + result.stderr
+    import json
 
-    def check() -> None:
-        for widget in QApplication.topLevelWidgets():
-            job = getattr(widget, "load_job", None)
-            if isinstance(widget, MainWindow) and widget.isVisible() \
-                    and widget.library_dir == library_dir \
-                    and widget.current_volume is not None and job is not None \
-                    and not job.running:
-                file_filter = app.findChild(FileOpenFilter)
-                seen["series"] = widget.current_series_id
-                seen["filter feeds it"] = (file_filter is not None
-                                           and file_filter.opener is widget.path_opener)
-                seen["window"] = widget
-                widget.close()
-                app.quit()
-                return
-        QTimer.singleShot(100, check)
-
-    QTimer.singleShot(100, check)
-    deadline.start(WAIT_MS)
-    try:
-        assert run_gui(args) == 0
-    finally:
-        file_filter = app.findChild(FileOpenFilter)
-        if file_filter is not None:
-            app.removeEventFilter(file_filter)
-            file_filter.deleteLater()
-        if "window" in seen:
-            seen["window"].deleteLater()
+    seen = json.loads(lines[-1].removeprefix("RESULT "))
+    assert seen["code"] == 0
     assert seen.get("series") == _series_ids(library_dir)["T1 sagittal"]
     assert seen["filter feeds it"] is True
