@@ -80,9 +80,13 @@ def _versions() -> dict[str, str]:
 
     out = {"lucida": __version__, "python": platform.python_version(),
            "system": f"{platform.system()} {platform.machine()}"}
-    for name in ("onnxruntime", "vtk", "PySide6", "pydicom", "SimpleITK", "numpy"):
+    # VTK by its vtkmodules package: `import vtk` loads every VTK module, and the
+    # installer bundles only those Lucida uses.
+    for name, module_name in (("onnxruntime", "onnxruntime"), ("vtk", "vtkmodules"),
+                              ("PySide6", "PySide6"), ("pydicom", "pydicom"),
+                              ("SimpleITK", "SimpleITK"), ("numpy", "numpy")):
         try:
-            module = __import__(name)
+            module = __import__(module_name)
             out[name] = str(getattr(module, "__version__", "") or getattr(module, "Version", ""))
         except Exception as exc:  # a missing piece is a finding, not a crash
             out[name] = f"unavailable ({type(exc).__name__})"

@@ -37,7 +37,8 @@ def test_smoke_test_passes_and_writes_only_its_report(tmp_path: Path, display: N
     assert all(s["seconds"] > 0 for s in report["steps"][1:])
     assert report["model"]["provider"] == "CPUExecutionProvider"
     assert report["model"]["findings"] >= 3 and report["model"]["timings_s"]["total"] > 0
-    assert report["versions"]["onnxruntime"][0].isdigit()
+    assert all(report["versions"][name][0].isdigit()
+               for name in ("onnxruntime", "vtk", "PySide6", "pydicom", "SimpleITK", "numpy"))
     # The build that ran is named (a source checkout: its commit, as `lucida --version`
     # says; others may commit while this runs, so the commit is checked to be this repo's).
     from app import __version__
