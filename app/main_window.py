@@ -293,6 +293,9 @@ class MainWindow(QMainWindow, ReviewWiring):
                                       Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(self.measurements_dock, self.models_dock)
         self.measurements_dock.raise_()
+        # Its tab brought forward reads the packs now if that has not happened yet.
+        self.models_dock.visibilityChanged.connect(
+            lambda visible: visible and panel.ensure_scanned())
         panel.result_ready.connect(self._on_inference_result)
         panel.error.connect(lambda message: self.set_status(f"Model: {message}"))
         panel.status_message.connect(self.set_status)
@@ -1058,23 +1061,20 @@ class MainWindow(QMainWindow, ReviewWiring):
 
     def _watch_views(self) -> None:
         """Every view, including a 3-D or cell view made since, goes through view_input."""
-        from viewer.volume_view import VolumeView3D
-
+        view3d = self.viewer.built_view_3d()  # VTK's 3-D modules wait until it is made
         for view in self._view_widgets():
-            if isinstance(view, VolumeView3D):
+            if view is view3d:
                 self.view_input.watch(view, "3d", keys=False)  # it has its own R
             else:
                 self.view_input.watch(view, str(getattr(view, "plane", "")))
 
     def _view_widgets(self) -> list[QWidget]:
         """The views in layout order: cells (when a cell layout is on), planes, 3-D."""
-        from viewer.volume_view import VolumeView3D
-
-        cells = getattr(self.viewer, "cells", None)
-        views: list[QWidget] = list(cells() if callable(cells) else [])
+        views: list[QWidget] = list(self.viewer.cells())
         # Only the views made so far (the panel makes the others on first need).
-        built = getattr(self.viewer, "built_slice_views", self.viewer.slice_views)
-        for view in [*built().values(), *self.viewer.findChildren(VolumeView3D)]:
+        view3d = self.viewer.built_view_3d()
+        for view in [*self.viewer.built_slice_views().values(),
+                     *([view3d] if view3d is not None else [])]:
             if view not in views:
                 views.append(view)
         return views

@@ -53,9 +53,9 @@ class ModelsPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None, *, library_dir: Path | None = None,
                  bundled_dir: Path | None = None, defer_scan: bool = False) -> None:
-        """``defer_scan``: read and validate the packs on first need (shown, a series set,
-        a pack asked for) or the first host-volume check (0.5 s), not now: the main window
-        keeps that work off its path to the first frame."""
+        """``defer_scan``: read and validate the packs on first need (``ensure_scanned``: its
+        tab shown, a series set, a pack asked for) or the first host-volume check (0.5 s),
+        not now: the main window keeps that work off its path to the first frame."""
         super().__init__(parent)
         self.setObjectName("modelsPanel")
         self._host = parent
@@ -66,11 +66,8 @@ class ModelsPanel(QWidget):
 
             library_dir = default_library_dir()
         self.library_dir = Path(library_dir)
-        from inference.registry import Registry
-
-        self.registry = Registry.for_library(self.library_dir)
-        if bundled_dir is not None:
-            self.registry.bundled_dir = Path(bundled_dir)
+        self._bundled_dir = None if bundled_dir is None else Path(bundled_dir)
+        self._registry: Any = None   # inference.registry (pydantic manifests) on first need
         self._volume: Any = None
         self._projection_reason: str | None = None   # a 2-D image is open: why nothing runs
         self._job: Any = None
@@ -149,14 +146,21 @@ class ModelsPanel(QWidget):
         if not defer_scan:
             self.refresh()
 
+    @property
+    def registry(self) -> Any:
+        """The library's and the bundled model packs (inference.registry.Registry)."""
+        if self._registry is None:
+            from inference.registry import Registry
+
+            self._registry = Registry.for_library(self.library_dir)
+            if self._bundled_dir is not None:
+                self._registry.bundled_dir = self._bundled_dir
+        return self._registry
+
     def ensure_scanned(self) -> None:
         """Read the packs now unless done already (a deferred scan, see ``__init__``)."""
         if not self._scanned:
             self.refresh()
-
-    def showEvent(self, event: Any) -> None:  # Qt naming
-        self.ensure_scanned()
-        super().showEvent(event)
 
     # ------------------------------------------------------------------ state
     def refresh(self) -> None:

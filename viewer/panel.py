@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 from PySide6.QtCore import QEvent, QObject, QTimer, Signal
@@ -32,9 +32,11 @@ from viewer.models import CursorModel, MeasurementList, SlabModel, WindowLevelMo
 from viewer.overlay import OverlayStyle
 from viewer.planes import PLANE_NAMES, central_voxel_lps
 from viewer.presets import AUTO, PRESETS, RELATIVE_PRESETS, default_window
-from viewer.projection_view import ProjectionView
 from viewer.slice_view import SliceView
-from viewer.volume_view import VolumeView3D
+
+if TYPE_CHECKING:  # imported where first made: neither is on the way to the first frame
+    from viewer.projection_view import ProjectionView
+    from viewer.volume_view import VolumeView3D
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +187,14 @@ class ViewerPanel(QWidget):
                 view.set_overlay_style(name, OverlayStyle(**vars(style)))
         return view
 
+    def built_view_3d(self) -> VolumeView3D | None:
+        """The 3-D view if made yet (reaching it this way makes nothing)."""
+        return self._view3d
+
     def _ensure_3d(self) -> VolumeView3D:
         if self._view3d is None:
+            from viewer.volume_view import VolumeView3D
+
             self._view3d = VolumeView3D(window_level=self.window_level, parent=self)
             self._view3d.hide()
             # Scrolling the slices outranks refining the 3-D picture (volume_view).
@@ -386,7 +394,7 @@ class ViewerPanel(QWidget):
             # The keys were given to the panel while its views waited (take_focus).
             placed[0][0].setFocus()
         for w, _r, _c in placed:
-            if isinstance(w, (SliceView, VolumeView3D)):
+            if isinstance(w, SliceView) or w is self._view3d:
                 w.request_render()
 
     def _all_slice_views(self) -> list[SliceView]:
@@ -403,7 +411,8 @@ class ViewerPanel(QWidget):
 
     def _place_pending(self) -> None:
         """Place the layout that waited for an image (now that one came or a caller asks)."""
-        if self._pending_layout is not None:
+        # A 2-D image fills the panel: its views are made hidden, the layout still waits.
+        if self._pending_layout is not None and self.projection_view() is None:
             self._place_layout(*self._pending_layout)
 
     def visible_view_names(self) -> list[str]:
@@ -467,6 +476,8 @@ class ViewerPanel(QWidget):
         and 3-D views hide until ``set_volume`` or ``clear``. Layout changes are refused."""
         self.clear()
         if self._projection is None:
+            from viewer.projection_view import ProjectionView
+
             self._projection = ProjectionView(window_level=self.window_level, parent=self)
             self._projection.measurements_changed.connect(self.measurements_changed)
             self._projection.set_identity_visible(self._identity_visible)
@@ -475,7 +486,7 @@ class ViewerPanel(QWidget):
         self._hidden_by_projection = [w for w in self.findChildren(QWidget)
                                       if w.parent() is self and w.isVisible() and w is not view]
         # Keys typed into a view keep going to a view (not to whatever Qt focuses next).
-        had_focus = any(w.hasFocus() for w in self._hidden_by_projection)
+        had_focus = self.hasFocus() or any(w.hasFocus() for w in self._hidden_by_projection)
         for w in self._hidden_by_projection:
             w.hide()
         self._grid.addWidget(view, 0, 0, max(1, self._grid.rowCount()),
