@@ -267,7 +267,8 @@ class ModelsPanel(QWidget):
         self._projection_reason = None if modality is None else (
             f"a 2-D image{f' ({modality})' if modality else ''}: every model needs a 3-D volume")
         self._volume_changed()
-        self._update_buttons()
+        if self._scanned:   # else the deferred scan sets the buttons
+            self._update_buttons()
 
     def set_volume(self, volume: Any) -> None:
         """The series the next run uses (the main window's open series by default)."""
@@ -287,8 +288,7 @@ class ModelsPanel(QWidget):
         # A pack chosen for another series (the demo pack on the demo study, a CT model
         # on an MR) is not carried over to a series it may not run on.
         if not self._scanned:
-            self.refresh()   # it applies availability and picks the default pack itself
-            return
+            return   # the deferred scan applies the series then (open_series calls this)
         self._apply_availability()
         pack = self.selected_pack()
         if pack is None or not self.available(pack.id):

@@ -36,6 +36,7 @@ def test_demo_start_builds_the_shown_cells_only_then_the_deferred_panels(
     models = window.models_panel
     qt.waitUntil(lambda: models._scanned, timeout=5000)
     assert models.model_list.count() > 0 and models.selected_pack() is not None
+    assert models.available(models.selected_pack_id()), "chosen for the open demo series"
     # The Network tab, raised, gets its panel then.
     window.network.dock.raise_()
     qt.waitUntil(lambda: window.network._panel is not None, timeout=5000)
