@@ -143,7 +143,8 @@ def _probe(node: Node, timeout_s: float) -> None:
         raise NetworkError(f"cannot reach {_where(node)}: {exc.strerror or exc}") from exc
 
 
-def _ae(local: LocalAE, timeout_s: float) -> AE:
+def make_ae(local: LocalAE, timeout_s: float) -> AE:
+    """Lucida's calling AE with one timeout for every phase (send uses it too)."""
     ae = AE(ae_title=local.ae_title)
     ae.acse_timeout = timeout_s
     ae.dimse_timeout = timeout_s
@@ -224,7 +225,7 @@ def _check_done(node: Node, what: str, status: Dataset | None,
 def echo(node: Node, local: LocalAE, timeout_s: float = 10,
          ssl_context: ssl.SSLContext | None = None) -> float:
     """C-ECHO ``node``; the round trip in seconds (association included)."""
-    ae = _ae(local, timeout_s)
+    ae = make_ae(local, timeout_s)
     ae.add_requested_context(Verification)
     started = time.perf_counter()
     with _associate(ae, node, local, timeout_s, ssl_context=ssl_context) as assoc:
@@ -244,7 +245,7 @@ def find(node: Node, local: LocalAE, level: Level, keys: QueryKeys, *,
         raise NetworkError(f"query level {level!r} must be PATIENT, STUDY or SERIES")
     model = (PatientRootQueryRetrieveInformationModelFind if level == "PATIENT"
              else StudyRootQueryRetrieveInformationModelFind)
-    ae = _ae(local, timeout_s)
+    ae = make_ae(local, timeout_s)
     ae.add_requested_context(model)
     identifier = _identifier(level, keys)
     out: list[dict[str, str]] = []
@@ -400,7 +401,7 @@ def _get(node: Node, local: LocalAE, study_uids: Sequence[str], filer: Filer,
          record: Callable[[InstanceOutcome, int], None], prog: _Progress,
          cancel: CancelToken | None, timeout_s: float, ssl_context: ssl.SSLContext | None,
          report: TransferReport) -> None:
-    ae = _ae(local, timeout_s)
+    ae = make_ae(local, timeout_s)
     model = StudyRootQueryRetrieveInformationModelGet
     ae.add_requested_context(model)
     for sop_class in GET_STORAGE_CLASSES:
@@ -442,7 +443,7 @@ def _move(node: Node, local: LocalAE, study_uids: Sequence[str], filer: Filer,
         scp = own
     listener = scp.add_listener(lambda outcome, size: record(outcome, size))
     try:
-        ae = _ae(local, timeout_s)
+        ae = make_ae(local, timeout_s)
         model = StudyRootQueryRetrieveInformationModelMove
         ae.add_requested_context(model)
         with _associate(ae, node, local, timeout_s, ssl_context=ssl_context) as assoc:

@@ -31,6 +31,7 @@ from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS, code_to_category
 
 from core.errors import LucidaError
 from core.progress import CancelToken, ProgressSink
+from net.dimse import make_ae
 from net.nodes import LocalAE, Node
 from net.transfer import (
     PROCESSING_FAILURE,
@@ -149,12 +150,8 @@ def _tls_args(node: Node, context: ssl.SSLContext | None) -> tuple[ssl.SSLContex
 
 
 def _make_ae(local: LocalAE, contexts: list[PresentationContext], timeout_s: float) -> AE:
-    ae = AE(ae_title=local.ae_title)
+    ae = make_ae(local, timeout_s)
     ae.requested_contexts = contexts
-    ae.acse_timeout = timeout_s
-    ae.dimse_timeout = timeout_s
-    ae.network_timeout = timeout_s
-    ae.connection_timeout = timeout_s
     return ae
 
 
