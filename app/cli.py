@@ -19,14 +19,28 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.bootstrap import prepare_environment
-from app.launch_paths import parse_command_line
+from app.launch_paths import parse_command_line, split_launch_paths
 
 # Order is the order shown in --help.
 COMMAND_MODULES = ("library", "models", "infer", "review", "export", "export_deid", "view",
                    "audit", "send", "nodes", "query", "retrieve", "scp")
+# Every command name and the module (above) that registers it. A plain `lucida` (the GUI, or
+# a desktop's `lucida FILE`) needs none of the modules, so start-up imports them only when
+# a word on the command line names a command or asks for help. tests/app/test_cli_lazy.py
+# checks this table against what the modules register.
+COMMAND_NAMES: dict[str, str] = {
+    "import": "library", "list": "library", "info": "library",
+    "export-volume": "library", "check": "library", "models": "models", "infer": "infer",
+    "review": "review", "export": "export", "export-deid": "export_deid", "view": "view",
+    "audit": "audit", "send": "send", "nodes": "nodes", "query": "query",
+    "retrieve": "retrieve", "scp": "scp",
+}
+_HELP = ("-h", "--help")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, commands: bool = True) -> argparse.ArgumentParser:
+    """The whole command line; ``commands=False``: the top-level options only (no
+    subcommand module imported), enough for the GUI, ``--version`` and ``--smoke-test``."""
     from app import __version__
 
     parser = argparse.ArgumentParser(
@@ -57,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="library folder (default: $LUCIDA_LIBRARY or the user data directory)",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    parser.set_defaults(func=None, version_string=__version__)
+    parser.set_defaults(func=None, command=None, version_string=__version__)
+    if not commands:
+        return parser
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -100,9 +116,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     # worker; freeze_support() runs the worker instead of a second app.
     multiprocessing.freeze_support()
     prepare_environment()
-    parser = build_parser()
-    # `lucida PATH ...` (file associations): paths come off before argparse sees them.
-    args = parse_command_line(parser, sys.argv[1:] if argv is None else argv)
+    args = parse_arguments(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(levelname)s %(name)s: %(message)s",
@@ -150,6 +164,20 @@ def _main(argv: Sequence[str] | None = None) -> int:
         print(f"internal error: {type(exc).__name__}: {exc} (set LUCIDA_DEBUG=1 for a traceback)",
               file=sys.stderr)
         return 3
+
+
+def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
+    """The parsed command line. `lucida PATH ...` (file associations): paths come off
+    before argparse sees them (app/launch_paths.py). The subcommand modules are imported
+    only when a word could be a command or asks for help; otherwise the top-level parser
+    gives the same result without them."""
+    light = build_parser(commands=False)
+    words, paths = split_launch_paths(light, argv, commands=list(COMMAND_NAMES))
+    if any(w in COMMAND_NAMES or w in _HELP for w in words):
+        return parse_command_line(build_parser(), argv)
+    args = light.parse_args(words)
+    args.open_paths = paths
+    return args
 
 
 def _one_line(text: str) -> str:

@@ -53,14 +53,16 @@ def _takes_value(token: str, takes_value: set[str], longs: list[str]) -> bool:
     return False
 
 
-def split_launch_paths(parser: argparse.ArgumentParser,
-                       argv: Sequence[str]) -> tuple[list[str], list[Path]]:
+def split_launch_paths(parser: argparse.ArgumentParser, argv: Sequence[str],
+                       commands: Sequence[str] | None = None) -> tuple[list[str], list[Path]]:
     """(the words argparse should parse, the paths to open in the GUI).
 
     A word that is neither a subcommand nor an existing file or folder is a usage error
     (``parser.error`` exits 2), so a mistyped subcommand is not taken for a path.
+    ``commands``: the subcommand names, when ``parser`` was built without them (default:
+    the ones ``parser`` has).
     """
-    commands = command_names(parser)
+    commands = command_names(parser) if commands is None else list(commands)
     takes_value, longs = _value_options(parser)
     words = [w for w in argv if not w.startswith("-psn_")]  # old macOS Finder adds one
     rest: list[str] = []
