@@ -190,12 +190,10 @@ class NetworkWiring:
         signals = self._signals
         library_dir = Path(self.window.library_dir)
 
-        def index(paths: Any) -> object:  # in an association thread: its own connection
+        def index(library: Any, paths: Any) -> object:  # on the Filer's indexing thread
             from app.importer import import_paths
-            from store import Library
 
-            with Library.open(library_dir) as library:
-                report = import_paths(library, list(paths))
+            report = import_paths(library, list(paths))
             signals.indexed.emit(list(paths))
             return report
 
@@ -208,7 +206,9 @@ class NetworkWiring:
                 tls_key=Path(prefs.scp_tls_key) if prefs.scp_tls_key else None,
                 max_instance_mb=prefs.scp_max_instance_mb,
                 max_association_mb=prefs.scp_max_association_mb)
-            scp = StorageSCP(config, Filer(library_dir, index), signals.outcome.emit)
+            # One Library connection on the indexing thread for all batches (for_library).
+            scp = StorageSCP(config, Filer.for_library(library_dir, index),
+                             signals.outcome.emit)
             scp.start()
         except Exception as exc:  # a taken port, a bad certificate: say so, keep running
             from app.series_session import error_text

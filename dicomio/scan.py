@@ -565,11 +565,12 @@ def _pixel_element_check(head: bytes, implicit: bool, pos: int, size: int,
     return bool(length > 0)
 
 
-def _read_header(fp: BinaryIO, source: DicomSource, size: int, mtime: float) -> InstanceHeader:
+def read_header(fp: BinaryIO, source: DicomSource, size: int, mtime: float) -> InstanceHeader:
     """Parse one object's header from a seekable stream of ``size`` bytes.
 
     ScanProblem (the skip reason) on bad input; the fast reader first, pydicom for
-    what it declines.
+    what it declines. The import's check of every file, and of every instance a peer sends
+    (net/filing.py).
     """
     if size == 0:
         raise ScanProblem("empty file (0 bytes)")
@@ -779,7 +780,7 @@ def _scan_file_unguarded(path: Path) -> _Outcome:
                 return _scan_zip(path, st.st_mtime)
             fp.seek(0)
             try:
-                header = _read_header(fp, source, st.st_size, st.st_mtime)
+                header = read_header(fp, source, st.st_size, st.st_mtime)
             except ScanProblem as problem:
                 if str(problem) == "DICOMDIR":
                     return _Outcome(dicomdir=path)
@@ -870,7 +871,7 @@ def _scan_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: DicomS
     except ZipMemberError as exc:
         raise ScanProblem(str(exc)) from None
     try:
-        return _read_header(cast(BinaryIO, _HeadAndTail(kept)), source, kept.size, mtime)
+        return read_header(cast(BinaryIO, _HeadAndTail(kept)), source, kept.size, mtime)
     except _NotKept:
         pass
     try:
@@ -878,7 +879,7 @@ def _scan_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: DicomS
     except ZipMemberError as exc:
         raise ScanProblem(str(exc)) from None
     with spool:
-        return _read_header(spool, source, kept.size, mtime)
+        return read_header(spool, source, kept.size, mtime)
 
 
 def _scan_zip(path: Path, mtime: float) -> _Outcome:

@@ -33,7 +33,7 @@ from core.atomic import write_bytes
 from core.errors import LucidaError
 from dicomio import fastheader
 from dicomio.classify import ObjectKind, classify_sop_class
-from dicomio.scan import ScanProblem, _read_header
+from dicomio.scan import ScanProblem, read_header
 from dicomio.source import DicomSource
 from net.transfer import (
     CANNOT_UNDERSTAND,
@@ -271,8 +271,8 @@ class Filer:
         if self.has(uid):
             return InstanceOutcome(uid, SUCCESS, True, "already in the library")
         try:
-            header = _read_header(stream, DicomSource(self.root / f"{uid}.dcm"), size,
-                                  time.time())
+            header = read_header(stream, DicomSource(self.root / f"{uid}.dcm"), size,
+                                 time.time())
         except ScanProblem as problem:
             return InstanceOutcome(uid, CANNOT_UNDERSTAND, False, f"refused: {problem}")
         except Exception as exc:  # the same guard as the scanner's: this instance only
