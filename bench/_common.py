@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import time
@@ -16,6 +17,23 @@ def shared_data() -> Path | None:
     env = os.environ.get("LUCIDA_SHARED")
     root = Path(env) if env else REPO.parent / "shared"
     return root / "data" if (root / "data").is_dir() else None
+
+
+def bench_start(doc: str, repeat: int, parser: argparse.ArgumentParser | None = None
+                ) -> tuple[argparse.Namespace, Path | None]:
+    """The usual start of a benchmark on ../shared data: ``--repeat`` (best of N, default
+    ``repeat``) added to ``parser`` (a new one from ``doc``'s first line by default), the
+    arguments, and ``shared_data()``; None after printing a SKIP line when it is absent (the
+    caller then exits 0)."""
+    if parser is None:
+        parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=repeat,
+                        help=f"best of N (default {repeat})")
+    args = parser.parse_args()
+    data = shared_data()
+    if data is None:
+        print("SKIP: ../shared/data is absent (set LUCIDA_SHARED to its parent folder)")
+    return args, data
 
 
 def best_of(fn: Callable[[], object], repeat: int) -> float:

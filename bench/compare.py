@@ -17,7 +17,6 @@ Skips with a message (exit 0) when ../shared/data is absent.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import best_of, shared_data  # the script's folder is on sys.path
+from _common import bench_start, best_of  # the script's folder is on sys.path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -74,12 +73,8 @@ def bare_simpleitk(fixed: Any, moving: Any, settings: Any) -> Any:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5, help="best of N (default 5)")
-    args = parser.parse_args()
-    data = shared_data()
+    args, data = bench_start(__doc__, 5)
     if data is None:
-        print("SKIP: ../shared/data is absent (set LUCIDA_SHARED to its parent folder)")
         return 0
     lidc = data / "ct" / "LIDC-IDRI-0001"
 

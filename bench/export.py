@@ -15,14 +15,13 @@ Skips with a message (exit 0) when ../shared/data is absent.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import best_of, shared_data  # the script's folder is on sys.path
+from _common import bench_start, best_of  # the script's folder is on sys.path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -51,12 +50,8 @@ def _spheres(shape: tuple[int, int, int], spacing: np.ndarray, count: int,
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3, help="best of N (default 3)")
-    args = parser.parse_args()
-    data = shared_data()
+    args, data = bench_start(__doc__, 3)
     if data is None:
-        print("SKIP: ../shared/data is absent (set LUCIDA_SHARED to its parent folder)")
         return 0
 
     import highdicom as hd

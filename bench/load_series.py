@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from _common import best_of, shared_data  # the script's folder is on sys.path
+from _common import bench_start, best_of  # the script's folder is on sys.path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -32,12 +32,9 @@ TARGETS = {"ct/LIDC-IDRI-0001": 0.5, "ct/MIDRC-RICORD-1A-419639-000082": 1.0}
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3, help="best of N (default 3)")
     parser.add_argument("--workers", type=int, default=None, help="Lucida decode threads")
-    args = parser.parse_args()
-    data = shared_data()
+    args, data = bench_start(__doc__, 3, parser)
     if data is None:
-        print("SKIP: ../shared/data is absent (set LUCIDA_SHARED to its parent folder)")
         return 0
 
     import SimpleITK as sitk

@@ -27,7 +27,6 @@ Skips with a message (exit 0) without ../shared/data, Orthanc or getscu.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -36,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import shared_data  # the script's folder is on sys.path
+from _common import bench_start  # the script's folder is on sys.path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -87,12 +86,8 @@ def _getscu(peer: object, folder: Path, nodelay: bool) -> tuple[float, int, int]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3, help="best of N (default 3)")
-    args = parser.parse_args()
-    data = shared_data()
+    args, data = bench_start(__doc__, 3)
     if data is None:
-        print("SKIP: ../shared/data is absent (set LUCIDA_SHARED to its parent folder)")
         return 0
     if shutil.which("getscu") is None:
         print("SKIP: DCMTK's getscu is not installed (Debian package dcmtk)")
