@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.transport import ThreadedAssociationServer
 
 from net.dimse import Verification
 from net.errors import NetworkError
@@ -92,6 +93,22 @@ class StorageSCP:
                                f"{exc}") from exc
         return context
 
+    def _server_class(self) -> type[ThreadedAssociationServer]:
+        """pynetdicom's server, closing a connection from a host off the allow list as soon as
+        it is accepted: no association, nothing read from it (socketserver's verify_request)."""
+        scp = self
+
+        class HostFilteredServer(ThreadedAssociationServer):
+            def verify_request(self, request: Any, client_address: Any) -> bool:
+                host = str(client_address[0])
+                if scp._host_allowed(host):
+                    return True
+                log.warning("storage SCP: refused a connection from %s (host not allowed)",
+                            host)
+                return False
+
+        return HostFilteredServer
+
     def start(self) -> None:
         """Listen; NetworkError when the port is taken or the configuration is invalid."""
         if self._server is not None:
@@ -112,12 +129,17 @@ class StorageSCP:
             (evt.EVT_C_STORE, self._on_store), (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_RELEASED, self._forget), (evt.EVT_ABORTED, self._forget)]
         try:
-            self._server = ae.start_server((cfg.bind, cfg.port), block=False,
-                                           evt_handlers=handlers,
-                                           ssl_context=self._ssl_context())
+            # ae.start_server(block=False), with our server class.
+            server = ae.make_server((cfg.bind, cfg.port), evt_handlers=handlers,
+                                    ssl_context=self._ssl_context(),
+                                    server_class=self._server_class())
         except OSError as exc:
             raise NetworkError(f"the storage SCP cannot listen on {cfg.bind}:{cfg.port}: "
                                f"{exc.strerror or exc}") from exc
+        ae._servers.append(server)  # as start_server does: server.shutdown() removes it
+        threading.Thread(target=server.serve_forever, name="lucida-storage-scp",
+                         daemon=True).start()
+        self._server = server
         log.info("storage SCP %s listening on %s:%d", cfg.ae_title, cfg.bind, self.port)
 
     def stop(self) -> None:
