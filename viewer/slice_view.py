@@ -216,7 +216,7 @@ class SliceView(DeferredRender, QVTKRenderWindowInteractor):
         self.measurements.selection_changed.connect(lambda _i: self._update_measurements())
         self.findings.changed.connect(self._on_findings_changed)
         self.findings.shape_changed.connect(self._on_finding_changed)
-        self.Initialize()
+        self._gl_ready = False  # Initialize() with the first draw (DeferredRender.ensure_gl)
         self._apply_window_level()
 
     # ------------------------------------------------------------------ volume

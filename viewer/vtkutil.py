@@ -139,6 +139,22 @@ class DeferredRender:
     event-loop turn are drawn once, and only while the view is shown."""
 
     _render_pending = False
+    # False: the view skipped ``Initialize()`` when it was made, so its GL context (and
+    # the empty frame Initialize draws) comes with its first draw: a layout's later views
+    # then cost nothing before the first one is on screen (start-up, issue 19).
+    _gl_ready = True
+
+    def ensure_gl(self) -> bool:
+        """Initialize the interactor (which draws a frame) if not yet; True when it did."""
+        if self._gl_ready:
+            return False
+        self._gl_ready = True
+        self.Initialize()  # type: ignore[attr-defined]
+        return True
+
+    def paintEvent(self, ev: Any) -> None:
+        if not self.ensure_gl():  # the first paint's frame is Initialize's own
+            super().paintEvent(ev)  # type: ignore[misc]
 
     def request_render(self) -> None:
         """Render soon (coalesced with other requests in the same event-loop turn)."""
@@ -154,7 +170,8 @@ class DeferredRender:
             self.render_now()
 
     def render_now(self) -> None:
-        self.GetRenderWindow().Render()  # type: ignore[attr-defined]
+        if not self.ensure_gl():
+            self.GetRenderWindow().Render()  # type: ignore[attr-defined]
 
     def grab_rgb(self) -> np.ndarray:
         """The rendered view as an (h, w, 3) uint8 array, top row first."""
