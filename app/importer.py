@@ -195,6 +195,45 @@ def plan_summary(sources: Sequence[DicomSource]) -> tuple[dict[str, Any] | None,
     return geometry, [str(w) for w in plan.warnings]
 
 
+def plan_series_geometry(library: Library, series_id: int) -> tuple[str, ...] | None:
+    """Cache a series' geometry summary and warnings from all its headers (which it reads);
+    the warnings, or None when the series is too large to plan at import."""
+    if library.get_series(series_id).num_instances > PLAN_AT_IMPORT_MAX_FILES:
+        return None
+    geometry, plan_warnings = plan_summary(series_sources(library, series_id))
+    library.set_series_geometry(series_id, geometry, plan_warnings)
+    return tuple(plan_warnings)
+
+
+class ArrivalIndexer:
+    """Indexes instances arriving from the network in the batches ``net.filing.Filer``
+    hands it: ``index`` per batch, ``finish`` when the Filer is flushed (a transfer ended,
+    a push went quiet), both on the Filer's indexing thread.
+
+    A series' geometry is planned once, at ``finish``: planning reads every header of the
+    series, so planning at each batch (as ``import_paths`` does) would read a series of
+    n instances about n/64 times, and the indexing would fall ever further behind a large
+    series as it arrives.
+    """
+
+    def __init__(self) -> None:
+        self._unplanned: set[int] = set()
+
+    def index(self, library: Library, paths: Sequence[Path]) -> ImportReport:
+        report = import_paths(library, paths, plan_geometry=False)
+        self._unplanned.update(s.series_id for s in report.series
+                               if s.new_instances and s.object_kind in ("image", "rtimage"))
+        return report
+
+    def finish(self, library: Library) -> None:
+        unplanned, self._unplanned = self._unplanned, set()
+        for series_id in sorted(unplanned):
+            try:
+                plan_series_geometry(library, series_id)
+            except LucidaError as exc:  # the cached summary is optional
+                log.warning("geometry of a received series not planned: %s", exc)
+
+
 def _failure(what: str, exc: BaseException) -> str:
     return f"not indexed: {what} failed ({type(exc).__name__}: {exc})"[:300]
 
@@ -241,12 +280,9 @@ def _import_group(library: Library, group: SeriesGroup, report: ImportReport, *,
     report.modified.extend(outcome.modified)
     warnings = tuple(row.warnings)
     needs_plan = (outcome.new or outcome.moved or row.geometry is None)
-    if (plan_geometry and needs_plan and group.object_kind.is_image
-            and row.num_instances <= PLAN_AT_IMPORT_MAX_FILES):
-        sources = series_sources(library, outcome.series_id)
-        geometry, plan_warnings = plan_summary(sources)
-        library.set_series_geometry(outcome.series_id, geometry, plan_warnings)
-        warnings = tuple(plan_warnings)
+    if plan_geometry and needs_plan and group.object_kind.is_image:
+        planned = plan_series_geometry(library, outcome.series_id)
+        warnings = planned if planned is not None else warnings
     return ImportedSeries(
         series_id=outcome.series_id,
         series_uid=group.series_uid,

@@ -60,17 +60,6 @@ def count_from(message: str, fraction: float, total_hint: int) -> tuple[int, int
     return 0, 0
 
 
-def _index_into(library_dir: Path) -> Callable[[Sequence[Path]], object]:
-    def index(paths: Sequence[Path]) -> object:
-        from app.importer import import_paths
-        from store import Library
-
-        with Library.open(library_dir) as library:
-            return import_paths(library, list(paths))
-
-    return index
-
-
 def echo_job(node: Any, local: Any, timeout_s: float) -> Job:
     """C-ECHO a DIMSE node (round trip in seconds); a DICOMweb node answers one QIDO search."""
 
@@ -122,23 +111,25 @@ def retrieve_job(library_dir: Path, node: Any, local: Any, study_uids: Sequence[
     one for the duration on the local port).
     """
     uids = list(study_uids)
-    index = _index_into(Path(library_dir))
 
     def work(ctx: JobContext) -> Any:
+        from app.importer import ArrivalIndexer
         from net.filing import Filer
 
         arrived = {"instances": 0, "bytes": 0}
         series: set[str] = set()
+        indexer = ArrivalIndexer()
 
-        def index_batch(paths: Sequence[Path]) -> object:
-            result = index(paths)
+        def index_batch(library: Any, paths: Sequence[Path]) -> object:
+            result = indexer.index(library, paths)
             arrived["instances"] += len(paths)
             arrived["bytes"] += sum(p.stat().st_size for p in paths if p.exists())
             series.update(p.parent.name for p in paths)
             ctx.partial(Arrived(arrived["instances"], arrived["bytes"], frozenset(series)))
             return result
 
-        filer = Filer(Path(library_dir), index_batch)
+        # One Library connection on the indexing thread; geometry planned at the end.
+        filer = Filer.for_library(Path(library_dir), index_batch, finish=indexer.finish)
         progress = _sink(ctx, total_hint, lambda: arrived["bytes"])
         try:
             if node.kind == "dicomweb":

@@ -44,7 +44,7 @@ STUDY_UID = "1.3.6.1.4.1.14519.5.2.1.6279.6001.298806137288633453246975630178"
 
 
 def _lucida(peer: object, folder: Path, index: bool) -> tuple[float, int, int]:
-    from app.importer import import_paths
+    from app.importer import ArrivalIndexer
     from net.dimse import retrieve
     from net.filing import Filer
     from net.nodes import LocalAE, Node
@@ -54,7 +54,9 @@ def _lucida(peer: object, folder: Path, index: bool) -> tuple[float, int, int]:
     node = Node(name="orthanc", ae_title=peer.aet, host=peer.host,  # type: ignore[attr-defined]
                 port=peer.dicom_port)  # type: ignore[attr-defined]
     start = time.perf_counter()
-    filer = Filer.for_library(folder, import_paths) if index else Filer(folder, None)
+    indexer = ArrivalIndexer()
+    filer = (Filer.for_library(folder, indexer.index, finish=indexer.finish) if index
+             else Filer(folder, None))
     try:
         report = retrieve(node, LocalAE(ae_title="LUCIDA"), [STUDY_UID], filer)
     finally:

@@ -185,13 +185,17 @@ class Filer:
         self._worker: threading.Thread | None = None
         #: Run on the indexing thread when it stops (closes what ``index`` opened there).
         self.index_cleanup: Callable[[], None] | None = None
+        #: Run on the indexing thread after a flush indexed everything pending.
+        self.index_flushed: Callable[[], None] | None = None
 
     @classmethod
     def for_library(cls, library_folder: Path,
-                    import_paths: Callable[[Library, Sequence[Path]], object],
+                    import_paths: Callable[[Library, Sequence[Path]], object], *,
+                    finish: Callable[[Library], object] | None = None,
                     **kwargs: float | int) -> Filer:
         """A Filer that indexes with ``import_paths(library, paths)`` on a Library it opens
-        on its own indexing thread (e.g. ``app.importer.import_paths``)."""
+        on its own indexing thread (e.g. ``app.importer.ArrivalIndexer().index``), and
+        calls ``finish(library)`` there after each flush (e.g. its ``finish``)."""
         local = threading.local()
 
         def index(paths: Sequence[Path]) -> object:
@@ -208,6 +212,14 @@ class Filer:
 
         filer = cls(library_folder, index, **kwargs)  # type: ignore[arg-type]
         filer.index_cleanup = cleanup
+        if finish is not None:
+            def flushed() -> None:
+                lib = getattr(local, "lib", None)
+                if lib is None:
+                    lib = local.lib = Library.open(library_folder)
+                finish(lib)
+
+            filer.index_flushed = flushed
         return filer
 
     # ------------------------------------------------------------------ checks
@@ -328,6 +340,7 @@ class Filer:
 
     def _run(self) -> None:
         while True:
+            quiet = False
             try:
                 job = self._jobs.get(timeout=self._interval)
             except queue.Empty:
@@ -340,7 +353,8 @@ class Filer:
                 if self.index_cleanup is not None:
                     self.index_cleanup()
                 return
-            if isinstance(job, threading.Event):
+            if isinstance(job, threading.Event):  # a flush: everything before it is indexed
+                self._flushed()
                 job.set()
                 continue
             try:
@@ -349,6 +363,19 @@ class Filer:
             except Exception as exc:  # reported, never raised into a network thread
                 log.warning("indexing %d received files failed: %s", len(job), exc)
                 self.index_errors.append(f"indexing {len(job)} received files failed: {exc}")
+            with self._lock:
+                still_quiet = quiet and not self._pending and self._jobs.empty()
+            if still_quiet:
+                self._flushed()  # arrivals paused: a push may be over (a flush says so too)
+
+    def _flushed(self) -> None:
+        if self.index_flushed is None:
+            return
+        try:
+            self.index_flushed()
+        except Exception as exc:  # reported, never raised into a network thread
+            log.warning("finishing received files failed: %s", exc)
+            self.index_errors.append(f"finishing received files failed: {exc}")
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Index everything pending and wait until it is indexed."""

@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_retrieve(args: argparse.Namespace) -> int:
-    from app.importer import import_paths
+    from app.importer import ArrivalIndexer
     from net.dimse import retrieve
     from net.filing import Filer
     from net.nodes import get_node
@@ -42,7 +42,8 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
     with open_library(args) as library:
         node = get_node(library, args.node)
         folder = library.folder
-    filer = Filer.for_library(folder, import_paths)
+    indexer = ArrivalIndexer()
+    filer = Filer.for_library(folder, indexer.index, finish=indexer.finish)
 
     def progress(fraction: float, message: str = "") -> None:
         if not args.quiet:

@@ -39,7 +39,7 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_scp(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
-    from app.importer import import_paths
+    from app.importer import ArrivalIndexer
     from app.settings import PREFERENCES_FILE, config_dir, load_preferences
     from net.filing import Filer
     from net.scp import ScpConfig, StorageSCP
@@ -64,7 +64,9 @@ def cmd_scp(args: argparse.Namespace, stop: threading.Event | None = None) -> in
         print(f"{state} {outcome.sop_instance_uid or '?'} {outcome.message}".rstrip(),
               flush=True)
 
-    filer = Filer.for_library(folder, import_paths, max_instance_mb=config.max_instance_mb)
+    indexer = ArrivalIndexer()
+    filer = Filer.for_library(folder, indexer.index, finish=indexer.finish,
+                              max_instance_mb=config.max_instance_mb)
     scp = StorageSCP(config, filer, on_received=show)
     scp.start()
     print(f"receiving as {config.ae_title} on {config.bind}:{scp.port} from "

@@ -7,6 +7,7 @@ import os
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -142,3 +143,39 @@ def test_copies_in_one_import_are_reported_as_duplicates(tmp_path: Path) -> None
     # every file seen is accounted for: indexed, duplicate or skipped
     assert report.files_seen == report.new + len(report.duplicates) + len(report.skipped)
     assert "4 duplicate copies ignored" in report.summary()
+
+
+def test_arrivals_are_indexed_per_batch_and_planned_once_at_the_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ArrivalIndexer (instances from the network, in the Filer's batches): each batch is
+    indexed at once and openable; the series' geometry is planned once, at ``finish``, and
+    equals what one import of all the files gives."""
+    import app.importer as importer
+
+    write_series(_volume(9), tmp_path / "src", SeriesInfo(patient_name="ROE^RICHARD"))
+    files = sorted((tmp_path / "src").rglob("*.dcm"))
+    assert len(files) == 9
+    planned: list[int] = []
+    real_plan = importer.plan_summary
+
+    def counting_plan(sources: list[DicomSource]) -> Any:
+        planned.append(len(sources))
+        return real_plan(sources)
+
+    monkeypatch.setattr(importer, "plan_summary", counting_plan)
+    indexer = importer.ArrivalIndexer()
+    with Library.open(tmp_path / "lib") as lib:
+        for batch in (files[:4], files[4:8], files[8:]):
+            report = indexer.index(lib, batch)
+            assert report.new == len(batch)
+        [series] = lib.all_series()
+        assert series.num_instances == 9 and series.geometry is None and planned == []
+        indexer.finish(lib)
+        assert planned == [9]
+        arrived = lib.get_series(series.id).geometry
+        indexer.finish(lib)  # nothing new since: nothing planned again
+        assert planned == [9]
+    with Library.open(tmp_path / "lib-once") as lib:
+        import_paths(lib, files)
+        assert lib.all_series()[0].geometry == arrived
+    assert arrived is not None and arrived["shape"] == [9, 8, 8]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from pathlib import Path
 
 import pydicom
@@ -149,3 +150,47 @@ def test_encode_dataset_roundtrips() -> None:
     ds = _ct()
     back = pydicom.dcmread(io.BytesIO(encode_dataset(ds)))
     assert back.SOPInstanceUID == ds.SOPInstanceUID and back.PixelData == ds.PixelData
+
+
+def test_finish_runs_after_a_flush_and_when_arrivals_go_quiet(library_dir: Path) -> None:
+    """for_library's ``finish(library)`` (the importer plans geometry there): after every
+    flush (a transfer's end), and by itself once arrivals pause (a push that ended), on
+    the indexing thread with its Library; not after each full batch."""
+    Library.open(library_dir).close()
+    indexed: list[int] = []
+    finished: list[tuple[str, bool]] = []
+
+    def index(lib: Library, paths: list[Path]) -> None:
+        indexed.append(len(paths))
+
+    def finish(lib: Library) -> None:
+        finished.append((threading.current_thread().name, isinstance(lib, Library)))
+
+    base = _ct()
+
+    def instance(n: int) -> pydicom.Dataset:
+        ds = base.copy()
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"1.2.3.4.{n}"
+        return ds
+
+    filer = Filer.for_library(library_dir, index, finish=finish, batch_size=2,
+                              batch_interval_s=60)
+    try:
+        for n in range(1, 6):
+            assert filer.file(instance(n)).ok
+        assert finished == []
+        filer.flush()
+        assert indexed == [2, 2, 1] and finished == [("lucida-filer-index", True)]
+    finally:
+        filer.close()
+
+    quiet = Filer.for_library(library_dir, index, finish=finish, batch_size=100,
+                              batch_interval_s=0.2)
+    try:
+        assert quiet.file(instance(9)).ok
+        deadline = time.monotonic() + 5
+        while len(finished) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(finished) == 2, "no finish after arrivals went quiet"
+    finally:
+        quiet.close()
