@@ -49,6 +49,7 @@ class NetworkWiring:
         self.scp_problem: str | None = None
         self.received = 0
         self._arriving: set[str] = set()  # series UIDs of running retrieves / pushes
+        self._pushing: set[str] = set()  # series UIDs the SCP indexed since the push began
         self._opened_while_arriving: Any = None
         self._signals = _Received()
         self._signals.indexed.connect(self._on_scp_indexed)
@@ -183,6 +184,7 @@ class NetworkWiring:
             self.start_scp()
 
     def start_scp(self) -> bool:
+        from app.importer import ArrivalIndexer
         from net.filing import Filer
         from net.scp import ScpConfig, StorageSCP
 
@@ -190,10 +192,10 @@ class NetworkWiring:
         signals = self._signals
         library_dir = Path(self.window.library_dir)
 
-        def index(library: Any, paths: Any) -> object:  # on the Filer's indexing thread
-            from app.importer import import_paths
+        indexer = ArrivalIndexer()
 
-            report = import_paths(library, list(paths))
+        def index(library: Any, paths: Any) -> object:  # on the Filer's indexing thread
+            report = indexer.index(library, list(paths))
             signals.indexed.emit(list(paths))
             return report
 
@@ -207,8 +209,8 @@ class NetworkWiring:
                 max_instance_mb=prefs.scp_max_instance_mb,
                 max_association_mb=prefs.scp_max_association_mb)
             # One Library connection on the indexing thread for all batches (for_library).
-            scp = StorageSCP(config, Filer.for_library(library_dir, index),
-                             signals.outcome.emit)
+            filer = Filer.for_library(library_dir, index, finish=indexer.finish)
+            scp = StorageSCP(config, filer, signals.outcome.emit)
             scp.start()
         except Exception as exc:  # a taken port, a bad certificate: say so, keep running
             from app.series_session import error_text
@@ -242,10 +244,14 @@ class NetworkWiring:
             return
         from app import workers
 
-        workers.make(lambda _ctx: scp.filer.flush(30), name="scp flush").start()
+        job = workers.make(lambda _ctx: scp.filer.flush(30), name="scp flush")
+        job.done.connect(self._on_push_quiet)
+        job.start()
 
     def _on_scp_indexed(self, paths: list[Path]) -> None:
-        self._arriving.update(Path(p).parent.name for p in paths)
+        series_uids = {Path(p).parent.name for p in paths}  # <study>/<series>/<sop>.dcm
+        self._arriving.update(series_uids)
+        self._pushing.update(series_uids)
         self._refresh.start()
         self.window.set_status(f"Received {self.received} instance(s).", transient=True)
 
@@ -263,17 +269,32 @@ class NetworkWiring:
 
     def _on_series_loading(self, series_id: Any) -> None:
         panel = self._panel  # no panel yet: no transfer running
-        arriving = (panel is not None and panel.running()
-                    and self._series_uid(series_id) in self._arriving)
+        uid = self._series_uid(series_id)
+        arriving = ((panel is not None and panel.running() and uid in self._arriving)
+                    or uid in self._pushing)  # a PACS is pushing it to the SCP
         self._opened_while_arriving = series_id if arriving else None
 
     def _on_transfer_finished(self, transfer: Transfer) -> None:
+        if not self.panel.running():
+            self._arriving.clear()
+        self._arrival_over()
+
+    def _on_push_quiet(self) -> None:
+        """A push went quiet and its last batch is indexed (``_flush_scp``)."""
+        self._pushing.clear()
+        if self._panel is not None and self._panel.running():
+            return  # a retrieve runs (a C-MOVE arrives through the SCP too): its end reloads
+        self._arriving.clear()
+        self._arrival_over()
+
+    def _arrival_over(self) -> None:
+        """A retrieve ended or a push went quiet: the library shows everything, and the
+        series opened while it arrived loads again, complete (unless the user moved on,
+        a model runs or a review is open on it)."""
         self._refresh.stop()
         self.window.refresh_library()
         reopen = self._opened_while_arriving
         self._opened_while_arriving = None
-        if not self.panel.running():
-            self._arriving.clear()
         window = self.window
         busy = window.models_panel is not None and window.models_panel.running
         if (reopen is not None and reopen == window.current_series_id and not busy

@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 
 from core.errors import CancelledError
 from core.progress import CancelToken
@@ -65,7 +65,10 @@ class Job(QObject):
 
     def _on_done(self) -> None:
         self.running = False
-        _LIVE.discard(self)
+        # Let go only after the other slots of ``done`` ran: they were connected after this
+        # one, and dropping the last reference here would delete the Job mid-emission (a
+        # caller keeping no reference of its own would never hear ``done``).
+        QTimer.singleShot(0, lambda: _LIVE.discard(self))
 
 
 class JobContext:

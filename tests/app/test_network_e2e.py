@@ -422,3 +422,43 @@ def test_a_cancelled_retrieve_keeps_what_arrived_and_the_next_one_completes_it(
     assert len({s.path for s in sources}) == LIDC_INSTANCES
     filed = list((library_dir / "network").rglob("*.dcm"))
     assert len(filed) == LIDC_INSTANCES, "each instance written once"
+
+
+def test_a_series_opened_while_a_pacs_pushes_it_loads_again_when_the_push_ends(
+        make_window: Any, qt: Any, library_dir: Path, small_pacs: Orthanc) -> None:
+    """The PACS pushes half a series to the running SCP; the reader opens it (6 slices);
+    the PACS pushes the rest; once the push goes quiet the series loads again, whole."""
+    from app.settings import PREFERENCES_FILE, load_preferences, save_preferences
+
+    port = free_port()
+    prefs = load_preferences(library_dir / PREFERENCES_FILE)
+    prefs.scp_enabled, prefs.local_port = True, port
+    prefs.scp_allowed_aes = [small_pacs.aet]
+    save_preferences(prefs, library_dir / PREFERENCES_FILE)
+    small_pacs.register_modality("lucida", "LUCIDA", "127.0.0.1", port)
+    window = make_window(library_dir, size=(1500, 950))
+    wiring = window.network
+    assert wiring.scp is not None, wiring.scp_problem
+    wiring._scp_idle.setInterval(10_000)  # the pause between the pushes is not their end
+    instances = sorted(small_pacs.instances())
+    first, rest = instances[:6], instances[6:]
+
+    small_pacs.push("lucida", first)
+    qt.waitUntil(lambda: bool(window.browser.visible_series_ids()), timeout=WAIT_MS)
+    series_id = window.browser.visible_series_ids()[0]
+    qt.waitUntil(lambda: len(window.library.series_sources(series_id)) == 6, timeout=WAIT_MS)
+    window.open_series(series_id)
+    qt.waitUntil(lambda: window.current_volume is not None
+                 and not (window.load_job and window.load_job.running), timeout=WAIT_MS)
+    assert window.current_volume.shape[0] == 6
+
+    assert wiring._opened_while_arriving == series_id  # opened while the PACS pushes it
+
+    small_pacs.push("lucida", rest)
+    # LIDC's first 12 positions have a gap: the loader gives 13 slices (one filled).
+    qt.waitUntil(lambda: window.current_volume is not None
+                 and window.current_volume.shape[0] > 6
+                 and not (window.load_job and window.load_job.running), timeout=WAIT_MS)
+    assert len(window.library.series_sources(series_id)) == 12
+    assert window.current_series_id == series_id and window.current_volume.shape[0] >= 12
+    assert wiring._opened_while_arriving is None and not wiring._pushing
