@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -36,11 +37,18 @@ def nearest_exact_index(size_in: int, size_out: int) -> npt.NDArray[np.intp]:
 def resize_nearest_exact(a: npt.NDArray[np.generic], shape: tuple[int, ...]
                          ) -> npt.NDArray[np.generic]:
     """Resize the last three axes of ``a`` to ``shape`` (a new array)."""
+    index = [nearest_exact_index(a.shape[a.ndim - 3 + k], n) for k, n in enumerate(shape)]
+    if int(np.prod(shape)) < int(np.prod(a.shape[-3:])):
+        # Shrinking: one gather of the output's voxels. Axis by axis, the first np.take
+        # would copy most of ``a``, through its strides when it is a transposed view (the
+        # model's tensor order): 0.15-0.2 s for a 256³ head, against 2 ms.
+        gather: tuple[Any, ...] = (..., *np.ix_(*index))
+        return np.asarray(a[gather])
     out = a
     for offset, n in enumerate(shape):
         axis = a.ndim - 3 + offset
         if out.shape[axis] != n:
-            out = np.take(out, nearest_exact_index(out.shape[axis], n), axis=axis)
+            out = np.take(out, index[offset], axis=axis)
     return out if out is not a else a.copy()
 
 

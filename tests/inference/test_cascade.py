@@ -42,6 +42,23 @@ def test_resize_keeps_axes_apart() -> None:
     assert resize_nearest_exact(a, (4, 6, 8)) is not a  # always a new array
 
 
+@pytest.mark.parametrize("shape", [(3, 5, 4), (9, 11, 13), (2, 14, 3)])
+def test_resize_gives_the_same_voxels_shrinking_or_not_and_from_a_transposed_view(
+        shape: tuple[int, int, int]) -> None:
+    """Shrinking gathers the output in one step (fast on the model's transposed tensor);
+    every path gives what the per-axis rule gives, channels kept apart."""
+    rng = np.random.default_rng(3)
+    a = rng.random((2, 6, 8, 10)).astype(np.float32)
+    view = np.ascontiguousarray(a.transpose(0, 3, 2, 1)).transpose(0, 3, 2, 1)  # strided
+    index = [nearest_exact_index(n_in, n_out) for n_in, n_out in
+             zip(a.shape[1:], shape, strict=True)]
+    expected = a[:, index[0]][:, :, index[1]][:, :, :, index[2]]
+    for source in (a, view):
+        out = resize_nearest_exact(source, shape)
+        assert out.shape == (2, *shape)
+        np.testing.assert_array_equal(out, expected)
+
+
 def test_box_rule_on_an_asymmetric_mask() -> None:
     """deepbet's rule: planes with > 2 % inside, centre/size scaled by full/small, size
     × 1.2, rounded, int() of centre ± size/2, clipped. Worked by hand for this mask."""
