@@ -13,12 +13,15 @@ the study into a fresh folder with each tool, alternating, best of N:
 
 Prints each time, MB/s and the ratio (target: Lucida ≤ 1.5 × getscu).
 
-Where Lucida's time goes (profiled on 2 shared cores, Dec 2026): pynetdicom alone,
-with a handler that files nothing, already takes about 2 × getscu (pure-Python PDU
-reading; its reader thread's 1 ms idle poll is cut to 0.1 ms for a C-GET); the
-checks, atomic write and fsync add ~0.2 s, indexing (overlapped, the last batch
-waited for) ~0.1-0.3 s. Answering before writing overlapped nothing measurable, so
-each instance is still stored before its C-STORE response says so.
+Where Lucida's time goes (2 cores, quiet, Dec 2026): pynetdicom alone, one CT
+storage context and a handler that only encodes each data set, takes 0.48-0.52 s,
+about 1.5 × getscu with Nagle off (0.32-0.54 s; pure-Python PDU reading; its reader
+thread's 1 ms idle poll is cut to 0.1 ms for a C-GET); a second or third association
+in parallel gains nothing (the GIL). Lucida's per-instance checks, atomic write and
+two fsyncs add ~0.17 s, proposing every readable storage class some more, and the
+indexing left when the last instance is in (the last batch, then the series'
+geometry, planned once: app.importer.ArrivalIndexer) ~0.09 s. Each instance is
+stored before its C-STORE response says so.
 
     .venv/bin/python bench/retrieve.py [--repeat N]
 
