@@ -270,8 +270,9 @@ class NetworkWiring:
     def _on_series_loading(self, series_id: Any) -> None:
         panel = self._panel  # no panel yet: no transfer running
         uid = self._series_uid(series_id)
-        arriving = ((panel is not None and panel.running() and uid in self._arriving)
-                    or uid in self._pushing)  # a PACS is pushing it to the SCP
+        # A C-MOVE's instances come through the SCP: they count as the retrieve's.
+        arriving = (panel is not None and panel.running()
+                    and uid in (self._arriving | self._pushing))
         self._opened_while_arriving = series_id if arriving else None
 
     def _on_transfer_finished(self, transfer: Transfer) -> None:
@@ -280,26 +281,35 @@ class NetworkWiring:
         self._arrival_over()
 
     def _on_push_quiet(self) -> None:
-        """A push went quiet and its last batch is indexed (``_flush_scp``)."""
-        self._pushing.clear()
+        """A push went quiet and its last batch is indexed (``_flush_scp``): the series on
+        screen loads again if the push brought it instances, whenever it was opened."""
+        pushed, self._pushing = self._pushing, set()
         if self._panel is not None and self._panel.running():
             return  # a retrieve runs (a C-MOVE arrives through the SCP too): its end reloads
         self._arriving.clear()
-        self._arrival_over()
-
-    def _arrival_over(self) -> None:
-        """A retrieve ended or a push went quiet: the library shows everything, and the
-        series opened while it arrived loads again, complete (unless the user moved on,
-        a model runs or a review is open on it)."""
         self._refresh.stop()
         self.window.refresh_library()
-        reopen = self._opened_while_arriving
-        self._opened_while_arriving = None
+        shown = self.window.current_series_id
+        if shown is not None and self._series_uid(shown) in pushed:
+            self._reload(shown)
+
+    def _arrival_over(self) -> None:
+        """A retrieve ended: the library shows everything, and the series opened while it
+        arrived loads again, complete."""
+        self._refresh.stop()
+        self.window.refresh_library()
+        reopen, self._opened_while_arriving = self._opened_while_arriving, None
+        if reopen is not None:
+            self._reload(reopen)
+
+    def _reload(self, series_id: Any) -> None:
+        """Load ``series_id`` again, unless the user moved on, a model runs or a review is
+        open on it."""
         window = self.window
         busy = window.models_panel is not None and window.models_panel.running
-        if (reopen is not None and reopen == window.current_series_id and not busy
+        if (series_id == window.current_series_id and not busy
                 and (window.series is None or window.series.review is None)):
-            window.open_series(reopen)  # now complete: load every instance
+            window.open_series(series_id)  # now complete: load every instance
             window.set_status("The series finished arriving and was loaded again.")
 
     def _signoff_paths(self) -> list[Path]:
