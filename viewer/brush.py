@@ -20,6 +20,7 @@ BoolArray = npt.NDArray[np.bool_]
 
 MIN_RADIUS_MM = 0.5
 MAX_RADIUS_MM = 50.0
+DEFAULT_RADIUS_MM = 5.0
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import QGridLayout, QWidget
 
 from core.projection import ProjectionImage
 from core.volume import LabelMap, Volume
+from viewer.brush import DEFAULT_RADIUS_MM, MAX_RADIUS_MM, MIN_RADIUS_MM
 from viewer.findings import FindingsLayer
 from viewer.measure import Measurement
 from viewer.models import CursorModel, MeasurementList, SlabModel, WindowLevelModel
@@ -97,11 +98,11 @@ class ViewerPanel(QWidget):
         self._single = "axial"
         # A layout set before any image came: placed with the first one (_place_pending).
         self._pending_layout: tuple[str, str] | None = None
-        # What a view made later copies while no view exists to copy it from.
+        # The views' shared state: a view made later starts from it (_new_slice_view).
         self._identity_visible = True
         self._crosshair_visible = True
         self._tool = "navigate"
-        self._brush_radius_mm: float | None = None
+        self._brush_radius_mm = DEFAULT_RADIUS_MM
         self._measurements_visible = True
         self._annotations_visible = True
         self._overlay_styles: dict[str, OverlayStyle] = {}
@@ -155,24 +156,16 @@ class ViewerPanel(QWidget):
 
     def _new_slice_view(self, plane: str, window_level: WindowLevelModel) -> SliceView:
         """A slice view sharing cursor, slab, measurements and findings, in the panel's state."""
-        template = next(iter(self._all_slice_views()), None)
         view = SliceView(plane, window_level=window_level, cursor=self.cursor_model,
                          slab=self.slab, measurements=self.measurements,
                          findings=self._findings, parent=self)
         view.paint_stroke.connect(self.paint_stroke)
         view.finding_clicked.connect(self.finding_clicked)
         view.brush_radius_changed.connect(self._sync_brush_radius)
-        if template is not None:
-            view.set_identity_visible(template.identity_visible)
-            view.set_crosshair_visible(template.crosshair_visible)
-            view.set_tool(template.tool)
-            view.set_brush_radius_mm(template.brush_radius_mm)
-        else:
-            view.set_identity_visible(self._identity_visible)
-            view.set_crosshair_visible(self._crosshair_visible)
-            view.set_tool(self._tool)
-            if self._brush_radius_mm is not None:
-                view.set_brush_radius_mm(self._brush_radius_mm)
+        view.set_identity_visible(self._identity_visible)
+        view.set_crosshair_visible(self._crosshair_visible)
+        view.set_tool(self._tool)
+        view.set_brush_radius_mm(self._brush_radius_mm)
         if not self._measurements_visible:
             view.set_measurements_visible(False)
         if not self._annotations_visible:
@@ -180,11 +173,8 @@ class ViewerPanel(QWidget):
         if self.volume is not None:
             view.set_volume(self.volume)
         for name, (labels, opacity) in self._overlays.items():
-            view.add_overlay(name, labels, opacity)
-            style = (template.overlay_style(name) if template is not None
-                     else self._overlay_styles.get(name))
-            if style is not None:
-                view.set_overlay_style(name, OverlayStyle(**vars(style)))
+            view.add_overlay(name, labels, opacity,
+                             style=OverlayStyle(**vars(self._overlay_styles[name])))
         return view
 
     def built_view_3d(self) -> VolumeView3D | None:
@@ -640,11 +630,11 @@ class ViewerPanel(QWidget):
 
     @property
     def brush_radius_mm(self) -> float:
-        return self._plane_view("axial").brush_radius_mm
+        return self._brush_radius_mm
 
     def set_brush_radius_mm(self, radius_mm: float) -> None:
         """Brush / eraser radius in every slice view (also ``[`` / ``]`` in a view)."""
-        self._brush_radius_mm = float(radius_mm)
+        self._brush_radius_mm = float(np.clip(radius_mm, MIN_RADIUS_MM, MAX_RADIUS_MM))
         for view in self._all_slice_views():
             view.set_brush_radius_mm(radius_mm)
 
@@ -721,11 +711,6 @@ class ViewerPanel(QWidget):
         return list(self._overlays)
 
     def overlay_style(self, name: str) -> OverlayStyle:
-        views = self._all_slice_views()
-        if views:
-            return views[0].overlay_style(name)
-        if name not in self._overlay_styles:
-            raise KeyError(name)
         return self._overlay_styles[name]
 
     def set_overlay_style(self, name: str, *, opacity: float | None = None,

@@ -43,7 +43,7 @@ from vtkmodules.vtkRenderingCore import (
 
 from core.volume import LabelMap, Volume
 from viewer import planes
-from viewer.brush import MAX_RADIUS_MM, MIN_RADIUS_MM, PaintStroke
+from viewer.brush import DEFAULT_RADIUS_MM, MAX_RADIUS_MM, MIN_RADIUS_MM, PaintStroke
 from viewer.corner_text import Annotations, bottom_room, identity_lines, study_lines
 from viewer.findings import FindingsLayer
 from viewer.findings_visual import FindingsVisual
@@ -124,7 +124,7 @@ class SliceView(DeferredRender, QVTKRenderWindowInteractor):
         self._offset = 0.0
         self._overlays: dict[str, LabelOverlayVisual] = {}
         self.findings = findings if findings is not None else FindingsLayer()
-        self.brush_radius_mm = 5.0
+        self.brush_radius_mm = DEFAULT_RADIUS_MM
         self._brush_xy: np.ndarray | None = None     # circle cursor centre (in-plane mm)
         self._styled_mm_per_px = 0.0
         self._render_pending = False
