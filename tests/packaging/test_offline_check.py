@@ -26,36 +26,37 @@ def _run(tmp_path: Path, code: str) -> tuple[int, dict[str, object]]:
     return rc, json.loads((out / "offline_check.json").read_text())
 
 
+def _caught(tmp_path: Path, code: str) -> str:
+    """The reasons the check gives for failing ``code`` (it must fail it)."""
+    rc, report = _run(tmp_path, code)
+    assert rc == 1
+    return "\n".join(report["reasons"])  # type: ignore[arg-type]
+
+
 @needs_tools
 def test_a_connection_attempt_is_caught(tmp_path: Path) -> None:
-    rc, report = _run(tmp_path, "import socket; s = socket.socket(); s.settimeout(2); "
+    reasons = _caught(tmp_path, "import socket; s = socket.socket(); s.settimeout(2); "
                                 "print(s.connect_ex(('127.0.0.2', 9)))")
-    assert rc == 1
-    reasons = "\n".join(report["reasons"])  # type: ignore[arg-type]
     assert "network connection attempted" in reasons and "AF_INET" in reasons
     assert "127.0.0.2" in reasons
 
 
 @needs_tools
 def test_a_udp_send_and_an_ipv6_connect_are_caught(tmp_path: Path) -> None:
-    rc, report = _run(tmp_path, "import socket\n"
+    reasons = _caught(tmp_path, "import socket\n"
                                 "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
                                 "try: u.sendto(b'x', ('10.1.2.3', 53))\n"
                                 "except OSError: pass\n"
                                 "s = socket.socket(socket.AF_INET6); s.settimeout(2)\n"
                                 "s.connect_ex(('::1', 9))\n")
-    assert rc == 1
-    reasons = "\n".join(report["reasons"])  # type: ignore[arg-type]
     assert "AF_INET6" in reasons and "sendto" in reasons
 
 
 @needs_tools
 def test_a_file_under_home_outside_lucidas_folders_is_caught(tmp_path: Path) -> None:
-    rc, report = _run(tmp_path, "import os, pathlib\n"
+    reasons = _caught(tmp_path, "import os, pathlib\n"
                                 "p = pathlib.Path(os.environ['HOME'], '.cache', 'Microsoft')\n"
                                 "p.mkdir(parents=True); (p / 'telemetry').write_text('x')\n")
-    assert rc == 1
-    reasons = "\n".join(report["reasons"])  # type: ignore[arg-type]
     assert "left under HOME outside Lucida's folders: ~/.cache/Microsoft/telemetry" in reasons
 
 
@@ -111,8 +112,6 @@ def test_judge_allows_lucidas_folders_and_flags_the_rest(tmp_path: Path) -> None
 @needs_tools
 def test_a_traceback_from_a_helper_process_is_caught(tmp_path: Path) -> None:
     # The parent exits 0; a child it started crashed (as a frozen resource tracker did).
-    rc, report = _run(tmp_path, "import subprocess, sys\n"
+    reasons = _caught(tmp_path, "import subprocess, sys\n"
                                 "subprocess.run([sys.executable, '-c', '1/0'])\n")
-    assert rc == 1
-    reasons = "\n".join(report["reasons"])  # type: ignore[arg-type]
     assert "a traceback was printed" in reasons and "ZeroDivisionError" in reasons
