@@ -110,7 +110,7 @@ class FirstFrameProbe:
     def _slice_views(self) -> list[Any]:
         viewer = self.window.viewer
         # The views made so far: reaching the others would make them (viewer/panel.py).
-        views = list(getattr(viewer, "built_slice_views", viewer.slice_views)().values())
+        views = list(viewer.built_slice_views().values())
         views += [c for c in viewer.cells() if hasattr(c, "plane") and c not in views]
         return views
 
