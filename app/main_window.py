@@ -1084,7 +1084,7 @@ class MainWindow(QMainWindow, ReviewWiring):
         first view shown."""
         shown = [v for v in self._view_widgets() if not v.isHidden()]
         if not shown:
-            if getattr(self.viewer, "awaiting_views", lambda: False)():
+            if self.viewer.awaiting_views():
                 self.viewer.take_focus()  # the views, made with the image, get it then
             return
         last = self.view_input.last_focused()
