@@ -1181,7 +1181,7 @@ class MainWindow(QMainWindow, ReviewWiring):
 
     def set_tool(self, name: str) -> None:
         if name not in BRUSH_TOOLS and hasattr(self, "canvas"):  # leaving the brush ends it
-            if getattr(self.viewer.slice_views()["axial"], "tool", "") in BRUSH_TOOLS:
+            if self.viewer.tool in BRUSH_TOOLS:
                 self.set_status("Editing ended.")
             self.canvas.stop_painting()
         self.viewer.set_tool(name)

@@ -619,6 +619,11 @@ class ViewerPanel(QWidget):
             actor.SetVisibility(bool(visible))
         view.request_render()
 
+    @property
+    def tool(self) -> str:
+        """The tool every 2-D view uses (``set_tool``)."""
+        return self._tool
+
     def set_tool(self, tool: str) -> None:
         """"navigate", "crosshair", "distance", "angle", "ellipse", "rectangle", "bidimensional",
         "pan", "zoom", "brush", "eraser"."""
