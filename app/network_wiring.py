@@ -8,7 +8,8 @@
   the dock starts behind the library's tab, off the path to the first frame.
 - Instances indexed while a retrieve or a push is still arriving refresh the library
   browser (at most every half second), so the reader can open a series before it is
-  complete; a series opened that way is loaded again once its transfer ends.
+  complete; a series opened that way is loaded again once its retrieve ends, and the
+  series on screen once a push that brought it instances goes quiet.
 """
 
 from __future__ import annotations
