@@ -258,13 +258,12 @@ _RUN_GUI_SCRIPT = """
 import json, sys
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
-from app.cli import build_parser
+from app.cli import parse_arguments
 from app.gui import make_application, run_gui
-from app.launch_paths import parse_command_line
 from app.main_window import MainWindow
 from app.open_paths import FileOpenFilter
 
-args = parse_command_line(build_parser(), sys.argv[1:])
+args = parse_arguments(sys.argv[1:])  # as `lucida` parses it
 app = make_application()
 seen = {}
 
