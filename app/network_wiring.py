@@ -52,6 +52,8 @@ class NetworkWiring:
         self._arriving: set[str] = set()  # series UIDs of running retrieves / pushes
         self._pushing: set[str] = set()  # series UIDs the SCP indexed since the push began
         self._opened_while_arriving: Any = None
+        # (series id, instances the library held when it was opened): what is on screen.
+        self._opened_with: tuple[Any, int] | None = None
         self._signals = _Received()
         self._signals.indexed.connect(self._on_scp_indexed)
         self._signals.outcome.connect(self._on_scp_outcome)
@@ -262,15 +264,22 @@ class NetworkWiring:
         if not self._refresh.isActive():
             self._refresh.start()
 
-    def _series_uid(self, series_id: Any) -> str | None:
+    def _series_row(self, series_id: Any) -> Any:
         try:
-            return str(self.window.library.get_series(int(series_id)).series_uid)
+            return self.window.library.get_series(int(series_id))
         except Exception:  # a series that went away: nothing to follow
             return None
 
+    def _series_uid(self, series_id: Any) -> str | None:
+        row = self._series_row(series_id)
+        return None if row is None else str(row.series_uid)
+
     def _on_series_loading(self, series_id: Any) -> None:
         panel = self._panel  # no panel yet: no transfer running
-        uid = self._series_uid(series_id)
+        row = self._series_row(series_id)
+        uid = None if row is None else str(row.series_uid)
+        # The load reads the instances after this: it shows at least this many.
+        self._opened_with = None if row is None else (series_id, int(row.num_instances))
         # A C-MOVE's instances come through the SCP: they count as the retrieve's.
         arriving = (panel is not None and panel.running()
                     and uid in (self._arriving | self._pushing))
@@ -291,8 +300,15 @@ class NetworkWiring:
         self._refresh.stop()
         self.window.refresh_library()
         shown = self.window.current_series_id
-        if shown is not None and self._series_uid(shown) in pushed:
+        if shown is not None and (self._series_uid(shown) in pushed or self._grew(shown)):
             self._reload(shown)
+
+    def _grew(self, series_id: Any) -> bool:
+        """The library holds more instances of ``series_id`` than when it was opened (a
+        check on state, whatever order the push's signals came in)."""
+        opened, row = self._opened_with, self._series_row(series_id)
+        return (opened is not None and row is not None and opened[0] == series_id
+                and int(row.num_instances) > opened[1])
 
     def _arrival_over(self) -> None:
         """A retrieve ended: the library shows everything, and the series opened while it

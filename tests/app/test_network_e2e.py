@@ -104,6 +104,27 @@ def screen_shot(name: str) -> Any:
     return image
 
 
+def wait_or_explain(qt: Any, window: Any, series_id: Any, condition: Any) -> None:
+    """qt.waitUntil, failing with what the window and the SCP were doing (a timeout alone
+    says nothing of why the series did not load again)."""
+    from pytestqt.exceptions import TimeoutError as QtTimeout
+
+    try:
+        qt.waitUntil(condition, timeout=WAIT_MS)
+    except QtTimeout:
+        wiring, job, volume = window.network, window.load_job, window.current_volume
+        scp = wiring.scp
+        raise AssertionError(
+            f"library holds {len(window.library.series_sources(series_id))} instances; "
+            f"shown series {window.current_series_id} (waited for {series_id}), "
+            f"volume {None if volume is None else volume.shape}, load job "
+            f"{None if job is None else (job.name, job.running)}; received "
+            f"{wiring.received}, pushing {sorted(wiring._pushing)}, opened with "
+            f"{wiring._opened_with}; filer errors "
+            f"{None if scp is None else scp.filer.index_errors}; status "
+            f"{window.statusBar().currentMessage()!r}") from None
+
+
 def grey_levels_in(image: Any, widget: Any) -> int:
     """How many distinct grey levels a widget's middle shows on the screen grab."""
     top_left = widget.mapToGlobal(widget.rect().topLeft())
@@ -457,9 +478,9 @@ def test_a_series_opened_while_a_pacs_pushes_it_loads_again_when_the_push_ends(
 
     small_pacs.push("lucida", rest)
     # LIDC's first 12 positions have a gap: the loader gives 13 slices (one filled).
-    qt.waitUntil(lambda: window.current_volume is not None
-                 and window.current_volume.shape[0] > 6
-                 and not (window.load_job and window.load_job.running), timeout=WAIT_MS)
+    wait_or_explain(qt, window, series_id, lambda: window.current_volume is not None
+                    and window.current_volume.shape[0] > 6
+                    and not (window.load_job and window.load_job.running))
     assert len(window.library.series_sources(series_id)) == 12
     assert window.current_series_id == series_id and window.current_volume.shape[0] >= 12
     assert not wiring._pushing

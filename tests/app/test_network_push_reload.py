@@ -1,0 +1,68 @@
+"""When a push to the storage SCP goes quiet, the series on screen loads again if the
+library now holds instances of it that it was opened without, whatever order the
+indexing signals came in (app.network_wiring.NetworkWiring._on_push_quiet).
+
+The real window on a real library; the demo study's files play the pushed instances,
+indexed as the SCP's indexing thread indexes them (app.importer.ArrivalIndexer)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.gui
+
+WAIT_MS = 60_000
+
+
+def _index(library_dir: Path, paths: list[Path]) -> None:
+    from app.importer import ArrivalIndexer
+    from store import Library
+
+    indexer, library = ArrivalIndexer(), Library.open(library_dir)
+    try:
+        indexer.index(library, paths)
+        indexer.finish(library)
+    finally:
+        library.close()
+
+
+def _loaded(window: Any) -> bool:
+    return window.current_volume is not None and not window.load_job.running
+
+
+def test_the_series_on_screen_loads_again_when_a_quiet_push_left_it_incomplete(
+        make_window: Any, qt: Any, library_dir: Path, tmp_path: Path) -> None:
+    from dicomio.demo import write_demo_study
+
+    files = write_demo_study(tmp_path / "demo", shape=(24, 64, 64))
+    _index(library_dir, files[:10])
+    window = make_window(library_dir)
+    window.refresh_library()
+    (series_id,) = window.browser.visible_series_ids()
+    window.open_series(series_id)
+    qt.waitUntil(lambda: _loaded(window), timeout=WAIT_MS)
+    assert window.current_volume.shape[0] == 10
+    wiring = window.network
+
+    # A quiet push that brought nothing new: the series on screen stays as it is.
+    opened_job = window.load_job
+    wiring._on_push_quiet()
+    assert window.load_job is opened_job
+
+    # The rest arrives and is indexed, but the SCP's indexed signals never reached the
+    # window (wiring._pushing is empty): the library's count still says it grew.
+    _index(library_dir, files[10:])
+    assert not wiring._pushing
+    wiring._on_push_quiet()
+    assert window.load_job is not opened_job
+    qt.waitUntil(lambda: _loaded(window), timeout=WAIT_MS)
+    assert window.current_series_id == series_id
+    assert window.current_volume.shape[0] == 24
+
+    # Loaded whole: the next quiet push has nothing to add.
+    reloaded_job = window.load_job
+    wiring._on_push_quiet()
+    assert window.load_job is reloaded_job
