@@ -147,6 +147,7 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.library = library if library is not None else Library.open(self.library_dir)
         self.current_series_id: Any = None
         self.current_volume: Any = None
+        self.current_projection: ProjectionImage | None = None
         from app.hanging import Hanging, Protocols
 
         self.hanging_protocols = Protocols.load(prefs.hanging_protocols)
@@ -625,7 +626,7 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.set_cine_playing(False)
         self.current_series_id = series_id
         self.current_volume = None
-        self.current_projection: ProjectionImage | None = None
+        self.current_projection = None
         self._shown_partial = False
         self._auto_cursor = None
         self.warning_banner.hide()
@@ -691,7 +692,7 @@ class MainWindow(QMainWindow, ReviewWiring):
 
     def _update_volume(self, volume: Any) -> None:
         """More slices arrived: re-render, or re-attach when the reader widened the array."""
-        if volume.array is self._shown_array and getattr(self.viewer, "volume", volume) is volume:
+        if volume.array is self._shown_array and self.viewer.volume is volume:
             self.viewer.refresh_slices()
         else:
             self._shown_array = volume.array
@@ -713,9 +714,7 @@ class MainWindow(QMainWindow, ReviewWiring):
             self._show_volume(volume)
             self.first_image_shown.emit(self.current_series_id)
         self._auto_cursor = None
-        finished = getattr(self.viewer, "loading_finished", None)
-        if callable(finished):
-            finished()
+        self.viewer.loading_finished()
         self.series = SeriesSession(self.library, self.current_series_id, volume,
                                     reviewer=self.prefs.reviewer or None)
         self._restore_measurements()
@@ -917,7 +916,7 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.warning_banner.show()
 
     def volume_warnings(self) -> list[str]:
-        vol = self.current_volume or getattr(self, "current_projection", None)
+        vol = self.current_volume or self.current_projection
         return [str(getattr(w, "message", w)) for w in getattr(vol, "warnings", [])] if vol else []
 
     def show_warnings(self) -> None:
@@ -935,7 +934,7 @@ class MainWindow(QMainWindow, ReviewWiring):
         self.measurements.set_records(records)
         if self._restoring_measurements or self.current_series_id is None:
             return
-        if self.current_volume is None and getattr(self, "current_projection", None) is None:
+        if self.current_volume is None and self.current_projection is None:
             return  # still loading: nothing the user drew yet
         if self.measurements_not_saved is not None:
             # A save replaces every stored row of the series: it would delete the ones
@@ -1201,9 +1200,7 @@ class MainWindow(QMainWindow, ReviewWiring):
 
     def _reset_view_and_window(self, view: Any) -> None:
         """R in a view: its zoom and pan, and the window, as the series opened."""
-        reset = getattr(view, "reset_view", None)
-        if callable(reset):
-            reset()
+        view.reset_view()
         self.reset_window()
 
     def reset_window(self) -> None:
@@ -1243,8 +1240,7 @@ class MainWindow(QMainWindow, ReviewWiring):
         volume = self.current_volume
         if volume is None:
             return -1
-        cursor = getattr(self.viewer, "cursor_lps", None)
-        lps = np.asarray(cursor() if callable(cursor) else volume.center_lps(), dtype=float)
+        lps = np.asarray(self.viewer.cursor_lps(), dtype=float)
         index = np.asarray(volume.lps_to_index(lps), dtype=float)
         n_slices = volume.shape[0]
         k = (round(index[0]) + 1) % n_slices
@@ -1393,9 +1389,7 @@ class MainWindow(QMainWindow, ReviewWiring):
         if self.models_panel is not None:
             self.models_panel.shutdown()
         self._close_series_session()
-        close_viewer = getattr(self.viewer, "shutdown", None)
-        if callable(close_viewer):
-            close_viewer()
+        self.viewer.shutdown()
         self.compare.shutdown()
         self.network.shutdown()
         if self._owns_library:
