@@ -37,6 +37,10 @@ def display_problem() -> str | None:
 def make_application(argv: list[str] | None = None) -> Any:
     """The QApplication (created once), high-DPI aware, with the dark theme."""
     from PySide6.QtCore import Qt
+
+    from app.pyside_hooks import quiet_feature_hook
+
+    quiet_feature_hook()  # before the modules the window imports: each would be read
     from PySide6.QtGui import QGuiApplication
     from PySide6.QtWidgets import QApplication
 

@@ -16,10 +16,14 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 
+from app.pyside_hooks import quiet_feature_hook
 from core.errors import CancelledError
 from core.progress import CancelToken
 
 log = logging.getLogger(__name__)
+
+# Jobs import lazily in their threads: PySide6's import hook must not read each module there.
+quiet_feature_hook()
 
 _POOL: QThreadPool | None = None
 _LIVE: set[Job] = set()

@@ -1,0 +1,38 @@
+"""PySide6's import hook, told the answer Lucida already knows.
+
+Once PySide6 is imported, shiboken wraps ``__import__``: for every module imported after
+that, in whichever thread imports it, ``shibokensupport.feature.feature_imported`` reads
+the module's whole source with ``inspect.getsource`` to learn whether it mentions
+"PySide6", so that the module could opt in to ``from __feature__ import snake_case``.
+Lucida never uses ``__feature__``, so every answer is "no feature" whatever the source.
+
+Why answer it without reading:
+
+* cost: about 0.1 s over the ~650 modules imported before the first frame (measured
+  importing numpy, pydicom, VTK, SciPy, SimpleITK, onnxruntime and QtWidgets after
+  QtCore: 0.73-0.85 s with the hook reading, 0.61-0.70 s without);
+* threads: workers import lazily (``requests`` for DICOMweb, the loaders), so the hook runs
+  off the GUI thread. In one local run of the window tests the main thread segfaulted
+  while a worker was inside this hook, importing urllib3; another PySide6 application
+  traced its main-thread crashes to worker imports through the same hook. It did not
+  recur in dozens of runs, so this is a precaution, not a proven fix.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+
+
+def _never_uses_features(_module: ModuleType) -> bool:
+    return False
+
+
+def quiet_feature_hook() -> bool:
+    """Make PySide6's per-import check answer "no feature" without reading the module's
+    source; True when the hook was found (PySide6 imported, the same internal API)."""
+    feature = sys.modules.get("shibokensupport.feature")
+    if feature is None or not callable(getattr(feature, "_mod_uses_pyside", None)):
+        return False
+    feature._mod_uses_pyside = _never_uses_features  # type: ignore[attr-defined]
+    return True
