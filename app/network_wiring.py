@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ class _Received(QObject):
 
     indexed = Signal(object)  # list of paths indexed into the library
     outcome = Signal(object)  # net.transfer.InstanceOutcome
+    flushed = Signal()  # a quiet push's last batch is indexed (``_flush_scp``)
 
 
 class NetworkWiring:
@@ -57,6 +59,7 @@ class NetworkWiring:
         self._signals = _Received()
         self._signals.indexed.connect(self._on_scp_indexed)
         self._signals.outcome.connect(self._on_scp_outcome)
+        self._signals.flushed.connect(self._on_push_quiet)
         self._refresh = QTimer(window)
         self._refresh.setSingleShot(True)
         self._refresh.setInterval(REFRESH_MS)
@@ -242,14 +245,21 @@ class NetworkWiring:
         self._scp_idle.start()
 
     def _flush_scp(self) -> None:
+        """Index a quiet push's last partial batch, then ``_on_push_quiet``. On a thread of
+        its own, not the job pool: four long user jobs (loads, exports, transfers) must not
+        hold back the end of a push, and it has no progress or cancel to show."""
         scp = self.scp
         if scp is None:
             return
-        from app import workers
+        flushed = self._signals.flushed
 
-        job = workers.make(lambda _ctx: scp.filer.flush(30), name="scp flush")
-        job.done.connect(self._on_push_quiet)
-        job.start()
+        def flush() -> None:
+            try:
+                scp.filer.flush(30)
+            finally:
+                flushed.emit()
+
+        threading.Thread(target=flush, name="lucida-scp-flush", daemon=True).start()
 
     def _on_scp_indexed(self, paths: list[Path]) -> None:
         series_uids = {Path(p).parent.name for p in paths}  # <study>/<series>/<sop>.dcm

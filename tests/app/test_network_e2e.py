@@ -112,7 +112,10 @@ def wait_or_explain(qt: Any, window: Any, series_id: Any, condition: Any) -> Non
     try:
         qt.waitUntil(condition, timeout=WAIT_MS)
     except QtTimeout:
+        from app import workers
+
         wiring, job, volume = window.network, window.load_job, window.current_volume
+        jobs = sorted(j.name for j in workers._LIVE if j.running)
         scp = wiring.scp
         raise AssertionError(
             f"library holds {len(window.library.series_sources(series_id))} instances; "
@@ -122,7 +125,8 @@ def wait_or_explain(qt: Any, window: Any, series_id: Any, condition: Any) -> Non
             f"{wiring.received}, pushing {sorted(wiring._pushing)}, opened with "
             f"{wiring._opened_with}; filer errors "
             f"{None if scp is None else scp.filer.index_errors}; status "
-            f"{window.statusBar().currentMessage()!r}") from None
+            f"{window.statusBar().currentMessage()!r}; job pool "
+            f"{workers.pool().activeThreadCount()} busy, running {jobs}") from None
 
 
 def grey_levels_in(image: Any, widget: Any) -> int:

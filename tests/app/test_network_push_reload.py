@@ -66,3 +66,44 @@ def test_the_series_on_screen_loads_again_when_a_quiet_push_left_it_incomplete(
     reloaded_job = window.load_job
     wiring._on_push_quiet()
     assert window.load_job is reloaded_job
+
+
+def test_a_busy_job_pool_does_not_hold_back_the_end_of_a_push(
+        make_window: Any, qt: Any, library_dir: Path, tmp_path: Path) -> None:
+    """Four long user jobs fill app.workers' pool; a push going quiet still flushes the
+    SCP's last batch and loads the series on screen again (the flush has its own thread)."""
+    import threading
+
+    from app import workers
+    from app.settings import PREFERENCES_FILE, load_preferences, save_preferences
+    from dicomio.demo import write_demo_study
+    from tests.net.conftest import free_port
+
+    prefs = load_preferences(library_dir / PREFERENCES_FILE)
+    prefs.scp_enabled, prefs.local_port = True, free_port()
+    prefs.scp_allowed_aes = ["A_PACS"]
+    save_preferences(prefs, library_dir / PREFERENCES_FILE)
+    files = write_demo_study(tmp_path / "demo", shape=(24, 64, 64))
+    _index(library_dir, files[:10])
+    window = make_window(library_dir)
+    assert window.network.scp is not None, window.network.scp_problem
+    window.refresh_library()
+    (series_id,) = window.browser.visible_series_ids()
+    window.open_series(series_id)
+    qt.waitUntil(lambda: _loaded(window), timeout=WAIT_MS)
+    opened_job = window.load_job
+
+    release = threading.Event()
+    blockers = [workers.make(lambda _ctx: release.wait(60), name=f"long job {n}").start()
+                for n in range(workers.pool().maxThreadCount())]
+    try:
+        qt.waitUntil(lambda: workers.pool().activeThreadCount()
+                     == workers.pool().maxThreadCount(), timeout=WAIT_MS)
+        _index(library_dir, files[10:])
+        window.network._flush_scp()  # what the SCP's idle timer calls
+        qt.waitUntil(lambda: window.load_job is not opened_job, timeout=10_000)
+    finally:
+        release.set()
+    qt.waitUntil(lambda: not any(job.running for job in blockers), timeout=WAIT_MS)
+    qt.waitUntil(lambda: _loaded(window), timeout=WAIT_MS)
+    assert window.current_volume.shape[0] == 24
