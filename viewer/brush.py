@@ -23,6 +23,11 @@ MAX_RADIUS_MM = 50.0
 DEFAULT_RADIUS_MM = 5.0
 
 
+def clamp_radius_mm(radius_mm: float) -> float:
+    """A brush radius within what the views draw (MIN_RADIUS_MM..MAX_RADIUS_MM)."""
+    return float(np.clip(radius_mm, MIN_RADIUS_MM, MAX_RADIUS_MM))
+
+
 @dataclass(frozen=True)
 class PaintStroke:
     """One piece of a brush (or eraser) drag on a slice view.

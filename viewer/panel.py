@@ -26,7 +26,7 @@ from PySide6.QtWidgets import QGridLayout, QWidget
 
 from core.projection import ProjectionImage
 from core.volume import LabelMap, Volume
-from viewer.brush import DEFAULT_RADIUS_MM, MAX_RADIUS_MM, MIN_RADIUS_MM
+from viewer.brush import DEFAULT_RADIUS_MM, clamp_radius_mm
 from viewer.findings import FindingsLayer
 from viewer.measure import Measurement
 from viewer.models import CursorModel, MeasurementList, SlabModel, WindowLevelModel
@@ -639,7 +639,7 @@ class ViewerPanel(QWidget):
 
     def set_brush_radius_mm(self, radius_mm: float) -> None:
         """Brush / eraser radius in every slice view (also ``[`` / ``]`` in a view)."""
-        self._brush_radius_mm = float(np.clip(radius_mm, MIN_RADIUS_MM, MAX_RADIUS_MM))
+        self._brush_radius_mm = clamp_radius_mm(radius_mm)
         for view in self._all_slice_views():
             view.set_brush_radius_mm(radius_mm)
 

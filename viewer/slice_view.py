@@ -43,7 +43,7 @@ from vtkmodules.vtkRenderingCore import (
 
 from core.volume import LabelMap, Volume
 from viewer import planes
-from viewer.brush import DEFAULT_RADIUS_MM, MAX_RADIUS_MM, MIN_RADIUS_MM, PaintStroke
+from viewer.brush import DEFAULT_RADIUS_MM, PaintStroke, clamp_radius_mm
 from viewer.corner_text import Annotations, bottom_room, identity_lines, study_lines
 from viewer.findings import FindingsLayer
 from viewer.findings_visual import FindingsVisual
@@ -801,7 +801,7 @@ class SliceView(DeferredRender, QVTKRenderWindowInteractor):
 
     # ------------------------------------------------------------------ brush / eraser
     def set_brush_radius_mm(self, radius_mm: float) -> None:
-        r = float(np.clip(radius_mm, MIN_RADIUS_MM, MAX_RADIUS_MM))
+        r = clamp_radius_mm(radius_mm)
         if r != self.brush_radius_mm:
             self.brush_radius_mm = r
             self._update_brush_cursor()
