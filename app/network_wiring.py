@@ -310,14 +310,15 @@ class NetworkWiring:
         self._refresh.stop()
         self.window.refresh_library()
         shown = self.window.current_series_id
-        if shown is not None and (self._series_uid(shown) in pushed or self._grew(shown)):
+        row = None if shown is None else self._series_row(shown)
+        if row is not None and (str(row.series_uid) in pushed or self._grew(shown, row)):
             self._reload(shown)
 
-    def _grew(self, series_id: Any) -> bool:
-        """The library holds more instances of ``series_id`` than when it was opened (a
-        check on state, whatever order the push's signals came in)."""
-        opened, row = self._opened_with, self._series_row(series_id)
-        return (opened is not None and row is not None and opened[0] == series_id
+    def _grew(self, series_id: Any, row: Any) -> bool:
+        """The library's ``row`` of ``series_id`` holds more instances than when it was
+        opened (a check on state, whatever order the push's signals came in)."""
+        opened = self._opened_with
+        return (opened is not None and opened[0] == series_id
                 and int(row.num_instances) > opened[1])
 
     def _arrival_over(self) -> None:
