@@ -33,8 +33,10 @@ def _loaded(window: Any) -> bool:
     return window.current_volume is not None and not window.load_job.running
 
 
-def test_the_series_on_screen_loads_again_when_a_quiet_push_left_it_incomplete(
-        make_window: Any, qt: Any, library_dir: Path, tmp_path: Path) -> None:
+def _open_first_ten(make_window: Any, qt: Any, library_dir: Path, tmp_path: Path
+                    ) -> tuple[Any, list[Path], Any]:
+    """The demo's first 10 of 24 slices indexed, a window on them, the series opened and
+    loaded: (window, all 24 files, series id)."""
     from dicomio.demo import write_demo_study
 
     files = write_demo_study(tmp_path / "demo", shape=(24, 64, 64))
@@ -45,6 +47,12 @@ def test_the_series_on_screen_loads_again_when_a_quiet_push_left_it_incomplete(
     window.open_series(series_id)
     qt.waitUntil(lambda: _loaded(window), timeout=WAIT_MS)
     assert window.current_volume.shape[0] == 10
+    return window, files, series_id
+
+
+def test_the_series_on_screen_loads_again_when_a_quiet_push_left_it_incomplete(
+        make_window: Any, qt: Any, library_dir: Path, tmp_path: Path) -> None:
+    window, files, series_id = _open_first_ten(make_window, qt, library_dir, tmp_path)
     wiring = window.network
 
     # A quiet push that brought nothing new: the series on screen stays as it is.
@@ -76,21 +84,14 @@ def test_a_busy_job_pool_does_not_hold_back_the_end_of_a_push(
 
     from app import workers
     from app.settings import PREFERENCES_FILE, load_preferences, save_preferences
-    from dicomio.demo import write_demo_study
     from tests.net.conftest import free_port
 
     prefs = load_preferences(library_dir / PREFERENCES_FILE)
     prefs.scp_enabled, prefs.local_port = True, free_port()
     prefs.scp_allowed_aes = ["A_PACS"]
     save_preferences(prefs, library_dir / PREFERENCES_FILE)
-    files = write_demo_study(tmp_path / "demo", shape=(24, 64, 64))
-    _index(library_dir, files[:10])
-    window = make_window(library_dir)
+    window, files, _ = _open_first_ten(make_window, qt, library_dir, tmp_path)
     assert window.network.scp is not None, window.network.scp_problem
-    window.refresh_library()
-    (series_id,) = window.browser.visible_series_ids()
-    window.open_series(series_id)
-    qt.waitUntil(lambda: _loaded(window), timeout=WAIT_MS)
     opened_job = window.load_job
 
     release = threading.Event()
