@@ -77,9 +77,19 @@ def _shot(qt: Any, window: Any, name: str) -> None:
 
 
 def _wait_rows(qt: Any, window: Any, want: str) -> list[tuple[str, str, str, str]]:
+    from pytestqt.exceptions import TimeoutError as QtTimeout
+
+    from app import workers
+
     browser = window.tags.browser
-    qt.waitUntil(lambda: any(want in " ".join(r) for r in browser.visible_rows()),
-                 timeout=WAIT_MS)
+    try:
+        qt.waitUntil(lambda: any(want in " ".join(r) for r in browser.visible_rows()),
+                     timeout=WAIT_MS)
+    except QtTimeout:  # a job pool full of others' jobs never runs the read: say so
+        running = sorted(j.name for j in workers._LIVE if j.running)
+        raise AssertionError(
+            f"no row with {want!r} in {len(browser.visible_rows())} rows; job pool "
+            f"{workers.pool().activeThreadCount()} busy, running {running}") from None
     return browser.visible_rows()
 
 
