@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# How long a test's leftover background jobs may take to finish after it ends.
+LEFTOVER_JOBS_WAIT_S = 20.0
 
 
 @pytest.fixture(autouse=True)
@@ -17,6 +22,36 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(home))
     for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
         monkeypatch.setenv(var, str(home / var.lower()))
+
+
+@pytest.fixture(autouse=True)
+def _no_jobs_left_running() -> Iterator[None]:
+    """Fail the test that leaves jobs running in ``app.workers``' pool.
+
+    The pool has 4 threads shared by the whole test process: jobs one test leaves behind
+    starve the next tests' loads and reads, which then time out far from the cause (two CI
+    runs failed that way). Jobs that finish within :data:`LEFTOVER_JOBS_WAIT_S` are let be;
+    the rest are cancelled and named, and the test that left them fails."""
+    yield
+    workers = sys.modules.get("app.workers")
+    if workers is None or workers._POOL is None:
+        return
+    from PySide6.QtCore import QCoreApplication
+
+    def busy() -> int:
+        return int(workers.pool().activeThreadCount())
+
+    deadline = time.monotonic() + LEFTOVER_JOBS_WAIT_S
+    while busy() and time.monotonic() < deadline:
+        QCoreApplication.processEvents()
+        time.sleep(0.02)
+    if not busy():
+        return
+    count, left = busy(), sorted(j.name for j in workers._LIVE if j.running)
+    stopped = workers.cancel_all_and_wait(10_000)
+    pytest.fail(f"{count} job(s) still running {LEFTOVER_JOBS_WAIT_S:g} s after the test: "
+                f"{left}; cancelled: {'all stopped' if stopped else f'{busy()} still running'}",
+                pytrace=False)
 
 
 @pytest.fixture
