@@ -73,9 +73,9 @@ bench-models: setup
 	$(BIN)/python bench/models.py --threads 2 --repeat 3 --deepbet-pack resources/models/deepbet-fp16w
 
 # Lucida's lung nodule detector, trained here from ../shared (not part of check; about
-# 45 min on 2 cores: 3 min of patches, 24 min of training, two rounds of hard negative
-# mining with 10 and 6 min of fine-tuning, evaluation). torch lives only in
-# the side environment .venv-torch (the CPU wheel, torch==2.13.0). Work files go to
+# 50 min on 2 cores: 3 min of patches, 24 min of training, two rounds of hard negative
+# mining with 10 and 6 min of fine-tuning, evaluation with its size study). torch lives
+# only in the side environment .venv-torch (the CPU wheel, torch==2.13.0). Work files go to
 # .nodules-work/ (gitignored); the pack to resources/models/lucida-lung-nodules.
 NODULES_WORK ?= .nodules-work
 TORCH_VENV   ?= .venv-torch

@@ -59,7 +59,8 @@ def manifest(sha256: str, data: dict[str, Any], *, candidates: bool = False
             "nodule: no claim about any population. Misses and false marks are expected, "
             "above all on vessels seen end-on, scars, atelectasis and ground glass of "
             "infection; nodules outside the lung mask (dense consolidation, effusion) are "
-            "not reported. Not a diagnostic device."),
+            "not reported. Small nodules are missed more often than large ones (the model "
+            "card's size study). Not a diagnostic device."),
         "research_use_notice": "Research use only; not for diagnostic use. Review every mark.",
         "model_card": "MODEL_CARD.md",
         "modality": ["CT"],
@@ -119,6 +120,33 @@ def _froc_line(froc: dict[str, Any]) -> str:
             "on LIDC-IDRI cases it never saw to judge it (aim: CPM 0.8).")
 
 
+def size_limit(evaluation: dict[str, Any] | None) -> str | None:
+    """The size below which the size study found fewer than 3 in 4 nodules, as a limit."""
+    study = next((r for r in (evaluation or {}).get("results", [])
+                  if r["scan"] == "demo-sizes"), None)
+    if study is None:
+        return None
+    rows = study["nodules"]
+    sizes = sorted({r["diameter_mm"] for r in rows})
+
+    def rate(sel: list[dict[str, Any]]) -> float:
+        return sum(r["found"] for r in sel) / len(sel)
+
+    # the smallest size from which every size's rate reaches 3/4
+    good = [d for d in sizes if all(rate([r for r in rows if r["diameter_mm"] == e]) >= 0.75
+                                    for e in sizes if e >= d)]
+    if not good or good[0] == sizes[0]:
+        return None
+    small = [r for r in rows if r["diameter_mm"] < good[0]]
+    by = {c: [r for r in small if r["context"] == c]
+          for c in dict.fromkeys(r["context"] for r in small)}
+    worst = min(by, key=lambda c: rate(by[c]))
+    return (f"Small nodules are often missed: in the size study (measured results) "
+            f"{sum(r['found'] for r in small)} of {len(small)} solid nodules under "
+            f"{good[0]:g} mm were found, {worst} ones least "
+            f"({sum(r['found'] for r in by[worst])} of {len(by[worst])}).")
+
+
 def _card(m: dict[str, Any], train: dict[str, Any], data: dict[str, Any],
           evaluation: dict[str, Any] | None, froc: dict[str, Any] | None,
           onnx_size: int) -> str:
@@ -175,6 +203,7 @@ def _card(m: dict[str, Any], train: dict[str, Any], data: dict[str, Any],
         "(one GE, one COVID-19 patient) gave all the backgrounds.",
         "- The RICORD series is CC BY-NC 4.0 (TCIA); these weights are derived from it.",
         "- Nodules below 3 mm are not targets; calcified nodules were not modelled.",
+        *([f"- {limit}"] if (limit := size_limit(evaluation)) else []),
         "- Findings outside the lung mask are dropped: a nodule in consolidation, effusion "
         "or beyond a field of view cut through the lung is not reported.",
         "",

@@ -45,6 +45,9 @@ def test_pack_is_valid_small_and_needs_the_lung_mask(registry: Registry) -> None
     for heading in ("How it was trained", "Measured results", "Limits and biases"):
         assert f"## {heading}" in card
     assert "synthetic" in card.lower()
+    # sensitivity by size is measured and its limit stated (issue 17: state the limits)
+    assert "Solid smooth nodules drawn into the demo phantom" in card
+    assert "- Small nodules are often missed: in the size study" in card
 
 
 def test_finds_the_demo_study_nodules(registry: Registry) -> None:

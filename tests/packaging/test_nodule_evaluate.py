@@ -55,3 +55,32 @@ def test_size_study_draws_apart_in_each_context_and_finds_12_mm(
     line = ev._size_line(study)
     assert ("12 mm 6/6 (isolated 2/2, juxtapleural 2/2, juxtavascular 2/2; median peak "
             "probability 1.00)") in line, line
+
+
+def _rows(found: dict[tuple[float, str], tuple[int, int]]) -> list[dict[str, object]]:
+    return [{"diameter_mm": d, "context": c, "found": n < hits}
+            for (d, c), (hits, total) in found.items() for n in range(total)]
+
+
+def test_the_card_states_the_size_below_which_most_nodules_are_missed() -> None:
+    import build_pack
+
+    rows = _rows({(4.0, "isolated"): (1, 4), (4.0, "juxtapleural"): (0, 4),
+                  (6.0, "isolated"): (4, 4), (6.0, "juxtapleural"): (1, 4),
+                  (8.0, "isolated"): (2, 4), (8.0, "juxtapleural"): (4, 4),  # 6/8: enough
+                  (12.0, "isolated"): (4, 4), (12.0, "juxtapleural"): (4, 4)})
+    evaluation = {"results": [{"scan": "demo"}, {"scan": "demo-sizes", "nodules": rows}]}
+    assert build_pack.size_limit(evaluation) == (
+        "Small nodules are often missed: in the size study (measured results) 6 of 16 solid "
+        "nodules under 8 mm were found, juxtapleural ones least (1 of 8).")
+    # a dip at a larger size moves the bound above it
+    rows = _rows({(4.0, "isolated"): (4, 4), (8.0, "isolated"): (2, 4),
+                  (12.0, "isolated"): (4, 4)})
+    assert "under 12 mm" in str(build_pack.size_limit(
+        {"results": [{"scan": "demo-sizes", "nodules": rows}]}))
+    # nothing to say when every size is found, or without a size study
+    rows = _rows({(4.0, "isolated"): (3, 4), (8.0, "isolated"): (4, 4)})
+    assert build_pack.size_limit({"results": [{"scan": "demo-sizes", "nodules": rows}]}) \
+        is None
+    assert build_pack.size_limit({"results": [{"scan": "demo"}]}) is None
+    assert build_pack.size_limit(None) is None
