@@ -29,9 +29,10 @@ def _no_jobs_left_running() -> Iterator[None]:
     """Fail the test that leaves jobs running in ``app.workers``' pool.
 
     The pool has 4 threads shared by the whole test process: jobs one test leaves behind
-    starve the next tests' loads and reads, which then time out far from the cause (two CI
-    runs failed that way). Jobs that finish within :data:`LEFTOVER_JOBS_WAIT_S` are let be;
-    the rest are cancelled and named, and the test that left them fails."""
+    starve the next tests' loads and reads, which then time out far from the cause (the
+    suspected cause of two CI failures). Jobs that finish within
+    :data:`LEFTOVER_JOBS_WAIT_S` are let be; the rest are cancelled and named, and the test
+    that left them fails."""
     yield
     workers = sys.modules.get("app.workers")
     if workers is None or workers._POOL is None:
