@@ -81,10 +81,11 @@ def demo(pack: Path, threads: int) -> dict[str, Any]:
 
 def _peak(heatmap: Any, centre_lps: Any, radius_mm: float) -> float:
     """The highest probability within ``radius_mm`` of a point (a box around it)."""
+    from core.geometry import lps_to_index, spacing_from_affine
+
     a = heatmap.array if heatmap.array.ndim == 3 else heatmap.array[0]
-    inv = np.linalg.inv(heatmap.affine)
-    c = (inv @ np.r_[np.asarray(centre_lps, dtype=np.float64), 1.0])[:3]
-    reach = radius_mm / np.linalg.norm(heatmap.affine[:3, :3], axis=0)
+    c = lps_to_index(heatmap.affine, centre_lps)
+    reach = radius_mm / spacing_from_affine(heatmap.affine)
     lo = np.maximum(np.floor(c - reach).astype(int), 0)
     hi = np.minimum(np.ceil(c + reach).astype(int) + 1, a.shape)
     return float(a[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].max())
@@ -98,11 +99,11 @@ def size_study(pack: Path, threads: int, seed: int = 5) -> dict[str, Any]:
     import make_dataset as md
     from nodule_synth import CONTEXTS, NoduleSpec, candidate_centres, insert_nodule
 
+    from core.geometry import index_to_lps
     from dicomio.demo import DEMO_NODULES, build_demo_volume
 
     base = build_demo_volume()
-    affine = np.asarray(base.affine, dtype=np.float64)
-    sp = np.linalg.norm(affine[:3, :3], axis=0)
+    sp = base.spacing_mm
     spacing = (float(sp[0]), float(sp[1]), float(sp[2]))
     lung = md._lung_mask(base)
     rows: list[dict[str, Any]] = []
@@ -117,7 +118,7 @@ def size_study(pack: Path, threads: int, seed: int = 5) -> dict[str, Any]:
                                       count=400)
             n = 0
             for c in sites:
-                lps = (affine @ np.r_[c, 1.0])[:3]
+                lps = index_to_lps(base.affine, c)
                 if min(float(np.linalg.norm(lps - p)) for p in placed) < APART_MM:
                     continue
                 insert_nodule(hu, spacing, (c[0], c[1], c[2]), NoduleSpec(d, context=context),
