@@ -125,6 +125,11 @@ def make(fn: Callable[[JobContext], Any], name: str = "job") -> Job:
     return Job(fn, name)
 
 
+def running_job_names() -> list[str]:
+    """Names of the jobs started and not yet done, sorted (for diagnostics)."""
+    return sorted(job.name for job in _LIVE if job.running)
+
+
 def cancel_all_and_wait(timeout_ms: int = 10000) -> bool:
     """Cancel every running job and wait for the pool (used when the window closes)."""
     for job in list(_LIVE):

@@ -48,7 +48,7 @@ def _no_jobs_left_running() -> Iterator[None]:
         time.sleep(0.02)
     if not busy():
         return
-    count, left = busy(), sorted(j.name for j in workers._LIVE if j.running)
+    count, left = busy(), workers.running_job_names()
     stopped = workers.cancel_all_and_wait(10_000)
     pytest.fail(f"{count} job(s) still running {LEFTOVER_JOBS_WAIT_S:g} s after the test: "
                 f"{left}; cancelled: {'all stopped' if stopped else f'{busy()} still running'}",

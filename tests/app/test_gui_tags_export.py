@@ -86,7 +86,7 @@ def _wait_rows(qt: Any, window: Any, want: str) -> list[tuple[str, str, str, str
         qt.waitUntil(lambda: any(want in " ".join(r) for r in browser.visible_rows()),
                      timeout=WAIT_MS)
     except QtTimeout:  # a job pool full of others' jobs never runs the read: say so
-        running = sorted(j.name for j in workers._LIVE if j.running)
+        running = workers.running_job_names()
         raise AssertionError(
             f"no row with {want!r} in {len(browser.visible_rows())} rows; job pool "
             f"{workers.pool().activeThreadCount()} busy, running {running}") from None

@@ -115,7 +115,7 @@ def wait_or_explain(qt: Any, window: Any, series_id: Any, condition: Any) -> Non
         from app import workers
 
         wiring, job, volume = window.network, window.load_job, window.current_volume
-        jobs = sorted(j.name for j in workers._LIVE if j.running)
+        jobs = workers.running_job_names()
         scp = wiring.scp
         raise AssertionError(
             f"library holds {len(window.library.series_sources(series_id))} instances; "
